@@ -1,0 +1,105 @@
+"""The ``melanoma`` command: thin wrappers over library functions.
+
+Training-side commands (train, export) import torch lazily, so ``predict``, ``evaluate`` and ``app``
+run on the core install (onnxruntime + numpy + Pillow).
+"""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import sys
+import time
+from pathlib import Path
+
+DISCLAIMER = "Research software, not a medical device: outputs are model estimates, not diagnoses."
+
+
+def _train(args: argparse.Namespace) -> int:
+    from melanoma.config import load_config
+
+    overrides = list(args.overrides)
+    if args.data_dir:
+        overrides.append(f"data.data_dir={args.data_dir}")
+    config = load_config(args.config, overrides)
+    if config.task != args.task:
+        raise SystemExit(f"error: {args.config} is a {config.task} config, but you asked to train {args.task}")
+    config.command = shlex.join(["melanoma", *sys.argv[1:]])
+    out = Path(args.out or f"runs/{args.task}-{time.strftime('%Y%m%d-%H%M%S')}")
+    if args.resume and not (out / "last.pt").is_file():
+        raise SystemExit(f"error: --resume needs {out / 'last.pt'}; pass the --out of the run to continue")
+
+    from melanoma.training.engine import fit
+
+    best = fit(config, out, resume=args.resume)
+    print(f"run directory: {out}\nbest epoch: {best['row']}")
+    return 0
+
+
+def _export(args: argparse.Namespace) -> int:
+    from melanoma.inference.export import export_run
+
+    out = export_run(Path(args.run_dir), Path(args.out) if args.out else None, calibrate=not args.no_calibrate)
+    print(f"exported to {out}")
+    return 0
+
+
+def _prepare(args: argparse.Namespace) -> int:
+    from melanoma.data.prepare import prepare_isic2017
+
+    counts = prepare_isic2017(Path(args.archives), Path(args.out), download=not args.no_download)
+    print(f"prepared {args.out}: {counts}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="melanoma", description=f"Melanoma detection and lesion segmentation. {DISCLAIMER}"
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    train = commands.add_parser("train", help="train a model from a YAML config (needs the [train] extra)")
+    train.add_argument("task", choices=["segmentation", "classification"])
+    train.add_argument("--config", required=True, help="YAML file, e.g. configs/segmentation.yaml")
+    train.add_argument("--data-dir", help="ISIC layout root (default: $MELANOMA_DATA or ../shared/data/isic2017)")
+    train.add_argument("--out", help="run directory (default: runs/<task>-<time>)")
+    train.add_argument("--resume", action="store_true", help="continue from <out>/last.pt")
+    train.add_argument(
+        "overrides", nargs="*", metavar="KEY=VALUE", help="config overrides, e.g. optim.lr=3e-4 --data.image_size=192"
+    )
+    train.set_defaults(func=_train)
+
+    export = commands.add_parser("export", help="export a run's best checkpoint to ONNX + JSON config")
+    export.add_argument("run_dir")
+    export.add_argument("--out", help="model folder to write (default: <run_dir>/export)")
+    export.add_argument("--no-calibrate", action="store_true", help="skip the threshold search on validation data")
+    export.set_defaults(func=_export)
+
+    data = commands.add_parser("data", help="data preparation")
+    data_commands = data.add_subparsers(dest="data_command", required=True)
+    prepare = data_commands.add_parser("prepare", help="build the project's data layout from official archives")
+    prepare.add_argument("dataset", choices=["isic2017"])
+    prepare.add_argument("--archives", required=True, help="folder holding (or receiving) the official ISIC archives")
+    prepare.add_argument("--out", required=True, help="output folder (the layout of ../shared/data/isic2017)")
+    prepare.add_argument("--no-download", action="store_true", help="fail instead of downloading missing archives")
+    prepare.set_defaults(func=_prepare)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    if extra:
+        # Config overrides may come anywhere after `train TASK` (argparse binds positionals greedily).
+        if args.command != "train" or any("=" not in item for item in extra):
+            parser.error(f"unrecognized arguments: {' '.join(extra)}")
+        args.overrides = [*args.overrides, *extra]
+    try:
+        return args.func(args)
+    except (ValueError, FileNotFoundError, ImportError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

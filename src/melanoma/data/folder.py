@@ -1,0 +1,244 @@
+"""A user's own data: a folder of images, an optional ``image_id,melanoma`` CSV and an optional masks folder.
+
+Layout::
+
+    images_dir/<image_id>.{jpg,jpeg,png,bmp,tif,tiff}
+    labels_csv: image_id,melanoma            (image_id = the image file's stem, melanoma 0 or 1)
+    masks_dir/<image_id>_segmentation.png    (binary lesion mask, same size as the image)
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+from PIL import Image
+
+from melanoma.data.samples import MASK_SUFFIX, DataError, Sample, list_images, mask_path_for, read_labels_csv
+
+# Files that sit next to images in ISIC-style folders but are not images to classify.
+_NOT_IMAGE_SUFFIXES = (MASK_SUFFIX, "_superpixels.png")
+# Image modes PIL converts to RGB without losing meaning; 16-bit and float images need the user's attention.
+_IMAGE_MODES = ("RGB", "RGBA", "L", "LA", "P", "CMYK", "YCbCr", "1")
+_MASK_MODES = ("L", "1", "P", "RGB", "RGBA", "LA")
+_MAX_LISTED_PROBLEMS = 10
+
+
+def read_image_folder(
+    images_dir: Path,
+    labels_csv: Path | None = None,
+    masks_dir: Path | None = None,
+    require_masks: bool = False,
+) -> list[Sample]:
+    """List the samples of a folder of dermoscopic images.
+
+    Args:
+        images_dir: folder holding the images, named ``<image_id>.<suffix>``.
+        labels_csv: CSV with columns ``image_id,melanoma`` (other columns are ignored); every image needs a row
+            and every row an image. None leaves the labels unknown.
+        masks_dir: folder holding ``<image_id>_segmentation.png`` masks. None means no masks.
+        require_masks: when True every image must have its mask (for training a segmenter).
+
+    Returns:
+        One Sample per image, sorted by file name.
+
+    Raises:
+        DataError: when the folder is missing or empty, two images share a stem, an image lacks its label or
+            (with ``require_masks``) its mask, or the CSV lists an image that is not in the folder.
+    """
+    images_dir, labels_csv, masks_dir = _as_path(images_dir), _as_path(labels_csv), _as_path(masks_dir)
+    image_paths = _list_lesion_images(images_dir)
+    if require_masks and masks_dir is None:
+        raise DataError("masks are required but no masks folder was given; pass the folder of *_segmentation.png")
+    if masks_dir is not None and not masks_dir.is_dir():
+        raise DataError(f"masks folder {masks_dir} does not exist; pass the folder that holds *{MASK_SUFFIX}")
+    labels = read_labels_csv(labels_csv) if labels_csv is not None else None
+    if labels is not None:
+        _check_label_coverage(image_paths, labels, labels_csv)
+    samples = []
+    for image_path in image_paths:
+        image_id = image_path.stem
+        mask_path = _find_mask(masks_dir, image_path, require_masks)
+        melanoma = labels[image_id] if labels is not None else None
+        samples.append(Sample(image_id, image_path, mask_path, melanoma))
+    return samples
+
+
+def stratified_split(
+    samples: Sequence[Sample], val_fraction: float = 0.2, seed: int = 0
+) -> tuple[list[Sample], list[Sample]]:
+    """Split labelled samples into train and validation sets with the same melanoma rate in each.
+
+    The split depends only on ``samples`` and ``seed``; both parts keep the input order.
+
+    Args:
+        samples: labelled samples (``melanoma`` is 0 or 1 for each).
+        val_fraction: share of the samples that goes to validation, strictly between 0 and 1.
+        seed: random seed; the same seed gives the same split.
+
+    Returns:
+        ``(train_samples, val_samples)``.
+
+    Raises:
+        DataError: when a sample has no label, the fraction is out of range, or a class is too small to split.
+    """
+    from sklearn.model_selection import train_test_split  # imported here: scikit-learn is slow to import
+
+    if not 0.0 < val_fraction < 1.0:
+        raise DataError(f"val_fraction must be between 0 and 1 (exclusive), got {val_fraction}")
+    unlabelled = [s.image_id for s in samples if s.melanoma is None]
+    if unlabelled:
+        raise DataError(
+            f"cannot stratify by melanoma label: {len(unlabelled)} sample(s) have no label "
+            f"(first: {unlabelled[0]}); pass a labels CSV"
+        )
+    indices = list(range(len(samples)))
+    labels = [s.melanoma for s in samples]
+    try:
+        train_indices, val_indices = train_test_split(
+            indices, test_size=val_fraction, random_state=seed, shuffle=True, stratify=labels
+        )
+    except ValueError as error:
+        raise DataError(
+            f"cannot split {len(samples)} samples ({sum(labels)} melanoma) with val_fraction={val_fraction}: "
+            f"{error}; each class needs at least 2 samples and one in each part: add data or change val_fraction"
+        ) from error
+    return [samples[i] for i in sorted(train_indices)], [samples[i] for i in sorted(val_indices)]
+
+
+def check_samples(samples: Sequence[Sample], check_pixels: bool = True) -> None:
+    """Check that samples are usable for training before a long run starts.
+
+    Checks that the list is not empty, image ids are unique, files exist, either every sample or none has a
+    mask and a label, and labels are 0/1. With ``check_pixels`` it also decodes every image and mask (PIL
+    ``open`` + ``load``) and checks that each mask has its image's size.
+
+    Raises:
+        DataError: listing each problem with the file it concerns and what to do.
+    """
+    if not samples:
+        raise DataError("no samples: the data folder is empty; add images or pass the folder that holds them")
+    problems = _structure_problems(samples)
+    if check_pixels and not problems:
+        workers = min(8, os.cpu_count() or 1)
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            for sample_problems in pool.map(_pixel_problems, samples):
+                problems.extend(sample_problems)
+    if problems:
+        raise DataError(_format_problems(problems))
+
+
+def _format_problems(problems: list[str]) -> str:
+    listed = "\n  ".join(problems[:_MAX_LISTED_PROBLEMS])
+    hidden = len(problems) - _MAX_LISTED_PROBLEMS
+    more = f"\n  ... and {hidden} more" if hidden > 0 else ""
+    return f"{len(problems)} problem(s) in the data:\n  {listed}{more}"
+
+
+def _as_path(path: Path | str | None) -> Path | None:
+    return None if path is None else Path(path).expanduser()
+
+
+def _list_lesion_images(images_dir: Path) -> list[Path]:
+    """Images in the folder, without masks and superpixel maps kept beside them; unique stems."""
+    paths = [p for p in list_images(images_dir) if not p.name.lower().endswith(_NOT_IMAGE_SUFFIXES)]
+    if not paths:
+        raise DataError(f"image folder {images_dir} holds only masks or superpixel maps; pass the image folder")
+    by_stem: dict[str, Path] = {}
+    for path in paths:
+        if path.stem in by_stem:
+            raise DataError(
+                f"images {by_stem[path.stem].name} and {path.name} in {images_dir} share the id {path.stem!r}; "
+                "rename or remove one"
+            )
+        by_stem[path.stem] = path
+    return paths
+
+
+def _check_label_coverage(image_paths: list[Path], labels: dict[str, int], labels_csv: Path) -> None:
+    image_ids = {p.stem for p in image_paths}
+    unlabelled = [p for p in image_paths if p.stem not in labels]
+    if unlabelled:
+        raise DataError(
+            f"image {unlabelled[0]} has no label in {labels_csv} ({len(unlabelled)} image(s) without a label); "
+            f"add a row '{unlabelled[0].stem},<0 or 1>' or remove the image"
+        )
+    missing = sorted(image_id for image_id in labels if image_id not in image_ids)
+    if missing:
+        raise DataError(
+            f"{labels_csv} lists image {missing[0]!r} but {image_paths[0].parent} has no image with that name "
+            f"({len(missing)} missing); add the image or remove its row"
+        )
+
+
+def _find_mask(masks_dir: Path | None, image_path: Path, require_masks: bool) -> Path | None:
+    if masks_dir is None:
+        return None
+    mask_path = mask_path_for(masks_dir, image_path.stem)
+    if mask_path.is_file():
+        return mask_path
+    if require_masks:
+        raise DataError(f"image {image_path} has no mask: expected {mask_path}; add the mask or remove the image")
+    return None
+
+
+def _structure_problems(samples: Sequence[Sample]) -> list[str]:
+    problems = []
+    seen: set[str] = set()
+    with_mask = sum(s.mask_path is not None for s in samples)
+    with_label = sum(s.melanoma is not None for s in samples)
+    for sample in samples:
+        if sample.image_id in seen:
+            problems.append(f"image id {sample.image_id} appears twice; give each image a unique name")
+        seen.add(sample.image_id)
+        if not Path(sample.image_path).is_file():
+            problems.append(f"image {sample.image_path} does not exist; restore it or remove the sample")
+        if sample.mask_path is not None and not Path(sample.mask_path).is_file():
+            problems.append(f"mask {sample.mask_path} of image {sample.image_path} does not exist; add it")
+        if sample.mask_path is None and with_mask > 0:
+            problems.append(
+                f"image {sample.image_path} has no mask while {with_mask} other image(s) have one; "
+                f"add {sample.image_id}{MASK_SUFFIX} or remove the image"
+            )
+        if sample.melanoma is None and with_label > 0:
+            problems.append(
+                f"image {sample.image_path} has no label while {with_label} other image(s) have one; "
+                f"add a row '{sample.image_id},<0 or 1>' to the labels CSV"
+            )
+        if sample.melanoma is not None and sample.melanoma not in (0, 1):
+            problems.append(f"image {sample.image_path} has melanoma label {sample.melanoma!r}; use 0 or 1")
+    return problems
+
+
+def _pixel_problems(sample: Sample) -> list[str]:
+    try:
+        image_size = _load_size(Path(sample.image_path), _IMAGE_MODES, "an 8-bit RGB or grayscale image")
+    except DataError as error:
+        return [str(error)]
+    if sample.mask_path is None:
+        return []
+    try:
+        mask_size = _load_size(Path(sample.mask_path), _MASK_MODES, "an 8-bit single-channel PNG with values 0/255")
+    except DataError as error:
+        return [str(error)]
+    if mask_size != image_size:
+        return [
+            f"mask {sample.mask_path} is {mask_size[0]}x{mask_size[1]} but its image {sample.image_path} is "
+            f"{image_size[0]}x{image_size[1]}; resize the mask to the image's size (nearest neighbour)"
+        ]
+    return []
+
+
+def _load_size(path: Path, modes: tuple[str, ...], expected: str) -> tuple[int, int]:
+    """Decode the whole file (``open`` only reads the header) and return its (width, height)."""
+    try:
+        with Image.open(path) as image:
+            image.load()
+            mode, size = image.mode, image.size
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as error:
+        raise DataError(f"{path} cannot be read as an image ({error}); re-export it or remove it") from error
+    if mode not in modes:
+        raise DataError(f"{path} has pixel mode {mode!r}; expected {expected}: convert it")
+    return size

@@ -1,0 +1,76 @@
+"""The sample record shared by every dataset reader, and the data error type."""
+
+from __future__ import annotations
+
+import csv
+from dataclasses import dataclass
+from pathlib import Path
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff")
+MASK_SUFFIX = "_segmentation.png"
+
+
+class DataError(ValueError):
+    """A data set on disk is not usable; the message names the file and what to do."""
+
+
+@dataclass(frozen=True)
+class Sample:
+    """One dermoscopic image and what is known about it.
+
+    Attributes:
+        image_id: the image's stem, e.g. ``ISIC_0000000``.
+        image_path: path to the image file.
+        mask_path: path to its binary lesion mask (``<stem>_segmentation.png``), or None.
+        melanoma: 1 for melanoma, 0 for not melanoma, None when the label is unknown.
+    """
+
+    image_id: str
+    image_path: Path
+    mask_path: Path | None = None
+    melanoma: int | None = None
+
+
+def list_images(folder: Path) -> list[Path]:
+    """All image files directly in ``folder`` (sorted), or a DataError when there are none."""
+    if not folder.is_dir():
+        raise DataError(f"image folder {folder} does not exist; pass the folder that holds the images")
+    paths = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+    if not paths:
+        raise DataError(f"image folder {folder} is empty: expected files ending in {', '.join(IMAGE_SUFFIXES)}")
+    return paths
+
+
+def read_labels_csv(path: Path) -> dict[str, int]:
+    """Read ``image_id,melanoma`` rows into a dict; other columns are ignored.
+
+    Raises:
+        DataError: when the file is missing, lacks a column, or a label is not 0/1.
+    """
+    if not path.is_file():
+        raise DataError(f"labels CSV {path} does not exist")
+    with path.open(newline="") as handle:
+        reader = csv.DictReader(handle)
+        columns = reader.fieldnames or []
+        missing = [c for c in ("image_id", "melanoma") if c not in columns]
+        if missing:
+            raise DataError(
+                f"labels CSV {path} is missing column(s) {', '.join(missing)}; "
+                f"it has {', '.join(columns) or 'no header'}; expected a header 'image_id,melanoma'"
+            )
+        labels: dict[str, int] = {}
+        for line, row in enumerate(reader, start=2):
+            raw = (row["melanoma"] or "").strip()
+            try:
+                value = float(raw)
+            except ValueError:
+                value = -1.0
+            if value not in (0.0, 1.0):
+                raise DataError(f"labels CSV {path}, line {line}: melanoma label {raw!r} is not 0 or 1")
+            labels[row["image_id"].strip()] = int(value)
+    return labels
+
+
+def mask_path_for(masks_dir: Path, image_id: str) -> Path:
+    """Where the mask of ``image_id`` lives: ``<masks_dir>/<image_id>_segmentation.png``."""
+    return masks_dir / f"{image_id}{MASK_SUFFIX}"

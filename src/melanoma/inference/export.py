@@ -1,0 +1,152 @@
+"""Export a training run to the shipped format: ONNX (opset 17, dynamic batch) + a JSON model config.
+
+The export also calibrates on the run's validation data through the exported ONNX graph itself
+(the exact serving path): the segmentation threshold and post-processing, or the classifier's
+Youden-J threshold, with the validation metrics they give. This module needs the [train] extra.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from melanoma.config import TrainConfig, from_dict
+from melanoma.models.factory import build_model
+from melanoma.models.pretrained import PRETRAINED_MEAN, PRETRAINED_STD
+from melanoma.training.checkpoint import load_checkpoint
+
+OPSET = 17
+MODEL_FILES = {"segmentation": "segmentation.onnx", "classification": "classification.onnx"}
+
+
+class SegmentationGraph(nn.Module):
+    """U-Net logits -> lesion probability per pixel, [B, 1, H, W]."""
+
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.model = model
+
+    def forward(self, image: torch.Tensor) -> torch.Tensor:
+        return torch.sigmoid(self.model(image))
+
+
+class ClassificationGraph(nn.Module):
+    """EfficientNet -> (melanoma probability [B], class activation map [B, h, w]).
+
+    The CAM is the head's linear layer applied at every position of the last feature map, so its spatial
+    mean plus the bias equals the logit (global average pooling is linear): it shows where the evidence is.
+    """
+
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.model = model
+
+    def forward(self, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        features = self.model.forward_features(image)
+        logit = self.model.forward_head(features).view(-1)
+        weight = self.model.classifier.weight.view(1, -1, 1, 1)
+        cam = (features * weight).sum(1)
+        return torch.sigmoid(logit), cam
+
+
+def load_run_model(run_dir: Path, checkpoint: str = "best.pt") -> tuple[nn.Module, TrainConfig, dict[str, Any]]:
+    """The trained model of a run (eval mode), its config and the checkpoint's extra fields."""
+    state = load_checkpoint(Path(run_dir) / checkpoint)
+    config = from_dict(TrainConfig, state["config"])
+    config.model.pretrained = False  # the checkpoint holds all weights
+    model = build_model(config.task, config.model)
+    model.load_state_dict(state["model"])
+    return model.eval(), config, state
+
+
+def export_onnx(model: nn.Module, task: str, image_size: int, path: Path) -> None:
+    """Write the serving graph of ``model`` to ``path`` and check it with ``onnx.checker``."""
+    import onnx
+
+    graph = SegmentationGraph(model) if task == "segmentation" else ClassificationGraph(model)
+    graph.eval()
+    outputs = ["lesion_probability"] if task == "segmentation" else ["melanoma_probability", "activation_map"]
+    dynamic = {"image": {0: "batch"}, **{name: {0: "batch"} for name in outputs}}
+    with torch.no_grad():
+        torch.onnx.export(
+            graph,
+            (torch.zeros(1, 3, image_size, image_size),),
+            str(path),
+            input_names=["image"],
+            output_names=outputs,
+            dynamic_axes=dynamic,
+            opset_version=OPSET,
+            dynamo=False,
+        )
+    onnx.checker.check_model(onnx.load(str(path)))
+
+
+def _metric_history(run_dir: Path) -> list[dict[str, Any]]:
+    import csv
+
+    path = run_dir / "metrics.csv"
+    if not path.is_file():
+        return []
+    with path.open() as handle:
+        return [{k: (float(v) if k != "epoch" else int(v)) for k, v in row.items()} for row in csv.DictReader(handle)]
+
+
+def export_run(run_dir: Path, out_dir: Path | None = None, calibrate: bool = True) -> Path:
+    """Export ``run_dir/best.pt`` into ``out_dir`` (default ``run_dir/export``) and calibrate on validation data."""
+    run_dir = Path(run_dir)
+    out_dir = Path(out_dir) if out_dir else run_dir / "export"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    model, config, state = load_run_model(run_dir)
+    task = config.task
+    onnx_path = out_dir / MODEL_FILES[task]
+    export_onnx(model, task, config.data.image_size, onnx_path)
+    model_config: dict[str, Any] = {
+        "task": task,
+        "format_version": 1,
+        "onnx_file": onnx_path.name,
+        "arch": config.model.arch,
+        "input_size": config.data.image_size,
+        "resize": "squash",
+        "mean": list(PRETRAINED_MEAN),
+        "std": list(PRETRAINED_STD),
+        "opset": OPSET,
+        "training": {
+            "command": config.command,
+            "data": state.get("provenance", {}),
+            "best_epoch": int(state["epoch"]) + 1,
+            "best_epoch_metrics": state.get("metrics"),
+            "history": _metric_history(run_dir),
+            "config": state["config"],
+        },
+        "exported": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "intended_use": "Research on dermoscopic images; not a medical device and not a diagnosis.",
+    }
+    if task == "segmentation":
+        model_config.update(threshold=0.5, postprocess={"largest_component": False, "fill_holes": False})
+    else:
+        model_config.update(threshold=0.5, label="melanoma", activation_map_output="activation_map")
+    if calibrate:
+        from melanoma.inference.calibrate import calibrate_model
+
+        model_config.update(calibrate_model(onnx_path, model_config, config, out_dir))
+    (out_dir / "config.json").write_text(json.dumps(model_config, indent=2) + "\n")
+    config_yaml = run_dir / "config.yaml"
+    if config_yaml.is_file():
+        shutil.copy(config_yaml, out_dir / "train_config.yaml")
+    return out_dir
+
+
+def pytorch_reference(model: nn.Module, task: str, batch: np.ndarray) -> list[np.ndarray]:
+    """The serving graph's outputs computed in PyTorch (for ONNX parity checks)."""
+    graph = SegmentationGraph(model) if task == "segmentation" else ClassificationGraph(model)
+    with torch.no_grad():
+        outputs = graph.eval()(torch.from_numpy(batch))
+    outputs = outputs if isinstance(outputs, tuple) else (outputs,)
+    return [o.numpy() for o in outputs]

@@ -1,0 +1,1 @@
+"""Training: datasets, losses, the one training loop for both tasks, checkpoints (imports torch)."""

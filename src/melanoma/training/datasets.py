@@ -1,0 +1,127 @@
+"""Torch datasets over ``Sample`` lists: decoded once into memory, augmented per item."""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image
+from torch.utils.data import Dataset
+
+from melanoma.config import DataConfig
+from melanoma.data import Sample, read_isic2017
+from melanoma.models.pretrained import PRETRAINED_MEAN, PRETRAINED_STD
+
+
+def _read_rgb(path) -> np.ndarray:
+    with Image.open(path) as image:
+        return np.asarray(image.convert("RGB"))
+
+
+def _read_mask(path) -> np.ndarray:
+    with Image.open(path) as image:
+        return (np.asarray(image.convert("L")) > 127).astype(np.uint8)
+
+
+def normalize(image: np.ndarray, mean=PRETRAINED_MEAN, std=PRETRAINED_STD) -> torch.Tensor:
+    """uint8 HxWx3 -> float CxHxW normalised with the model's mean/std."""
+    array = (image.astype(np.float32) / 255.0 - np.asarray(mean, np.float32)) / np.asarray(std, np.float32)
+    return torch.from_numpy(array.transpose(2, 0, 1).copy())
+
+
+class LesionDataset(Dataset):
+    """Images (and masks or labels) for one task, held decoded in memory (2000 x 256 px is ~0.4 GB).
+
+    Each item is a dict with ``image`` (normalised float CxHxW) and, for segmentation, ``mask``
+    (float 1xHxW at the model size) and ``full_mask`` (uint8 HxW at the stored size, for the official
+    metric); for classification ``label`` (float). ``index`` points back into ``samples``.
+    """
+
+    def __init__(self, samples: list[Sample], task: str, transform: Any, keep_full_mask: bool = False):
+        self.samples = samples
+        self.task = task
+        self.transform = transform
+        self.keep_full_mask = keep_full_mask
+        if task == "segmentation" and any(s.mask_path is None for s in samples):
+            raise ValueError("segmentation training needs a mask for every image")
+        if task == "classification" and any(s.melanoma is None for s in samples):
+            raise ValueError("classification training needs a melanoma label for every image")
+        with ThreadPoolExecutor(4) as pool:
+            self.images = list(pool.map(lambda s: _read_rgb(s.image_path), samples))
+            self.masks = list(pool.map(lambda s: _read_mask(s.mask_path), samples)) if task == "segmentation" else []
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        item: dict[str, Any] = {"index": index}
+        if self.task == "segmentation":
+            out = self.transform(image=self.images[index], mask=self.masks[index])
+            item["mask"] = torch.from_numpy((out["mask"] > 0).astype(np.float32))[None]
+            if self.keep_full_mask:
+                item["full_mask"] = self.masks[index]
+        else:
+            out = self.transform(image=self.images[index])
+            item["label"] = torch.tensor(float(self.samples[index].melanoma))
+        item["image"] = normalize(out["image"])
+        return item
+
+
+def collate(batch: list[dict[str, Any]]) -> dict[str, Any]:
+    """Stack tensors; keep ``full_mask`` arrays as a list (their sizes may differ)."""
+    out: dict[str, Any] = {}
+    for key in batch[0]:
+        values = [item[key] for item in batch]
+        if key == "full_mask":
+            out[key] = values
+        elif isinstance(values[0], torch.Tensor):
+            out[key] = torch.stack(values)
+        else:
+            out[key] = torch.tensor(values)
+    return out
+
+
+def load_splits(data: DataConfig) -> tuple[list[Sample], list[Sample], dict[str, Any]]:
+    """(train, validation, provenance) for the data described by ``data``."""
+    if data.source == "isic2017":
+        from melanoma.data.isic import resolve_data_dir
+
+        train, val = read_isic2017(data.data_dir, "train"), read_isic2017(data.data_dir, "val")
+        provenance = {
+            "dataset": "ISIC 2017 challenge (official splits)",
+            "data_dir": str(resolve_data_dir(data.data_dir)),
+            "train_split": "train",
+            "validation_split": "val",
+        }
+    else:
+        from pathlib import Path
+
+        from melanoma.data.folder import read_image_folder, stratified_split
+
+        if not data.images_dir:
+            raise ValueError("data.source=folder needs data.images_dir (and data.labels_csv / data.masks_dir)")
+        samples = read_image_folder(
+            Path(data.images_dir),
+            Path(data.labels_csv) if data.labels_csv else None,
+            Path(data.masks_dir) if data.masks_dir else None,
+        )
+        train, val = stratified_split(samples, data.val_fraction, seed=0)
+        provenance = {
+            "dataset": "user folder",
+            "images_dir": data.images_dir,
+            "split": f"stratified {1 - data.val_fraction:.0%}/{data.val_fraction:.0%}, seed 0",
+        }
+    if data.limit_train:
+        train = train[: data.limit_train]
+    if data.limit_val:
+        val = val[: data.limit_val]
+    provenance.update(n_train=len(train), n_validation=len(val))
+    labelled = [s.melanoma for s in train if s.melanoma is not None]
+    if labelled:
+        provenance["n_train_melanoma"] = int(sum(labelled))
+    labelled_val = [s.melanoma for s in val if s.melanoma is not None]
+    if labelled_val:
+        provenance["n_validation_melanoma"] = int(sum(labelled_val))
+    return train, val, provenance

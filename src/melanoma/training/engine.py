@@ -1,0 +1,296 @@
+"""One training loop for both tasks: ``train_one_epoch``, ``evaluate`` and a short ``fit``.
+
+The task supplies the model, the loss and the validation metric; everything else is shared:
+AdamW, linear warm-up + cosine decay, optional autocast, seeding, resumable checkpoints,
+``metrics.csv`` rows, a progress bar, and DistributedDataParallel under torchrun.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import math
+import random
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.data import DataLoader, DistributedSampler
+from tqdm import tqdm
+
+from melanoma.config import TrainConfig, save_config, to_dict
+from melanoma.metrics import THRESHOLDED_JACCARD_CUTOFF, classification_scores, dice, jaccard
+from melanoma.models.factory import build_model, encoder_parameters
+from melanoma.training import distributed
+from melanoma.training.checkpoint import load_checkpoint, save_checkpoint
+from melanoma.training.datasets import LesionDataset, collate, load_splits
+from melanoma.training.losses import WeightedBCE, bce_dice_loss, positive_weight
+
+MONITOR = {"segmentation": "val_jaccard", "classification": "val_auc"}
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python, numpy and torch (CPU and CUDA); DataLoader workers derive from torch's seed."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def autocast_context(amp: str, device: torch.device):
+    """The autocast context for ``amp`` ("auto": fp16 on CUDA, off on CPU; "bf16"; "fp16"; "none")."""
+    if amp == "none" or (amp == "auto" and device.type != "cuda"):
+        return contextlib.nullcontext()
+    dtype = torch.bfloat16 if amp == "bf16" else torch.float16
+    return torch.autocast(device_type=device.type, dtype=dtype)
+
+
+def warmup_cosine(step: int, total_steps: int, warmup_steps: int, min_ratio: float) -> float:
+    """Learning-rate multiplier: linear warm-up to 1, then cosine decay to ``min_ratio``."""
+    if warmup_steps > 0 and step < warmup_steps:
+        return (step + 1) / warmup_steps
+    progress = min(1.0, (step - warmup_steps) / max(1, total_steps - warmup_steps))
+    return min_ratio + (1.0 - min_ratio) * 0.5 * (1.0 + math.cos(math.pi * progress))
+
+
+def build_loss(config: TrainConfig, train_samples) -> nn.Module | Any:
+    if config.task == "segmentation":
+        return bce_dice_loss
+    return WeightedBCE(positive_weight([s.melanoma for s in train_samples]))
+
+
+def _forward_loss(model, batch, loss_fn, task: str, device) -> tuple[torch.Tensor, torch.Tensor]:
+    images = batch["image"].to(device, non_blocking=True)
+    target = (batch["mask"] if task == "segmentation" else batch["label"]).to(device)
+    logits = model(images)
+    return loss_fn(logits, target), logits
+
+
+def train_one_epoch(
+    model: nn.Module,
+    loader: DataLoader,
+    loss_fn,
+    optimizer: torch.optim.Optimizer,
+    scheduler: torch.optim.lr_scheduler.LRScheduler,
+    config: TrainConfig,
+    info: distributed.DistInfo,
+    epoch: int,
+) -> dict[str, float]:
+    """One pass over ``loader``; returns mean loss, images/s and the last learning rate."""
+    model.train()
+    total_loss, seen, start = 0.0, 0, time.perf_counter()
+    steps = (
+        len(loader) if config.optim.max_steps_per_epoch is None else min(len(loader), config.optim.max_steps_per_epoch)
+    )
+    bar = tqdm(
+        total=steps,
+        desc=f"epoch {epoch + 1}/{config.optim.epochs}",
+        disable=not info.is_main,
+        mininterval=1.0 if sys.stderr.isatty() else 30.0,
+        leave=False,
+    )
+    for step, batch in enumerate(loader):
+        if step >= steps:
+            break
+        with autocast_context(config.amp, info.device):
+            loss, _ = _forward_loss(model, batch, loss_fn, config.task, info.device)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if config.optim.grad_clip:
+            nn.utils.clip_grad_norm_(model.parameters(), config.optim.grad_clip)
+        optimizer.step()
+        scheduler.step()
+        count = batch["image"].shape[0]
+        total_loss += loss.item() * count
+        seen += count
+        bar.update(1)
+        bar.set_postfix(loss=f"{total_loss / seen:.4f}")
+    bar.close()
+    loss_sum, count_sum = distributed.all_sum([total_loss, float(seen)], info)
+    elapsed = time.perf_counter() - start
+    return {
+        "train_loss": loss_sum / max(count_sum, 1),
+        "train_images_per_s": count_sum / elapsed,
+        "lr": scheduler.get_last_lr()[0],
+    }
+
+
+@torch.no_grad()
+def predict_loader(model: nn.Module, loader: DataLoader, config: TrainConfig, info: distributed.DistInfo):
+    """Yield (batch, probabilities) over ``loader`` in eval mode; segmentation maps are resized to each full mask."""
+    model.eval()
+    for batch in loader:
+        with autocast_context(config.amp, info.device):
+            logits = model(batch["image"].to(info.device)).float()
+        if config.task == "classification":
+            yield batch, torch.sigmoid(logits.view(-1)).cpu().numpy()
+            continue
+        maps = []
+        for i, full in enumerate(batch["full_mask"]):
+            resized = F.interpolate(logits[i : i + 1], size=full.shape, mode="bilinear", align_corners=False)
+            maps.append(torch.sigmoid(resized)[0, 0].cpu().numpy())
+        yield batch, maps
+
+
+def evaluate(
+    model: nn.Module, loader: DataLoader, loss_fn, config: TrainConfig, info: distributed.DistInfo
+) -> dict[str, float]:
+    """Validation loss and the task metric (official ISIC definitions), reduced over ranks."""
+    total_loss, seen = 0.0, 0
+    jaccards: list[float] = []
+    dices: list[float] = []
+    labels: list[int] = []
+    probabilities: list[float] = []
+    for batch, outputs in predict_loader(model, loader, config, info):
+        with torch.no_grad(), autocast_context(config.amp, info.device):
+            loss, _ = _forward_loss(model, batch, loss_fn, config.task, info.device)
+        total_loss += loss.item() * batch["image"].shape[0]
+        seen += batch["image"].shape[0]
+        if config.task == "segmentation":
+            for probability, full in zip(outputs, batch["full_mask"], strict=True):
+                jaccards.append(jaccard(probability >= 0.5, full))
+                dices.append(dice(probability >= 0.5, full))
+        else:
+            labels += batch["label"].int().tolist()
+            probabilities += [float(p) for p in outputs]
+    loss_sum, count = distributed.all_sum([total_loss, float(seen)], info)
+    result = {"val_loss": loss_sum / max(count, 1)}
+    if config.task == "segmentation":
+        jaccards = distributed.all_gather_lists(jaccards, info)
+        dices = distributed.all_gather_lists(dices, info)
+        result["val_jaccard"] = float(np.mean(jaccards))
+        result["val_thresholded_jaccard"] = float(
+            np.mean([j if j >= THRESHOLDED_JACCARD_CUTOFF else 0.0 for j in jaccards])
+        )
+        result["val_dice"] = float(np.mean(dices))
+    else:
+        labels = distributed.all_gather_lists(labels, info)
+        probabilities = distributed.all_gather_lists(probabilities, info)
+        scores = classification_scores(np.asarray(labels), np.asarray(probabilities))
+        result.update(val_auc=scores["auc"], val_average_precision=scores["average_precision"])
+    return result
+
+
+def make_loaders(config: TrainConfig, info: distributed.DistInfo):
+    """Datasets, samplers and loaders for the run (train augmented, validation resized only)."""
+    from melanoma.data.transforms import classification_transforms, segmentation_transforms
+
+    train_samples, val_samples, provenance = load_splits(config.data)
+    size = config.data.image_size
+    if config.task == "segmentation":
+        train_tf, val_tf = segmentation_transforms(size, train=True), segmentation_transforms(size, train=False)
+    else:
+        strong = config.data.strong_augmentation
+        train_tf = classification_transforms(size, train=True, strong=strong)
+        val_tf = classification_transforms(size, train=False)
+    train_set = LesionDataset(train_samples, config.task, train_tf)
+    val_set = LesionDataset(val_samples, config.task, val_tf, keep_full_mask=config.task == "segmentation")
+    train_sampler = (
+        DistributedSampler(train_set, info.world_size, info.rank, seed=config.seed) if info.enabled else None
+    )
+    val_sampler = DistributedSampler(val_set, info.world_size, info.rank, shuffle=False) if info.enabled else None
+    common = {"batch_size": config.data.batch_size, "num_workers": config.data.num_workers, "collate_fn": collate}
+    train_loader = DataLoader(
+        train_set,
+        sampler=train_sampler,
+        shuffle=train_sampler is None,
+        drop_last=len(train_set) > config.data.batch_size,
+        **common,
+    )
+    val_loader = DataLoader(val_set, sampler=val_sampler, shuffle=False, **common)
+    return train_loader, val_loader, train_samples, provenance
+
+
+def build_optimizer(config: TrainConfig, model: nn.Module, steps_per_epoch: int):
+    backbone, head = encoder_parameters(config.task, model)
+    optim = config.optim
+    optimizer = torch.optim.AdamW(
+        [{"params": backbone, "lr": optim.lr * optim.encoder_lr_scale}, {"params": head, "lr": optim.lr}],
+        weight_decay=optim.weight_decay,
+    )
+    total = optim.epochs * steps_per_epoch
+    warmup = int(optim.warmup_epochs * steps_per_epoch)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda step: warmup_cosine(step, total, warmup, optim.min_lr_ratio)
+    )
+    return optimizer, scheduler
+
+
+def _append_row(path: Path, row: dict[str, Any]) -> None:
+    new = not path.exists()
+    with path.open("a", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(row))
+        if new:
+            writer.writeheader()
+        writer.writerow(row)
+
+
+def fit(config: TrainConfig, out_dir: str | Path, resume: bool = False) -> dict[str, Any]:
+    """Train ``config`` into ``out_dir`` (config.yaml, metrics.csv, last.pt, best.pt); returns the best row."""
+    info = distributed.setup()
+    out = Path(out_dir)
+    if info.is_main:
+        out.mkdir(parents=True, exist_ok=True)
+    if config.threads:
+        torch.set_num_threads(config.threads)
+    seed_everything(config.seed)
+    model = build_model(config.task, config.model).to(info.device)
+    train_loader, val_loader, train_samples, provenance = make_loaders(config, info)
+    loss_fn = build_loss(config, train_samples)
+    if isinstance(loss_fn, nn.Module):
+        loss_fn = loss_fn.to(info.device)
+    steps = (
+        len(train_loader)
+        if config.optim.max_steps_per_epoch is None
+        else min(len(train_loader), config.optim.max_steps_per_epoch)
+    )
+    optimizer, scheduler = build_optimizer(config, model, steps)
+    start_epoch, best = 0, {"value": -math.inf, "row": None}
+    if resume:
+        state = load_checkpoint(out / "last.pt")
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        start_epoch, best = state["epoch"] + 1, state["best"]
+        if info.is_main:
+            print(f"resuming {out} at epoch {start_epoch + 1}", file=sys.stderr)
+    elif info.is_main and (out / "metrics.csv").exists():
+        (out / "metrics.csv").unlink()
+    if info.is_main:
+        save_config(config, out / "config.yaml")
+    net = nn.parallel.DistributedDataParallel(model) if info.enabled else model
+    monitor = MONITOR[config.task]
+    for epoch in range(start_epoch, config.optim.epochs):
+        seed_everything(config.seed + epoch)
+        if isinstance(train_loader.sampler, DistributedSampler):
+            train_loader.sampler.set_epoch(epoch)
+        start = time.perf_counter()
+        row: dict[str, Any] = {"epoch": epoch + 1}
+        row.update(train_one_epoch(net, train_loader, loss_fn, optimizer, scheduler, config, info, epoch))
+        row.update(evaluate(model, val_loader, loss_fn, config, info))
+        row["epoch_seconds"] = round(time.perf_counter() - start, 1)
+        improved = row[monitor] > best["value"]
+        if improved:
+            best = {"value": float(row[monitor]), "row": {k: float(v) for k, v in row.items()}}
+        if info.is_main:
+            _append_row(out / "metrics.csv", row)
+            extra = {"config": to_dict(config), "provenance": provenance, "best": best}
+            if improved:
+                save_checkpoint(out / "best.pt", model=model.state_dict(), epoch=epoch, metrics=best["row"], **extra)
+            save_checkpoint(
+                out / "last.pt",
+                model=model.state_dict(),
+                optimizer=optimizer.state_dict(),
+                scheduler=scheduler.state_dict(),
+                epoch=epoch,
+                **extra,
+            )
+            shown = " ".join(f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items())
+            print(shown + (" *" if improved else ""), file=sys.stderr, flush=True)
+        distributed.barrier(info)
+    distributed.teardown(info)
+    return best

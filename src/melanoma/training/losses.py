@@ -1,0 +1,43 @@
+"""Loss functions for both tasks (pure functions of logits and targets)."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+
+def soft_dice_loss(logits: torch.Tensor, target: torch.Tensor, eps: float = 1.0) -> torch.Tensor:
+    """1 - soft Dice per image, averaged over the batch (logits and target of shape [B, 1, H, W])."""
+    probability = torch.sigmoid(logits.float()).flatten(1)
+    target = target.float().flatten(1)
+    intersection = (probability * target).sum(1)
+    total = probability.sum(1) + target.sum(1)
+    return (1.0 - (2.0 * intersection + eps) / (total + eps)).mean()
+
+
+def bce_dice_loss(logits: torch.Tensor, target: torch.Tensor, dice_weight: float = 1.0) -> torch.Tensor:
+    """Binary cross-entropy plus soft Dice: BCE keeps per-pixel gradients, Dice fights foreground imbalance."""
+    bce = F.binary_cross_entropy_with_logits(logits.float(), target.float())
+    return bce + dice_weight * soft_dice_loss(logits, target)
+
+
+class WeightedBCE(torch.nn.Module):
+    """``BCEWithLogitsLoss`` with ``pos_weight = negatives / positives`` of the training set."""
+
+    def __init__(self, pos_weight: float):
+        super().__init__()
+        self.register_buffer("pos_weight", torch.tensor([pos_weight], dtype=torch.float32))
+
+    def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        return F.binary_cross_entropy_with_logits(
+            logits.float().view(-1), target.float().view(-1), pos_weight=self.pos_weight
+        )
+
+
+def positive_weight(labels: list[int]) -> float:
+    """negatives / positives; raises when a class is absent (the loss would be meaningless)."""
+    positives = sum(1 for label in labels if label == 1)
+    negatives = len(labels) - positives
+    if positives == 0 or negatives == 0:
+        raise ValueError(f"training labels need both classes, got {positives} melanoma and {negatives} other")
+    return negatives / positives

@@ -1,0 +1,80 @@
+"""Shared fixtures: offline mode, the real ISIC data dir, small synthetic images."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("OMP_NUM_THREADS", "2")
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+def _real_data_dir() -> Path:
+    from melanoma.data.isic import resolve_data_dir
+
+    path = resolve_data_dir(None)
+    if not path.is_absolute():
+        path = (REPO_ROOT / path).resolve()
+    return path
+
+
+@pytest.fixture(scope="session")
+def isic_data_dir() -> Path:
+    """The real ISIC 2017 data; skipped when absent, a failure under CI=true (CI must test on real data)."""
+    path = _real_data_dir()
+    if not (path / "images").is_dir():
+        message = f"real ISIC 2017 data not found at {path} (set MELANOMA_DATA)"
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(message + "; CI=true requires it")
+        pytest.skip(message)
+    return path
+
+
+def synthetic_lesion(size: int = 64, seed: int = 0, radius_fraction: float = 0.3) -> tuple[np.ndarray, np.ndarray]:
+    """A skin-coloured RGB image with a dark elliptical 'lesion' and its binary mask (uint8 0/255)."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[:size, :size]
+    cy, cx = size / 2 + rng.uniform(-2, 2), size / 2 + rng.uniform(-2, 2)
+    ry, rx = size * radius_fraction, size * radius_fraction * rng.uniform(0.8, 1.2)
+    mask = (((yy - cy) / ry) ** 2 + ((xx - cx) / rx) ** 2) <= 1.0
+    image = np.empty((size, size, 3), np.float32)
+    image[:] = (225, 180, 160)
+    image[mask] = (110, 70, 50)
+    image += rng.normal(0, 6, image.shape)
+    return np.clip(image, 0, 255).astype(np.uint8), (mask * 255).astype(np.uint8)
+
+
+@pytest.fixture
+def synthetic_isic_dir(tmp_path: Path) -> Path:
+    """A tiny data set in the ISIC 2017 layout: 8 train (3 melanoma), 4 val (2 melanoma), 2 test images."""
+    from PIL import Image
+
+    counts = {"train": (8, 3), "val": (4, 2), "test": (2, 0)}
+    label_files = {
+        "train": "ISIC-2017_Training_Part3_GroundTruth.csv",
+        "val": "ISIC-2017_Validation_Part3_GroundTruth.csv",
+    }
+    root = tmp_path / "isic2017"
+    (root / "labels").mkdir(parents=True)
+    index = 0
+    for split, (count, positives) in counts.items():
+        (root / "images" / split).mkdir(parents=True)
+        if split != "test":
+            (root / "masks" / split).mkdir(parents=True)
+        rows = ["image_id,melanoma,seborrheic_keratosis"]
+        for i in range(count):
+            image_id = f"ISIC_{index:07d}"
+            index += 1
+            image, mask = synthetic_lesion(64, seed=index)
+            Image.fromarray(image).save(root / "images" / split / f"{image_id}.jpg", quality=95)
+            if split != "test":
+                Image.fromarray(mask).save(root / "masks" / split / f"{image_id}_segmentation.png")
+                rows.append(f"{image_id},{int(i < positives)}.0,0.0")
+        if split in label_files:
+            (root / "labels" / label_files[split]).write_text("\n".join(rows) + "\n")
+    return root

@@ -1,0 +1,291 @@
+"""A user's own folder of images: reading, stratified splitting and validation."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import synthetic_lesion
+from PIL import Image
+
+from melanoma.data.folder import check_samples, read_image_folder, stratified_split
+from melanoma.data.samples import DataError, Sample
+
+SUFFIXES = (".jpg", ".png", ".bmp", ".tif", ".jpeg", ".tiff")
+
+
+def _write_folder(root: Path, count: int = 6, positives: int = 2) -> tuple[Path, Path, Path]:
+    """Images in every supported format, their masks and a labels CSV with an extra column."""
+    images_dir, masks_dir = root / "images", root / "masks"
+    images_dir.mkdir(parents=True)
+    masks_dir.mkdir()
+    rows = ["image_id,melanoma,notes"]
+    for index in range(count):
+        image_id = f"lesion_{index:02d}"
+        image, mask = synthetic_lesion(32, seed=index)
+        Image.fromarray(image).save(images_dir / f"{image_id}{SUFFIXES[index % len(SUFFIXES)]}")
+        Image.fromarray(mask).save(masks_dir / f"{image_id}_segmentation.png")
+        rows.append(f"{image_id},{int(index < positives)},x")
+    labels_csv = root / "labels.csv"
+    labels_csv.write_text("\n".join(rows) + "\n")
+    return images_dir, labels_csv, masks_dir
+
+
+@pytest.fixture
+def user_folder(tmp_path: Path) -> tuple[Path, Path, Path]:
+    return _write_folder(tmp_path / "user")
+
+
+def _labelled(count: int, positives: int) -> list[Sample]:
+    return [Sample(f"img_{i:03d}", Path(f"img_{i:03d}.jpg"), None, int(i < positives)) for i in range(count)]
+
+
+# --- read_image_folder ------------------------------------------------------------------------------------------
+
+
+def test_reads_images_labels_and_masks(user_folder):
+    images_dir, labels_csv, masks_dir = user_folder
+    samples = read_image_folder(images_dir, labels_csv, masks_dir, require_masks=True)
+    assert [s.image_id for s in samples] == [f"lesion_{i:02d}" for i in range(6)]
+    assert {s.image_path.suffix for s in samples} == set(SUFFIXES)
+    assert [s.melanoma for s in samples] == [1, 1, 0, 0, 0, 0]
+    assert all(s.mask_path == masks_dir / f"{s.image_id}_segmentation.png" for s in samples)
+    check_samples(samples)
+
+
+def test_images_only(user_folder):
+    samples = read_image_folder(user_folder[0])
+    assert len(samples) == 6
+    assert all(s.melanoma is None and s.mask_path is None for s in samples)
+
+
+def test_accepts_str_paths(user_folder):
+    images_dir, labels_csv, masks_dir = user_folder
+    assert len(read_image_folder(str(images_dir), str(labels_csv), str(masks_dir))) == 6
+
+
+def test_optional_masks_may_be_missing(user_folder):
+    images_dir, _, masks_dir = user_folder
+    (masks_dir / "lesion_03_segmentation.png").unlink()
+    samples = read_image_folder(images_dir, masks_dir=masks_dir)
+    assert [s.mask_path is None for s in samples] == [False, False, False, True, False, False]
+
+
+def test_masks_beside_images_are_not_images(user_folder):
+    images_dir, labels_csv, masks_dir = user_folder
+    for mask in masks_dir.iterdir():
+        mask.rename(images_dir / mask.name)
+    Image.new("RGB", (32, 32)).save(images_dir / "lesion_00_superpixels.png")
+    samples = read_image_folder(images_dir, labels_csv, images_dir, require_masks=True)
+    assert [s.image_id for s in samples] == [f"lesion_{i:02d}" for i in range(6)]
+
+
+def test_required_mask_missing(user_folder):
+    images_dir, labels_csv, masks_dir = user_folder
+    (masks_dir / "lesion_03_segmentation.png").unlink()
+    with pytest.raises(DataError, match=r"lesion_03\.\w+ has no mask: expected .*lesion_03_segmentation\.png"):
+        read_image_folder(images_dir, labels_csv, masks_dir, require_masks=True)
+
+
+def test_required_masks_without_folder(user_folder):
+    with pytest.raises(DataError, match="no masks folder"):
+        read_image_folder(user_folder[0], require_masks=True)
+
+
+def test_missing_masks_folder(user_folder, tmp_path):
+    with pytest.raises(DataError, match="masks folder .* does not exist"):
+        read_image_folder(user_folder[0], masks_dir=tmp_path / "nowhere")
+
+
+def test_csv_missing_column(user_folder):
+    images_dir, labels_csv, _ = user_folder
+    labels_csv.write_text("image_id,label\nlesion_00,1\n")
+    with pytest.raises(DataError, match="missing column.*melanoma.*expected a header 'image_id,melanoma'"):
+        read_image_folder(images_dir, labels_csv)
+
+
+def test_label_not_binary(user_folder):
+    images_dir, labels_csv, _ = user_folder
+    labels_csv.write_text(labels_csv.read_text().replace("lesion_04,0", "lesion_04,2"))
+    with pytest.raises(DataError, match=r"line 6: melanoma label '2' is not 0 or 1"):
+        read_image_folder(images_dir, labels_csv)
+
+
+def test_image_without_label(user_folder):
+    images_dir, labels_csv, _ = user_folder
+    lines = labels_csv.read_text().splitlines()
+    labels_csv.write_text("\n".join(line for line in lines if not line.startswith("lesion_05")) + "\n")
+    with pytest.raises(DataError, match=r"lesion_05\.\w+ has no label in .*add a row 'lesion_05,<0 or 1>'"):
+        read_image_folder(images_dir, labels_csv)
+
+
+def test_label_without_image(user_folder):
+    images_dir, labels_csv, _ = user_folder
+    next(images_dir.glob("lesion_02.*")).unlink()
+    with pytest.raises(DataError, match="lists image 'lesion_02' but .* has no image with that name"):
+        read_image_folder(images_dir, labels_csv)
+
+
+def test_missing_csv(user_folder, tmp_path):
+    with pytest.raises(DataError, match="does not exist"):
+        read_image_folder(user_folder[0], tmp_path / "labels.csv")
+
+
+def test_empty_folder(tmp_path):
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "empty" / "notes.txt").write_text("not an image")
+    with pytest.raises(DataError, match="is empty"):
+        read_image_folder(tmp_path / "empty")
+
+
+def test_folder_of_masks_only(user_folder):
+    with pytest.raises(DataError, match="only masks"):
+        read_image_folder(user_folder[2])
+
+
+def test_missing_folder(tmp_path):
+    with pytest.raises(DataError, match="does not exist"):
+        read_image_folder(tmp_path / "nowhere")
+
+
+def test_two_images_with_one_stem(user_folder):
+    images_dir = user_folder[0]
+    Image.new("RGB", (32, 32)).save(images_dir / "lesion_00.png")
+    with pytest.raises(DataError, match="share the id 'lesion_00'"):
+        read_image_folder(images_dir)
+
+
+# --- stratified_split -------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("count", "positives", "val_fraction", "val_count", "val_positives"),
+    [(50, 10, 0.2, 10, 2), (100, 20, 0.3, 30, 6), (40, 8, 0.25, 10, 2)],
+)
+def test_split_is_stratified(count, positives, val_fraction, val_count, val_positives):
+    samples = _labelled(count, positives)
+    train, val = stratified_split(samples, val_fraction=val_fraction, seed=0)
+    assert len(val) == val_count
+    assert sum(s.melanoma for s in val) == val_positives
+    assert sum(s.melanoma for s in train) == positives - val_positives
+    assert {s.image_id for s in train} | {s.image_id for s in val} == {s.image_id for s in samples}
+    assert not {s.image_id for s in train} & {s.image_id for s in val}
+
+
+def test_split_keeps_input_order():
+    samples = _labelled(50, 10)
+    train, val = stratified_split(samples)
+    order = {s.image_id: i for i, s in enumerate(samples)}
+    assert [order[s.image_id] for s in train] == sorted(order[s.image_id] for s in train)
+    assert [order[s.image_id] for s in val] == sorted(order[s.image_id] for s in val)
+
+
+def test_split_is_reproducible_with_a_seed():
+    samples = _labelled(60, 12)
+    assert stratified_split(samples, seed=7) == stratified_split(list(samples), seed=7)
+    assert stratified_split(samples, seed=7)[1] != stratified_split(samples, seed=8)[1]
+
+
+def test_split_needs_labels():
+    samples = [*_labelled(10, 3), Sample("unlabelled", Path("unlabelled.jpg"))]
+    with pytest.raises(DataError, match="1 sample.*no label.*unlabelled"):
+        stratified_split(samples)
+
+
+def test_split_needs_two_samples_per_class():
+    with pytest.raises(DataError, match="at least 2 samples"):
+        stratified_split(_labelled(10, 1))
+
+
+@pytest.mark.parametrize("val_fraction", [0.0, 1.0, -0.1, 1.5])
+def test_split_fraction_out_of_range(val_fraction):
+    with pytest.raises(DataError, match="between 0 and 1"):
+        stratified_split(_labelled(10, 5), val_fraction=val_fraction)
+
+
+# --- check_samples ----------------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def samples(user_folder) -> list[Sample]:
+    images_dir, labels_csv, masks_dir = user_folder
+    return read_image_folder(images_dir, labels_csv, masks_dir, require_masks=True)
+
+
+def test_check_passes_on_good_data(samples):
+    check_samples(samples)
+    check_samples(samples, check_pixels=False)
+
+
+def test_check_empty():
+    with pytest.raises(DataError, match="no samples"):
+        check_samples([])
+
+
+def test_check_corrupt_image(samples):
+    samples[1].image_path.write_bytes(b"this is not an image")
+    with pytest.raises(DataError, match=rf"{samples[1].image_path.name} cannot be read as an image"):
+        check_samples(samples)
+    check_samples(samples, check_pixels=False)
+
+
+def test_check_truncated_jpeg(samples):
+    jpeg = next(s.image_path for s in samples if s.image_path.suffix == ".jpg")
+    big, _ = synthetic_lesion(256, seed=3)
+    Image.fromarray(big).save(jpeg, quality=95)
+    jpeg.write_bytes(jpeg.read_bytes()[:2000])
+    with pytest.raises(DataError, match=rf"{jpeg.name} cannot be read.*re-export it or remove it"):
+        check_samples(samples)
+
+
+def test_check_mask_size_differs(samples):
+    Image.new("L", (20, 24)).save(samples[2].mask_path)
+    with pytest.raises(DataError, match=r"mask .*lesion_02_segmentation\.png is 20x24 but its image .* is 32x32"):
+        check_samples(samples)
+
+
+def test_check_image_without_mask(samples):
+    samples[4] = replace(samples[4], mask_path=None)
+    with pytest.raises(DataError, match=r"lesion_04\.\w+ has no mask while 5 other image\(s\) have one"):
+        check_samples(samples)
+
+
+def test_check_mask_file_gone(samples):
+    samples[0].mask_path.unlink()
+    with pytest.raises(DataError, match=r"mask .*lesion_00_segmentation\.png .* does not exist"):
+        check_samples(samples)
+
+
+def test_check_image_without_label(samples):
+    samples[3] = replace(samples[3], melanoma=None)
+    with pytest.raises(DataError, match=r"lesion_03\.\w+ has no label while 5 other"):
+        check_samples(samples)
+
+
+def test_check_label_not_binary(samples):
+    samples[3] = replace(samples[3], melanoma=2)
+    with pytest.raises(DataError, match="melanoma label 2; use 0 or 1"):
+        check_samples(samples)
+
+
+def test_check_duplicate_ids(samples):
+    with pytest.raises(DataError, match="appears twice"):
+        check_samples([*samples, samples[0]])
+
+
+def test_check_sixteen_bit_image(samples, tmp_path):
+    path = tmp_path / "deep.png"
+    Image.fromarray(np.full((32, 32), 40000, np.uint16)).save(path)
+    samples[0] = replace(samples[0], image_path=path)
+    with pytest.raises(DataError, match=r"deep\.png has pixel mode 'I;16'.*convert it"):
+        check_samples(samples)
+
+
+def test_check_lists_every_problem(samples):
+    for sample in samples:
+        sample.image_path.write_bytes(b"broken")
+    with pytest.raises(DataError, match=r"^6 problem\(s\) in the data") as error:
+        check_samples(samples)
+    assert str(error.value).count("cannot be read") == 6

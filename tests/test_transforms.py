@@ -1,0 +1,109 @@
+"""Transform pipelines: output shapes and dtype, binary masks, mask/image alignment under augmentation."""
+
+from __future__ import annotations
+
+import albumentations as A
+import cv2
+import numpy as np
+import pytest
+
+from melanoma.data.transforms import classification_transforms, segmentation_transforms
+
+PIPELINES = [
+    pytest.param(segmentation_transforms, {"train": False}, id="segmentation-eval"),
+    pytest.param(segmentation_transforms, {"train": True}, id="segmentation-train"),
+    pytest.param(classification_transforms, {"train": False}, id="classification-eval"),
+    pytest.param(classification_transforms, {"train": True}, id="classification-train"),
+    pytest.param(classification_transforms, {"train": True, "strong": True}, id="classification-strong"),
+]
+
+
+def _asymmetric_lesion(height: int, width: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """A dark off-centre blob on bright skin, with no symmetry, so any misaligned flip or shift shows up."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[:height, :width]
+    ellipse = ((yy - 0.35 * height) / (0.2 * height)) ** 2 + ((xx - 0.3 * width) / (0.15 * width)) ** 2 <= 1
+    bar = (yy > 0.55 * height) & (yy < 0.7 * height) & (xx > 0.4 * width) & (xx < 0.85 * width)
+    lesion = ellipse | bar
+    image = np.full((height, width, 3), (225, 185, 165), np.float32)
+    image[lesion] = (70, 45, 35)
+    image += rng.normal(0, 4, image.shape)
+    return np.clip(image, 0, 255).astype(np.uint8), (lesion * 255).astype(np.uint8)
+
+
+@pytest.mark.parametrize(("factory", "kwargs"), PIPELINES)
+@pytest.mark.parametrize(("height", "width"), [(256, 256), (300, 200), (64, 96)])
+def test_output_is_square_uint8_of_the_requested_size(factory, kwargs, height, width):
+    image, mask = _asymmetric_lesion(height, width)
+    transform = factory(224, **kwargs)
+    assert isinstance(transform, A.Compose)
+    transform.set_random_seed(0)
+    for _ in range(3):
+        out = transform(image=image, mask=mask)
+        assert out["image"].shape == (224, 224, 3)
+        assert out["image"].dtype == np.uint8
+        assert out["mask"].shape == (224, 224)
+        assert out["mask"].dtype == np.uint8
+
+
+@pytest.mark.parametrize(("factory", "kwargs"), PIPELINES)
+@pytest.mark.parametrize("foreground", [1, 255])
+def test_mask_stays_binary(factory, kwargs, foreground):
+    image, mask = _asymmetric_lesion(256, 256)
+    mask = (mask > 0).astype(np.uint8) * foreground
+    transform = factory(192, **kwargs)
+    transform.set_random_seed(1)
+    for _ in range(10):
+        values = set(np.unique(transform(image=image, mask=mask)["mask"]).tolist())
+        assert values <= {0, foreground}
+
+
+@pytest.mark.parametrize(
+    "transform",
+    [segmentation_transforms(128, train=True), classification_transforms(128, train=True)],
+    ids=["segmentation", "classification"],
+)
+def test_train_geometry_moves_mask_with_image(transform):
+    image, mask = _asymmetric_lesion(256, 256)
+    transform.set_random_seed(2)
+    for _ in range(20):
+        out = transform(image=image, mask=mask)
+        # The lesion is far darker than the skin; colour jitter keeps the two apart, so thresholding the
+        # transformed image must recover the transformed mask except along the resampled border.
+        dark = out["image"].mean(axis=2) < 128
+        agreement = (dark == (out["mask"] > 0)).mean()
+        assert agreement > 0.97
+
+
+def test_train_transforms_are_random_and_seedable():
+    image, mask = _asymmetric_lesion(256, 256)
+    first, second = segmentation_transforms(128, train=True), segmentation_transforms(128, train=True)
+    first.set_random_seed(3)
+    second.set_random_seed(3)
+    outs_first = [first(image=image, mask=mask)["image"] for _ in range(5)]
+    outs_second = [second(image=image, mask=mask)["image"] for _ in range(5)]
+    assert all(np.array_equal(a, b) for a, b in zip(outs_first, outs_second, strict=True))
+    assert any(not np.array_equal(outs_first[0], other) for other in outs_first[1:])
+
+
+@pytest.mark.parametrize("factory", [segmentation_transforms, classification_transforms])
+def test_eval_is_a_plain_resize(factory):
+    image, mask = _asymmetric_lesion(300, 200)
+    out = factory(128, train=False)(image=image, mask=mask)
+    np.testing.assert_array_equal(out["image"], cv2.resize(image, (128, 128), interpolation=cv2.INTER_LINEAR))
+    np.testing.assert_array_equal(out["mask"], cv2.resize(mask, (128, 128), interpolation=cv2.INTER_NEAREST))
+
+
+def test_strong_adds_transforms():
+    weak = classification_transforms(128, train=True)
+    strong = classification_transforms(128, train=True, strong=True)
+    names = {type(t).__name__ for t in strong.transforms}
+    assert len(strong.transforms) > len(weak.transforms)
+    assert {"RandomGamma", "CoarseDropout"} <= names
+    assert len(classification_transforms(128, train=False, strong=True).transforms) == 1
+
+
+@pytest.mark.parametrize("factory", [segmentation_transforms, classification_transforms])
+def test_bad_image_size_raises(factory):
+    with pytest.raises(ValueError, match="image_size"):
+        factory(0, train=False)
