@@ -52,6 +52,49 @@ def synthetic_lesion(size: int = 64, seed: int = 0, radius_fraction: float = 0.3
 @pytest.fixture
 def synthetic_isic_dir(tmp_path: Path) -> Path:
     """A tiny data set in the ISIC 2017 layout: 8 train (3 melanoma), 4 val (2 melanoma), 2 test images."""
+    return build_synthetic_isic(tmp_path)
+
+
+@pytest.fixture(scope="session")
+def shared_synthetic_isic_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The same tiny ISIC-layout data set, built once per session (treat as read-only)."""
+    return build_synthetic_isic(tmp_path_factory.mktemp("data"))
+
+
+def tiny_config(task: str, data_dir: Path, **overrides):
+    """configs/tiny.yaml for ``task`` on ``data_dir``, with extra ``section.key=value`` overrides."""
+    from melanoma.config import load_config
+
+    items = [f"task={task}", f"data.data_dir={data_dir}", *(f"{k}={v}" for k, v in overrides.items())]
+    return load_config(REPO_ROOT / "configs" / "tiny.yaml", items)
+
+
+@pytest.fixture(scope="session")
+def tiny_runs(shared_synthetic_isic_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """Two-step training runs of both tasks on synthetic data: {task: run_dir}."""
+    from melanoma.training.engine import fit
+
+    runs = {}
+    for task in ("segmentation", "classification"):
+        run_dir = tmp_path_factory.mktemp(f"run-{task}")
+        fit(tiny_config(task, shared_synthetic_isic_dir), run_dir)
+        runs[task] = run_dir
+    return runs
+
+
+@pytest.fixture(scope="session")
+def tiny_models_dir(tiny_runs: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Both tiny runs exported (and calibrated) into one model folder, as shipped under models/."""
+    from melanoma.inference.export import export_run
+
+    folder = tmp_path_factory.mktemp("models")
+    for run_dir in tiny_runs.values():
+        export_run(run_dir, folder)
+    return folder
+
+
+def build_synthetic_isic(base: Path) -> Path:
+    """Write the tiny ISIC-layout data set under ``base`` and return its root."""
     from PIL import Image
 
     counts = {"train": (8, 3), "val": (4, 2), "test": (2, 0)}
@@ -59,7 +102,7 @@ def synthetic_isic_dir(tmp_path: Path) -> Path:
         "train": "ISIC-2017_Training_Part3_GroundTruth.csv",
         "val": "ISIC-2017_Validation_Part3_GroundTruth.csv",
     }
-    root = tmp_path / "isic2017"
+    root = base / "isic2017"
     (root / "labels").mkdir(parents=True)
     index = 0
     for split, (count, positives) in counts.items():

@@ -24,7 +24,7 @@ def _train(args: argparse.Namespace) -> int:
     config = load_config(args.config, overrides)
     if config.task != args.task:
         raise SystemExit(f"error: {args.config} is a {config.task} config, but you asked to train {args.task}")
-    config.command = shlex.join(["melanoma", *sys.argv[1:]])
+    config.command = shlex.join(["melanoma", *args.argv])
     out = Path(args.out or f"runs/{args.task}-{time.strftime('%Y%m%d-%H%M%S')}")
     if args.resume and not (out / "last.pt").is_file():
         raise SystemExit(f"error: --resume needs {out / 'last.pt'}; pass the --out of the run to continue")
@@ -42,6 +42,59 @@ def _export(args: argparse.Namespace) -> int:
     out = export_run(Path(args.run_dir), Path(args.out) if args.out else None, calibrate=not args.no_calibrate)
     print(f"exported to {out}")
     return 0
+
+
+def _write_json(payload: dict, path: str | None) -> None:
+    import json
+
+    text = json.dumps(payload, indent=2)
+    if path:
+        Path(path).write_text(text + "\n")
+    print(text)
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    from melanoma.inference.evaluate import evaluate_classification, evaluate_segmentation
+    from melanoma.inference.predictor import Predictor
+
+    predictor = Predictor.from_dir(args.models)
+    if args.task == "segmentation":
+        if not args.masks:
+            raise SystemExit("error: evaluate segmentation needs --masks DIR")
+        scores = evaluate_segmentation(predictor, Path(args.images), Path(args.masks))
+        if not args.per_image:
+            scores.pop("per_image")
+    else:
+        if not args.labels:
+            raise SystemExit("error: evaluate classification needs --labels CSV")
+        plots = Path(args.plots) if args.plots else None
+        scores = evaluate_classification(predictor, Path(args.images), Path(args.labels), plots_dir=plots)
+    _write_json(scores, args.json)
+    return 0
+
+
+def _predict(args: argparse.Namespace) -> int:
+    from melanoma.inference.batch import expand_paths, predict_paths
+    from melanoma.inference.predictor import Predictor
+
+    predictor = Predictor.from_dir(args.models)
+    paths = expand_paths(args.paths)
+    if not paths:
+        raise SystemExit("error: no image files found in the given paths")
+    overlays = Path(args.overlays) if args.overlays else None
+    if args.out:
+        with open(args.out, "w", newline="") as handle:
+            succeeded, failed = predict_paths(predictor, paths, handle, overlays, args.batch_size)
+    else:
+        succeeded, failed = predict_paths(predictor, paths, sys.stdout, overlays, args.batch_size)
+    print(f"{succeeded} predicted, {failed} failed. {DISCLAIMER}", file=sys.stderr)
+    return 0 if succeeded else 1
+
+
+def _app(args: argparse.Namespace) -> int:
+    from melanoma.app.server import run_app
+
+    return run_app(port=args.port, models_dir=args.models)
 
 
 def _prepare(args: argparse.Namespace) -> int:
@@ -75,6 +128,30 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--no-calibrate", action="store_true", help="skip the threshold search on validation data")
     export.set_defaults(func=_export)
 
+    evaluate = commands.add_parser("evaluate", help="score the exported models on labelled images (official metrics)")
+    evaluate.add_argument("task", choices=["segmentation", "classification"])
+    evaluate.add_argument("--images", required=True, help="folder of images")
+    evaluate.add_argument("--masks", help="segmentation: folder of <stem>_segmentation.png masks")
+    evaluate.add_argument("--labels", help="classification: CSV with image_id,melanoma")
+    evaluate.add_argument("--models", help="model folder (default: the shipped models)")
+    evaluate.add_argument("--json", help="also write the scores to this file")
+    evaluate.add_argument("--plots", help="classification: write roc.png and calibration.png here")
+    evaluate.add_argument("--per-image", action="store_true", help="segmentation: include per-image Jaccard")
+    evaluate.set_defaults(func=_evaluate)
+
+    predict = commands.add_parser("predict", help="predict images and folders; one CSV row per file")
+    predict.add_argument("paths", nargs="+", help="image files and/or folders (searched recursively)")
+    predict.add_argument("--models", help="model folder (default: the shipped models)")
+    predict.add_argument("--out", help="CSV file to write (default: standard output)")
+    predict.add_argument("--overlays", help="folder for overlay PNGs (lesion contour and fill)")
+    predict.add_argument("--batch-size", type=int, default=16)
+    predict.set_defaults(func=_predict)
+
+    app = commands.add_parser("app", help="start the web app (headless Streamlit server) on the shipped models")
+    app.add_argument("--port", type=int, default=8501)
+    app.add_argument("--models", help="model folder (default: the shipped models)")
+    app.set_defaults(func=_app)
+
     data = commands.add_parser("data", help="data preparation")
     data_commands = data.add_subparsers(dest="data_command", required=True)
     prepare = data_commands.add_parser("prepare", help="build the project's data layout from official archives")
@@ -88,7 +165,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
+    argv = sys.argv[1:] if argv is None else list(argv)
     args, extra = parser.parse_known_args(argv)
+    args.argv = argv
     if extra:
         # Config overrides may come anywhere after `train TASK` (argparse binds positionals greedily).
         if args.command != "train" or any("=" not in item for item in extra):

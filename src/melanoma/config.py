@@ -110,6 +110,12 @@ def _check_type(value: Any, annotation: Any, key: str) -> Any:
         return [_check_type(item, item_type, f"{key}[{i}]") for i, item in enumerate(value)]
     if annotation is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
+    if annotation is float and isinstance(value, str):
+        # YAML 1.1 reads "3e-4" (no dot) as a string; accept it as the number it plainly is.
+        try:
+            return float(value)
+        except ValueError:
+            raise ConfigError(f"{key}: expected float, got {value!r}") from None
     if annotation in (int, float, str, bool):
         if not isinstance(value, annotation) or (annotation is int and isinstance(value, bool)):
             raise ConfigError(f"{key}: expected {annotation.__name__}, got {value!r} ({type(value).__name__})")

@@ -136,7 +136,7 @@ def export_run(run_dir: Path, out_dir: Path | None = None, calibrate: bool = Tru
         from melanoma.inference.calibrate import calibrate_model
 
         model_config.update(calibrate_model(onnx_path, model_config, config, out_dir))
-    (out_dir / "config.json").write_text(json.dumps(model_config, indent=2) + "\n")
+    (out_dir / f"{task}.json").write_text(json.dumps(model_config, indent=2) + "\n")
     config_yaml = run_dir / "config.yaml"
     if config_yaml.is_file():
         shutil.copy(config_yaml, out_dir / "train_config.yaml")

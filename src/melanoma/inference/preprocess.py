@@ -29,11 +29,3 @@ def to_input(images: Sequence[np.ndarray], mean: Sequence[float], std: Sequence[
     batch -= np.asarray(mean, np.float32)
     batch /= np.asarray(std, np.float32)
     return np.ascontiguousarray(batch.transpose(0, 3, 1, 2))
-
-
-def resize_probability(probability: np.ndarray, width: int, height: int) -> np.ndarray:
-    """Resize a float HxW probability map to (width, height) with bilinear interpolation."""
-    if probability.shape == (height, width):
-        return probability.astype(np.float32, copy=False)
-    image = Image.fromarray(probability.astype(np.float32), mode="F")
-    return np.asarray(image.resize((width, height), Image.Resampling.BILINEAR))

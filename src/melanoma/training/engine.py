@@ -108,7 +108,7 @@ def train_one_epoch(
         total_loss += loss.item() * count
         seen += count
         bar.update(1)
-        bar.set_postfix(loss=f"{total_loss / seen:.4f}")
+        bar.set_postfix(loss=f"{total_loss / seen:.4f}", refresh=False)
     bar.close()
     loss_sum, count_sum = distributed.all_sum([total_loss, float(seen)], info)
     elapsed = time.perf_counter() - start
@@ -229,8 +229,18 @@ def _append_row(path: Path, row: dict[str, Any]) -> None:
         writer.writerow(row)
 
 
-def fit(config: TrainConfig, out_dir: str | Path, resume: bool = False) -> dict[str, Any]:
-    """Train ``config`` into ``out_dir`` (config.yaml, metrics.csv, last.pt, best.pt); returns the best row."""
+def fit(
+    config: TrainConfig, out_dir: str | Path, resume: bool = False, stop_after: int | None = None
+) -> dict[str, Any]:
+    """Train ``config`` into ``out_dir`` (config.yaml, metrics.csv, last.pt, best.pt); returns the best row.
+
+    Args:
+        config: the run's configuration.
+        out_dir: the run directory.
+        resume: continue from ``out_dir/last.pt`` (same epoch, optimizer and schedule state).
+        stop_after: leave after this many epochs of this call (the schedule still spans ``optim.epochs``);
+            ``resume`` later continues exactly where it stopped.
+    """
     info = distributed.setup()
     out = Path(out_dir)
     if info.is_main:
@@ -264,8 +274,11 @@ def fit(config: TrainConfig, out_dir: str | Path, resume: bool = False) -> dict[
         save_config(config, out / "config.yaml")
     net = nn.parallel.DistributedDataParallel(model) if info.enabled else model
     monitor = MONITOR[config.task]
-    for epoch in range(start_epoch, config.optim.epochs):
+    last_epoch = config.optim.epochs if stop_after is None else min(config.optim.epochs, start_epoch + stop_after)
+    for epoch in range(start_epoch, last_epoch):
         seed_everything(config.seed + epoch)
+        # albumentations keeps its own generator: reseed it per epoch so a resumed run augments identically.
+        train_loader.dataset.transform.set_random_seed(config.seed + epoch)
         if isinstance(train_loader.sampler, DistributedSampler):
             train_loader.sampler.set_epoch(epoch)
         start = time.perf_counter()

@@ -1,0 +1,40 @@
+# Two commands on a fresh machine:  `make app`  and  `make test`.
+PYTHON ?= python3
+VENV ?= .venv
+PORT ?= 8501
+BIN := $(VENV)/bin
+export OMP_NUM_THREADS ?= 2
+export HF_HUB_OFFLINE = 1
+
+.PHONY: app test test-fast lint format clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+
+# Set up the serving install (no torch) and start the web app on the shipped models.
+app: $(BIN)/python
+	$(BIN)/pip install --quiet -e '.[app]'
+	$(BIN)/melanoma app --port $(PORT)
+
+# Set up everything (training, app, dev tools), lint, and run the whole test suite (slow tests included).
+test: $(BIN)/python
+	$(BIN)/pip install --quiet -e '.[train,app,dev]'
+	$(MAKE) --no-print-directory lint
+	$(BIN)/pytest -m "slow or not slow" $(PYTEST_ARGS); rc=$$?; \
+	  if [ $$rc -eq 5 ]; then echo "pytest collected no tests: that is a failure here"; exit 1; fi; exit $$rc
+
+# The quick local loop: no slow tests (distributed training, real browser).
+test-fast: $(BIN)/python
+	$(BIN)/pytest $(PYTEST_ARGS)
+
+lint:
+	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/ruff format --check src tests benchmarks
+
+format:
+	$(BIN)/ruff format src tests benchmarks
+	$(BIN)/ruff check --fix src tests benchmarks
+
+clean:
+	rm -rf $(VENV) build *.egg-info .pytest_cache .ruff_cache

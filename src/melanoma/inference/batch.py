@@ -1,0 +1,125 @@
+"""``melanoma predict``: many files and folders through one Predictor, a CSV row per file, optional overlays."""
+
+from __future__ import annotations
+
+import csv
+import sys
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any, TextIO
+
+from tqdm import tqdm
+
+from melanoma.inference.image_io import ImageLoadError
+from melanoma.inference.predictor import Prediction, Predictor
+
+PREDICT_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".gif")
+CSV_COLUMNS = (
+    "image",
+    "melanoma_probability",
+    "decision",
+    "threshold",
+    "lesion_area_fraction",
+    "asymmetry",
+    "border_irregularity",
+    "colour_variegation",
+    "equivalent_diameter_px",
+    "width",
+    "height",
+    "milliseconds",
+    "error",
+)
+
+
+def expand_paths(paths: Iterable[str | Path]) -> list[Path]:
+    """Files as given, plus image files found recursively in folders (sorted); missing paths are kept (they fail)."""
+    found: list[Path] = []
+    for item in map(Path, paths):
+        if item.is_dir():
+            found += sorted(p for p in item.rglob("*") if p.is_file() and p.suffix.lower() in PREDICT_SUFFIXES)
+        else:
+            found.append(item)
+    return found
+
+
+def prediction_row(path: Path, result: Prediction | Exception) -> dict[str, Any]:
+    """One CSV row: the prediction's numbers, or the error message."""
+    row: dict[str, Any] = dict.fromkeys(CSV_COLUMNS, "")
+    row["image"] = str(path)
+    if not isinstance(result, Prediction):
+        row["error"] = str(result)
+        return row
+    if result.melanoma_probability is not None:
+        row["melanoma_probability"] = f"{result.melanoma_probability:.6f}"
+        row["decision"] = "above_threshold" if result.decision else "below_threshold"
+        row["threshold"] = f"{result.threshold:.6f}"
+    if result.lesion_area_fraction is not None:
+        row["lesion_area_fraction"] = f"{result.lesion_area_fraction:.6f}"
+        m = result.measurements
+        row.update(
+            asymmetry=f"{m.asymmetry:.4f}",
+            border_irregularity=f"{m.border_irregularity:.4f}",
+            colour_variegation=m.colour_variegation,
+            equivalent_diameter_px=f"{m.equivalent_diameter_px:.1f}",
+        )
+    row["width"], row["height"] = result.original_size
+    row["milliseconds"] = f"{result.timings_ms.get('total', 0):.1f}"
+    return row
+
+
+def write_overlay(prediction: Prediction, folder: Path, stem: str) -> Path:
+    """Save the overlay PNG (contour + fill, heatmap when there is no mask) as ``<folder>/<stem>_overlay.png``."""
+    from melanoma.inference.overlay import render_overlay, to_png_bytes
+
+    overlay = render_overlay(
+        prediction.image,
+        prediction.work_mask,
+        prediction.heatmap,
+        show_heatmap=prediction.work_mask is None and prediction.heatmap is not None,
+    )
+    path = folder / f"{stem}_overlay.png"
+    path.write_bytes(to_png_bytes(overlay))
+    return path
+
+
+def predict_paths(
+    predictor: Predictor,
+    paths: Sequence[Path],
+    out: TextIO,
+    overlays_dir: Path | None = None,
+    batch_size: int = 16,
+    progress: bool = True,
+) -> tuple[int, int]:
+    """Predict every path in batches, writing CSV rows to ``out``; returns (succeeded, failed)."""
+    writer = csv.DictWriter(out, fieldnames=CSV_COLUMNS)
+    writer.writeheader()
+    if overlays_dir is not None:
+        overlays_dir.mkdir(parents=True, exist_ok=True)
+    succeeded = failed = 0
+    bar = tqdm(total=len(paths), unit="img", disable=not progress, file=sys.stderr)
+    for start in range(0, len(paths), batch_size):
+        chunk = paths[start : start + batch_size]
+        try:
+            results: list[Prediction | Exception] = list(predictor.predict_batch(chunk))
+        except Exception:  # a batch-level failure: retry one by one so one bad file cannot sink the others
+            results = [_predict_one(predictor, path) for path in chunk]
+        for index, (path, result) in enumerate(zip(chunk, results, strict=True)):
+            if isinstance(result, Prediction) and overlays_dir is not None:
+                try:
+                    write_overlay(result, overlays_dir, f"{start + index:05d}_{path.stem}")
+                except OSError as error:
+                    result = error
+            writer.writerow(prediction_row(path, result))
+            succeeded += isinstance(result, Prediction)
+            failed += not isinstance(result, Prediction)
+        out.flush()
+        bar.update(len(chunk))
+    bar.close()
+    return succeeded, failed
+
+
+def _predict_one(predictor: Predictor, path: Path) -> Prediction | Exception:
+    try:
+        return predictor.predict(path)
+    except (ImageLoadError, OSError, ValueError, RuntimeError) as error:
+        return error

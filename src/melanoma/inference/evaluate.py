@@ -1,0 +1,109 @@
+"""Score the exported models through the Predictor (the serving path) on a folder of images.
+
+Segmentation: each predicted mask is produced at its image's original size and compared with the ground-truth
+mask (resized to the mask's size if they differ), with the official ISIC 2017 metrics.
+Classification: AUC, average precision, and sensitivity / specificity / balanced accuracy at the model's
+shipped threshold, with stratified bootstrap 95% intervals.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image
+from tqdm import tqdm
+
+from melanoma.data.samples import DataError, Sample, list_images, mask_path_for, read_labels_csv
+from melanoma.inference.postprocess import resize_mask
+from melanoma.inference.predictor import Prediction, Predictor
+from melanoma.metrics import SegmentationMeter, classification_scores
+
+
+def _predictions(
+    predictor: Predictor, samples: Sequence[Sample], batch_size: int
+) -> Iterator[tuple[Sample, Prediction]]:
+    for start in tqdm(range(0, len(samples), batch_size), desc="evaluating", unit="batch"):
+        chunk = samples[start : start + batch_size]
+        for sample, result in zip(chunk, predictor.predict_batch([s.image_path for s in chunk]), strict=True):
+            if not isinstance(result, Prediction):
+                raise DataError(f"{sample.image_path}: {result}")
+            yield sample, result
+
+
+def evaluate_segmentation(
+    predictor: Predictor, images_dir: Path, masks_dir: Path, batch_size: int = 8
+) -> dict[str, Any]:
+    """Official ISIC 2017 segmentation scores of the shipped segmenter on ``images_dir`` against ``masks_dir``."""
+    if predictor.segmenter is None:
+        raise DataError(f"no segmentation model in {predictor.models_dir}")
+    samples = []
+    for path in list_images(Path(images_dir)):
+        mask = mask_path_for(Path(masks_dir), path.stem)
+        if not mask.is_file():
+            raise DataError(f"image {path} has no mask: expected {mask}")
+        samples.append(Sample(path.stem, path, mask))
+    meter = SegmentationMeter()
+    sizes = set()
+    for sample, prediction in _predictions(predictor, samples, batch_size):
+        with Image.open(sample.mask_path) as handle:
+            target = np.asarray(handle.convert("L")) > 127
+        predicted = prediction.lesion_mask
+        sizes.add(predicted.shape)
+        if predicted.shape != target.shape:
+            predicted = resize_mask(predicted, (target.shape[1], target.shape[0])) >= 0.5
+        meter.update(predicted, target)
+    scores = meter.compute()
+    per_image = scores.pop("per_image_jaccard")
+    return {
+        **{k: (round(v, 4) if isinstance(v, float) else v) for k, v in scores.items()},
+        "per_image": dict(zip([s.image_id for s in samples], [round(j, 4) for j in per_image], strict=True)),
+        "threshold": predictor.segmenter.config["threshold"],
+        "postprocess": predictor.segmenter.config.get("postprocess", {}),
+        "images_dir": str(images_dir),
+        "masks_dir": str(masks_dir),
+        "mask_sizes_predicted": sorted({f"{w}x{h}" for h, w in sizes}),
+        "models_dir": str(predictor.models_dir),
+    }
+
+
+def evaluate_classification(
+    predictor: Predictor,
+    images_dir: Path,
+    labels_csv: Path,
+    batch_size: int = 16,
+    bootstrap: int = 1000,
+    plots_dir: Path | None = None,
+) -> dict[str, Any]:
+    """Melanoma AUC, AP and thresholded metrics (at the shipped threshold) with bootstrap 95% intervals."""
+    if predictor.classifier is None:
+        raise DataError(f"no classification model in {predictor.models_dir}")
+    labels = read_labels_csv(Path(labels_csv))
+    samples = []
+    for path in list_images(Path(images_dir)):
+        if path.stem not in labels:
+            raise DataError(f"image {path} has no row in {labels_csv}")
+        samples.append(Sample(path.stem, path, None, labels[path.stem]))
+    truth, probabilities = [], []
+    for sample, prediction in _predictions(predictor, samples, batch_size):
+        truth.append(sample.melanoma)
+        probabilities.append(prediction.melanoma_probability)
+    threshold = predictor.threshold
+    scores = classification_scores(np.asarray(truth), np.asarray(probabilities), threshold, bootstrap=bootstrap)
+    if plots_dir is not None:
+        from melanoma.plots import plot_calibration, plot_roc
+
+        Path(plots_dir).mkdir(parents=True, exist_ok=True)
+        plot_roc(truth, probabilities, threshold, Path(plots_dir) / "roc.png")
+        plot_calibration(truth, probabilities, Path(plots_dir) / "calibration.png")
+    rounded = {k: (round(v, 4) if isinstance(v, float) else v) for k, v in scores.items()}
+    if "ci95" in rounded:
+        rounded["ci95"] = {k: [round(x, 4) for x in v] for k, v in rounded["ci95"].items()}
+    return {
+        **rounded,
+        "images_dir": str(images_dir),
+        "labels_csv": str(labels_csv),
+        "models_dir": str(predictor.models_dir),
+    }

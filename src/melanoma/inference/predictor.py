@@ -1,0 +1,282 @@
+"""The one path from an image file to a result, shared by the CLI, the app and the benchmarks.
+
+Runs on ONNX Runtime + numpy + Pillow only: importing this module never imports torch.
+One ``Predictor`` is thread-safe (ONNX Runtime sessions are; the predictor holds no mutable state), so a
+single instance serves every app session.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+from melanoma.inference.image_io import ImageLoadError, ImageSource, load_image_with_size
+from melanoma.inference.measurements import LesionMeasurements, measure_lesion
+from melanoma.inference.postprocess import fill_holes, largest_component, resize_mask
+from melanoma.inference.preprocess import resize_rgb, to_input
+
+MODELS_ENV_VAR = "MELANOMA_MODELS"
+WORK_MAX_SIDE = 1024  # masks are post-processed and measured at most at this size, then upsampled
+TASK_CONFIGS = {"segmentation": "segmentation.json", "classification": "classification.json"}
+
+
+class ModelsNotFoundError(FileNotFoundError):
+    """No exported model is installed where the Predictor looked."""
+
+
+def default_models_dir() -> Path:
+    """``$MELANOMA_MODELS``, else the models installed with the package, else the repository's ``models/``."""
+    if os.environ.get(MODELS_ENV_VAR):
+        return Path(os.environ[MODELS_ENV_VAR]).expanduser()
+    packaged = Path(__file__).resolve().parents[1] / "shipped_models"
+    if packaged.is_dir():
+        return packaged
+    return Path(__file__).resolve().parents[3] / "models"
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """What the models say about one image (model outputs, not a diagnosis).
+
+    Attributes:
+        name: the image's name (file name or upload name).
+        melanoma_probability: the classifier's melanoma probability in [0, 1], None without a classifier.
+        decision: True when the probability is at or above the model's threshold.
+        threshold: the classifier's decision threshold (chosen on validation data, see its config).
+        lesion_mask: HxW bool lesion mask at the image's original size (None without a segmenter).
+        lesion_area_fraction: fraction of the image covered by the lesion mask.
+        measurements: ABCD-style lesion measurements (see ``measure_lesion``).
+        heatmap: float class activation map in [0, 1] at ``image``'s size (where the classifier found evidence).
+        image: the decoded RGB image used for display (may be smaller than the original for big JPEGs).
+        original_size: (width, height) of the original image after EXIF orientation.
+        timings_ms: time spent in each stage.
+    """
+
+    name: str
+    melanoma_probability: float | None
+    decision: bool | None
+    threshold: float | None
+    lesion_mask: np.ndarray | None
+    lesion_area_fraction: float | None
+    measurements: LesionMeasurements | None
+    heatmap: np.ndarray | None
+    image: np.ndarray
+    original_size: tuple[int, int]
+    timings_ms: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def decision_text(self) -> str:
+        """The decision phrased as a model output."""
+        if self.decision is None:
+            return "no classifier installed"
+        if self.decision:
+            return "above the model's melanoma threshold: dermatologist review advised"
+        return "below the model's melanoma threshold"
+
+    @property
+    def work_mask(self) -> np.ndarray | None:
+        """The lesion mask at ``image``'s size (for overlays)."""
+        if self.lesion_mask is None:
+            return None
+        height, width = self.image.shape[:2]
+        if self.lesion_mask.shape == (height, width):
+            return self.lesion_mask
+        return resize_mask(self.lesion_mask, (width, height)) >= 0.5
+
+
+@dataclass(frozen=True)
+class _Model:
+    session: Any
+    config: dict[str, Any]
+
+    @property
+    def size(self) -> int:
+        return int(self.config["input_size"])
+
+    def run(self, images: Sequence[np.ndarray]) -> list[np.ndarray]:
+        batch = to_input(
+            [resize_rgb(i, self.size, self.config["resize"]) for i in images], self.config["mean"], self.config["std"]
+        )
+        return self.session.run(None, {"image": batch})
+
+
+def _session(path: Path, threads: int | None):
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    if threads:
+        options.intra_op_num_threads = threads
+    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+
+def _load_model(models_dir: Path, task: str, threads: int | None) -> _Model | None:
+    config_path = models_dir / TASK_CONFIGS[task]
+    if not config_path.is_file():
+        return None
+    config = json.loads(config_path.read_text())
+    onnx_path = models_dir / config["onnx_file"]
+    if not onnx_path.is_file():
+        raise ModelsNotFoundError(f"{config_path} names {onnx_path.name}, which is missing from {models_dir}")
+    return _Model(_session(onnx_path, threads), config)
+
+
+def _work_image(image: np.ndarray) -> np.ndarray:
+    height, width = image.shape[:2]
+    scale = WORK_MAX_SIDE / max(height, width)
+    if scale >= 1:
+        return image
+    size = (max(1, round(width * scale)), max(1, round(height * scale)))
+    return np.asarray(Image.fromarray(image).resize(size, Image.Resampling.BILINEAR))
+
+
+class Predictor:
+    """Melanoma probability, lesion mask, measurements and heatmap for dermoscopic images.
+
+    Build it once with ``Predictor.from_dir(models_dir)``; ``predict`` and ``predict_batch`` are thread-safe.
+    """
+
+    def __init__(self, segmenter: _Model | None, classifier: _Model | None, models_dir: Path):
+        if segmenter is None and classifier is None:
+            raise ModelsNotFoundError(
+                f"no model is installed in {models_dir}: expected {' and/or '.join(TASK_CONFIGS.values())} "
+                "(train and export one with `melanoma train` + `melanoma export`, or pass --models DIR)"
+            )
+        self.segmenter = segmenter
+        self.classifier = classifier
+        self.models_dir = models_dir
+
+    @classmethod
+    def from_dir(cls, models_dir: str | Path | None = None, threads: int | None = None) -> Predictor:
+        """Load the exported models (``segmentation.json`` / ``classification.json`` + ONNX) from a folder."""
+        folder = Path(models_dir) if models_dir else default_models_dir()
+        if not folder.is_dir():
+            raise ModelsNotFoundError(
+                f"models folder {folder} does not exist; pass --models DIR or set {MODELS_ENV_VAR}"
+            )
+        return cls(_load_model(folder, "segmentation", threads), _load_model(folder, "classification", threads), folder)
+
+    @property
+    def model_configs(self) -> dict[str, dict[str, Any]]:
+        """The JSON configs of the loaded models, by task."""
+        models = {"segmentation": self.segmenter, "classification": self.classifier}
+        return {task: model.config for task, model in models.items() if model is not None}
+
+    @property
+    def threshold(self) -> float | None:
+        return float(self.classifier.config["threshold"]) if self.classifier else None
+
+    @property
+    def _draft_side(self) -> int:
+        return max(model.size for model in (self.segmenter, self.classifier) if model is not None)
+
+    def load(self, source: ImageSource, name: str | None = None) -> tuple[np.ndarray, tuple[int, int]]:
+        """Decode an image the way the models need it (big JPEGs at reduced scale)."""
+        return load_image_with_size(source, min_side_for_draft=self._draft_side, name=name)
+
+    def predict(self, source: ImageSource, name: str | None = None) -> Prediction:
+        """Predict one image (a path, bytes or a binary file object).
+
+        Raises:
+            ImageLoadError: the file is not a usable image; the message says why.
+        """
+        start = time.perf_counter()
+        image, original_size = self.load(source, name)
+        label = name or (Path(source).name if isinstance(source, str | Path) else "upload")
+        decode_ms = (time.perf_counter() - start) * 1000
+        (prediction,) = self.predict_arrays([image], [original_size], [label])
+        prediction.timings_ms["decode"] = round(decode_ms, 2)
+        prediction.timings_ms["total"] = round(prediction.timings_ms["total"] + decode_ms, 2)
+        return prediction
+
+    def predict_batch(self, sources: Sequence[ImageSource]) -> list[Prediction | ImageLoadError]:
+        """Predict many images in one model call each; a file that fails to load yields its ImageLoadError."""
+        loaded: list[tuple[int, np.ndarray, tuple[int, int], str]] = []
+        results: list[Prediction | ImageLoadError | None] = [None] * len(sources)
+        for index, source in enumerate(sources):
+            name = Path(source).name if isinstance(source, str | Path) else f"image {index}"
+            try:
+                image, size = self.load(source, name)
+            except ImageLoadError as error:
+                results[index] = error
+                continue
+            loaded.append((index, image, size, name))
+        if loaded:
+            predictions = self.predict_arrays([x[1] for x in loaded], [x[2] for x in loaded], [x[3] for x in loaded])
+            for (index, *_), prediction in zip(loaded, predictions, strict=True):
+                results[index] = prediction
+        return results  # type: ignore[return-value]
+
+    def predict_arrays(
+        self, images: Sequence[np.ndarray], original_sizes: Sequence[tuple[int, int]], names: Sequence[str]
+    ) -> list[Prediction]:
+        """Predict decoded RGB uint8 images (the models see them resized; masks come back at the original sizes)."""
+        timings: dict[str, float] = {}
+        clock = time.perf_counter()
+        work = [_work_image(image) for image in images]
+        timings["preprocess"] = (time.perf_counter() - clock) * 1000
+        probabilities, cams, lesion_maps = [None] * len(images), [None] * len(images), [None] * len(images)
+        if self.classifier is not None:
+            clock = time.perf_counter()
+            probability, cam = self.classifier.run(images)
+            probabilities, cams = [float(p) for p in probability.reshape(-1)], list(cam)
+            timings["classification"] = (time.perf_counter() - clock) * 1000
+        if self.segmenter is not None:
+            clock = time.perf_counter()
+            (maps,) = self.segmenter.run(images)
+            lesion_maps = [m[0] for m in maps]
+            timings["segmentation"] = (time.perf_counter() - clock) * 1000
+        shared = {k: v / len(images) for k, v in timings.items()}
+        return [
+            self._finish(names[i], work[i], original_sizes[i], probabilities[i], cams[i], lesion_maps[i], dict(shared))
+            for i in range(len(images))
+        ]
+
+    def _finish(self, name, image, original_size, probability, cam, lesion_map, timings) -> Prediction:
+        clock = time.perf_counter()
+        height, width = image.shape[:2]
+        mask = full_mask = measurements = area = None
+        if lesion_map is not None:
+            config = self.segmenter.config
+            mask = resize_mask(lesion_map, (width, height)) >= float(config["threshold"])
+            steps = config.get("postprocess", {})
+            if steps.get("largest_component"):
+                mask = largest_component(mask)
+            if steps.get("fill_holes"):
+                mask = fill_holes(mask)
+            area = float(mask.mean())
+            full_mask = mask if (width, height) == tuple(original_size) else resize_mask(mask, original_size) >= 0.5
+            timings["postprocess"] = (time.perf_counter() - clock) * 1000
+            clock = time.perf_counter()
+            measurements = measure_lesion(mask, image)
+            timings["measurements"] = (time.perf_counter() - clock) * 1000
+        heatmap = None
+        if cam is not None:
+            positive = np.maximum(cam.astype(np.float32), 0)
+            peak = float(positive.max())
+            heatmap = resize_mask(positive / peak if peak > 0 else positive, (width, height)).clip(0, 1)
+        threshold = self.threshold
+        decision = None if probability is None else bool(probability >= threshold)
+        timings["total"] = sum(timings.values())
+        return Prediction(
+            name=name,
+            melanoma_probability=probability,
+            decision=decision,
+            threshold=threshold,
+            lesion_mask=full_mask,
+            lesion_area_fraction=area,
+            measurements=measurements,
+            heatmap=heatmap,
+            image=image,
+            original_size=tuple(original_size),
+            timings_ms={k: round(v, 2) for k, v in timings.items()},
+        )

@@ -1,0 +1,181 @@
+"""The `melanoma` command end to end on tiny models: predict (files, folders, bad files, overlays), evaluate."""
+
+import csv
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from corpus import build_corpus
+from PIL import Image
+
+from melanoma.cli import main
+from melanoma.inference.batch import CSV_COLUMNS
+
+
+def _rows(path):
+    with open(path, newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+def test_predict_folder_with_bad_files_writes_a_row_each_and_overlays(
+    tiny_models_dir, shared_synthetic_isic_dir, tmp_path
+):
+    folder = tmp_path / "inputs"
+    expected = build_corpus(folder / "corpus")
+    for path in (shared_synthetic_isic_dir / "images" / "test").iterdir():
+        (folder / path.name).write_bytes(path.read_bytes())
+    out = tmp_path / "predictions.csv"
+    code = main(
+        [
+            "predict",
+            str(folder),
+            "--models",
+            str(tiny_models_dir),
+            "--out",
+            str(out),
+            "--overlays",
+            str(tmp_path / "ov"),
+        ]
+    )
+    assert code == 0
+    rows = _rows(out)
+    assert tuple(rows[0]) == CSV_COLUMNS
+    good = [r for r in rows if not r["error"]]
+    bad = [r for r in rows if r["error"]]
+    assert len(good) == 2 + sum(expected.values())
+    assert len(bad) == sum(not ok for ok in expected.values())
+    for row in good:
+        assert 0.0 <= float(row["melanoma_probability"]) <= 1.0
+        assert row["decision"] in {"above_threshold", "below_threshold"}
+        assert 0.0 <= float(row["lesion_area_fraction"]) <= 1.0
+    overlays = list((tmp_path / "ov").glob("*.png"))
+    assert len(overlays) == len(good)
+    with Image.open(overlays[0]) as overlay:
+        assert overlay.mode == "RGB"
+
+
+def test_predict_exits_non_zero_only_when_nothing_worked(tiny_models_dir, tmp_path, capsys):
+    bad = tmp_path / "bad.jpg"
+    bad.write_text("no")
+    assert main(["predict", str(bad), "--models", str(tiny_models_dir)]) == 1
+    assert "bad.jpg" in capsys.readouterr().out
+
+
+def test_evaluate_segmentation_and_classification(tiny_models_dir, shared_synthetic_isic_dir, tmp_path):
+    seg_json, cls_json = tmp_path / "seg.json", tmp_path / "cls.json"
+    root = shared_synthetic_isic_dir
+    assert (
+        main(
+            [
+                "evaluate",
+                "segmentation",
+                "--images",
+                str(root / "images/val"),
+                "--masks",
+                str(root / "masks/val"),
+                "--models",
+                str(tiny_models_dir),
+                "--json",
+                str(seg_json),
+            ]
+        )
+        == 0
+    )
+    seg = json.loads(seg_json.read_text())
+    assert seg["n"] == 4 and {"jaccard", "thresholded_jaccard", "dice"} <= set(seg)
+    # The calibrated threshold and post-processing came from the same 4 validation images, so the CLI
+    # must reproduce the export-time validation scores exactly.
+    config = json.loads((tiny_models_dir / "segmentation.json").read_text())
+    assert seg["jaccard"] == pytest.approx(config["validation"]["jaccard"], abs=2e-4)
+    assert (
+        main(
+            [
+                "evaluate",
+                "classification",
+                "--images",
+                str(root / "images/val"),
+                "--labels",
+                str(root / "labels/ISIC-2017_Validation_Part3_GroundTruth.csv"),
+                "--models",
+                str(tiny_models_dir),
+                "--json",
+                str(cls_json),
+                "--plots",
+                str(tmp_path / "plots"),
+            ]
+        )
+        == 0
+    )
+    scores = json.loads(cls_json.read_text())
+    assert scores["n"] == 4
+    expected_keys = {"auc", "average_precision", "threshold", "sensitivity", "specificity", "balanced_accuracy", "ci95"}
+    assert expected_keys <= set(scores)
+    assert (tmp_path / "plots" / "roc.png").is_file()
+
+
+def test_evaluate_resizes_predictions_to_original_size_masks(tiny_models_dir, tmp_path):
+    from conftest import synthetic_lesion
+
+    images, masks = tmp_path / "images", tmp_path / "masks"
+    images.mkdir()
+    masks.mkdir()
+    image, mask = synthetic_lesion(256, seed=5)
+    Image.fromarray(np.asarray(Image.fromarray(image).resize((1024, 768)))).save(images / "big.jpg")
+    Image.fromarray(np.asarray(Image.fromarray(mask).resize((1024, 768)))).save(masks / "big_segmentation.png")
+    out = tmp_path / "s.json"
+    assert (
+        main(
+            [
+                "evaluate",
+                "segmentation",
+                "--images",
+                str(images),
+                "--masks",
+                str(masks),
+                "--models",
+                str(tiny_models_dir),
+                "--json",
+                str(out),
+            ]
+        )
+        == 0
+    )
+    assert json.loads(out.read_text())["mask_sizes_predicted"] == ["1024x768"]
+
+
+def test_console_script_help_lists_the_commands():
+    output = subprocess.run(
+        [sys.executable, "-m", "melanoma.cli", "--help"], capture_output=True, text=True, check=True
+    )
+    for command in ("train", "export", "evaluate", "predict", "app", "data"):
+        assert command in output.stdout
+
+
+def test_train_and_export_through_the_cli(shared_synthetic_isic_dir, tmp_path):
+    run = tmp_path / "run"
+    assert (
+        main(
+            [
+                "train",
+                "classification",
+                "--config",
+                "configs/tiny.yaml",
+                "--data-dir",
+                str(shared_synthetic_isic_dir),
+                "--out",
+                str(run),
+                "task=classification",
+            ]
+        )
+        == 0
+    )
+    assert "melanoma train classification" in (run / "config.yaml").read_text()
+    assert main(["export", str(run), "--out", str(tmp_path / "models")]) == 0
+    assert (tmp_path / "models" / "classification.onnx").is_file()
+
+
+def test_train_rejects_a_config_of_the_other_task(shared_synthetic_isic_dir, tmp_path):
+    with pytest.raises(SystemExit, match="segmentation config"):
+        main(["train", "classification", "--config", "configs/tiny.yaml", "--out", str(tmp_path / "r")])

@@ -1,0 +1,67 @@
+"""ONNX export: parity with PyTorch, dynamic batch, the activation map, the model config."""
+
+import json
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+import torch
+
+from melanoma.inference.export import OPSET, load_run_model, pytorch_reference
+
+
+@pytest.mark.parametrize("task", ["segmentation", "classification"])
+@pytest.mark.parametrize("batch", [1, 3])
+def test_onnx_matches_pytorch(tiny_runs, tiny_models_dir, task, batch):
+    model, config, _ = load_run_model(tiny_runs[task])
+    session = ort.InferenceSession(str(tiny_models_dir / f"{task}.onnx"), providers=["CPUExecutionProvider"])
+    size = config.data.image_size
+    inputs = np.random.default_rng(batch).normal(0, 1, (batch, 3, size, size)).astype(np.float32)
+    expected = pytorch_reference(model, task, inputs)
+    actual = session.run(None, {"image": inputs})
+    assert len(actual) == len(expected)
+    for got, want in zip(actual, expected, strict=True):
+        assert got.shape == want.shape
+        np.testing.assert_allclose(got, want, atol=1e-4, rtol=0)
+
+
+def test_onnx_graph_is_valid_with_named_io_and_opset(tiny_models_dir):
+    for task, outputs in (
+        ("segmentation", ["lesion_probability"]),
+        ("classification", ["melanoma_probability", "activation_map"]),
+    ):
+        graph = onnx.load(str(tiny_models_dir / f"{task}.onnx"))
+        onnx.checker.check_model(graph)
+        assert [i.name for i in graph.graph.input] == ["image"]
+        assert [o.name for o in graph.graph.output] == outputs
+        assert max(o.version for o in graph.opset_import if o.domain in ("", "ai.onnx")) >= OPSET
+
+
+def test_activation_map_averages_to_the_logit(tiny_runs):
+    model, config, _ = load_run_model(tiny_runs["classification"])
+    inputs = (
+        np.random.default_rng(0).normal(0, 1, (2, 3, config.data.image_size, config.data.image_size)).astype(np.float32)
+    )
+    probability, cam = pytorch_reference(model, "classification", inputs)
+    logit = cam.mean(axis=(1, 2)) + model.classifier.bias.item()
+    np.testing.assert_allclose(torch.sigmoid(torch.from_numpy(logit)).numpy(), probability, atol=1e-5)
+
+
+@pytest.mark.parametrize("task", ["segmentation", "classification"])
+def test_model_config_carries_preprocessing_threshold_metrics_and_provenance(tiny_models_dir, task):
+    config = json.loads((tiny_models_dir / f"{task}.json").read_text())
+    assert config["task"] == task
+    assert config["input_size"] == 64
+    assert config["mean"] == [0.5, 0.5, 0.5] and config["std"] == [0.5, 0.5, 0.5]
+    assert config["resize"] == "squash"
+    assert 0.0 < config["threshold"] < 1.0
+    assert config["training"]["data"]["n_train"] == 8
+    assert config["training"]["history"]
+    assert config["validation"]["n"] == 4
+    if task == "segmentation":
+        assert set(config["postprocess"]) == {"largest_component", "fill_holes"}
+        assert {"jaccard", "thresholded_jaccard", "dice"} <= set(config["validation"])
+    else:
+        assert {"auc", "sensitivity", "specificity", "ci95"} <= set(config["validation"])
+        assert (tiny_models_dir / "roc_validation.png").stat().st_size > 1000

@@ -1,0 +1,88 @@
+"""Model factories and the offline ImageNet weight conversion."""
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from melanoma.models import ARCHS, build_classifier, build_segmenter
+from melanoma.models.factory import build_imagenet_classifier
+from melanoma.models.pretrained import convert_state_dict, weight_file
+
+IMAGENET_CATS = range(281, 286)  # tabby, tiger cat, Persian, Siamese, Egyptian cat
+ESPRESSO = 967
+
+
+def _imagenet_input(image: np.ndarray, size: int = 224) -> torch.Tensor:
+    resized = np.asarray(Image.fromarray(image).resize((size, size), Image.Resampling.BILINEAR), np.float32) / 255
+    return torch.from_numpy((resized - 0.5) / 0.5).permute(2, 0, 1)[None]
+
+
+@pytest.mark.parametrize("arch", ["tf_efficientnet_lite0", "tf_efficientnet_lite2"])
+def test_converted_weights_recognise_imagenet_photos(arch):
+    skimage_data = pytest.importorskip("skimage.data")
+    model = build_imagenet_classifier(arch).eval()
+    with torch.no_grad():
+        cat = model(_imagenet_input(skimage_data.chelsea())).argmax().item()
+        coffee = model(_imagenet_input(skimage_data.coffee())).argmax().item()
+    assert cat in IMAGENET_CATS
+    assert coffee == ESPRESSO
+
+
+def test_conversion_rejects_a_mismatched_architecture():
+    source = torch.load(weight_file("tf_efficientnet_lite0"), map_location="cpu", weights_only=True)
+    with pytest.raises(ValueError, match="does not match"):
+        convert_state_dict(source, [1, 2, 2, 3, 3, 4])  # lite0 has 16 blocks, not 15
+
+
+def test_unknown_arch_lists_the_valid_ones():
+    with pytest.raises(ValueError, match="tf_efficientnet_lite0"):
+        build_classifier("resnet50", pretrained=False)
+
+
+@pytest.mark.parametrize(
+    ("builder", "kwargs", "input_shape", "output_shape"),
+    [
+        (build_classifier, {"pretrained": False}, (2, 3, 64, 64), (2, 1)),
+        (
+            build_segmenter,
+            {"pretrained": False, "decoder_channels": [32, 16, 16, 8, 8]},
+            (2, 3, 64, 64),
+            (2, 1, 64, 64),
+        ),
+        (
+            build_segmenter,
+            {"pretrained": False, "decoder_channels": [32, 16, 16, 8, 8]},
+            (1, 3, 96, 96),
+            (1, 1, 96, 96),
+        ),
+    ],
+)
+def test_shapes_finite_outputs_and_gradients(builder, kwargs, input_shape, output_shape):
+    torch.manual_seed(0)
+    model = builder(**kwargs).train()
+    output = model(torch.randn(*input_shape))
+    assert output.shape == output_shape
+    assert torch.isfinite(output).all()
+    output.float().mean().backward()
+    no_grad = [n for n, p in model.named_parameters() if p.requires_grad and p.grad is None]
+    assert not no_grad
+
+
+def test_pretrained_segmenter_encoder_carries_imagenet_weights():
+    seeded = build_segmenter("tf_efficientnet_lite0", pretrained=True)
+    classifier = build_imagenet_classifier("tf_efficientnet_lite0")
+    assert torch.equal(seeded.encoder.model.conv_stem.weight, classifier.conv_stem.weight)
+    assert torch.equal(seeded.encoder.model.blocks[3][0].conv_pw.weight, classifier.blocks[3][0].conv_pw.weight)
+
+
+def test_eval_is_deterministic():
+    model = build_classifier(pretrained=False).eval()
+    x = torch.randn(1, 3, 64, 64)
+    with torch.no_grad():
+        assert torch.equal(model(x), model(x))
+
+
+def test_archs_have_weights():
+    for arch in ARCHS:
+        assert weight_file(arch).endswith(".pth")

@@ -1,0 +1,122 @@
+"""The Predictor on tiny exported models: outputs, sizes, batching, hostile files, threads, no torch."""
+
+import json
+import subprocess
+import sys
+import textwrap
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import pytest
+from conftest import synthetic_lesion
+from corpus import build_corpus
+from PIL import Image
+
+from melanoma.inference.image_io import ImageLoadError
+from melanoma.inference.predictor import ModelsNotFoundError, Prediction, Predictor
+
+
+@pytest.fixture(scope="module")
+def predictor(tiny_models_dir):
+    return Predictor.from_dir(tiny_models_dir)
+
+
+@pytest.fixture
+def lesion_jpeg(tmp_path):
+    image, _ = synthetic_lesion(300, seed=3)
+    image = np.asarray(Image.fromarray(image).resize((400, 300)))
+    path = tmp_path / "lesion.jpg"
+    Image.fromarray(image).save(path, quality=92)
+    return path
+
+
+def test_prediction_has_every_output_at_the_original_size(predictor, lesion_jpeg):
+    result = predictor.predict(lesion_jpeg)
+    assert isinstance(result, Prediction)
+    assert 0.0 <= result.melanoma_probability <= 1.0
+    config = json.loads((predictor.models_dir / "classification.json").read_text())
+    assert result.threshold == config["threshold"]
+    assert result.decision == (result.melanoma_probability >= result.threshold)
+    assert result.original_size == (400, 300)
+    assert result.lesion_mask.shape == (300, 400) and result.lesion_mask.dtype == bool
+    assert result.lesion_area_fraction == pytest.approx(result.lesion_mask.mean(), abs=0.01)
+    assert result.heatmap.shape == result.image.shape[:2]
+    assert result.heatmap.min() >= 0.0 and result.heatmap.max() <= 1.0
+    assert {"decode", "classification", "segmentation", "postprocess", "measurements", "total"} <= set(
+        result.timings_ms
+    )
+    assert "dermatologist review advised" in result.decision_text or "below" in result.decision_text
+
+
+def test_sources_give_the_same_result(predictor, lesion_jpeg):
+    from_path = predictor.predict(lesion_jpeg)
+    from_bytes = predictor.predict(lesion_jpeg.read_bytes(), name="upload.jpg")
+    with lesion_jpeg.open("rb") as handle:
+        from_file = predictor.predict(handle, name="upload.jpg")
+    for other in (from_bytes, from_file):
+        assert other.melanoma_probability == pytest.approx(from_path.melanoma_probability, abs=1e-6)
+        assert np.array_equal(other.lesion_mask, from_path.lesion_mask)
+
+
+def test_batch_matches_single_and_reports_bad_files(predictor, lesion_jpeg, tmp_path):
+    bad = tmp_path / "notes.jpg"
+    bad.write_text("not an image")
+    results = predictor.predict_batch([lesion_jpeg, bad, lesion_jpeg])
+    assert isinstance(results[1], ImageLoadError)
+    single = predictor.predict(lesion_jpeg)
+    for result in (results[0], results[2]):
+        assert result.melanoma_probability == pytest.approx(single.melanoma_probability, abs=1e-5)
+
+
+def test_every_corpus_file_predicts_or_fails_with_its_message(predictor, tmp_path):
+    expected = build_corpus(tmp_path)
+    for name, loads in expected.items():
+        path = tmp_path / name
+        if loads:
+            result = predictor.predict(path)
+            assert result.lesion_mask.shape == (result.original_size[1], result.original_size[0])
+        else:
+            with pytest.raises(ImageLoadError) as error:
+                predictor.predict(path)
+            assert str(error.value)
+
+
+def test_one_instance_is_thread_safe(predictor, lesion_jpeg):
+    reference = predictor.predict(lesion_jpeg).melanoma_probability
+    with ThreadPoolExecutor(4) as pool:
+        results = list(pool.map(lambda _: predictor.predict(lesion_jpeg).melanoma_probability, range(12)))
+    assert results == pytest.approx([reference] * 12, abs=1e-6)
+
+
+def test_missing_models_say_what_to_do(tmp_path):
+    with pytest.raises(ModelsNotFoundError, match="no model is installed"):
+        Predictor.from_dir(tmp_path)
+    with pytest.raises(ModelsNotFoundError, match="does not exist"):
+        Predictor.from_dir(tmp_path / "nowhere")
+
+
+def test_one_model_is_enough(tiny_models_dir, tmp_path, lesion_jpeg):
+    for name in ("segmentation.json", "segmentation.onnx"):
+        (tmp_path / name).write_bytes((tiny_models_dir / name).read_bytes())
+    result = Predictor.from_dir(tmp_path).predict(lesion_jpeg)
+    assert result.melanoma_probability is None and result.decision is None
+    assert result.lesion_mask is not None
+
+
+def test_serving_never_imports_torch(tiny_models_dir, lesion_jpeg):
+    code = textwrap.dedent(
+        f"""
+        import sys
+        from melanoma.inference.predictor import Predictor
+        from melanoma.inference.batch import predict_paths
+        from melanoma.inference.overlay import render_overlay
+        import melanoma.cli, melanoma.metrics, melanoma.inference.evaluate
+        result = Predictor.from_dir({str(tiny_models_dir)!r}).predict({str(lesion_jpeg)!r})
+        render_overlay(result.image, result.work_mask, result.heatmap, show_heatmap=True)
+        assert "torch" not in sys.modules, "torch was imported at serve time"
+        print("ok")
+        """
+    )
+    output = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert output.returncode == 0, output.stderr
+    assert output.stdout.strip() == "ok"

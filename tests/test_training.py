@@ -1,0 +1,94 @@
+"""The training engine: losses, schedule, a two-step fit on synthetic data, resume, the run directory."""
+
+import csv
+import math
+
+import pytest
+import torch
+from conftest import tiny_config
+
+from melanoma.config import load_config
+from melanoma.training.checkpoint import load_checkpoint
+from melanoma.training.engine import fit, warmup_cosine
+from melanoma.training.losses import WeightedBCE, bce_dice_loss, positive_weight, soft_dice_loss
+
+
+def test_soft_dice_is_zero_for_a_perfect_prediction_and_high_for_the_opposite():
+    target = torch.zeros(1, 1, 4, 4)
+    target[..., :2, :] = 1
+    perfect = (target * 2 - 1) * 50
+    assert soft_dice_loss(perfect, target).item() == pytest.approx(0.0, abs=1e-3)
+    assert soft_dice_loss(-perfect, target).item() > 0.9
+    assert bce_dice_loss(perfect, target).item() < bce_dice_loss(-perfect, target).item()
+
+
+def test_positive_weight_is_negatives_over_positives():
+    assert positive_weight([1, 0, 0, 0, 1, 0]) == 2.0
+    with pytest.raises(ValueError, match="both classes"):
+        positive_weight([0, 0])
+
+
+def test_weighted_bce_weighs_positives():
+    logits, target = torch.zeros(2), torch.tensor([1.0, 0.0])
+    plain = WeightedBCE(1.0)(logits, target)
+    weighted = WeightedBCE(3.0)(logits, target)
+    assert weighted.item() == pytest.approx(plain.item() * 2.0)  # (3*ln2 + ln2)/2 vs ln2
+
+
+def test_warmup_then_cosine():
+    values = [warmup_cosine(s, 100, 10, 0.01) for s in range(100)]
+    assert values[0] == pytest.approx(0.1)
+    assert values[9] == pytest.approx(1.0)
+    assert values[10] == pytest.approx(1.0)
+    assert values[-1] == pytest.approx(0.01, abs=0.01)
+    assert all(b <= a + 1e-12 for a, b in zip(values[10:], values[11:], strict=False))
+    assert not any(math.isnan(v) for v in values)
+
+
+def _rows(run_dir):
+    with (run_dir / "metrics.csv").open() as handle:
+        return list(csv.DictReader(handle))
+
+
+@pytest.mark.parametrize("task", ["segmentation", "classification"])
+def test_run_directory_describes_itself(tiny_runs, task):
+    run_dir = tiny_runs[task]
+    assert {"config.yaml", "metrics.csv", "last.pt", "best.pt"} <= {p.name for p in run_dir.iterdir()}
+    assert load_config(run_dir / "config.yaml").task == task
+    rows = _rows(run_dir)
+    assert len(rows) == 1
+    monitor = "val_jaccard" if task == "segmentation" else "val_auc"
+    assert 0.0 <= float(rows[0][monitor]) <= 1.0
+    best = load_checkpoint(run_dir / "best.pt")
+    assert "optimizer" not in best  # best.pt is weights + config only
+    assert set(load_checkpoint(run_dir / "last.pt")) >= {"model", "optimizer", "scheduler", "epoch", "config"}
+
+
+def test_resume_continues_exactly_where_it_stopped(shared_synthetic_isic_dir, tmp_path):
+    config = tiny_config("segmentation", shared_synthetic_isic_dir, **{"optim.epochs": 2})
+    fit(config, tmp_path / "straight")
+    fit(config, tmp_path / "resumed", stop_after=1)
+    assert [r["epoch"] for r in _rows(tmp_path / "resumed")] == ["1"]
+    fit(config, tmp_path / "resumed", resume=True)
+    assert [r["epoch"] for r in _rows(tmp_path / "resumed")] == ["1", "2"]
+    straight = load_checkpoint(tmp_path / "straight" / "last.pt")
+    resumed = load_checkpoint(tmp_path / "resumed" / "last.pt")
+    assert resumed["epoch"] == straight["epoch"] == 1
+    assert all(
+        torch.allclose(straight["model"][k].float(), resumed["model"][k].float(), atol=1e-6) for k in straight["model"]
+    )
+    assert resumed["scheduler"]["last_epoch"] == straight["scheduler"]["last_epoch"]
+
+
+def test_training_is_seeded(shared_synthetic_isic_dir, tmp_path):
+    config = tiny_config("classification", shared_synthetic_isic_dir)
+    fit(config, tmp_path / "a")
+    fit(config, tmp_path / "b")
+    a = load_checkpoint(tmp_path / "a" / "last.pt")["model"]
+    b = load_checkpoint(tmp_path / "b" / "last.pt")["model"]
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_resume_without_checkpoint_says_what_to_do(shared_synthetic_isic_dir, tmp_path):
+    with pytest.raises(FileNotFoundError, match="drop --resume"):
+        fit(tiny_config("segmentation", shared_synthetic_isic_dir), tmp_path / "empty", resume=True)
