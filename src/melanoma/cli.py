@@ -7,6 +7,7 @@ run on the core install (onnxruntime + numpy + Pillow).
 from __future__ import annotations
 
 import argparse
+import os
 import shlex
 import sys
 import time
@@ -32,7 +33,8 @@ def _train(args: argparse.Namespace) -> int:
     from melanoma.training.engine import fit
 
     best = fit(config, out, resume=args.resume)
-    print(f"run directory: {out}\nbest epoch: {best['row']}")
+    if os.environ.get("RANK", "0") == "0":  # under torchrun only the first process reports
+        print(f"run directory: {out}\nbest epoch: {best['row']}")
     return 0
 
 

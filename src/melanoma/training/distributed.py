@@ -62,6 +62,14 @@ def all_gather_lists(values: list, info: DistInfo) -> list:
     return [item for part in gathered for item in part]
 
 
+def broadcast_buffers(model: torch.nn.Module, info: DistInfo) -> None:
+    """Copy rank 0's buffers (BatchNorm running statistics) to every rank, so all ranks evaluate one model."""
+    if not info.enabled:
+        return
+    for buffer in model.buffers():
+        dist.broadcast(buffer.data, src=0)
+
+
 def barrier(info: DistInfo) -> None:
     if info.enabled:
         dist.barrier()

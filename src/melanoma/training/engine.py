@@ -284,6 +284,7 @@ def fit(
         start = time.perf_counter()
         row: dict[str, Any] = {"epoch": epoch + 1}
         row.update(train_one_epoch(net, train_loader, loss_fn, optimizer, scheduler, config, info, epoch))
+        distributed.broadcast_buffers(model, info)  # each rank's last forward updated its own BN statistics
         row.update(evaluate(model, val_loader, loss_fn, config, info))
         row["epoch_seconds"] = round(time.perf_counter() - start, 1)
         improved = row[monitor] > best["value"]

@@ -1,0 +1,296 @@
+"""The Streamlit app, driven headless by ``streamlit.testing.v1.AppTest`` (file_uploader ``set_value``).
+
+Every test runs the real app script against the tiny exported models (``$MELANOMA_MODELS`` = ``tiny_models_dir``).
+The real-browser check is ``test_app_browser.py``.
+"""
+
+from __future__ import annotations
+
+import csv
+import inspect
+import io
+import json
+import shutil
+import tomllib
+from pathlib import Path
+
+import pytest
+from conftest import REPO_ROOT, synthetic_lesion
+from corpus import build_corpus
+from PIL import Image
+from streamlit.testing.v1 import AppTest
+
+from melanoma.app import MAX_UPLOAD_MB, PROBABILITY_PATTERN, parse_probability_marker, probability_marker, server
+from melanoma.app import streamlit_app as app
+from melanoma.inference.image_io import load_image_with_size
+from melanoma.inference.predictor import Predictor
+
+APP_TIMEOUT_S = 60
+
+
+def _lesion_jpeg(size: int = 128, seed: int = 0) -> bytes:
+    image, _ = synthetic_lesion(size, seed=seed)
+    buffer = io.BytesIO()
+    Image.fromarray(image).save(buffer, format="JPEG", quality=95)
+    return buffer.getvalue()
+
+
+def _texts(at: AppTest) -> list[str]:
+    """The text of every markdown, caption and alert element (markdown escapes removed)."""
+    elements = [*at.markdown, *at.caption, *at.info, *at.warning, *at.error, *at.success]
+    return [element.value.replace("\\", "") for element in elements]
+
+
+def _probability_texts(at: AppTest) -> list[str]:
+    return [text for text in _texts(at) if PROBABILITY_PATTERN.search(text)]
+
+
+def _errors(at: AppTest) -> list[str]:
+    return [element.value.replace("\\", "") for element in at.error]
+
+
+@pytest.fixture
+def app_test(tiny_models_dir: Path, monkeypatch: pytest.MonkeyPatch) -> AppTest:
+    """The app on the tiny models, run once (nothing uploaded yet)."""
+    monkeypatch.setenv("MELANOMA_MODELS", str(tiny_models_dir))
+    at = AppTest.from_file(str(server.APP_SCRIPT), default_timeout=APP_TIMEOUT_S)
+    at.run()
+    assert not at.exception, at.exception
+    return at
+
+
+def _upload(at: AppTest, files: list[tuple[str, bytes]]) -> AppTest:
+    at.file_uploader[0].set_value([(name, data, "application/octet-stream") for name, data in files])
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
+# --- the page -----------------------------------------------------------------------------------------------
+
+
+def test_start_page_has_disclaimer_uploader_and_model_facts(app_test: AppTest) -> None:
+    assert any(app.DISCLAIMER in warning.value for warning in app_test.warning)
+    assert app_test.file_uploader[0].accept_multiple_files
+    assert set(app_test.file_uploader[0].allowed_type) == {f".{t}" for t in app.UPLOAD_TYPES}
+    sidebar = " ".join(element.value for element in app_test.sidebar.markdown)
+    assert "Training data" in sidebar and "ISIC 2017" in sidebar
+    assert "sensitivity" in sidebar and "specificity" in sidebar
+    assert "Intended use and limits" in [header.value for header in app_test.sidebar.subheader]
+
+
+def test_valid_image_shows_probability_decision_and_measurements(app_test: AppTest) -> None:
+    _upload(app_test, [("lesion.jpg", _lesion_jpeg())])
+    (marker,) = _probability_texts(app_test)
+    percent = parse_probability_marker(marker)
+    assert percent is not None and 0.0 <= percent <= 100.0
+    assert "the model's melanoma threshold" in marker and "threshold" in marker
+    assert not _errors(app_test)
+    assert [metric.label for metric in app_test.metric] == ["Melanoma probability", "Decision threshold"]
+    assert app_test.metric[0].value == marker.split(": ")[1].split(" ")[0]
+    assert any(text.startswith("Processed in") for text in _texts(app_test))
+    table = app_test.table[0].value
+    assert list(table["Measurement"]) == ["Lesion area", "Asymmetry", "Border irregularity", "Colour variegation",
+                                          "Diameter"]  # fmt: skip
+    assert len(app_test.get("download_button")) == 3
+
+
+def test_text_file_named_jpg_shows_an_error_naming_it(app_test: AppTest) -> None:
+    _upload(app_test, [("notes.jpg", b"This is not an image, just a text file.\n" * 20)])
+    (error,) = _errors(app_test)
+    assert "notes.jpg" in error and "not a recognised image" in error
+    assert not _probability_texts(app_test)
+    assert app_test.file_uploader, "the page must stay usable"
+
+
+def test_several_files_show_each_result_and_each_error(app_test: AppTest, tmp_path: Path) -> None:
+    expected = build_corpus(tmp_path)
+    uploadable = {name: loads for name, loads in expected.items() if name.rsplit(".", 1)[1] in app.UPLOAD_TYPES}
+    files = [("lesion.jpg", _lesion_jpeg())] + [(name, (tmp_path / name).read_bytes()) for name in uploadable]
+    _upload(app_test, files)
+    assert len(_probability_texts(app_test)) == 1 + sum(uploadable.values())
+    errors = _errors(app_test)
+    bad = [name for name, loads in uploadable.items() if not loads]
+    assert len(errors) == len(bad)
+    for name in bad:
+        assert any(name in error for error in errors), f"no error names {name}"
+    assert len(app_test.dataframe) == 1, "several files get a summary table"
+
+
+def test_same_file_twice_shows_two_results(app_test: AppTest) -> None:
+    data = _lesion_jpeg()
+    _upload(app_test, [("lesion.jpg", data), ("lesion.jpg", data)])
+    assert len(_probability_texts(app_test)) == 2
+    assert not _errors(app_test)
+
+
+def test_unexpected_error_in_one_file_does_not_break_the_others(
+    app_test: AppTest, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    original = Predictor.predict
+
+    def flaky_predict(self, source, name=None):
+        if name == "boom.jpg":
+            raise RuntimeError("simulated failure")
+        return original(self, source, name)
+
+    monkeypatch.setattr(Predictor, "predict", flaky_predict)
+    _upload(app_test, [("boom.jpg", _lesion_jpeg(seed=1)), ("lesion.jpg", _lesion_jpeg())])
+    (error,) = _errors(app_test)
+    assert "boom.jpg" in error and "RuntimeError" in error
+    assert len(_probability_texts(app_test)) == 1
+
+
+def test_overlay_controls_redraw_without_predicting_again(app_test: AppTest, monkeypatch: pytest.MonkeyPatch) -> None:
+    calls = []
+    original = Predictor.predict
+
+    def counting_predict(self, source, name=None):
+        calls.append(name)
+        return original(self, source, name)
+
+    monkeypatch.setattr(Predictor, "predict", counting_predict)
+    _upload(app_test, [("lesion.jpg", _lesion_jpeg())])
+    app_test.toggle(key="show_heatmap").set_value(True)
+    app_test.toggle(key="show_fill").set_value(False)
+    app_test.slider(key="opacity").set_value(0.8)
+    app_test.run()
+    assert not app_test.exception
+    assert calls == ["lesion.jpg"]
+    assert "heatmap" in _image_captions(app_test)[0].lower()
+    app_test.file_uploader[0].set_value(None)
+    app_test.run()
+    assert "melanoma_predictions" not in app_test.session_state, "removed files must be forgotten"
+
+
+def _image_captions(at: AppTest) -> list[str]:
+    return [image.caption for element in at.get("image") for image in element.proto.imgs]
+
+
+@pytest.mark.parametrize("task", ["classification", "segmentation"])
+def test_one_model_alone_still_shows_what_it_can(
+    task: str, tiny_models_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for suffix in (".json", ".onnx"):
+        shutil.copy(tiny_models_dir / f"{task}{suffix}", tmp_path / f"{task}{suffix}")
+    monkeypatch.setenv("MELANOMA_MODELS", str(tmp_path))
+    at = AppTest.from_file(str(server.APP_SCRIPT), default_timeout=APP_TIMEOUT_S)
+    at.run()
+    _upload(at, [("lesion.jpg", _lesion_jpeg())])
+    page = " ".join(_texts(at))
+    if task == "classification":
+        assert len(_probability_texts(at)) == 1
+        assert "No lesion segmenter is installed" in page
+        assert at.toggle(key="show_fill").disabled
+    else:
+        assert not _probability_texts(at)
+        assert "No melanoma classifier is installed" in page
+        assert len(at.table) == 1
+        assert at.toggle(key="show_heatmap").disabled
+
+
+def test_no_model_installed_explains_how_to_get_one(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MELANOMA_MODELS", str(tmp_path))
+    at = AppTest.from_file(str(server.APP_SCRIPT), default_timeout=APP_TIMEOUT_S)
+    at.run()
+    assert not at.exception
+    assert any("No model is installed yet" in error for error in _errors(at))
+    page = " ".join(_texts(at))
+    assert "melanoma export" in page and "--models DIR" in page
+    assert any(app.DISCLAIMER in warning.value for warning in at.warning)
+    assert not at.file_uploader
+
+
+# --- downloads and helpers ----------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def prediction(tiny_models_dir: Path):
+    return Predictor.from_dir(tiny_models_dir).predict(_lesion_jpeg(), name="lesion.jpg")
+
+
+def test_results_csv_and_json(prediction) -> None:
+    rows = list(csv.DictReader(io.StringIO(app.results_csv([prediction, prediction]))))
+    assert len(rows) == 2 and rows[0]["file"] == "lesion.jpg"
+    assert float(rows[0]["melanoma_probability"]) == pytest.approx(prediction.melanoma_probability)
+    assert rows[0]["model_output"] == prediction.decision_text
+    document = json.loads(app.results_json([prediction]))
+    assert document["disclaimer"] == app.DISCLAIMER
+    (record,) = document["results"]
+    assert record["measurements"]["asymmetry"] == pytest.approx(prediction.measurements.asymmetry)
+    assert record["original_size"] == [128, 128]
+
+
+def test_measurement_rows_explain_each_value(prediction) -> None:
+    rows = app.measurement_rows(prediction.measurements, (128, 128))
+    assert [row["Measurement"] for row in rows][0] == "Lesion area"
+    assert all(row["What it means"] for row in rows)
+    assert "128×128" in rows[-1]["What it means"]
+
+
+@pytest.mark.parametrize("probability", [0.0, 0.123, 0.5, 0.9996, 1.0])
+@pytest.mark.parametrize("decimals", [1, 3])
+def test_probability_marker_round_trips(probability: float, decimals: int) -> None:
+    text = f"... {probability_marker(probability, decimals)} ..."
+    assert parse_probability_marker(text) == pytest.approx(round(probability * 100, decimals))
+
+
+@pytest.mark.parametrize(
+    ("probability", "threshold", "decimals"), [(0.2, 0.5, 1), (0.9976, 0.9984, 2), (0.99841, 0.99842, 3)]
+)
+def test_probability_and_threshold_print_differently_when_possible(probability, threshold, decimals) -> None:
+    assert app._distinguishing_decimals(probability, threshold) == decimals
+
+
+def test_markdown_escape_shows_file_names_literally() -> None:
+    assert app._escape("a*b_[c](d).jpg") == r"a\*b\_\[c\]\(d\).jpg"
+
+
+# --- launcher -----------------------------------------------------------------------------------------------
+
+
+def test_config_toml_matches_command_line_options() -> None:
+    config = tomllib.loads((REPO_ROOT / ".streamlit" / "config.toml").read_text())
+    flat = {f"{section}.{key}": value for section, values in config.items() for key, value in values.items()}
+    assert flat == server.STREAMLIT_OPTIONS
+
+
+def test_upload_limit_matches_the_image_loader() -> None:
+    max_bytes = inspect.signature(load_image_with_size).parameters["max_bytes"].default
+    assert max_bytes == MAX_UPLOAD_MB * 1024 * 1024
+
+
+def test_streamlit_command_runs_the_app_headless() -> None:
+    command = server.streamlit_command(port=8765, address="127.0.0.1")
+    assert command[1:5] == ["-m", "streamlit", "run", str(server.APP_SCRIPT)]
+    assert server.APP_SCRIPT.is_file()
+    for flag in (
+        "--server.port=8765",
+        "--server.address=127.0.0.1",
+        "--server.headless=true",
+        f"--server.maxUploadSize={MAX_UPLOAD_MB}",
+        "--browser.gatherUsageStats=false",
+        "--server.fileWatcherType=none",
+    ):
+        assert flag in command
+
+
+def test_app_environment_passes_the_models_dir(tmp_path: Path) -> None:
+    assert server.app_environment(tmp_path)["MELANOMA_MODELS"] == str(tmp_path.resolve())
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [({"models_dir": "/no/such/models"}, "does not exist"), ({"port": 70000}, "between 1 and 65535")],
+)
+def test_run_app_refuses_bad_arguments_before_starting(kwargs, message, capsys) -> None:
+    assert server.run_app(**kwargs) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_free_port_is_bindable() -> None:
+    import socket
+
+    port = server.free_port()
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", port))
