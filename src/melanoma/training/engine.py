@@ -180,6 +180,12 @@ def make_loaders(config: TrainConfig, info: distributed.DistInfo):
     from melanoma.data.transforms import classification_transforms, segmentation_transforms
 
     train_samples, val_samples, provenance = load_splits(config.data)
+    if config.task == "classification" and len({s.melanoma for s in val_samples}) < 2:
+        # Fail before training, not after the first epoch: AUC (the model-selection metric) needs both classes.
+        raise ValueError(
+            f"the validation split ({len(val_samples)} images) has only one class; model selection by AUC needs "
+            "melanoma and non-melanoma images (raise data.limit_val or data.val_fraction)"
+        )
     size = config.data.image_size
     if config.task == "segmentation":
         train_tf, val_tf = segmentation_transforms(size, train=True), segmentation_transforms(size, train=False)

@@ -1,0 +1,155 @@
+"""Inference speed: the original design's eager PyTorch pipeline vs the ONNX Runtime Predictor, side by side.
+
+(a) eager: both networks in PyTorch fp32, one image at a time, PIL decode + resize (the original design);
+    built from the shipped configs' architectures (weights do not change the cost of the computation).
+(b) the Predictor (ONNX Runtime), end to end from the file, one image at a time.
+Also: per-stage times, `melanoma predict` throughput over a folder (default: the 600 ISIC 2017 test images),
+a 12-megapixel JPEG end to end, and the peak RSS of a fresh process that holds both models.
+
+Usage: python benchmarks/bench_inference.py [--models DIR] [--data-dir DIR] [--n 50] [--json FILE]
+Prints JSON. Needs the [train] extra for (a). Speed is measured here, never asserted in tests.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from melanoma.data.isic import resolve_data_dir
+from melanoma.inference.predictor import Predictor
+
+
+def _median_ms(values: list[float]) -> float:
+    return round(statistics.median(values) * 1000, 2)
+
+
+def eager_pipeline(predictor: Predictor):
+    """The original design: both models in eager PyTorch fp32, one image at a time, PIL decode and resize."""
+    import torch
+
+    from melanoma.config import ModelConfig
+    from melanoma.models.factory import build_model
+
+    torch.set_grad_enabled(False)
+    models = []
+    for task, config in predictor.model_configs.items():
+        model_config = ModelConfig(**{**config["training"]["config"]["model"], "pretrained": False})
+        models.append((task, build_model(task, model_config).eval(), config))
+
+    def run(path: Path) -> None:
+        with Image.open(path) as image:
+            rgb = image.convert("RGB")
+        for task, model, config in models:
+            size = config["input_size"]
+            array = np.asarray(rgb.resize((size, size), Image.Resampling.BILINEAR), np.float32) / 255
+            tensor = torch.from_numpy((array - 0.5) / 0.5).permute(2, 0, 1)[None]
+            output = model(tensor)
+            if task == "segmentation":
+                torch.nn.functional.interpolate(torch.sigmoid(output), size=rgb.size[::-1], mode="bilinear")
+            else:
+                torch.sigmoid(output)
+
+    return run
+
+
+def time_each(function, paths: list[Path], repeats: int = 1) -> list[float]:
+    function(paths[0])  # warm-up
+    times = []
+    for _ in range(repeats):
+        for path in paths:
+            start = time.perf_counter()
+            function(path)
+            times.append(time.perf_counter() - start)
+    return times
+
+
+def stage_medians(predictor: Predictor, paths: list[Path]) -> dict[str, float]:
+    stages: dict[str, list[float]] = {}
+    for path in paths:
+        for stage, value in predictor.predict(path).timings_ms.items():
+            stages.setdefault(stage, []).append(value)
+    return {stage: round(statistics.median(values), 2) for stage, values in stages.items()}
+
+
+def predict_throughput(models_dir: str | None, folder: Path) -> dict[str, float]:
+    from melanoma.inference.batch import expand_paths, predict_paths
+
+    predictor = Predictor.from_dir(models_dir)
+    paths = expand_paths([folder])
+    start = time.perf_counter()
+    with open(os.devnull, "w") as sink:
+        ok, failed = predict_paths(predictor, paths, sink, progress=False)
+    elapsed = time.perf_counter() - start
+    return {"predict_images": ok, "predict_failed": failed, "predict_images_per_s": round(ok / elapsed, 2)}
+
+
+def big_jpeg(path: Path, out: Path, size=(4000, 3000)) -> Path:
+    with Image.open(path) as image:
+        image.convert("RGB").resize(size, Image.Resampling.BICUBIC).save(out, quality=92)
+    return out
+
+
+def peak_rss_mb(models_dir: str | None, paths: list[Path]) -> float:
+    """Peak resident memory (VmHWM) of a fresh process that loads both models and predicts a few images."""
+    code = (
+        "import sys\nfrom melanoma.inference.predictor import Predictor\n"
+        f"p = Predictor.from_dir({models_dir!r})\n"
+        f"for path in {[str(x) for x in paths]!r}: p.predict(path)\n"
+        "print([l for l in open('/proc/self/status') if l.startswith('VmHWM')][0].split()[1])\n"
+    )
+    output = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    return round(int(output.stdout.strip()) / 1024, 1)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--models", help="model folder (default: the shipped models)")
+    parser.add_argument("--data-dir", help="ISIC 2017 layout (default: $MELANOMA_DATA or ../shared/data/isic2017)")
+    parser.add_argument("--n", type=int, default=50, help="validation images for the side-by-side timing")
+    parser.add_argument("--skip-eager", action="store_true")
+    parser.add_argument("--json")
+    args = parser.parse_args()
+    data = resolve_data_dir(args.data_dir)
+    paths = sorted((data / "images" / "val").glob("*.jpg"))[: args.n]
+    predictor = Predictor.from_dir(args.models)
+    result: dict[str, object] = {
+        "images": len(paths),
+        "input": "256x256 JPEG (ISIC 2017 val)",
+        "cpu_count": os.cpu_count(),
+    }
+    predictor_times = time_each(predictor.predict, paths)
+    result["predictor_ms_per_image"] = _median_ms(predictor_times)
+    if not args.skip_eager:
+        eager_times = time_each(eager_pipeline(predictor), paths)
+        predictor_times = time_each(predictor.predict, paths)  # again, after eager: interleaved against drift
+        result["eager_ms_per_image"] = _median_ms(eager_times)
+        result["predictor_ms_per_image"] = _median_ms(predictor_times)
+        result["speedup"] = round(result["eager_ms_per_image"] / result["predictor_ms_per_image"], 2)
+    result["predictor_stage_ms"] = stage_medians(predictor, paths)
+    with tempfile.TemporaryDirectory() as tmp:
+        big = big_jpeg(paths[0], Path(tmp) / "big.jpg")
+        result["big_jpeg"] = {"size": "4000x3000", "bytes": big.stat().st_size}
+        result["big_jpeg_ms"] = _median_ms(time_each(predictor.predict, [big], repeats=5))
+        result["big_jpeg_stage_ms"] = predictor.predict(big).timings_ms
+    test_dir = data / "images" / "test"
+    if test_dir.is_dir():
+        result.update(predict_throughput(args.models, test_dir))
+    result["peak_rss_mb_both_models"] = peak_rss_mb(args.models, paths[:10])
+    text = json.dumps(result, indent=2)
+    print(text)
+    if args.json:
+        Path(args.json).write_text(text + "\n")
+
+
+if __name__ == "__main__":
+    main()

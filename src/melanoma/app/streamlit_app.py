@@ -1,0 +1,596 @@
+"""The melanoma web app: upload dermoscopic images, see what the models say. UI only: the Predictor does the work.
+
+Start it with ``melanoma app [--port N] [--models DIR]`` (see ``melanoma.app.server``). Uploads stay in memory:
+each file's bytes go straight to ``Predictor.predict``. Predictions are cached per browser session in
+``st.session_state``, keyed by Streamlit's upload id, so moving an overlay control re-draws the overlay
+without predicting again. Every file is handled on its own: a bad or unexpected file shows an error naming it
+and the other files still show.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import logging
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import streamlit as st
+
+from melanoma.app import MAX_UPLOAD_MB, probability_marker
+from melanoma.cli import DISCLAIMER
+from melanoma.inference.image_io import ImageLoadError
+from melanoma.inference.measurements import LesionMeasurements
+from melanoma.inference.overlay import render_overlay, to_png_bytes
+from melanoma.inference.predictor import (
+    MODELS_ENV_VAR,
+    TASK_CONFIGS,
+    ModelsNotFoundError,
+    Prediction,
+    Predictor,
+    default_models_dir,
+)
+
+UPLOAD_TYPES = ("jpg", "jpeg", "png", "bmp", "tif", "tiff", "webp")
+PAGE_TITLE = "Melanoma detection (research)"
+FULL_DISCLAIMER = (
+    f"**{DISCLAIMER}** This app shows what two neural networks compute from a dermoscopic image. "
+    "It has not been clinically validated and must not be used to diagnose, rule out or treat anything. "
+    "Whatever it shows, have any skin lesion that worries you examined by a doctor."
+)
+INTENDED_USE_LIMITS = (
+    "Dermoscopic images only (a dermatoscope's close-up of one lesion, as in the ISIC archive); phone "
+    "snapshots, clinical photos and non-skin images give meaningless outputs.",
+    "Performance outside the population of the training data (other skin types, cameras, clinics) is unknown.",
+    "The model sees one image; a clinician also uses the patient's history, the lesion's evolution and touch.",
+    "A probability below the threshold does not rule out melanoma.",
+)
+MEASUREMENT_NOTE = (
+    "Descriptive numbers in the spirit of the dermoscopic ABCD rule, computed from the lesion outline; "
+    "they are not a validated ABCD score and the classifier does not use them."
+)
+_SESSION_CACHE = "melanoma_predictions"
+_LOG = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class UploadedImage:
+    """One uploaded file, in memory.
+
+    Attributes:
+        name: the file name as uploaded.
+        data: the file's bytes.
+        upload_id: Streamlit's id of this upload (unique per upload, stable across reruns).
+    """
+
+    name: str
+    data: bytes
+    upload_id: str
+
+
+@dataclass(frozen=True)
+class OverlayOptions:
+    """What to draw over each image."""
+
+    show_contour: bool = True
+    show_fill: bool = True
+    show_heatmap: bool = False
+    opacity: float = 0.35
+
+
+def main() -> None:
+    """Draw the page (Streamlit runs this file top to bottom on every interaction)."""
+    st.set_page_config(page_title=PAGE_TITLE, page_icon=":microscope:", layout="wide")
+    st.title(PAGE_TITLE)
+    st.warning(FULL_DISCLAIMER, icon=":material/warning:")
+    predictor = _predictor_or_explanation()
+    if predictor is None:
+        return
+    _render_model_facts(predictor.model_configs)
+    uploads = st.file_uploader(
+        "Dermoscopic images",
+        type=list(UPLOAD_TYPES),
+        accept_multiple_files=True,
+        max_upload_size=MAX_UPLOAD_MB,
+        help=f"{', '.join(t.upper() for t in UPLOAD_TYPES)}; up to {MAX_UPLOAD_MB} MB each. Files stay in memory.",
+    )
+    if not uploads:
+        st.session_state.pop(_SESSION_CACHE, None)  # all files removed: forget their predictions
+        st.info("Upload one or more dermoscopic images to see the models' outputs.")
+        return
+    options = _overlay_options(predictor)
+    files = [UploadedImage(uploaded.name, uploaded.getvalue(), uploaded.file_id) for uploaded in uploads]
+    render_results(predictor, files, options)
+
+
+# --- models -------------------------------------------------------------------------------------------------
+
+
+@st.cache_resource(show_spinner="Loading the models…")
+def _load_predictor(models_dir: str) -> Predictor:
+    # One Predictor serves every session (it is thread-safe); keyed by folder so $MELANOMA_MODELS can change.
+    return Predictor.from_dir(models_dir)
+
+
+def _predictor_or_explanation() -> Predictor | None:
+    """The shared Predictor, or None after explaining on the page why there is none and what to do."""
+    models_dir = default_models_dir()
+    try:
+        return _load_predictor(str(models_dir))
+    except ModelsNotFoundError as error:
+        _render_missing_models(models_dir, error)
+    except Exception as error:  # a damaged model must not end in a traceback on the page
+        _LOG.exception("loading the models from %s failed", models_dir)
+        st.error(
+            f"The models in `{models_dir}` could not be loaded ({type(error).__name__}: {_escape(str(error))}). "
+            "Re-export them with `melanoma export RUN_DIR --out DIR`, or start the app on another folder with "
+            "`melanoma app --models DIR`."
+        )
+    return None
+
+
+def _render_missing_models(models_dir: Path, error: Exception) -> None:
+    expected = " and/or ".join(f"`{name}`" for name in TASK_CONFIGS.values())
+    st.error("**No model is installed yet**, so there is nothing to analyse images with.")
+    st.markdown(
+        f"The app looked in `{models_dir}` and found no exported model ({expected} with its `.onnx` file).\n\n"
+        "To get one:\n"
+        "1. **Train and export** a model (needs the `[train]` extra and the ISIC 2017 data):\n"
+        "   `melanoma train classification --config configs/classification.yaml --out runs/classification`, then\n"
+        "   `melanoma export runs/classification --out models/` (the same for `segmentation`).\n"
+        "2. **Or point the app at a folder of exported models**: `melanoma app --models DIR` "
+        f"(or set `{MODELS_ENV_VAR}=DIR`).\n\n"
+        "Then reload this page."
+    )
+    st.caption(f"Details: {error}")
+
+
+# --- sidebar: model facts -----------------------------------------------------------------------------------
+
+
+def _render_model_facts(configs: dict[str, dict[str, Any]]) -> None:
+    with st.sidebar:
+        st.header("Model facts")
+        try:
+            _render_facts_of_each_model(configs)
+        except Exception as error:  # an unexpected config must not take the page down
+            _LOG.exception("reading the model configs failed")
+            st.warning(f"Could not read the model facts ({type(error).__name__}: {error}); see the raw configs.")
+        st.subheader("Intended use and limits")
+        intended = next((c["intended_use"] for c in configs.values() if c.get("intended_use")), None)
+        st.markdown("\n".join(f"- {line}" for line in ([intended] if intended else []) + list(INTENDED_USE_LIMITS)))
+        with st.expander("Raw model configs"):
+            st.json(configs, expanded=False)
+
+
+def _render_facts_of_each_model(configs: dict[str, dict[str, Any]]) -> None:
+    if "classification" in configs:
+        st.subheader("Melanoma classifier")
+        st.markdown(_classifier_facts(configs["classification"]))
+    else:
+        st.info("No melanoma classifier is installed: no probabilities.")
+    if "segmentation" in configs:
+        st.subheader("Lesion segmenter")
+        st.markdown(_segmenter_facts(configs["segmentation"]))
+    else:
+        st.info("No lesion segmenter is installed: no lesion outline or measurements.")
+
+
+def _classifier_facts(config: dict[str, Any]) -> str:
+    validation = config.get("validation", {})
+    lines = [_model_line(config), _training_data_line(config)]
+    if "auc" in validation:
+        lines.append(
+            f"- **Validation** on {_count(validation.get('n'), validation.get('n_positive'))}: "
+            f"AUC {_with_interval(validation, 'auc', '{:.2f}')}, "
+            f"average precision {_with_interval(validation, 'average_precision', '{:.2f}')}"
+        )
+    lines.append(_threshold_line(config))
+    lines.append(_small_validation_warning(validation.get("n")))
+    return "\n".join(line for line in lines if line)
+
+
+def _threshold_line(config: dict[str, Any]) -> str:
+    validation = config.get("validation", {})
+    threshold = float(config["threshold"])
+    if "sensitivity" not in validation or "specificity" not in validation:
+        return f"- **Threshold** {threshold:.1%} (not calibrated on validation data)"
+    return (
+        f"- **Threshold** {threshold:.1%}, chosen on the validation images. At it the model flagged "
+        f"{_with_interval(validation, 'sensitivity', '{:.0%}')} of the melanomas (sensitivity) and cleared "
+        f"{_with_interval(validation, 'specificity', '{:.0%}')} of the other lesions (specificity). "
+        "A lower threshold would miss fewer melanomas but raise more false alarms; a higher one the reverse."
+    )
+
+
+def _segmenter_facts(config: dict[str, Any]) -> str:
+    validation = config.get("validation", {})
+    lines = [_model_line(config), _training_data_line(config)]
+    if "jaccard" in validation:
+        lines.append(
+            f"- **Validation** on {_count(validation.get('n'), None)}: Jaccard {validation['jaccard']:.2f}, "
+            f"thresholded Jaccard {validation.get('thresholded_jaccard', float('nan')):.2f}, "
+            f"Dice {validation.get('dice', float('nan')):.2f}"
+        )
+    lines.append(f"- **Mask threshold** {float(config['threshold']):.2f} on the lesion probability")
+    lines.append(_small_validation_warning(validation.get("n")))
+    return "\n".join(line for line in lines if line)
+
+
+def _model_line(config: dict[str, Any]) -> str:
+    exported = str(config.get("exported", ""))[:10]
+    return f"- **Network** `{config.get('arch', '?')}` at {config.get('input_size', '?')} px" + (
+        f", exported {exported}" if exported else ""
+    )
+
+
+def _training_data_line(config: dict[str, Any]) -> str:
+    data = config.get("training", {}).get("data") or {}
+    if not data:
+        return "- **Training data** not recorded"
+    train = _count(data.get("n_train"), data.get("n_train_melanoma"), "training ")
+    held_out = _count(data.get("n_validation"), data.get("n_validation_melanoma"), "validation ")
+    return f"- **Training data** {data.get('dataset', 'unnamed')}: {train}, {held_out}"
+
+
+def _count(images: Any, melanomas: Any, kind: str = "") -> str:
+    """E.g. ``8 training images (3 melanoma)``."""
+    if images is None:
+        return f"? {kind}images"
+    return f"{images} {kind}images" + (f" ({melanomas} melanoma)" if melanomas is not None else "")
+
+
+def _with_interval(metrics: dict[str, Any], name: str, number_format: str) -> str:
+    text = number_format.format(metrics[name])
+    interval = metrics.get("ci95", {}).get(name)
+    if interval:
+        low, high = (number_format.format(value) for value in interval)
+        text += f" (95% CI {low}–{high})"
+    return text
+
+
+def _small_validation_warning(images: Any) -> str:
+    if isinstance(images, int) and images < 100:
+        return f"- :orange[Measured on only {images} validation images: these numbers are very uncertain.]"
+    return ""
+
+
+# --- controls -----------------------------------------------------------------------------------------------
+
+
+def _overlay_options(predictor: Predictor) -> OverlayOptions:
+    no_mask, no_heatmap = predictor.segmenter is None, predictor.classifier is None
+    contour, fill, heatmap, opacity = st.columns([1, 1, 1, 2], vertical_alignment="center")
+    return OverlayOptions(
+        show_contour=contour.toggle("Lesion contour", value=True, disabled=no_mask, key="show_contour"),
+        show_fill=fill.toggle("Lesion fill", value=True, disabled=no_mask, key="show_fill"),
+        show_heatmap=heatmap.toggle(
+            "Heatmap",
+            value=False,
+            disabled=no_heatmap,
+            key="show_heatmap",
+            help="Where the classifier found the most melanoma evidence (class activation map); not a lesion outline.",
+        ),
+        opacity=opacity.slider("Overlay opacity", 0.0, 1.0, 0.35, 0.05, key="opacity"),
+    )
+
+
+# --- results ------------------------------------------------------------------------------------------------
+
+
+def render_results(predictor: Predictor, files: Sequence[UploadedImage], options: OverlayOptions) -> None:
+    """Predict (or reuse the session's predictions) and show every file; a failing file shows an error.
+
+    Args:
+        predictor: the loaded Predictor.
+        files: the uploads, in upload order.
+        options: overlay drawing options.
+    """
+    cache: dict[str, Prediction | str] = st.session_state.setdefault(_SESSION_CACHE, {})
+    keys = [f"{predictor.models_dir}|{file.upload_id}" for file in files]
+    # Forget files that were removed from the uploader, so a long session does not accumulate images.
+    for stale in set(cache) - set(keys):
+        del cache[stale]
+    outcomes = [_analyse(predictor, file.name, file.data, cache, key) for file, key in zip(files, keys, strict=True)]
+    predictions = [outcome for outcome in outcomes if isinstance(outcome, Prediction)]
+    if len(files) > 1:
+        _render_summary(predictions, failed=len(outcomes) - len(predictions))
+    for index, (file, outcome) in enumerate(zip(files, outcomes, strict=True)):
+        render_result(file.name, outcome, options, key=f"file{index}")
+
+
+def render_result(name: str, outcome: Prediction | str, options: OverlayOptions, key: str) -> None:
+    """One file's section: its prediction, or an error naming the file (never an exception).
+
+    Args:
+        name: the file name.
+        outcome: the Prediction, or the message saying why the file could not be analysed.
+        options: overlay drawing options.
+        key: unique among the page's sections (its widgets' keys start with it; the same file may be uploaded
+            twice).
+    """
+    with st.container(border=True):
+        st.subheader(_escape(name), anchor=False)
+        if isinstance(outcome, str):
+            st.error(f"**Could not analyse {_escape(name)}.** {_escape(outcome)}", icon=":material/error:")
+            return
+        try:
+            _render_prediction(outcome, options, key)
+        except Exception as error:  # a display bug must cost one file, not the page
+            _LOG.exception("showing the result of %s failed", name)
+            st.error(f"**Could not show the result for {_escape(name)}** ({type(error).__name__}: {error}).")
+
+
+def _analyse(
+    predictor: Predictor, name: str, data: bytes, cache: dict[str, Prediction | str], key: str
+) -> Prediction | str:
+    """The file's Prediction (cached per session), or a message saying why it could not be analysed."""
+    if key in cache:
+        return cache[key]
+    try:
+        with st.spinner(f"Analysing {name}…"):
+            prediction = predictor.predict(data, name=name)
+    except ImageLoadError as error:
+        cache[key] = _sentence(str(error))
+        return cache[key]
+    except Exception as error:  # not cached: the next interaction retries
+        _LOG.exception("predicting %s failed", name)
+        return f"Unexpected error ({type(error).__name__}: {error}). Try again; if it persists, report it."
+    # The app draws and measures at the work size; keeping the mask at that size bounds each session's memory.
+    cache[key] = replace(prediction, lesion_mask=prediction.work_mask)
+    return cache[key]
+
+
+def _render_prediction(prediction: Prediction, options: OverlayOptions, key: str) -> None:
+    overlay_png = to_png_bytes(_overlay(prediction, options))
+    image_column, result_column = st.columns([3, 2], gap="large")
+    # output_format="PNG": the bytes are already PNG, so Streamlit serves them as they are (no JPEG re-encode).
+    image_column.image(overlay_png, caption=_overlay_caption(prediction, options), width="stretch", output_format="PNG")
+    with result_column:
+        _render_probability(prediction)
+        _render_downloads(prediction, overlay_png, key)
+        st.caption(_timing_text(prediction))
+    _render_measurements(prediction.measurements, prediction.image.shape[1::-1])
+
+
+def _overlay(prediction: Prediction, options: OverlayOptions):
+    return render_overlay(
+        prediction.image,
+        prediction.work_mask,
+        prediction.heatmap,
+        show_contour=options.show_contour,
+        show_fill=options.show_fill,
+        show_heatmap=options.show_heatmap and prediction.heatmap is not None,
+        opacity=options.opacity,
+    )
+
+
+def _overlay_caption(prediction: Prediction, options: OverlayOptions) -> str:
+    parts = []
+    if prediction.lesion_mask is not None and (options.show_contour or options.show_fill):
+        parts.append("green: the lesion as outlined by the segmenter")
+    if options.show_heatmap and prediction.heatmap is not None:
+        parts.append("heatmap: red where the classifier found the most melanoma evidence, blue the least")
+    return ("; ".join(parts) or "the uploaded image").capitalize() + "."
+
+
+def _render_probability(prediction: Prediction) -> None:
+    if prediction.melanoma_probability is None:
+        st.info("No melanoma classifier is installed, so there is no melanoma probability.")
+        return
+    probability, threshold = prediction.melanoma_probability, prediction.threshold
+    decimals = _distinguishing_decimals(probability, threshold)
+    left, right = st.columns(2)
+    left.metric("Melanoma probability", f"{probability:.{decimals}%}", help="The classifier's output for this image.")
+    right.metric(
+        "Decision threshold",
+        f"{threshold:.{decimals}%}",
+        help="Chosen on validation images; see Model facts in the sidebar for what it trades off.",
+    )
+    marker = probability_marker(probability, decimals)
+    sentence = f"{marker} (threshold {threshold:.{decimals}%}) — {prediction.decision_text}."
+    if prediction.decision:
+        st.warning(sentence, icon=":material/visibility:")
+    else:
+        st.info(sentence, icon=":material/info:")
+    st.caption("A model output from this image alone, not a diagnosis.")
+
+
+def _distinguishing_decimals(probability: float, threshold: float) -> int:
+    """1, or up to 3 decimals when a probability just below the threshold would otherwise print the same."""
+    decimals = 1
+    while decimals < 3 and f"{probability:.{decimals}%}" == f"{threshold:.{decimals}%}":
+        decimals += 1
+    return decimals
+
+
+def _render_measurements(measurements: LesionMeasurements | None, analysed_size: tuple[int, int]) -> None:
+    st.markdown("**Lesion measurements**", help=MEASUREMENT_NOTE)
+    if measurements is None:
+        st.caption("No lesion segmenter is installed, so there are no measurements.")
+        return
+    if measurements.area_pixels == 0:
+        st.caption("The segmenter found no lesion in this image, so there is nothing to measure.")
+        return
+    st.table(measurement_rows(measurements, analysed_size), hide_index=True)
+
+
+def measurement_rows(measurements: LesionMeasurements, analysed_size: tuple[int, int]) -> list[dict[str, str]]:
+    """The measurements table: one row per measurement with its value and a short explanation.
+
+    Args:
+        measurements: the lesion measurements.
+        analysed_size: (width, height) of the image they were measured on.
+
+    Returns:
+        Rows with the keys ``Measurement``, ``Value`` and ``What it means``.
+    """
+    colours = ", ".join(measurements.colours_present)
+    width, height = analysed_size
+    rows = [
+        ("Lesion area", f"{measurements.area_fraction:.1%}", "Share of the image that the segmenter marks as lesion."),
+        ("Asymmetry", f"{measurements.asymmetry:.2f}", "0 = mirror-symmetric about both main axes; up to 1."),
+        ("Border irregularity", f"{measurements.border_irregularity:.2f}", "1 = round and smooth; higher = more "
+         "elongated or ragged."),
+        ("Colour variegation", f"{measurements.colour_variegation} of 6" + (f" ({colours})" if colours else ""),
+         "How many of the six dermoscopic colours cover at least 5% of the lesion."),
+        ("Diameter", f"{measurements.equivalent_diameter_px:.0f} px", f"Of a disc with the lesion's area, in pixels "
+         f"of the {width}×{height} analysed image; the image has no physical scale."),
+    ]  # fmt: skip
+    return [{"Measurement": name, "Value": value, "What it means": meaning} for name, value, meaning in rows]
+
+
+def _timing_text(prediction: Prediction) -> str:
+    timings = prediction.timings_ms
+    # Pipeline order (the Predictor adds "decode" last).
+    stages = " · ".join(f"{stage} {timings[stage]:.0f}" for stage in sorted(set(timings) - {"total"}, key=_stage_order))
+    original_width, original_height = prediction.original_size
+    analysed_height, analysed_width = prediction.image.shape[:2]
+    return (
+        f"Processed in {timings.get('total', 0):.0f} ms ({stages} ms). Original image "
+        f"{original_width}×{original_height}, analysed at {analysed_width}×{analysed_height}."
+    )
+
+
+_STAGES = ("decode", "preprocess", "classification", "segmentation", "postprocess", "measurements")
+
+
+def _stage_order(stage: str) -> tuple[int, str]:
+    return (_STAGES.index(stage) if stage in _STAGES else len(_STAGES), stage)
+
+
+def _render_downloads(prediction: Prediction, overlay_png: bytes, key: str) -> None:
+    stem = re.sub(r"[^\w.-]+", "_", prediction.name.rsplit(".", 1)[0]) or "image"
+    buttons: list[tuple[str, bytes | Callable[[], str], str, str]] = [
+        ("Overlay PNG", overlay_png, f"{stem}_overlay.png", "image/png"),
+        ("Results CSV", lambda: results_csv([prediction]), f"{stem}_results.csv", "text/csv"),
+        ("Results JSON", lambda: results_json([prediction]), f"{stem}_results.json", "application/json"),
+    ]
+    with st.container(horizontal=True):
+        for label, data, file_name, mime in buttons:
+            st.download_button(
+                label,
+                data,
+                file_name=file_name,
+                mime=mime,
+                key=f"{key}-{label}",
+                on_click="ignore",
+                icon=":material/download:",
+            )
+
+
+def _render_summary(predictions: Sequence[Prediction], failed: int) -> None:
+    st.subheader("All images", anchor=False)
+    if failed:
+        st.caption(f"{failed} file(s) could not be analysed; see below.")
+    if not predictions:
+        return
+    table = [
+        {
+            "File": p.name,
+            "Melanoma probability": "—" if p.melanoma_probability is None else f"{p.melanoma_probability:.1%}",
+            "Model output": p.decision_text,
+            "Lesion area": "—" if p.lesion_area_fraction is None else f"{p.lesion_area_fraction:.1%}",
+        }
+        for p in predictions
+    ]
+    st.dataframe(table, hide_index=True)
+    with st.container(horizontal=True):
+        st.download_button(
+            "All results CSV",
+            lambda: results_csv(predictions),
+            file_name="melanoma_results.csv",
+            mime="text/csv",
+            on_click="ignore",
+            icon=":material/download:",
+        )
+        st.download_button(
+            "All results JSON",
+            lambda: results_json(predictions),
+            file_name="melanoma_results.json",
+            mime="application/json",
+            on_click="ignore",
+            icon=":material/download:",
+        )
+
+
+# --- downloads ----------------------------------------------------------------------------------------------
+
+
+def result_record(prediction: Prediction) -> dict[str, Any]:
+    """Everything the page shows about one image, JSON-ready.
+
+    Args:
+        prediction: the image's prediction.
+
+    Returns:
+        A dict with the file name, probability, threshold, decision, measurements, sizes and timings.
+    """
+    analysed_height, analysed_width = prediction.image.shape[:2]
+    return {
+        "file": prediction.name,
+        "melanoma_probability": prediction.melanoma_probability,
+        "threshold": prediction.threshold,
+        "above_threshold": prediction.decision,
+        "model_output": prediction.decision_text,
+        "lesion_area_fraction": prediction.lesion_area_fraction,
+        "measurements": prediction.measurements.to_dict() if prediction.measurements else None,
+        "original_size": list(prediction.original_size),
+        "analysed_size": [analysed_width, analysed_height],
+        "timings_ms": dict(prediction.timings_ms),
+        "disclaimer": DISCLAIMER,
+    }
+
+
+_CSV_MEASUREMENTS = ("asymmetry", "border_irregularity", "colour_variegation", "equivalent_diameter_px")
+
+
+def result_row(prediction: Prediction) -> dict[str, Any]:
+    """One flat CSV row for an image (measurement columns empty without a segmenter)."""
+    record = result_record(prediction)
+    measurements = record["measurements"] or {}
+    row = {key: record[key] for key in ("file", "melanoma_probability", "threshold", "model_output")}
+    row["lesion_area_fraction"] = record["lesion_area_fraction"]
+    row.update({name: measurements.get(name) for name in _CSV_MEASUREMENTS})
+    row["colours_present"] = "; ".join(measurements.get("colours_present", []))
+    row["original_width"], row["original_height"] = record["original_size"]
+    row["total_ms"] = record["timings_ms"].get("total")
+    return row
+
+
+def results_csv(predictions: Sequence[Prediction]) -> str:
+    """The results of ``predictions`` as CSV text, one row per image (see ``result_row``)."""
+    rows = [result_row(p) for p in predictions]
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=list(rows[0]) if rows else ["file"], lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    return buffer.getvalue()
+
+
+def results_json(predictions: Sequence[Prediction]) -> str:
+    """The results of ``predictions`` as a JSON document (see ``result_record``)."""
+    return json.dumps({"disclaimer": DISCLAIMER, "results": [result_record(p) for p in predictions]}, indent=2)
+
+
+# --- text helpers -------------------------------------------------------------------------------------------
+
+_MARKDOWN_SPECIAL = re.compile(r"([\\`*_{}\[\]<>()#+\-!|~$:])")
+
+
+def _escape(text: str) -> str:
+    """Show user-controlled text (file names, messages) literally in Streamlit markdown."""
+    return _MARKDOWN_SPECIAL.sub(r"\\\1", text)
+
+
+def _sentence(message: str) -> str:
+    message = message.strip()
+    return (message[:1].upper() + message[1:]).rstrip(".") + "."
+
+
+if __name__ == "__main__":
+    main()
