@@ -1,0 +1,83 @@
+"""Post-hoc classifier experiments on validation data, through the exported ONNX model, with paired bootstrap.
+
+Currently: test-time augmentation (mean probability over the image and its horizontal / vertical flips)
+vs the plain image. A variant is adopted only when the paired stratified bootstrap 95% interval of its AUC
+gain over the shipped setting lies above zero (30 validation melanomas are few: most gains are noise).
+
+Usage: python benchmarks/classification_experiments.py [--models DIR] [--data-dir DIR] [--json FILE]
+Prints JSON (and writes the rows the model card renders when --json is given).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import sys
+from pathlib import Path
+
+import numpy as np
+from sklearn.metrics import roc_auc_score
+
+from melanoma.data.isic import read_isic2017
+from melanoma.inference.image_io import load_image
+from melanoma.inference.predictor import Predictor
+from melanoma.inference.preprocess import resize_rgb
+
+VARIANTS = {
+    "plain": [lambda x: x],
+    "tta_hflip": [lambda x: x, lambda x: x[:, ::-1]],
+    "tta_hflip_vflip": [lambda x: x, lambda x: x[:, ::-1], lambda x: x[::-1], lambda x: x[::-1, ::-1]],
+}
+
+
+def probabilities(predictor: Predictor, images: list[np.ndarray], flips) -> np.ndarray:
+    size, mode = predictor.classifier.size, predictor.classifier.config["resize"]
+    resized = [resize_rgb(image, size, mode) for image in images]
+    outputs = [predictor.classifier.run([np.ascontiguousarray(flip(x)) for x in resized])[0] for flip in flips]
+    return np.mean(outputs, axis=0).reshape(-1)
+
+
+def paired_auc_gain(labels: np.ndarray, base: np.ndarray, other: np.ndarray, n: int = 2000, seed: int = 0):
+    rng = np.random.default_rng(seed)
+    positives, negatives = np.flatnonzero(labels == 1), np.flatnonzero(labels == 0)
+    gains = []
+    for _ in range(n):
+        index = np.concatenate([rng.choice(positives, positives.size), rng.choice(negatives, negatives.size)])
+        gains.append(roc_auc_score(labels[index], other[index]) - roc_auc_score(labels[index], base[index]))
+    return float(np.percentile(gains, 2.5)), float(np.percentile(gains, 97.5))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--models")
+    parser.add_argument("--data-dir")
+    parser.add_argument("--json")
+    args = parser.parse_args()
+    predictor = Predictor.from_dir(args.models)
+    samples = read_isic2017(args.data_dir, "val")
+    labels = np.asarray([s.melanoma for s in samples])
+    images = [load_image(s.image_path) for s in samples]
+    scores = {name: probabilities(predictor, images, flips) for name, flips in VARIANTS.items()}
+    rows = []
+    for name, values in scores.items():
+        auc = roc_auc_score(labels, values)
+        if name == "plain":
+            rows.append({"name": "plain image (shipped)", "result": f"val AUC {auc:.4f}", "decision": "baseline"})
+            continue
+        low, high = paired_auc_gain(labels, scores["plain"], values)
+        adopt = low > 0
+        rows.append({
+            "name": f"test-time augmentation: {name.removeprefix('tta_').replace('_', ' + ')}",
+            "result": f"val AUC {auc:.4f}; gain vs plain 95% CI [{low:+.4f}, {high:+.4f}]",
+            "decision": "adopt" if adopt else "not adopted: the gain is within noise",
+        })  # fmt: skip
+    result = {"command": shlex.join(["python", *sys.argv]), "n": int(labels.size), "rows": rows}
+    text = json.dumps(result, indent=2)
+    print(text)
+    if args.json:
+        Path(args.json).write_text(text + "\n")
+
+
+if __name__ == "__main__":
+    main()
