@@ -13,7 +13,6 @@ Prints JSON. Needs the [train] extra for (a). Speed is measured here, never asse
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
 import subprocess
@@ -27,6 +26,7 @@ from PIL import Image
 
 from melanoma.data.isic import resolve_data_dir
 from melanoma.inference.predictor import Predictor
+from melanoma.reporting import emit_json
 
 
 def _median_ms(values: list[float]) -> float:
@@ -145,10 +145,7 @@ def main() -> None:
     if test_dir.is_dir():
         result.update(predict_throughput(args.models, test_dir))
     result["peak_rss_mb_both_models"] = peak_rss_mb(args.models, paths[:10])
-    text = json.dumps(result, indent=2)
-    print(text)
-    if args.json:
-        Path(args.json).write_text(text + "\n")
+    emit_json(result, args.json)
 
 
 if __name__ == "__main__":

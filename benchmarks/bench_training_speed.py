@@ -7,14 +7,13 @@ Prints JSON. Synthetic inputs: this measures compute only, not data loading.
 from __future__ import annotations
 
 import argparse
-import json
 import time
-from pathlib import Path
 
 import torch
 
 from melanoma.config import ModelConfig
 from melanoma.models.factory import build_model
+from melanoma.reporting import emit_json
 from melanoma.training.engine import autocast_context
 from melanoma.training.losses import bce_dice_loss
 
@@ -55,10 +54,7 @@ def main() -> None:
             images_per_second(args.task, args.size, amp, args.steps, args.batch, decoder), 2
         )
     result["bf16_speedup"] = round(result["bf16_images_per_s"] / result["none_images_per_s"], 3)
-    text = json.dumps(result, indent=2)
-    print(text)
-    if args.json:
-        Path(args.json).write_text(text + "\n")
+    emit_json(result, args.json)
 
 
 if __name__ == "__main__":

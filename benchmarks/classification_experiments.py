@@ -11,10 +11,8 @@ Prints JSON (and writes the rows the model card renders when --json is given).
 from __future__ import annotations
 
 import argparse
-import json
 import shlex
 import sys
-from pathlib import Path
 
 import numpy as np
 from sklearn.metrics import roc_auc_score
@@ -23,6 +21,7 @@ from melanoma.data.isic import read_isic2017
 from melanoma.inference.image_io import load_image
 from melanoma.inference.predictor import Predictor
 from melanoma.inference.preprocess import resize_rgb
+from melanoma.reporting import emit_json
 
 VARIANTS = {
     "plain": [lambda x: x],
@@ -73,10 +72,7 @@ def main() -> None:
             "decision": "adopt" if adopt else "not adopted: the gain is within noise",
         })  # fmt: skip
     result = {"command": shlex.join(["python", *sys.argv]), "n": int(labels.size), "rows": rows}
-    text = json.dumps(result, indent=2)
-    print(text)
-    if args.json:
-        Path(args.json).write_text(text + "\n")
+    emit_json(result, args.json)
 
 
 if __name__ == "__main__":

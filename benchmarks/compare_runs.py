@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from melanoma.inference.calibrate import onnx_session
+from melanoma.reporting import emit_json
 
 KEYS = ("jaccard", "thresholded_jaccard", "dice", "auc", "average_precision", "sensitivity", "specificity")
 
@@ -65,10 +66,7 @@ def main() -> None:
     for row, samples in zip(rows, times, strict=True):
         row["onnx_ms_per_image"] = round(statistics.median(samples) * 1000, 2)
         del row["_onnx"]
-    text = json.dumps(rows, indent=2)
-    print(text)
-    if args.json:
-        Path(args.json).write_text(text + "\n")
+    emit_json(rows, args.json)
 
 
 if __name__ == "__main__":

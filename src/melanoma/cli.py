@@ -46,15 +46,6 @@ def _export(args: argparse.Namespace) -> int:
     return 0
 
 
-def _write_json(payload: dict, path: str | None) -> None:
-    import json
-
-    text = json.dumps(payload, indent=2)
-    if path:
-        Path(path).write_text(text + "\n")
-    print(text)
-
-
 def _evaluate(args: argparse.Namespace) -> int:
     from melanoma.inference.evaluate import evaluate_classification, evaluate_segmentation
     from melanoma.inference.predictor import Predictor
@@ -71,7 +62,9 @@ def _evaluate(args: argparse.Namespace) -> int:
             raise SystemExit("error: evaluate classification needs --labels CSV")
         plots = Path(args.plots) if args.plots else None
         scores = evaluate_classification(predictor, Path(args.images), Path(args.labels), plots_dir=plots)
-    _write_json(scores, args.json)
+    from melanoma.reporting import emit_json
+
+    emit_json(scores, args.json)
     return 0
 
 

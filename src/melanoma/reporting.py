@@ -1,0 +1,16 @@
+"""One way to report results: pretty JSON on standard output, and the same text in a file when asked."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+
+def emit_json(payload: Any, path: str | Path | None = None) -> str:
+    """Print ``payload`` as indented JSON and, when ``path`` is given, write the same text there."""
+    text = json.dumps(payload, indent=2)
+    print(text)
+    if path:
+        Path(path).write_text(text + "\n")
+    return text
