@@ -16,7 +16,8 @@ import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
-from melanoma.data.samples import DataError, Sample, list_images, mask_path_for, read_labels_csv
+from melanoma.data.folder import read_image_folder
+from melanoma.data.samples import DataError, Sample
 from melanoma.inference.postprocess import resize_mask
 from melanoma.inference.predictor import Prediction, Predictor
 from melanoma.metrics import SegmentationMeter, classification_scores
@@ -39,12 +40,7 @@ def evaluate_segmentation(
     """Official ISIC 2017 segmentation scores of the shipped segmenter on ``images_dir`` against ``masks_dir``."""
     if predictor.segmenter is None:
         raise DataError(f"no segmentation model in {predictor.models_dir}")
-    samples = []
-    for path in list_images(Path(images_dir)):
-        mask = mask_path_for(Path(masks_dir), path.stem)
-        if not mask.is_file():
-            raise DataError(f"image {path} has no mask: expected {mask}")
-        samples.append(Sample(path.stem, path, mask))
+    samples = read_image_folder(Path(images_dir), masks_dir=Path(masks_dir), require_masks=True)
     meter = SegmentationMeter()
     sizes = set()
     for sample, prediction in _predictions(predictor, samples, batch_size):
@@ -80,12 +76,7 @@ def evaluate_classification(
     """Melanoma AUC, AP and thresholded metrics (at the shipped threshold) with bootstrap 95% intervals."""
     if predictor.classifier is None:
         raise DataError(f"no classification model in {predictor.models_dir}")
-    labels = read_labels_csv(Path(labels_csv))
-    samples = []
-    for path in list_images(Path(images_dir)):
-        if path.stem not in labels:
-            raise DataError(f"image {path} has no row in {labels_csv}")
-        samples.append(Sample(path.stem, path, None, labels[path.stem]))
+    samples = read_image_folder(Path(images_dir), labels_csv=Path(labels_csv))
     truth, probabilities = [], []
     for sample, prediction in _predictions(predictor, samples, batch_size):
         truth.append(sample.melanoma)
