@@ -139,7 +139,7 @@ def export_run(run_dir: Path, out_dir: Path | None = None, calibrate: bool = Tru
     (out_dir / f"{task}.json").write_text(json.dumps(model_config, indent=2) + "\n")
     config_yaml = run_dir / "config.yaml"
     if config_yaml.is_file():
-        shutil.copy(config_yaml, out_dir / "train_config.yaml")
+        shutil.copy(config_yaml, out_dir / f"{task}_train_config.yaml")
     return out_dir
 
 
