@@ -1,8 +1,9 @@
 """Post-hoc classifier experiments on validation data, through the exported ONNX model, with paired bootstrap.
 
-Currently: test-time augmentation (mean probability over the image and its horizontal / vertical flips)
-vs the plain image. A variant is adopted only when the paired stratified bootstrap 95% interval of its AUC
-gain over the shipped setting lies above zero (30 validation melanomas are few: most gains are noise).
+Currently: test-time augmentation (mean probability over the image and its horizontal / vertical flips,
+the ``test_time_flips`` a model config can ask the Predictor for) vs the plain image. A variant is adopted
+only when the paired stratified bootstrap 95% interval of its AUC gain over the plain image lies above zero
+(30 validation melanomas are few: most gains are noise).
 
 Usage: python benchmarks/classification_experiments.py [--models DIR] [--data-dir DIR] [--json FILE]
 Prints JSON (and writes the rows the model card renders when --json is given).
@@ -19,22 +20,16 @@ from sklearn.metrics import roc_auc_score
 
 from melanoma.data.isic import read_isic2017
 from melanoma.inference.image_io import load_image
-from melanoma.inference.predictor import Predictor
-from melanoma.inference.preprocess import resize_rgb
+from melanoma.inference.predictor import Model, Predictor
 from melanoma.reporting import emit_json
 
-VARIANTS = {
-    "plain": [lambda x: x],
-    "tta_hflip": [lambda x: x, lambda x: x[:, ::-1]],
-    "tta_hflip_vflip": [lambda x: x, lambda x: x[:, ::-1], lambda x: x[::-1], lambda x: x[::-1, ::-1]],
-}
+VARIANTS = {"plain": [], "tta_hflip": ["hflip"], "tta_hflip_vflip": ["hflip", "vflip"]}
 
 
-def probabilities(predictor: Predictor, images: list[np.ndarray], flips) -> np.ndarray:
-    size, mode = predictor.classifier.size, predictor.classifier.config["resize"]
-    resized = [resize_rgb(image, size, mode) for image in images]
-    outputs = [predictor.classifier.run([np.ascontiguousarray(flip(x)) for x in resized])[0] for flip in flips]
-    return np.mean(outputs, axis=0).reshape(-1)
+def probabilities(predictor: Predictor, images: list[np.ndarray], flips: list[str]) -> np.ndarray:
+    """Melanoma probabilities through the Predictor's model path, with these test-time flips."""
+    model = Model(predictor.classifier.session, {**predictor.classifier.config, "test_time_flips": flips})
+    return np.concatenate([model.run(images[i : i + 16])[0] for i in range(0, len(images), 16)]).reshape(-1)
 
 
 def paired_auc_gain(labels: np.ndarray, base: np.ndarray, other: np.ndarray, n: int = 2000, seed: int = 0):

@@ -78,7 +78,9 @@ def segmentation_section(config: dict, eval_dir: Path) -> list[str]:
     steps = [k for k, v in config["postprocess"].items() if v] or ["none"]
     lines += [
         f"Decision: pixels with lesion probability >= **{config['threshold']}** are lesion; post-processing kept: "
-        f"**{', '.join(steps)}**. Both were chosen on the validation set at export time, through the ONNX model.",
+        f"**{', '.join(steps)}**; test-time flips: **{', '.join(config.get('test_time_flips', [])) or 'none'}** "
+        f"(best validation Jaccard without / with flips: {validation.get('test_time_flips_best_jaccard')}). "
+        "All were chosen on the validation set at export time, through the ONNX model.",
         "",
         "Threshold search (mean Jaccard on validation, no post-processing):",
         "",

@@ -120,3 +120,33 @@ def test_serving_never_imports_torch(tiny_models_dir, lesion_jpeg):
     output = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert output.returncode == 0, output.stderr
     assert output.stdout.strip() == "ok"
+
+
+def test_test_time_flips_average_views_and_restore_spatial_outputs():
+    from melanoma.inference.preprocess import run_with_flips
+
+    batch = np.random.default_rng(0).normal(size=(2, 3, 4, 6)).astype(np.float32)
+
+    def run(x):  # a "model" whose map is the input's first channel and whose score is the left half's mean
+        return [x[:, :1], x[:, 0, :, :3].mean(axis=(1, 2))]
+
+    plain_map, plain_score = run_with_flips(run, batch, [])
+    flipped_map, flipped_score = run_with_flips(run, batch, ["hflip", "vflip"])
+    np.testing.assert_allclose(flipped_map, plain_map, atol=1e-6)  # spatial outputs are flipped back
+    expected = (plain_score + batch[:, 0, :, 3:].mean(axis=(1, 2)) + batch[:, 0, ::-1, :3].mean(axis=(1, 2))) / 3
+    np.testing.assert_allclose(flipped_score, expected, atol=1e-6)
+    with pytest.raises(ValueError, match="unknown test-time flip"):
+        run_with_flips(run, batch, ["rotate"])
+
+
+def test_predictor_applies_the_configured_flips(tiny_models_dir, tmp_path, lesion_jpeg):
+    for path in tiny_models_dir.iterdir():
+        (tmp_path / path.name).write_bytes(path.read_bytes())
+    config = json.loads((tmp_path / "classification.json").read_text())
+    (tmp_path / "classification.json").write_text(json.dumps({**config, "test_time_flips": ["hflip"]}))
+    plain = Predictor.from_dir(tiny_models_dir).predict(lesion_jpeg)
+    flipped = Predictor.from_dir(tmp_path).predict(lesion_jpeg)
+    image = Predictor.from_dir(tiny_models_dir).load(lesion_jpeg)[0]
+    mirrored = Predictor.from_dir(tiny_models_dir).predict_arrays([image[:, ::-1]], [(400, 300)], ["m"])[0]
+    expected = (plain.melanoma_probability + mirrored.melanoma_probability) / 2
+    assert flipped.melanoma_probability == pytest.approx(expected, abs=1e-5)

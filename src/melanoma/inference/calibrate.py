@@ -18,7 +18,7 @@ from tqdm import tqdm
 from melanoma.data.samples import Sample
 from melanoma.inference.image_io import load_image
 from melanoma.inference.postprocess import fill_holes, largest_component, resize_mask
-from melanoma.inference.preprocess import resize_rgb, to_input
+from melanoma.inference.predictor import Model, onnx_session
 from melanoma.metrics import SegmentationMeter, classification_scores
 
 THRESHOLDS = tuple(round(t, 2) for t in np.arange(0.30, 0.71, 0.05))
@@ -28,29 +28,17 @@ POSTPROCESS_VARIANTS = {
     "fill_holes": (False, True),
     "largest_component+fill_holes": (True, True),
 }
+TTA_FLIPS = ["hflip", "vflip"]
 MIN_GAIN = 0.001  # a post-processing step must raise mean validation Jaccard by at least this much to be kept
 
 
-def onnx_session(path: Path, threads: int | None = None):
-    """An onnxruntime CPU session with full graph optimisation."""
-    import onnxruntime as ort
-
-    options = ort.SessionOptions()
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    if threads:
-        options.intra_op_num_threads = threads
-    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-
-
 def batched_outputs(
-    session, samples: Sequence[Sample], model_config: dict[str, Any], batch_size: int = 16, desc: str = "validation"
+    model: Model, samples: Sequence[Sample], batch_size: int = 16, desc: str = "validation"
 ) -> Iterator[tuple[Sample, list[np.ndarray]]]:
-    """Run ``session`` over the samples' images; yield each sample with its outputs (batch axis removed)."""
-    size = model_config["input_size"]
+    """Run ``model`` (the Predictor's path) over the samples' images; yield each sample with its outputs."""
     for start in tqdm(range(0, len(samples), batch_size), desc=desc, leave=False):
         chunk = samples[start : start + batch_size]
-        images = [resize_rgb(load_image(s.image_path), size, model_config["resize"]) for s in chunk]
-        outputs = session.run(None, {"image": to_input(images, model_config["mean"], model_config["std"])})
+        outputs = model.run([load_image(s.image_path) for s in chunk])
         for i, sample in enumerate(chunk):
             yield sample, [output[i] for output in outputs]
 
@@ -65,20 +53,36 @@ def lesion_mask(probability: np.ndarray, threshold: float, postprocess: dict[str
     return mask
 
 
-def calibrate_segmentation(session, samples: Sequence[Sample], model_config: dict[str, Any]) -> dict[str, Any]:
-    """Choose the threshold, then keep each post-processing step only if it raises mean validation Jaccard."""
-    from PIL import Image
-
+def _threshold_scores(model: Model, samples: Sequence[Sample], targets: list[np.ndarray]) -> dict:
     meters = {(t, v): SegmentationMeter() for t in THRESHOLDS for v in POSTPROCESS_VARIANTS}
-    for sample, (probability,) in batched_outputs(session, samples, model_config):
-        with Image.open(sample.mask_path) as handle:
-            target = np.asarray(handle.convert("L")) > 127
+    for (_, (probability,)), target in zip(batched_outputs(model, samples), targets, strict=True):
         full = resize_mask(probability[0], (target.shape[1], target.shape[0]))
         for t in THRESHOLDS:
             for variant, (largest, fill) in POSTPROCESS_VARIANTS.items():
                 steps = {"largest_component": largest, "fill_holes": fill}
                 meters[(t, variant)].update(lesion_mask(full, t, steps), target)
-    scores = {key: meter.compute() for key, meter in meters.items()}
+    return {key: meter.compute() for key, meter in meters.items()}
+
+
+def _best_jaccard(scores: dict) -> float:
+    return max(score["jaccard"] for (_, variant), score in scores.items() if variant == "none")
+
+
+def calibrate_segmentation(session, samples: Sequence[Sample], model_config: dict[str, Any]) -> dict[str, Any]:
+    """Choose test-time flips and the threshold, then keep each post-processing step only if it helps.
+
+    Each choice is kept only when it raises mean validation Jaccard by at least ``MIN_GAIN``.
+    """
+    from PIL import Image
+
+    targets = []
+    for sample in samples:
+        with Image.open(sample.mask_path) as handle:
+            targets.append(np.asarray(handle.convert("L")) > 127)
+    plain = _threshold_scores(Model(session, {**model_config, "test_time_flips": []}), samples, targets)
+    flipped = _threshold_scores(Model(session, {**model_config, "test_time_flips": TTA_FLIPS}), samples, targets)
+    use_flips = _best_jaccard(flipped) - _best_jaccard(plain) >= MIN_GAIN
+    scores = flipped if use_flips else plain
     threshold_table = [{"threshold": t, "jaccard": round(scores[(t, "none")]["jaccard"], 4)} for t in THRESHOLDS]
     threshold = max(THRESHOLDS, key=lambda t: (scores[(t, "none")]["jaccard"], -abs(t - 0.5)))
     base = scores[(threshold, "none")]["jaccard"]
@@ -91,6 +95,7 @@ def calibrate_segmentation(session, samples: Sequence[Sample], model_config: dic
     return {
         "threshold": threshold,
         "postprocess": keep,
+        "test_time_flips": TTA_FLIPS if use_flips else [],
         "validation": {
             "n": final["n"],
             "jaccard": round(final["jaccard"], 4),
@@ -98,6 +103,10 @@ def calibrate_segmentation(session, samples: Sequence[Sample], model_config: dic
             "dice": round(final["dice"], 4),
             "threshold_search": threshold_table,
             "postprocess_ablation_jaccard": ablation,
+            "test_time_flips_best_jaccard": {
+                "none": round(_best_jaccard(plain), 4),
+                "+".join(TTA_FLIPS): round(_best_jaccard(flipped), 4),
+            },
             "note": "chosen on these validation images; measured through the exported ONNX model",
         },
     }
@@ -108,7 +117,7 @@ def calibrate_classification(
 ) -> dict[str, Any]:
     """Youden-J threshold on validation, its sensitivity/specificity, bootstrap intervals, ROC + calibration plots."""
     labels, probabilities = [], []
-    for sample, (probability, _cam) in batched_outputs(session, samples, model_config):
+    for sample, (probability, _cam) in batched_outputs(Model(session, model_config), samples):
         labels.append(int(sample.melanoma))
         probabilities.append(float(probability))
     scores = classification_scores(np.asarray(labels), np.asarray(probabilities), bootstrap=1000, seed=0)

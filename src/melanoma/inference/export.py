@@ -132,6 +132,7 @@ def export_run(run_dir: Path, out_dir: Path | None = None, calibrate: bool = Tru
         model_config.update(threshold=0.5, postprocess={"largest_component": False, "fill_holes": False})
     else:
         model_config.update(threshold=0.5, label="melanoma", activation_map_output="activation_map")
+    model_config["test_time_flips"] = []
     if calibrate:
         from melanoma.inference.calibrate import calibrate_model
 

@@ -21,7 +21,7 @@ from PIL import Image
 from melanoma.inference.image_io import ImageLoadError, ImageSource, load_image_with_size
 from melanoma.inference.measurements import LesionMeasurements, measure_lesion
 from melanoma.inference.postprocess import fill_holes, largest_component, resize_mask
-from melanoma.inference.preprocess import resize_rgb, to_input
+from melanoma.inference.preprocess import resize_rgb, run_with_flips, to_input
 
 MODELS_ENV_VAR = "MELANOMA_MODELS"
 WORK_MAX_SIDE = 1024  # masks are post-processed and measured at most at this size, then upsampled
@@ -93,7 +93,9 @@ class Prediction:
 
 
 @dataclass(frozen=True)
-class _Model:
+class Model:
+    """One exported network: its ONNX Runtime session and its JSON config (preprocessing travels with it)."""
+
     session: Any
     config: dict[str, Any]
 
@@ -102,13 +104,16 @@ class _Model:
         return int(self.config["input_size"])
 
     def run(self, images: Sequence[np.ndarray]) -> list[np.ndarray]:
-        batch = to_input(
-            [resize_rgb(i, self.size, self.config["resize"]) for i in images], self.config["mean"], self.config["std"]
+        """The model's outputs for RGB uint8 images, with the test-time flips its config asks for."""
+        resized = [resize_rgb(i, self.size, self.config["resize"]) for i in images]
+        batch = to_input(resized, self.config["mean"], self.config["std"])
+        return run_with_flips(
+            lambda x: self.session.run(None, {"image": x}), batch, self.config.get("test_time_flips", [])
         )
-        return self.session.run(None, {"image": batch})
 
 
-def _session(path: Path, threads: int | None):
+def onnx_session(path: Path, threads: int | None = None):
+    """An ONNX Runtime CPU session with every graph optimisation on."""
     import onnxruntime as ort
 
     options = ort.SessionOptions()
@@ -119,7 +124,7 @@ def _session(path: Path, threads: int | None):
     return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
 
-def _load_model(models_dir: Path, task: str, threads: int | None) -> _Model | None:
+def _load_model(models_dir: Path, task: str, threads: int | None) -> Model | None:
     config_path = models_dir / TASK_CONFIGS[task]
     if not config_path.is_file():
         return None
@@ -127,7 +132,7 @@ def _load_model(models_dir: Path, task: str, threads: int | None) -> _Model | No
     onnx_path = models_dir / config["onnx_file"]
     if not onnx_path.is_file():
         raise ModelsNotFoundError(f"{config_path} names {onnx_path.name}, which is missing from {models_dir}")
-    return _Model(_session(onnx_path, threads), config)
+    return Model(onnx_session(onnx_path, threads), config)
 
 
 def _work_image(image: np.ndarray) -> np.ndarray:
@@ -151,7 +156,7 @@ class Predictor:
     Build it once with ``Predictor.from_dir(models_dir)``; ``predict`` and ``predict_batch`` are thread-safe.
     """
 
-    def __init__(self, segmenter: _Model | None, classifier: _Model | None, models_dir: Path):
+    def __init__(self, segmenter: Model | None, classifier: Model | None, models_dir: Path):
         if segmenter is None and classifier is None:
             raise ModelsNotFoundError(
                 f"no model is installed in {models_dir}: expected {' and/or '.join(TASK_CONFIGS.values())} "
