@@ -390,3 +390,15 @@ def test_metrics_module_imports_only_numpy_and_sklearn():
     code = "import sys, melanoma.metrics; print([m for m in ('torch', 'matplotlib') if m in sys.modules])"
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "[]"
+
+
+def test_meter_from_gathered_scores_matches_the_streaming_meter():
+    rng = np.random.default_rng(3)
+    pairs = [(rng.random((8, 8)) > 0.5, rng.random((8, 8)) > 0.4) for _ in range(6)]
+    streaming = SegmentationMeter()
+    for prediction, target in pairs:
+        streaming.update(prediction, target)
+    gathered = SegmentationMeter.from_scores([jaccard(p, t) for p, t in pairs], [dice(p, t) for p, t in pairs])
+    assert gathered.compute() == streaming.compute()
+    with pytest.raises(ValueError, match="one Dice score per Jaccard"):
+        SegmentationMeter.from_scores([0.5], [])

@@ -138,6 +138,15 @@ class SegmentationMeter:
     def __len__(self) -> int:
         return len(self._jaccards)
 
+    @classmethod
+    def from_scores(cls, jaccards: Iterable[float], dices: Iterable[float]) -> SegmentationMeter:
+        """A meter holding already computed per-image scores (e.g. gathered from several processes)."""
+        meter = cls()
+        meter._jaccards, meter._dices = [float(j) for j in jaccards], [float(d) for d in dices]
+        if len(meter._jaccards) != len(meter._dices):
+            raise ValueError("pass one Dice score per Jaccard score")
+        return meter
+
     def update(self, prediction: np.ndarray, target: np.ndarray) -> float:
         """Score one image and remember its Jaccard and Dice.
 

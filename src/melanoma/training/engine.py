@@ -24,7 +24,7 @@ from torch.utils.data import DataLoader, DistributedSampler
 from tqdm import tqdm
 
 from melanoma.config import TrainConfig, save_config, to_dict
-from melanoma.metrics import THRESHOLDED_JACCARD_CUTOFF, classification_scores, dice, jaccard
+from melanoma.metrics import SegmentationMeter, classification_scores, dice, jaccard
 from melanoma.models.factory import build_model, encoder_parameters
 from melanoma.training import distributed
 from melanoma.training.checkpoint import load_checkpoint, save_checkpoint
@@ -160,13 +160,10 @@ def evaluate(
     loss_sum, count = distributed.all_sum([total_loss, float(seen)], info)
     result = {"val_loss": loss_sum / max(count, 1)}
     if config.task == "segmentation":
-        jaccards = distributed.all_gather_lists(jaccards, info)
-        dices = distributed.all_gather_lists(dices, info)
-        result["val_jaccard"] = float(np.mean(jaccards))
-        result["val_thresholded_jaccard"] = float(
-            np.mean([j if j >= THRESHOLDED_JACCARD_CUTOFF else 0.0 for j in jaccards])
-        )
-        result["val_dice"] = float(np.mean(dices))
+        gathered = SegmentationMeter.from_scores(
+            distributed.all_gather_lists(jaccards, info), distributed.all_gather_lists(dices, info)
+        ).compute()
+        result.update({f"val_{k}": gathered[k] for k in ("jaccard", "thresholded_jaccard", "dice")})
     else:
         labels = distributed.all_gather_lists(labels, info)
         probabilities = distributed.all_gather_lists(probabilities, info)
