@@ -13,8 +13,8 @@ from pathlib import Path
 EVAL_COMMANDS = {
     "segmentation_val.json": "melanoma evaluate segmentation --images $DATA/images/val --masks $DATA/masks/val "
     "--json models/eval/segmentation_val.json",
-    "segmentation_fullres_val.json": "melanoma evaluate segmentation --images $DATA/fullres/val/images "
-    "--masks $DATA/fullres/val/masks --json models/eval/segmentation_fullres_val.json",
+    "segmentation_fullres_val.json": "melanoma evaluate segmentation --images $DATA/fullres/val "
+    "--masks $DATA/fullres/val --json models/eval/segmentation_fullres_val.json",
     "classification_val.json": "melanoma evaluate classification --images $DATA/images/val --labels "
     "$DATA/labels/ISIC-2017_Validation_Part3_GroundTruth.csv --plots models/eval "
     "--json models/eval/classification_val.json",
@@ -49,7 +49,9 @@ _FRAMEWORK = {"segmentation": "U-Net, segmentation_models_pytorch", "classificat
 
 def _common(config: dict) -> list[str]:
     training = config["training"]
-    minutes = sum(r["epoch_seconds"] for r in training["history"]) / 60
+    seconds = sorted(r["epoch_seconds"] for r in training["history"])
+    minutes = sum(seconds) / 60
+    median_minutes = seconds[len(seconds) // 2] * len(seconds) / 60
     data = training["data"]
     return [
         f"- Network: `{config['arch']}` ({_FRAMEWORK[config['task']]}), "
@@ -67,7 +69,8 @@ def _common(config: dict) -> list[str]:
         + ". The ISIC 2017 test set (600 images) was never used: its labels are withheld.",
         f"- Training command: `{training['command']}`",
         f"- Training wall time: {minutes:.0f} minutes on the 2-core CPU (sum of `epoch_seconds` in metrics.csv, "
-        f"validation included); best epoch {training['best_epoch']} of {len(training['history'])}.",
+        f"validation included; {median_minutes:.0f} minutes at the median epoch time, as some epochs shared the "
+        f"CPU with other jobs); best epoch {training['best_epoch']} of {len(training['history'])}.",
         f"- Exported: {config['exported']} by `melanoma export RUN_DIR --out models`.",
     ]
 
@@ -82,7 +85,7 @@ def segmentation_section(config: dict, eval_dir: Path) -> list[str]:
         f"(best validation Jaccard without / with flips: {validation.get('test_time_flips_best_jaccard')}). "
         "All were chosen on the validation set at export time, through the ONNX model.",
         "",
-        "Threshold search (mean Jaccard on validation, no post-processing):",
+        "Threshold search (mean Jaccard on validation, with the chosen test-time flips, no post-processing):",
         "",
         _table(
             ["threshold", "jaccard"], [[r["threshold"], _fmt(r["jaccard"])] for r in validation["threshold_search"]]
