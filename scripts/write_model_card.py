@@ -111,7 +111,9 @@ def segmentation_section(config: dict, eval_dir: Path) -> list[str]:
             "### Settings compared",
             "",
             "Command: `python benchmarks/compare_runs.py RUN_DIR ... --json models/eval/segmentation_comparison.json` "
-            "(validation metrics from each run's export; ONNX latency = median single-image call, same process).",
+            "(validation metrics from each run's export, with the threshold, flips and post-processing each export "
+            "chose; ONNX latency = median single-image call of one view, same process: test-time flips triple it). "
+            f"Shipped: the run trained by `{config['training']['command']}`.",
             "",
             _table(
                 [
@@ -218,12 +220,43 @@ def speed_section(eval_dir: Path) -> list[str]:
     return [
         "## Serving speed (2-core CPU, both models)",
         "",
-        "Command: `python benchmarks/bench_inference.py --json models/eval/bench_inference.json`",
+        "Command: `python benchmarks/bench_inference.py --json models/eval/bench_inference.json`. The eager "
+        "baseline is the original design (both networks in PyTorch fp32, one image at a time, no test-time flips); "
+        "the Predictor runs the shipped configs, i.e. the segmenter with its two test-time flips (3 views).",
         "",
         _table(keys, [[bench.get(k, "") for k in keys]]),
         "",
         f"Predictor stages (median ms, 256 px input): {bench['predictor_stage_ms']}; 12 MP JPEG stages: "
         f"{bench['big_jpeg_stage_ms']}.",
+        "",
+    ]
+
+
+def app_section(eval_dir: Path) -> list[str]:
+    bench = _load(eval_dir / "bench_app.json")
+    if not bench:
+        return []
+    times = bench["seconds_to_result"]
+    return [
+        "## App under load (2-core CPU, server and headless Chromium on the same machine)",
+        "",
+        "Command: `python benchmarks/bench_app.py --sessions 20 --json models/eval/bench_app.json`",
+        "",
+        _table(
+            ["sessions", "completed", "errors", "p50 s", "p95 s", "max s", "wall s", "image"],
+            [
+                [
+                    bench["sessions"],
+                    bench["completed"],
+                    bench["errors"],
+                    times["p50"],
+                    times["p95"],
+                    times["max"],
+                    bench["wall_seconds"],
+                    "x".join(map(str, bench["image"]["size"])),
+                ]
+            ],
+        ),  # fmt: skip
         "",
     ]
 
@@ -254,7 +287,7 @@ def main() -> None:
         config = _load(models / f"{task}.json")
         if config:
             lines += section(config, eval_dir)
-    lines += speed_section(eval_dir) + LIMITS
+    lines += speed_section(eval_dir) + app_section(eval_dir) + LIMITS
     (models / "MODEL_CARD.md").write_text("\n".join(lines))
     print(f"wrote {models / 'MODEL_CARD.md'}")
 
