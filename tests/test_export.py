@@ -65,3 +65,43 @@ def test_model_config_carries_preprocessing_threshold_metrics_and_provenance(tin
     else:
         assert {"auc", "sensitivity", "specificity", "ci95"} <= set(config["validation"])
         assert (tiny_models_dir / "roc_validation.png").stat().st_size > 1000
+
+
+def _pads_computed_at_run_time(graph) -> list[str]:
+    constants = {i.name for i in graph.initializer} | {
+        o for n in graph.node if n.op_type == "Constant" for o in n.output
+    }
+    return [n.name for n in graph.node if n.op_type == "Pad" and len(n.input) > 1 and n.input[1] not in constants]
+
+
+@pytest.mark.parametrize("task", ["segmentation", "classification"])
+def test_exported_same_padding_is_constant(tiny_runs, tiny_models_dir, tmp_path, task):
+    """TF-'SAME' pads are frozen at export (needed for int8); the raw torch export computes them at run time."""
+    from melanoma.inference.export import ClassificationGraph, SegmentationGraph, freeze_dynamic_pads
+
+    exported = onnx.load(str(tiny_models_dir / f"{task}.onnx")).graph
+    assert any(n.op_type == "Pad" for n in exported.node)
+    assert _pads_computed_at_run_time(exported) == []
+    assert not any(n.op_type == "Ceil" for n in exported.node)  # the shape arithmetic was pruned
+
+    model, config, _ = load_run_model(tiny_runs[task])
+    raw = tmp_path / "raw.onnx"
+    graph = SegmentationGraph(model) if task == "segmentation" else ClassificationGraph(model)
+    size = config.data.image_size
+    torch.onnx.export(
+        graph.eval(),
+        (torch.zeros(1, 3, size, size),),
+        str(raw),
+        input_names=["image"],
+        dynamic_axes={"image": {0: "batch"}},
+        opset_version=OPSET,
+        dynamo=False,
+    )
+    assert _pads_computed_at_run_time(onnx.load(str(raw)).graph)
+    frozen = tmp_path / "frozen.onnx"
+    assert freeze_dynamic_pads(raw, frozen) > 0
+    inputs = np.random.default_rng(0).normal(0, 1, (2, 3, size, size)).astype(np.float32)
+    before = ort.InferenceSession(str(raw), providers=["CPUExecutionProvider"]).run(None, {"image": inputs})
+    after = ort.InferenceSession(str(frozen), providers=["CPUExecutionProvider"]).run(None, {"image": inputs})
+    for want, got in zip(before, after, strict=True):
+        np.testing.assert_array_equal(got, want)

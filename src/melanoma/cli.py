@@ -46,6 +46,24 @@ def _export(args: argparse.Namespace) -> int:
     return 0
 
 
+def _quantize(args: argparse.Namespace) -> int:
+    from melanoma.inference.quantize import quantize_models
+
+    written = quantize_models(
+        Path(args.models),
+        Path(args.out),
+        args.tasks,
+        calibration_images=args.calibration_images,
+        data_dir=args.data_dir,
+    )
+    for task, config in written.items():
+        before, after = config["quantization"]["float_validation"] or {}, config["validation"]
+        metric = "jaccard" if task == "segmentation" else "auc"
+        print(f"{task}: int8 validation {metric} {after[metric]} (float {before.get(metric)})")
+    print(f"quantized models written to {args.out}; check them with `melanoma evaluate --models {args.out}`")
+    return 0
+
+
 def _evaluate(args: argparse.Namespace) -> int:
     from melanoma.inference.evaluate import evaluate_classification, evaluate_segmentation
     from melanoma.inference.predictor import Predictor
@@ -122,6 +140,18 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--out", help="model folder to write (default: <run_dir>/export)")
     export.add_argument("--no-calibrate", action="store_true", help="skip the threshold search on validation data")
     export.set_defaults(func=_export)
+
+    quantize = commands.add_parser(
+        "quantize", help="int8-quantize exported models (ONNX Runtime, QDQ) and re-calibrate them (needs [train])"
+    )
+    quantize.add_argument("--models", required=True, help="folder of exported float models (e.g. models)")
+    quantize.add_argument("--out", required=True, help="new folder for the quantized model set")
+    quantize.add_argument(
+        "--tasks", nargs="+", choices=["segmentation", "classification"], default=["segmentation", "classification"]
+    )
+    quantize.add_argument("--calibration-images", type=int, default=64, help="training images for activation ranges")
+    quantize.add_argument("--data-dir", help="ISIC layout root (default: the one the model was trained on)")
+    quantize.set_defaults(func=_quantize)
 
     evaluate = commands.add_parser("evaluate", help="score the exported models on labelled images (official metrics)")
     evaluate.add_argument("task", choices=["segmentation", "classification"])

@@ -1,0 +1,150 @@
+"""Post-training int8 quantization of exported models (ONNX Runtime static quantization, QDQ format).
+
+Weights become int8 (per output channel) and activations uint8, with ranges observed on
+*training* images (never the validation images the threshold is chosen on). The last convolution and everything
+after it (head, sigmoid outputs, activation map) stay in float, so probabilities near a low decision threshold keep
+their resolution. The quantized model is then re-calibrated through its own graph exactly as ``melanoma
+export`` does (segmentation threshold / flips / post-processing, classifier Youden threshold), so its JSON
+config states what the int8 graph itself measures. Needs the [train] extra (``onnx``).
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import random
+import shutil
+import tempfile
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from melanoma.inference.image_io import load_image
+from melanoma.inference.preprocess import resize_rgb, to_input
+
+CALIBRATION_IMAGES = 64
+
+
+class _ImageReader:
+    """ONNX Runtime ``CalibrationDataReader`` over preprocessed images (the model's own preprocessing)."""
+
+    def __init__(self, paths: Sequence[Path], config: dict[str, Any], batch_size: int = 8):
+        self.batches = iter(self._batches(list(paths), config, batch_size))
+
+    @staticmethod
+    def _batches(paths: list[Path], config: dict[str, Any], batch_size: int) -> Iterator[dict[str, np.ndarray]]:
+        size, resize = int(config["input_size"]), config["resize"]
+        for start in range(0, len(paths), batch_size):
+            images = [resize_rgb(load_image(p), size, resize) for p in paths[start : start + batch_size]]
+            yield {"image": to_input(images, config["mean"], config["std"])}
+
+    def get_next(self) -> dict[str, np.ndarray] | None:
+        return next(self.batches, None)
+
+
+def calibration_paths(train_config, count: int = CALIBRATION_IMAGES, seed: int = 0) -> list[Path]:
+    """``count`` training images drawn at random (seeded), stratified by melanoma label when labels exist."""
+    from melanoma.training.datasets import load_splits
+
+    train, _, _ = load_splits(train_config.data)
+    if not train:
+        raise ValueError("the model's training split is empty: cannot pick calibration images")
+    rng = random.Random(seed)
+    groups: dict[Any, list] = {}
+    for sample in train:
+        groups.setdefault(sample.melanoma, []).append(sample)
+    picked = []
+    for samples in groups.values():
+        share = max(1, round(count * len(samples) / len(train)))
+        picked += rng.sample(samples, min(share, len(samples)))
+    return [s.image_path for s in picked[:count]]
+
+
+def float_tail(model_path: Path) -> list[str]:
+    """Names of the last Conv node and every node after it (the head): they stay float.
+
+    The classifier's pooled features, logit, sigmoid and activation map, and the segmenter's 1-channel head,
+    keep full resolution; everything before (where the compute is) is quantized.
+    """
+    import onnx
+
+    nodes = onnx.load(str(model_path), load_external_data=False).graph.node
+    last_conv = max(i for i, node in enumerate(nodes) if node.op_type == "Conv")
+    return [node.name for node in nodes[last_conv:] if node.op_type != "Constant"]
+
+
+def quantize_onnx(source: Path, target: Path, calibration: Sequence[Path], config: dict[str, Any]) -> None:
+    """Write an int8 (QDQ) copy of the ONNX model ``source`` to ``target``, ranges from ``calibration`` images."""
+    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    from melanoma.inference.export import freeze_dynamic_pads
+
+    with tempfile.TemporaryDirectory() as tmp:
+        frozen, prepared = Path(tmp) / "frozen.onnx", Path(tmp) / "prepared.onnx"
+        freeze_dynamic_pads(source, frozen)  # models exported before pads were frozen at export
+        quant_pre_process(str(frozen), str(prepared), skip_symbolic_shape=True)
+        quantize_static(
+            str(prepared),
+            str(target),
+            _ImageReader(calibration, config),
+            quant_format=QuantFormat.QDQ,
+            nodes_to_exclude=float_tail(prepared),
+            per_channel=True,
+            activation_type=QuantType.QUInt8,
+            weight_type=QuantType.QInt8,
+            calibrate_method=CalibrationMethod.MinMax,
+        )
+
+
+def quantize_models(
+    models_dir: Path,
+    out_dir: Path,
+    tasks: Sequence[str] = ("segmentation", "classification"),
+    calibration_images: int = CALIBRATION_IMAGES,
+    data_dir: str | None = None,
+) -> dict[str, dict[str, Any]]:
+    """Quantize the exported models in ``models_dir`` into ``out_dir`` and re-calibrate them on validation data.
+
+    Files in ``models_dir`` that belong to no quantized task (model card, plots) are copied along, so
+    ``out_dir`` is a complete model folder. Returns the new JSON configs by task.
+    """
+    from melanoma.config import TrainConfig, from_dict
+    from melanoma.inference.calibrate import calibrate_model
+
+    models_dir, out_dir = Path(models_dir), Path(out_dir)
+    if models_dir.resolve() == out_dir.resolve():
+        raise ValueError("write the quantized models to a new folder (--out), not over the float ones")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    written: dict[str, dict[str, Any]] = {}
+    for task in tasks:
+        config_path = models_dir / f"{task}.json"
+        if not config_path.is_file():
+            raise FileNotFoundError(f"{config_path} is missing: export a {task} model first (`melanoma export`)")
+        config = json.loads(config_path.read_text())
+        if config.get("quantization"):
+            raise ValueError(f"{config_path} is already quantized ({config['quantization']['method']})")
+        train_config = from_dict(TrainConfig, copy.deepcopy(config["training"]["config"]))
+        if data_dir:
+            train_config.data.data_dir = data_dir
+        paths = calibration_paths(train_config, calibration_images)
+        onnx_path = out_dir / config["onnx_file"]
+        quantize_onnx(models_dir / config["onnx_file"], onnx_path, paths, config)
+        quantized = {
+            **config,
+            "quantization": {
+                "method": "ONNX Runtime static quantization, QDQ: weights int8 per channel, activations uint8",
+                "float_ops": "the last convolution and everything after it (head, sigmoid, activation map)",
+                "calibration": f"{len(paths)} training images (seeded draw, stratified by label), min-max ranges",
+                "float_validation": config.get("validation"),
+            },
+        }
+        quantized.update(calibrate_model(onnx_path, quantized, train_config, out_dir))
+        (out_dir / f"{task}.json").write_text(json.dumps(quantized, indent=2) + "\n")
+        written[task] = quantized
+    for path in models_dir.iterdir():
+        if path.is_file() and not (out_dir / path.name).exists():
+            shutil.copy(path, out_dir / path.name)
+    return written

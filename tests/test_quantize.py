@@ -1,0 +1,83 @@
+"""int8 quantization of exported models: a complete, re-calibrated model folder that tracks the float model."""
+
+import json
+
+import numpy as np
+import onnx
+import pytest
+
+from melanoma.cli import main
+from melanoma.inference.image_io import load_image
+from melanoma.inference.predictor import Predictor, onnx_session
+from melanoma.inference.preprocess import resize_rgb, to_input
+
+
+@pytest.fixture(scope="module")
+def quantized_dir(tiny_models_dir, tmp_path_factory):
+    out = tmp_path_factory.mktemp("int8")
+    assert main(["quantize", "--models", str(tiny_models_dir), "--out", str(out), "--calibration-images", "6"]) == 0
+    return out
+
+
+def test_quantized_folder_is_complete_and_says_how_it_was_made(tiny_models_dir, quantized_dir):
+    for task in ("segmentation", "classification"):
+        config = json.loads((quantized_dir / f"{task}.json").read_text())
+        float_config = json.loads((tiny_models_dir / f"{task}.json").read_text())
+        assert "int8" in config["quantization"]["method"]
+        assert "training images" in config["quantization"]["calibration"]
+        assert config["quantization"]["float_validation"] == float_config["validation"]
+        assert config["validation"]["n"] == float_config["validation"]["n"]  # re-calibrated on the same images
+        assert config["input_size"] == float_config["input_size"] and config["mean"] == float_config["mean"]
+        ops = {n.op_type for n in onnx.load(str(quantized_dir / config["onnx_file"])).graph.node}
+        assert {"QuantizeLinear", "DequantizeLinear"} <= ops
+    assert {p.name for p in tiny_models_dir.iterdir() if p.is_file()} <= {p.name for p in quantized_dir.iterdir()}
+
+
+@pytest.mark.parametrize("task", ["segmentation", "classification"])
+def test_quantized_outputs_track_the_float_model(tiny_models_dir, quantized_dir, shared_synthetic_isic_dir, task):
+    """On images like those it was calibrated on (held-out ones), the int8 graph stays close to the float one."""
+    config = json.loads((tiny_models_dir / f"{task}.json").read_text())
+    images = [load_image(p) for p in sorted((shared_synthetic_isic_dir / "images" / "val").glob("*.jpg"))]
+    inputs = to_input([resize_rgb(i, config["input_size"]) for i in images], config["mean"], config["std"])
+    want = onnx_session(tiny_models_dir / f"{task}.onnx").run(None, {"image": inputs})
+    got = onnx_session(quantized_dir / f"{task}.onnx").run(None, {"image": inputs})
+    for expected, actual in zip(want, got, strict=True):
+        assert actual.shape == expected.shape
+        if expected.ndim == 1:  # melanoma probabilities: float head, small drift
+            np.testing.assert_allclose(actual, expected, atol=0.05)
+        else:  # maps: same pattern
+            assert np.corrcoef(actual.ravel(), expected.ravel())[0, 1] >= 0.95
+
+
+def test_predictor_serves_the_quantized_folder(quantized_dir, shared_synthetic_isic_dir):
+    image = next((shared_synthetic_isic_dir / "images" / "val").glob("*.jpg"))
+    prediction = Predictor.from_dir(quantized_dir).predict(image)
+    assert 0.0 <= prediction.melanoma_probability <= 1.0
+    assert prediction.lesion_mask is not None
+
+
+def test_refuses_to_overwrite_the_float_models(tiny_models_dir, capsys):
+    assert main(["quantize", "--models", str(tiny_models_dir), "--out", str(tiny_models_dir)]) == 2
+    assert "new folder" in capsys.readouterr().err
+
+
+def test_only_the_asked_task_is_quantized(tiny_models_dir, tmp_path):
+    out = tmp_path / "seg-int8"
+    assert (
+        main(
+            [
+                "quantize",
+                "--models",
+                str(tiny_models_dir),
+                "--out",
+                str(out),
+                "--tasks",
+                "segmentation",
+                "--calibration-images",
+                "4",
+            ]
+        )
+        == 0
+    )
+    assert "quantization" in json.loads((out / "segmentation.json").read_text())
+    assert "quantization" not in json.loads((out / "classification.json").read_text())
