@@ -32,6 +32,8 @@ class DataConfig:
     labels_csv: str | None = None  # source=folder: image_id,melanoma
     masks_dir: str | None = None  # source=folder: <stem>_segmentation.png masks
     val_fraction: float = 0.2  # source=folder: stratified split when there is no validation set
+    cv_folds: int = 0  # >= 2: validate on a fold of the train split (k-fold CV; official val unused); 0: off
+    cv_fold: int = 0  # which fold (0 .. cv_folds - 1) is the validation set when cv_folds >= 2
     image_size: int = 256
     batch_size: int = 16
     num_workers: int = 0

@@ -83,12 +83,60 @@ def collate(batch: list[dict[str, Any]]) -> dict[str, Any]:
     return out
 
 
+def _check_cross_validation(data: DataConfig) -> None:
+    if data.cv_folds < 0 or data.cv_folds == 1:
+        raise ValueError(
+            f"data.cv_folds={data.cv_folds}: set 0 to train on the train split and validate on the validation "
+            "split, or a number of folds >= 2 (e.g. data.cv_folds=5) for k-fold cross-validation"
+        )
+    if data.cv_folds == 0 and data.cv_fold != 0:
+        raise ValueError(
+            f"data.cv_fold={data.cv_fold} needs cross-validation: also set data.cv_folds (e.g. data.cv_folds=5)"
+        )
+    if data.cv_folds and not 0 <= data.cv_fold < data.cv_folds:
+        raise ValueError(
+            f"data.cv_fold={data.cv_fold} is not a fold of data.cv_folds={data.cv_folds}: "
+            f"choose 0 .. {data.cv_folds - 1}"
+        )
+
+
+def cross_validation_split(samples: list[Sample], folds: int, fold: int) -> tuple[list[Sample], list[Sample]]:
+    """(train, validation) for fold ``fold`` of a ``folds``-fold split of ``samples``.
+
+    Stratified by the melanoma label when every sample has one (else plain k-fold), shuffled with seed 0, so the
+    folds depend only on the samples: every setting of a study sees the same folds. Both parts keep the input
+    order; the validation parts of the ``folds`` folds are disjoint and together cover ``samples``.
+
+    Raises:
+        ValueError: when there are too few samples (or melanomas) for ``folds`` folds.
+    """
+    from sklearn.model_selection import KFold, StratifiedKFold  # imported here: scikit-learn is slow to import
+
+    labels = [s.melanoma for s in samples]
+    stratified = all(label is not None for label in labels)
+    splitter = (StratifiedKFold if stratified else KFold)(n_splits=folds, shuffle=True, random_state=0)
+    try:
+        splits = list(splitter.split(np.zeros((len(samples), 1)), labels if stratified else None))
+    except ValueError as error:
+        raise ValueError(
+            f"cannot split {len(samples)} training images into {folds} folds: {error}; use fewer data.cv_folds"
+        ) from error
+    train_indices, val_indices = splits[fold]
+    return [samples[i] for i in sorted(train_indices)], [samples[i] for i in sorted(val_indices)]
+
+
 def load_splits(data: DataConfig) -> tuple[list[Sample], list[Sample], dict[str, Any]]:
-    """(train, validation, provenance) for the data described by ``data``."""
+    """(train, validation, provenance) for the data described by ``data``.
+
+    With ``data.cv_folds >= 2`` the validation set is fold ``data.cv_fold`` of the train split and the train set
+    the other folds (see ``cross_validation_split``); the official validation set is not read.
+    """
+    _check_cross_validation(data)
     if data.source == "isic2017":
         from melanoma.data.isic import resolve_data_dir
 
-        train, val = read_isic2017(data.data_dir, "train"), read_isic2017(data.data_dir, "val")
+        train = read_isic2017(data.data_dir, "train")
+        val = read_isic2017(data.data_dir, "val") if not data.cv_folds else []
         provenance = {
             "dataset": "ISIC 2017 challenge (official splits)",
             "data_dir": str(resolve_data_dir(data.data_dir)),
@@ -113,6 +161,15 @@ def load_splits(data: DataConfig) -> tuple[list[Sample], list[Sample], dict[str,
             "images_dir": data.images_dir,
             "split": f"stratified {1 - data.val_fraction:.0%}/{data.val_fraction:.0%}, seed 0",
         }
+    if data.cv_folds:
+        stratified = all(s.melanoma is not None for s in train)
+        train, val = cross_validation_split(train, data.cv_folds, data.cv_fold)
+        provenance.update(
+            validation_split=f"fold {data.cv_fold} of {data.cv_folds} of the train split "
+            f"({'stratified' if stratified else 'not stratified'}, seed 0)",
+            cv_folds=data.cv_folds,
+            cv_fold=data.cv_fold,
+        )
     if data.limit_train:
         train = train[: data.limit_train]
     if data.limit_val:

@@ -1,0 +1,196 @@
+"""K-fold cross-validation of training settings on the ISIC 2017 train split, with a paired decision rule.
+
+Usage:
+    python benchmarks/cross_validate.py --config configs/classification.yaml --folds 5 --out runs/cv \\
+        --setting "base" --setting "size256: data.image_size=256" [--only-folds 0 1] [--data-dir DIR] [--json FILE]
+
+Each ``--setting`` is ``NAME`` or ``NAME: key=value key=value`` (config overrides, as for ``melanoma train``);
+the first setting is the baseline. Every setting is trained on every fold into ``OUT/NAME/foldK`` with
+``data.cv_folds=N data.cv_fold=K`` added: the validation set is fold K of a stratified split (seed 0) of the
+official train split, so all settings see the same folds and the official validation set stays untouched.
+The study is resumable: a fold whose ``metrics.csv`` has all ``optim.epochs`` rows is skipped, one with
+``last.pt`` is resumed, any other is trained from scratch. ``--only-folds`` trains only those folds (e.g. to
+share a study between machines); the report covers every fold completed so far.
+
+Each fold's score is the best value of the task's selection metric over its epochs (val_auc for
+classification, val_jaccard for segmentation; the epoch ``fit`` keeps as best.pt). Per setting the report
+gives the per-fold scores, their mean and sample sd. Each other setting is compared with the baseline on the
+folds both have completed: the per-fold differences (setting - baseline), their mean and a 95% t-interval
+(mean +- t(0.975, n-1) * sd / sqrt(n)). Decision rule: "adopt" when the interval's lower bound is above 0,
+"reject" when its upper bound is below 0, otherwise "no evidence" (also with fewer than 2 paired folds).
+Prints JSON (and writes it to --json FILE).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import math
+import shlex
+import statistics
+import sys
+from pathlib import Path
+from typing import Any
+
+from melanoma.config import TrainConfig, load_config, to_dict
+from melanoma.reporting import emit_json
+
+
+def parse_setting(text: str) -> tuple[str, list[str]]:
+    """``"NAME"`` or ``"NAME: key=value key=value"`` -> (name, overrides)."""
+    name, _, rest = text.partition(":")
+    name = name.strip()
+    if not name or "/" in name or name in (".", ".."):
+        raise SystemExit(
+            f"error: --setting {text!r} needs a name usable as a folder, e.g. 'size256: data.image_size=256'"
+        )
+    overrides = shlex.split(rest)
+    bad = [item for item in overrides if "=" not in item]
+    if bad:
+        raise SystemExit(f"error: --setting {text!r}: {bad[0]!r} is not a key=value override")
+    return name, overrides
+
+
+def read_metrics(run_dir: Path) -> list[dict[str, float]]:
+    """The rows of ``run_dir/metrics.csv`` as floats (empty when it does not exist)."""
+    path = run_dir / "metrics.csv"
+    if not path.is_file():
+        return []
+    with path.open(newline="") as handle:
+        return [{key: float(value) for key, value in row.items()} for row in csv.DictReader(handle)]
+
+
+def fold_status(run_dir: Path, epochs: int) -> str:
+    """ "done" when all ``epochs`` have a metrics row, "resume" when ``last.pt`` exists, else "new"."""
+    # Count distinct epochs: a run resumed after a crash between writing its row and last.pt repeats a row.
+    if len({row["epoch"] for row in read_metrics(run_dir)}) >= epochs:
+        return "done"
+    return "resume" if (run_dir / "last.pt").is_file() else "new"
+
+
+def _check_same_config(run_dir: Path, config: TrainConfig) -> None:
+    # A study folder reused with other overrides would silently mix runs of two different settings.
+    saved_path = run_dir / "config.yaml"
+    if not saved_path.is_file():
+        return
+    saved, current = to_dict(load_config(saved_path)), to_dict(config)
+    del saved["command"], current["command"]
+    if saved != current:
+        raise SystemExit(
+            f"error: {run_dir} was trained with another config than this setting now asks for; "
+            "use a new --out or setting name (or delete that folder to retrain it)"
+        )
+
+
+def paired_comparison(baseline: dict[int, float], other: dict[int, float]) -> dict[str, Any]:
+    """Per-fold differences ``other - baseline`` on the folds both have, their mean, 95% t-interval and decision."""
+    from scipy import stats  # imported here: scipy is slow to import
+
+    folds = sorted(set(baseline) & set(other))
+    differences = [other[k] - baseline[k] for k in folds]
+    result: dict[str, Any] = {
+        "folds": folds,
+        "differences": differences,
+        "mean": statistics.fmean(differences) if differences else None,
+        "ci95": None,
+        "decision": "no evidence",
+    }
+    if len(differences) >= 2:
+        half = stats.t.ppf(0.975, len(differences) - 1) * statistics.stdev(differences) / math.sqrt(len(differences))
+        low, high = result["mean"] - half, result["mean"] + half
+        result["ci95"] = [low, high]
+        if low > 0:
+            result["decision"] = "adopt"
+        elif high < 0:
+            result["decision"] = "reject"
+    return result
+
+
+def main(argv: list[str] | None = None) -> None:
+    command = ["python", *sys.argv] if argv is None else ["python", "benchmarks/cross_validate.py", *argv]
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--config", required=True, help="YAML training config, e.g. configs/classification.yaml")
+    parser.add_argument("--folds", type=int, default=5, help="number of folds of the train split (>= 2)")
+    parser.add_argument("--out", required=True, help="study folder: runs go to OUT/NAME/foldK")
+    parser.add_argument(
+        "--setting", action="append", required=True, help="'NAME' or 'NAME: key=value ...'; the first is the baseline"
+    )
+    parser.add_argument("--only-folds", type=int, nargs="+", help="train only these folds (report all completed)")
+    parser.add_argument("--data-dir", help="ISIC 2017 data root (adds data.data_dir=DIR)")
+    parser.add_argument("--json", help="also write the JSON report here")
+    args = parser.parse_args(argv)
+    if args.folds < 2:
+        parser.error(f"--folds {args.folds}: cross-validation needs at least 2 folds")
+    train_folds = list(range(args.folds)) if args.only_folds is None else sorted(set(args.only_folds))
+    if any(not 0 <= k < args.folds for k in train_folds):
+        parser.error(f"--only-folds {args.only_folds}: folds are 0 .. {args.folds - 1}")
+    settings = dict(parse_setting(text) for text in args.setting)
+    if len(settings) != len(args.setting):
+        parser.error("each --setting needs its own NAME")
+
+    from melanoma.training.engine import MONITOR, fit
+
+    # Resolve every config first, so that a typo in the last setting fails before hours of training.
+    out = Path(args.out)
+    configs: dict[tuple[str, int], TrainConfig] = {}
+    for name, overrides in settings.items():
+        for fold in range(args.folds):
+            extra = [f"data.cv_folds={args.folds}", f"data.cv_fold={fold}"]
+            if args.data_dir:
+                extra.append(f"data.data_dir={args.data_dir}")
+            config = load_config(args.config, [*overrides, *extra])
+            config.command = shlex.join(command)
+            _check_same_config(out / name / f"fold{fold}", config)
+            configs[name, fold] = config
+    task = configs[next(iter(settings)), 0].task
+    if any(config.task != task for config in configs.values()):
+        parser.error("all settings must train the same task (their metrics are compared)")
+    monitor = MONITOR[task]
+
+    # Fold by fold (all settings on fold 0, then fold 1, ...), so an interrupted study already has paired folds.
+    for fold in train_folds:
+        for name in settings:
+            config, run_dir = configs[name, fold], out / name / f"fold{fold}"
+            status = fold_status(run_dir, config.optim.epochs)
+            print(f"cross_validate: {name} fold {fold}: {status}", file=sys.stderr, flush=True)
+            if status != "done":
+                fit(config, run_dir, resume=status == "resume")
+
+    rows = []
+    scores: dict[str, dict[int, float]] = {}
+    for name, overrides in settings.items():
+        scores[name] = {}
+        for fold in range(args.folds):
+            run_dir = out / name / f"fold{fold}"
+            if fold_status(run_dir, configs[name, fold].optim.epochs) == "done":
+                # fit keeps the first epoch with the highest value as best.pt: the best score is the column's max.
+                scores[name][fold] = max(row[monitor] for row in read_metrics(run_dir))
+        values = list(scores[name].values())
+        row: dict[str, Any] = {
+            "name": name,
+            "overrides": overrides,
+            "per_fold": {f"fold{k}": v for k, v in scores[name].items()},
+            "missing_folds": [k for k in range(args.folds) if k not in scores[name]],
+            "mean": statistics.fmean(values) if values else None,
+            "sd": statistics.stdev(values) if len(values) >= 2 else None,
+        }
+        if rows:
+            row["vs_baseline"] = paired_comparison(scores[rows[0]["name"]], scores[name])
+        rows.append(row)
+    report = {
+        "command": shlex.join(command),
+        "config": args.config,
+        "task": task,
+        "metric": monitor,
+        "folds": args.folds,
+        "out": str(out),
+        "baseline": rows[0]["name"],
+        "decision_rule": "adopt if the 95% t-interval of the paired per-fold differences vs the baseline is above 0, "
+        "reject if below 0, else no evidence",
+        "settings": rows,
+    }
+    emit_json(report, args.json)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,252 @@
+"""k-fold cross-validation: folds of the train split in ``load_splits``, and ``benchmarks/cross_validate.py``."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import math
+from pathlib import Path
+
+import pytest
+from conftest import REPO_ROOT, tiny_config
+
+from melanoma.config import save_config
+from melanoma.data import Sample, read_isic2017
+from melanoma.training.datasets import cross_validation_split, load_splits
+
+
+def _load_script():
+    spec = importlib.util.spec_from_file_location("cross_validate", REPO_ROOT / "benchmarks" / "cross_validate.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+cross_validate = _load_script()
+
+
+def _ids(samples: list[Sample]) -> list[str]:
+    return [s.image_id for s in samples]
+
+
+def _fold(data_dir: Path, folds: int, fold: int, **overrides):
+    config = tiny_config("classification", data_dir, **{"data.cv_folds": folds, "data.cv_fold": fold}, **overrides)
+    return load_splits(config.data)
+
+
+# --- the folds ----------------------------------------------------------------------------------------------------
+
+
+def test_folds_partition_the_train_split(shared_synthetic_isic_dir):
+    train_ids = _ids(read_isic2017(shared_synthetic_isic_dir, "train"))
+    official_val_ids = set(_ids(read_isic2017(shared_synthetic_isic_dir, "val")))
+    val_folds = []
+    for fold in range(2):
+        train, val, provenance = _fold(shared_synthetic_isic_dir, 2, fold)
+        assert set(_ids(train)).isdisjoint(_ids(val))
+        assert sorted(_ids(train) + _ids(val)) == sorted(train_ids)  # train = the other fold
+        assert not official_val_ids & set(_ids(train) + _ids(val))
+        assert {s.melanoma for s in val} == {0, 1}  # stratified: both classes in every validation fold
+        assert _ids(train) == [i for i in train_ids if i in set(_ids(train))]  # input order kept
+        assert provenance["validation_split"] == f"fold {fold} of 2 of the train split (stratified, seed 0)"
+        assert (provenance["cv_folds"], provenance["cv_fold"]) == (2, fold)
+        assert provenance["n_validation"] == len(val)
+        val_folds.append(_ids(val))
+    assert set(val_folds[0]).isdisjoint(val_folds[1])
+    assert sorted(val_folds[0] + val_folds[1]) == sorted(train_ids)
+    assert len(val_folds[0]) == len(val_folds[1]) == 4
+
+
+def test_folds_are_deterministic_and_independent_of_other_settings(shared_synthetic_isic_dir):
+    first = _fold(shared_synthetic_isic_dir, 2, 1)
+    again = _fold(shared_synthetic_isic_dir, 2, 1, **{"data.image_size": 32, "seed": 7, "optim.lr": 0.5})
+    assert (_ids(first[0]), _ids(first[1])) == (_ids(again[0]), _ids(again[1]))
+
+
+def test_limits_apply_after_the_fold_split(shared_synthetic_isic_dir):
+    train, val, _ = _fold(shared_synthetic_isic_dir, 2, 0)
+    limited_train, limited_val, _ = _fold(
+        shared_synthetic_isic_dir, 2, 0, **{"data.limit_train": 3, "data.limit_val": 2}
+    )
+    assert _ids(limited_train) == _ids(train)[:3]
+    assert _ids(limited_val) == _ids(val)[:2]
+
+
+def test_without_cross_validation_the_official_validation_split_is_used(shared_synthetic_isic_dir):
+    train, val, provenance = load_splits(tiny_config("classification", shared_synthetic_isic_dir).data)
+    assert _ids(val) == _ids(read_isic2017(shared_synthetic_isic_dir, "val"))
+    assert provenance["validation_split"] == "val" and "cv_folds" not in provenance
+
+
+def test_folder_source_folds_the_train_part_of_its_split(shared_synthetic_isic_dir):
+    from melanoma.data.folder import read_image_folder, stratified_split
+
+    images_dir = shared_synthetic_isic_dir / "images" / "train"
+    labels_csv = shared_synthetic_isic_dir / "labels" / "ISIC-2017_Training_Part3_GroundTruth.csv"
+    overrides = {"data.source": "folder", "data.images_dir": images_dir, "data.labels_csv": labels_csv}
+    overrides["data.val_fraction"] = 0.25
+    folder_train, folder_val = stratified_split(read_image_folder(images_dir, labels_csv), 0.25, seed=0)
+    val_folds = []
+    for fold in range(2):
+        train, val, _ = _fold(shared_synthetic_isic_dir, 2, fold, **overrides)
+        assert sorted(_ids(train) + _ids(val)) == sorted(_ids(folder_train))
+        assert not set(_ids(folder_val)) & set(_ids(train) + _ids(val))
+        val_folds += _ids(val)
+    assert sorted(val_folds) == sorted(_ids(folder_train))
+
+
+def test_unlabelled_samples_use_plain_k_fold():
+    samples = [Sample(f"ISIC_{i:07d}", Path(f"{i}.jpg")) for i in range(6)]
+    val_folds = [_ids(cross_validation_split(samples, 3, fold)[1]) for fold in range(3)]
+    assert sorted(sum(val_folds, [])) == _ids(samples)
+    assert [len(fold) for fold in val_folds] == [2, 2, 2]
+
+
+def test_folds_are_stratified():
+    # 5 melanomas in 20 images: a plain shuffled 5-fold split (seed 0) would give folds of 0 and 2 melanomas.
+    samples = [Sample(f"ISIC_{i:07d}", Path(f"{i}.jpg"), melanoma=int(i < 5)) for i in range(20)]
+    for fold in range(5):
+        train, val = cross_validation_split(samples, 5, fold)
+        assert sorted(s.melanoma for s in val) == [0, 0, 0, 1]
+        assert sum(s.melanoma for s in train) == 4
+
+
+@pytest.mark.parametrize(
+    ("folds", "fold", "message"),
+    [
+        (2, 2, r"data.cv_fold=2 is not a fold of data.cv_folds=2: choose 0 .. 1"),
+        (5, -1, r"choose 0 .. 4"),
+        (1, 0, r"data.cv_folds=1: set 0 .* or a number of folds >= 2"),
+        (-3, 0, r"data.cv_folds=-3: set 0 .* >= 2"),
+        (0, 1, r"data.cv_fold=1 needs cross-validation: also set data.cv_folds"),
+        (9, 0, r"cannot split 8 training images into 9 folds: .*use fewer data.cv_folds"),
+    ],
+)
+def test_bad_fold_settings_are_clear_errors(shared_synthetic_isic_dir, folds, fold, message):
+    with pytest.raises(ValueError, match=message):
+        _fold(shared_synthetic_isic_dir, folds, fold)
+
+
+# --- the study script ---------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("differences", "decision"),
+    [
+        ([0.01, 0.02, 0.015, 0.012, 0.018], "adopt"),
+        ([-0.01, -0.02, -0.015, -0.012, -0.018], "reject"),
+        ([0.05, -0.04, 0.01, 0.02, -0.03], "no evidence"),
+        ([0.05], "no evidence"),  # one fold: no interval
+    ],
+)
+def test_paired_comparison_decision(differences, decision):
+    baseline = {k: 0.8 for k in range(len(differences))}
+    other = {k: 0.8 + d for k, d in enumerate(differences)}
+    result = cross_validate.paired_comparison(baseline, other)
+    assert result["decision"] == decision
+    assert result["differences"] == pytest.approx(differences)
+
+
+def test_paired_comparison_interval_by_hand():
+    # differences 1, 2, 3: mean 2, sd 1, n 3 -> 2 +- t(0.975, 2) / sqrt(3) = 2 +- 4.302653 * 0.577350 = 2 +- 2.484138
+    result = cross_validate.paired_comparison({0: 0.0, 1: 0.0, 2: 0.0, 3: 0.0}, {0: 1.0, 1: 2.0, 2: 3.0})
+    assert result["folds"] == [0, 1, 2]  # fold 3 is missing for the other setting: not paired
+    assert result["mean"] == pytest.approx(2.0)
+    assert result["ci95"] == pytest.approx([2 - 2.484138, 2 + 2.484138], abs=1e-5)
+    assert result["decision"] == "no evidence"
+
+
+@pytest.mark.parametrize("text", ["", ": optim.lr=0.1", "a/b: optim.lr=0.1", "lr: optim.lr"])
+def test_bad_settings_are_errors(text):
+    with pytest.raises(SystemExit):
+        cross_validate.parse_setting(text)
+
+
+def test_parse_setting():
+    assert cross_validate.parse_setting("base") == ("base", [])
+    assert cross_validate.parse_setting("size: data.image_size=256  optim.lr=3e-4") == (
+        "size",
+        ["data.image_size=256", "optim.lr=3e-4"],
+    )
+
+
+def test_fold_status(tmp_path):
+    assert cross_validate.fold_status(tmp_path, 2) == "new"
+    (tmp_path / "last.pt").write_bytes(b"")
+    (tmp_path / "metrics.csv").write_text("epoch,val_auc\n1,0.5\n")
+    assert cross_validate.fold_status(tmp_path, 2) == "resume"
+    (tmp_path / "metrics.csv").write_text("epoch,val_auc\n1,0.5\n2,0.6\n")
+    assert cross_validate.fold_status(tmp_path, 2) == "done"
+
+
+def test_study_runs_end_to_end_and_resumes(shared_synthetic_isic_dir, tmp_path, capsys):
+    config_path = tmp_path / "classification.yaml"
+    save_config(tiny_config("classification", tmp_path / "elsewhere"), config_path)
+    out, report_path = tmp_path / "cv", tmp_path / "cv.json"
+    argv = ["--config", str(config_path), "--folds", "2", "--out", str(out)]
+    argv += ["--setting", "base", "--setting", "lr: optim.lr=0.01", "--data-dir", str(shared_synthetic_isic_dir)]
+    argv += ["--json", str(report_path)]
+    cross_validate.main(argv)
+    report = json.loads(capsys.readouterr().out)
+    assert report == json.loads(report_path.read_text())
+    assert (report["task"], report["metric"], report["folds"], report["baseline"]) == (
+        "classification",
+        "val_auc",
+        2,
+        "base",
+    )
+    base, lr = report["settings"]
+    assert lr["overrides"] == ["optim.lr=0.01"]
+    for row in (base, lr):
+        assert set(row["per_fold"]) == {"fold0", "fold1"} and row["missing_folds"] == []
+        assert row["mean"] == pytest.approx(sum(row["per_fold"].values()) / 2)
+        assert math.isfinite(row["sd"])
+    assert "vs_baseline" not in base
+    comparison = lr["vs_baseline"]
+    assert comparison["folds"] == [0, 1]
+    expected = [lr["per_fold"][f"fold{k}"] - base["per_fold"][f"fold{k}"] for k in (0, 1)]
+    assert comparison["differences"] == pytest.approx(expected)
+    low, high = comparison["ci95"]
+    assert low <= comparison["mean"] <= high
+    assert comparison["decision"] == ("adopt" if low > 0 else "reject" if high < 0 else "no evidence")
+
+    run_dir = out / "lr" / "fold1"
+    saved = (run_dir / "config.yaml").read_text()
+    assert "cv_folds: 2" in saved and "cv_fold: 1" in saved and "lr: 0.01" in saved
+    assert f"data_dir: {shared_synthetic_isic_dir}" in saved
+    assert "benchmarks/cross_validate.py --config" in saved  # config.command is the study's command line
+
+    metrics = sorted(out.glob("*/fold*/metrics.csv"))
+    assert len(metrics) == 4
+    mtimes = [path.stat().st_mtime_ns for path in metrics]
+    cross_validate.main(argv)
+    rerun = capsys.readouterr()
+    assert [path.stat().st_mtime_ns for path in metrics] == mtimes  # finished folds are not retrained
+    assert rerun.err.count(": done") == 4
+    assert json.loads(rerun.out)["settings"] == report["settings"]
+
+    # The same folder with another setting under an existing name is refused, not silently mixed.
+    changed = ["--config", str(config_path), "--folds", "2", "--out", str(out), "--setting", "base"]
+    changed += ["--setting", "lr: optim.lr=0.02", "--data-dir", str(shared_synthetic_isic_dir)]
+    with pytest.raises(SystemExit, match="lr/fold0 was trained with another config"):
+        cross_validate.main(changed)
+
+
+def test_study_resumes_an_interrupted_fold(shared_synthetic_isic_dir, tmp_path, capsys):
+    from melanoma.config import load_config
+    from melanoma.training.engine import fit
+
+    config_path = tmp_path / "classification.yaml"
+    save_config(tiny_config("classification", shared_synthetic_isic_dir, **{"optim.epochs": 2}), config_path)
+    run_dir = tmp_path / "cv" / "base" / "fold0"
+    fit(load_config(config_path, ["data.cv_folds=2", "data.cv_fold=0"]), run_dir, stop_after=1)  # interrupted
+    first_row = (run_dir / "metrics.csv").read_text().splitlines()[:2]
+    argv = ["--config", str(config_path), "--folds", "2", "--out", str(tmp_path / "cv"), "--setting", "base"]
+    cross_validate.main([*argv, "--only-folds", "0"])
+    captured = capsys.readouterr()
+    assert "base fold 0: resume" in captured.err
+    assert (run_dir / "metrics.csv").read_text().splitlines()[:2] == first_row  # continued, not restarted
+    assert len(cross_validate.read_metrics(run_dir)) == 2
+    row = json.loads(captured.out)["settings"][0]
+    assert list(row["per_fold"]) == ["fold0"] and row["missing_folds"] == [1]  # fold 1 not trained: not reported
+    assert row["sd"] is None
