@@ -1,9 +1,11 @@
-"""Compare exported training runs side by side: validation metrics (from each export) and ONNX CPU latency.
+"""Compare exported models side by side: validation metrics (from each export) and ONNX CPU latency.
 
-Usage: python benchmarks/compare_runs.py RUN_DIR [RUN_DIR ...] [--json FILE] [--repeats 30]
-Each RUN_DIR must hold an ``export/`` folder (``melanoma export RUN_DIR``). Latency is the median of
-single-image ONNX Runtime calls on one random input of the model's size, measured in one process, runs
-interleaved, so the ratios are comparable even on a noisy machine. Prints JSON.
+Usage: python benchmarks/compare_runs.py PATH [PATH ...] [--task segmentation] [--json FILE] [--repeats 30]
+Each PATH is a training run with an ``export/`` folder (``melanoma export RUN_DIR``) or a model folder such
+as ``models/`` or the output of ``melanoma quantize``. Latency is the median over single-image calls, runs
+interleaved in one process so the ratios are comparable on a noisy machine: ``view_ms`` is one ONNX Runtime
+call on a model-sized input; ``image_ms`` is the serving path for one 256x256 image (resize, normalise and
+the test-time flips the model's config asks for). Prints JSON.
 """
 
 from __future__ import annotations
@@ -16,19 +18,22 @@ from pathlib import Path
 
 import numpy as np
 
-from melanoma.inference.calibrate import onnx_session
+from melanoma.inference.predictor import Model, onnx_session
 from melanoma.reporting import emit_json
 
 KEYS = ("jaccard", "thresholded_jaccard", "dice", "auc", "average_precision", "sensitivity", "specificity")
 
 
-def describe(run_dir: Path) -> dict:
-    (config_path,) = [p for p in (run_dir / "export").glob("*.json")]
+def describe(path: Path, task: str) -> dict:
+    folder = path / "export" if (path / "export").is_dir() else path
+    config_path = folder / f"{task}.json"
+    if not config_path.is_file():
+        raise SystemExit(f"error: {config_path} is missing: export the run (`melanoma export {path}`)")
     config = json.loads(config_path.read_text())
     training = config["training"]
     history = training["history"]
     return {
-        "run": str(run_dir),
+        "run": str(path),
         "task": config["task"],
         "arch": config["arch"],
         "input_size": config["input_size"],
@@ -38,34 +43,46 @@ def describe(run_dir: Path) -> dict:
         "epochs": len(history),
         "train_minutes": round(sum(row["epoch_seconds"] for row in history) / 60, 1),
         "threshold": config["threshold"],
+        "test_time_flips": config.get("test_time_flips", []),
+        "quantization": (config.get("quantization") or {}).get("method"),
         "validation": {k: config["validation"][k] for k in KEYS if k in config["validation"]},
-        "onnx_mb": round((run_dir / "export" / config["onnx_file"]).stat().st_size / 2**20, 1),
-        "_onnx": str(run_dir / "export" / config["onnx_file"]),
+        "onnx_mb": round((folder / config["onnx_file"]).stat().st_size / 2**20, 1),
+        "_model": Model(onnx_session(folder / config["onnx_file"]), config),
     }
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("runs", nargs="+", type=Path)
+    parser.add_argument("paths", nargs="+", type=Path, help="run directories and/or model folders")
+    parser.add_argument("--task", choices=["segmentation", "classification"], default="segmentation")
     parser.add_argument("--repeats", type=int, default=30)
     parser.add_argument("--json")
     args = parser.parse_args()
-    rows = [describe(run) for run in args.runs]
-    sessions = [onnx_session(Path(row["_onnx"])) for row in rows]
-    inputs = [
-        np.random.default_rng(0).normal(size=(1, 3, r["input_size"], r["input_size"])).astype(np.float32) for r in rows
-    ]
-    times: list[list[float]] = [[] for _ in rows]
-    for session, x in zip(sessions, inputs, strict=True):
-        session.run(None, {"image": x})  # warm-up
+    rows = [describe(path, args.task) for path in args.paths]
+    rng = np.random.default_rng(0)
+    image = rng.integers(0, 256, (256, 256, 3), dtype=np.uint8)
+    calls = []
+    for row in rows:
+        model = row.pop("_model")
+        view = rng.normal(size=(1, 3, row["input_size"], row["input_size"])).astype(np.float32)
+        calls.append(
+            {
+                "view_ms": lambda model=model, view=view: model.session.run(None, {"image": view}),
+                "image_ms": lambda model=model: model.run([image]),
+            }
+        )
+    times = [{name: [] for name in call} for call in calls]
+    for call in calls:
+        for function in call.values():
+            function()  # warm-up
     for _ in range(args.repeats):
-        for i, (session, x) in enumerate(zip(sessions, inputs, strict=True)):
-            start = time.perf_counter()
-            session.run(None, {"image": x})
-            times[i].append(time.perf_counter() - start)
+        for call, samples in zip(calls, times, strict=True):
+            for name, function in call.items():
+                start = time.perf_counter()
+                function()
+                samples[name].append(time.perf_counter() - start)
     for row, samples in zip(rows, times, strict=True):
-        row["onnx_ms_per_image"] = round(statistics.median(samples) * 1000, 2)
-        del row["_onnx"]
+        row.update({name: round(statistics.median(values) * 1000, 2) for name, values in samples.items()})
     emit_json(rows, args.json)
 
 

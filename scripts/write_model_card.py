@@ -72,6 +72,22 @@ def _common(config: dict) -> list[str]:
         f"validation included; {median_minutes:.0f} minutes at the median epoch time, as some epochs shared the "
         f"CPU with other jobs); best epoch {training['best_epoch']} of {len(training['history'])}.",
         f"- Exported: {config['exported']} by `melanoma export RUN_DIR --out models`.",
+        *_quantization(config),
+    ]
+
+
+def _quantization(config: dict) -> list[str]:
+    quantization = config.get("quantization")
+    if not quantization:
+        return []
+    before, after = quantization.get("float_validation") or {}, config["validation"]
+    keys = [k for k in ("jaccard", "thresholded_jaccard", "dice", "auc", "average_precision") if k in after]
+    return [
+        f"- Quantized: {quantization['method']}; float: {quantization['float_ops']}; calibration: "
+        f"{quantization['calibration']}. Command: `melanoma quantize --models FLOAT_DIR --out models --tasks "
+        f"{config['task']}` (re-calibrated through the int8 graph). Validation float -> int8: "
+        + ", ".join(f"{k} {_fmt(before.get(k))} -> {_fmt(after[k])}" for k in keys)
+        + "."
     ]
 
 
@@ -110,15 +126,59 @@ def segmentation_section(config: dict, eval_dir: Path) -> list[str]:
         lines += [
             "### Settings compared",
             "",
-            "Command: `python benchmarks/compare_runs.py RUN_DIR ... --json models/eval/segmentation_comparison.json` "
-            "(validation metrics from each run's export, with the threshold, flips and post-processing each export "
-            "chose; ONNX latency = median single-image call of one view, same process: test-time flips triple it). "
-            f"Shipped: the run trained by `{config['training']['command']}`.",
+            "Command: `python benchmarks/compare_runs.py PATH ... --json models/eval/segmentation_comparison.json` "
+            "(validation metrics from each export, with the threshold, flips and post-processing each export chose; "
+            "latency medians measured in one process, interleaved: `view ms` = one ONNX Runtime call on one "
+            "model-sized input, `image ms` = the serving path for one 256x256 image incl. the model's test-time "
+            f"flips). Shipped: the run trained by `{config['training']['command']}`"
+            + (", int8-quantized by `melanoma quantize`." if config.get("quantization") else "."),
             "",
             _table(
                 [
                     "run",
-                    "encoder",
+                    "input",
+                    "decoder",
+                    "epochs",
+                    "train min",
+                    "int8",
+                    "flips",
+                    "val jaccard",
+                    "val thr. jaccard",
+                    "val dice",
+                    "view ms",
+                    "image ms",
+                    "MB",
+                ],
+                [
+                    [
+                        Path(r["run"]).name,
+                        r["input_size"],
+                        r["decoder_channels"],
+                        r["epochs"],
+                        r["train_minutes"],
+                        "yes" if r.get("quantization") else "no",
+                        "+".join(r.get("test_time_flips", [])) or "none",
+                        _fmt(r["validation"]["jaccard"]),
+                        _fmt(r["validation"]["thresholded_jaccard"]),
+                        _fmt(r["validation"]["dice"]),
+                        r["view_ms"],
+                        r["image_ms"],
+                        r["onnx_mb"],
+                    ]
+                    for r in comparison
+                ],
+            ),  # fmt: skip
+            "",
+        ]
+    earlier = _load(eval_dir / "segmentation_comparison_192_vs_128.json")
+    if earlier:
+        lines += [
+            "Earlier comparison (same command, an earlier session; ONNX ms = one view, before pads were frozen; "
+            "`runs/segmentation-128` was trained by the shipped config's command with `data.image_size=128`):",
+            "",
+            _table(
+                [
+                    "run",
                     "input",
                     "decoder",
                     "epochs",
@@ -126,13 +186,11 @@ def segmentation_section(config: dict, eval_dir: Path) -> list[str]:
                     "val jaccard",
                     "val thr. jaccard",
                     "val dice",
-                    "ONNX ms/img",
-                    "MB",
+                    "view ms",
                 ],
                 [
                     [
                         Path(r["run"]).name,
-                        r["arch"],
                         r["input_size"],
                         r["decoder_channels"],
                         r["epochs"],
@@ -141,9 +199,8 @@ def segmentation_section(config: dict, eval_dir: Path) -> list[str]:
                         _fmt(r["validation"]["thresholded_jaccard"]),
                         _fmt(r["validation"]["dice"]),
                         r["onnx_ms_per_image"],
-                        r["onnx_mb"],
                     ]
-                    for r in comparison
+                    for r in earlier
                 ],
             ),  # fmt: skip
             "",
@@ -211,7 +268,20 @@ def _evaluations(eval_dir: Path, names: list[str], keys: list[str]) -> list[str]
     return lines
 
 
-def speed_section(eval_dir: Path) -> list[str]:
+def _serving(models: Path) -> str:
+    parts = []
+    for task in ("segmentation", "classification"):
+        config = _load(models / f"{task}.json")
+        if config:
+            flips = len(config.get("test_time_flips", []))
+            parts.append(
+                f"{task} {'int8' if config.get('quantization') else 'fp32'} at {config['input_size']} px"
+                + (f" with {flips} test-time flips ({flips + 1} views)" if flips else "")
+            )
+    return "; ".join(parts)
+
+
+def speed_section(models: Path, eval_dir: Path) -> list[str]:
     bench = _load(eval_dir / "bench_inference.json")
     if not bench:
         return []
@@ -222,7 +292,7 @@ def speed_section(eval_dir: Path) -> list[str]:
         "",
         "Command: `python benchmarks/bench_inference.py --json models/eval/bench_inference.json`. The eager "
         "baseline is the original design (both networks in PyTorch fp32, one image at a time, no test-time flips); "
-        "the Predictor runs the shipped configs, i.e. the segmenter with its two test-time flips (3 views).",
+        f"the Predictor runs the shipped models as configured: {_serving(models)}.",
         "",
         _table(keys, [[bench.get(k, "") for k in keys]]),
         "",
@@ -230,6 +300,35 @@ def speed_section(eval_dir: Path) -> list[str]:
         f"{bench['big_jpeg_stage_ms']}.",
         "",
     ]
+
+
+def runtimes_section(eval_dir: Path) -> list[str]:
+    bench = _load(eval_dir / "bench_runtimes.json")
+    if not bench:
+        return []
+    lines = [
+        "## Runtime levers (2-core CPU, per model)",
+        "",
+        "Command: `python benchmarks/bench_runtimes.py --models FLOAT_DIR --int8 INT8_DIR "
+        "--json models/eval/bench_runtimes.json` (ONNX Runtime "
+        f"{bench['onnxruntime']}, OpenVINO {bench.get('openvino')}; one process, variants interleaved; "
+        "ms per image at batch 1 and batch 16; largest output difference from ONNX Runtime fp32).",
+        "",
+    ]
+    for task in ("segmentation", "classification"):
+        if task not in bench:
+            continue
+        rows = [
+            [name, v["ms_per_image_batch1"], v["ms_per_image_batch16"], v["max_abs_diff_vs_ort"]]
+            for name, v in bench[task]["variants"].items()
+        ]
+        lines += [
+            f"{task} ({bench[task]['input_size']} px):",
+            "",
+            _table(["variant", "ms/img batch 1", "ms/img batch 16", "max abs diff"], rows),
+            "",
+        ]
+    return lines
 
 
 def app_section(eval_dir: Path) -> list[str]:
@@ -287,7 +386,7 @@ def main() -> None:
         config = _load(models / f"{task}.json")
         if config:
             lines += section(config, eval_dir)
-    lines += speed_section(eval_dir) + app_section(eval_dir) + LIMITS
+    lines += speed_section(models, eval_dir) + runtimes_section(eval_dir) + app_section(eval_dir) + LIMITS
     (models / "MODEL_CARD.md").write_text("\n".join(lines))
     print(f"wrote {models / 'MODEL_CARD.md'}")
 
