@@ -133,41 +133,14 @@ def segmentation_section(config: dict, eval_dir: Path) -> list[str]:
             f"flips). Shipped: the run trained by `{config['training']['command']}`"
             + (", int8-quantized by `melanoma quantize`." if config.get("quantization") else "."),
             "",
-            _table(
-                [
-                    "run",
-                    "input",
-                    "decoder",
-                    "epochs",
-                    "train min",
-                    "int8",
-                    "flips",
-                    "val jaccard",
-                    "val thr. jaccard",
-                    "val dice",
-                    "view ms",
-                    "image ms",
-                    "MB",
-                ],
-                [
-                    [
-                        Path(r["run"]).name,
-                        r["input_size"],
-                        r["decoder_channels"],
-                        r["epochs"],
-                        r["train_minutes"],
-                        "yes" if r.get("quantization") else "no",
-                        "+".join(r.get("test_time_flips", [])) or "none",
-                        _fmt(r["validation"]["jaccard"]),
-                        _fmt(r["validation"]["thresholded_jaccard"]),
-                        _fmt(r["validation"]["dice"]),
-                        r["view_ms"],
-                        r["image_ms"],
-                        r["onnx_mb"],
-                    ]
-                    for r in comparison
-                ],
-            ),  # fmt: skip
+            _run_table(
+                comparison,
+                {
+                    "int8": lambda r: "yes" if r.get("quantization") else "no",
+                    "flips": lambda r: "+".join(r.get("test_time_flips", [])) or "none",
+                },
+                {"view ms": "view_ms", "image ms": "image_ms", "MB": "onnx_mb"},
+            ),
             "",
         ]
     earlier = _load(eval_dir / "segmentation_comparison_192_vs_128.json")
@@ -176,36 +149,26 @@ def segmentation_section(config: dict, eval_dir: Path) -> list[str]:
             "Earlier comparison (same command, an earlier session; ONNX ms = one view, before pads were frozen; "
             "`runs/segmentation-128` was trained by the shipped config's command with `data.image_size=128`):",
             "",
-            _table(
-                [
-                    "run",
-                    "input",
-                    "decoder",
-                    "epochs",
-                    "train min",
-                    "val jaccard",
-                    "val thr. jaccard",
-                    "val dice",
-                    "view ms",
-                ],
-                [
-                    [
-                        Path(r["run"]).name,
-                        r["input_size"],
-                        r["decoder_channels"],
-                        r["epochs"],
-                        r["train_minutes"],
-                        _fmt(r["validation"]["jaccard"]),
-                        _fmt(r["validation"]["thresholded_jaccard"]),
-                        _fmt(r["validation"]["dice"]),
-                        r["onnx_ms_per_image"],
-                    ]
-                    for r in earlier
-                ],
-            ),  # fmt: skip
+            _run_table(earlier, {}, {"view ms": "onnx_ms_per_image"}),
             "",
         ]
     return lines
+
+
+def _run_table(runs: list[dict], middle: dict, tail: dict) -> str:
+    """One row per compared run: its settings, ``middle`` columns (name -> fn(row)), validation metrics,
+    then ``tail`` columns (name -> key of the row)."""
+    header = ["run", "input", "decoder", "epochs", "train min", *middle, "val jaccard", "val thr. jaccard", "val dice"]
+    rows = []
+    for r in runs:
+        v = r["validation"]
+        rows.append(
+            [Path(r["run"]).name, r["input_size"], r["decoder_channels"], r["epochs"], r["train_minutes"]]
+            + [fn(r) for fn in middle.values()]
+            + [_fmt(v["jaccard"]), _fmt(v["thresholded_jaccard"]), _fmt(v["dice"])]
+            + [r[key] for key in tail.values()]
+        )
+    return _table(header + list(tail), rows)
 
 
 def classification_section(config: dict, eval_dir: Path) -> list[str]:

@@ -76,8 +76,20 @@ def test_pretrained_segmenter_encoder_carries_imagenet_weights():
     assert torch.equal(seeded.encoder.model.blocks[3][0].conv_pw.weight, classifier.blocks[3][0].conv_pw.weight)
 
 
+def test_classifier_head_init():
+    x = torch.randn(4, 3, 64, 64)
+    with torch.no_grad():
+        zero = build_classifier(pretrained=True, head_init="zero").eval()(x)
+        torch.manual_seed(0)
+        timm_init = build_classifier(pretrained=True, head_init="timm").eval()(x)
+    assert torch.equal(zero, torch.zeros(4, 1))  # balanced start: loss begins at its prior value
+    assert timm_init.abs().max() > 0.1
+    with pytest.raises(ValueError, match="head_init"):
+        build_classifier(pretrained=False, head_init="xavier")
+
+
 def test_eval_is_deterministic():
-    model = build_classifier(pretrained=False).eval()
+    model = build_classifier(pretrained=False, head_init="timm").eval()
     x = torch.randn(1, 3, 64, 64)
     with torch.no_grad():
         assert torch.equal(model(x), model(x))

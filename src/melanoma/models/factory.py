@@ -23,8 +23,13 @@ def _block_counts(model: nn.Module) -> list[int]:
     return [len(stage) for stage in model.blocks]
 
 
-def build_classifier(arch: str = "tf_efficientnet_lite0", pretrained: bool = True, drop_rate: float = 0.2) -> nn.Module:
-    """A timm EfficientNet-Lite with one melanoma logit, initialised from ImageNet when ``pretrained``."""
+def build_classifier(
+    arch: str = "tf_efficientnet_lite0", pretrained: bool = True, drop_rate: float = 0.2, head_init: str = "zero"
+) -> nn.Module:
+    """A timm EfficientNet-Lite with one melanoma logit, initialised from ImageNet when ``pretrained``.
+
+    ``head_init="zero"`` zeroes the new head so every image starts at logit 0; ``"timm"`` keeps timm's init.
+    """
     import timm
 
     _check_arch(arch)
@@ -35,6 +40,11 @@ def build_classifier(arch: str = "tf_efficientnet_lite0", pretrained: bool = Tru
         missing, unexpected = model.load_state_dict(state, strict=False)
         if unexpected or set(missing) != {"classifier.weight", "classifier.bias"}:
             raise RuntimeError(f"ImageNet weights did not fit {arch}: missing={missing} unexpected={unexpected}")
+    if head_init == "zero":
+        nn.init.zeros_(model.classifier.weight)
+        nn.init.zeros_(model.classifier.bias)
+    elif head_init != "timm":
+        raise ValueError(f"unknown head_init {head_init!r}; valid: zero, timm")
     return model
 
 
@@ -80,7 +90,7 @@ def build_model(task: str, config: ModelConfig) -> nn.Module:
     if task == "segmentation":
         return build_segmenter(config.arch, config.pretrained, config.decoder_channels)
     if task == "classification":
-        return build_classifier(config.arch, config.pretrained, config.drop_rate)
+        return build_classifier(config.arch, config.pretrained, config.drop_rate, config.head_init)
     raise ValueError(f"unknown task {task!r}; valid: segmentation, classification")
 
 
