@@ -105,3 +105,18 @@ def test_exported_same_padding_is_constant(tiny_runs, tiny_models_dir, tmp_path,
     after = ort.InferenceSession(str(frozen), providers=["CPUExecutionProvider"]).run(None, {"image": inputs})
     for want, got in zip(before, after, strict=True):
         np.testing.assert_array_equal(got, want)
+
+
+def test_flips_off_serves_one_view_and_records_both_scores(tiny_runs, tmp_path):
+    from melanoma.inference.export import export_run
+    from melanoma.inference.quantize import quantize_models
+
+    out = export_run(tiny_runs["segmentation"], tmp_path / "models", flips="off")
+    config = json.loads((out / "segmentation.json").read_text())
+    assert config["test_time_flips"] == [] and config["test_time_flips_mode"] == "off"
+    assert set(config["validation"]["test_time_flips_best_jaccard"]) == {"none", "hflip+vflip"}
+    assert config["validation"]["jaccard"] == pytest.approx(config["validation"]["test_time_flips_best_jaccard"]["none"])
+    int8 = quantize_models(out, tmp_path / "int8", ["segmentation"], calibration_images=4)["segmentation"]
+    assert int8["test_time_flips"] == [] and int8["test_time_flips_mode"] == "off"  # the float model's rule
+    with pytest.raises(ValueError, match="test-time flips mode"):
+        export_run(tiny_runs["segmentation"], tmp_path / "bad", flips="sometimes")

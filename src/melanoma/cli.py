@@ -41,7 +41,12 @@ def _train(args: argparse.Namespace) -> int:
 def _export(args: argparse.Namespace) -> int:
     from melanoma.inference.export import export_run
 
-    out = export_run(Path(args.run_dir), Path(args.out) if args.out else None, calibrate=not args.no_calibrate)
+    out = export_run(
+        Path(args.run_dir),
+        Path(args.out) if args.out else None,
+        calibrate=not args.no_calibrate,
+        flips=args.test_time_flips,
+    )
     print(f"exported to {out}")
     return 0
 
@@ -55,6 +60,7 @@ def _quantize(args: argparse.Namespace) -> int:
         args.tasks,
         calibration_images=args.calibration_images,
         data_dir=args.data_dir,
+        flips=args.test_time_flips,
     )
     for task, config in written.items():
         before, after = config["quantization"]["float_validation"] or {}, config["validation"]
@@ -139,6 +145,12 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("run_dir")
     export.add_argument("--out", help="model folder to write (default: <run_dir>/export)")
     export.add_argument("--no-calibrate", action="store_true", help="skip the threshold search on validation data")
+    export.add_argument(
+        "--test-time-flips",
+        choices=["auto", "off"],
+        default="auto",
+        help="segmentation: auto keeps h+v flips if they add >= 0.001 val Jaccard; off serves one view (3x faster)",
+    )
     export.set_defaults(func=_export)
 
     quantize = commands.add_parser(
@@ -151,6 +163,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     quantize.add_argument("--calibration-images", type=int, default=64, help="training images for activation ranges")
     quantize.add_argument("--data-dir", help="ISIC layout root (default: the one the model was trained on)")
+    quantize.add_argument(
+        "--test-time-flips", choices=["auto", "off"], help="segmentation flip rule (default: the float model's)"
+    )
     quantize.set_defaults(func=_quantize)
 
     evaluate = commands.add_parser("evaluate", help="score the exported models on labelled images (official metrics)")

@@ -29,6 +29,7 @@ POSTPROCESS_VARIANTS = {
     "largest_component+fill_holes": (True, True),
 }
 TTA_FLIPS = ["hflip", "vflip"]
+FLIP_MODES = ("auto", "off")  # auto: flips kept if they add MIN_GAIN; off: never (one view per image)
 MIN_GAIN = 0.001  # a post-processing step must raise mean validation Jaccard by at least this much to be kept
 
 
@@ -68,11 +69,16 @@ def _best_jaccard(scores: dict) -> float:
     return max(score["jaccard"] for (_, variant), score in scores.items() if variant == "none")
 
 
-def calibrate_segmentation(session, samples: Sequence[Sample], model_config: dict[str, Any]) -> dict[str, Any]:
+def calibrate_segmentation(
+    session, samples: Sequence[Sample], model_config: dict[str, Any], flips: str = "auto"
+) -> dict[str, Any]:
     """Choose test-time flips and the threshold, then keep each post-processing step only if it helps.
 
-    Each choice is kept only when it raises mean validation Jaccard by at least ``MIN_GAIN``.
+    Each choice is kept only when it raises mean validation Jaccard by at least ``MIN_GAIN``. ``flips="off"``
+    never uses test-time flips (they triple the segmenter's cost); both scores are still recorded.
     """
+    if flips not in FLIP_MODES:
+        raise ValueError(f"unknown test-time flips mode {flips!r}; valid: {', '.join(FLIP_MODES)}")
     from PIL import Image
 
     targets = []
@@ -81,7 +87,7 @@ def calibrate_segmentation(session, samples: Sequence[Sample], model_config: dic
             targets.append(np.asarray(handle.convert("L")) > 127)
     plain = _threshold_scores(Model(session, {**model_config, "test_time_flips": []}), samples, targets)
     flipped = _threshold_scores(Model(session, {**model_config, "test_time_flips": TTA_FLIPS}), samples, targets)
-    use_flips = _best_jaccard(flipped) - _best_jaccard(plain) >= MIN_GAIN
+    use_flips = flips == "auto" and _best_jaccard(flipped) - _best_jaccard(plain) >= MIN_GAIN
     scores = flipped if use_flips else plain
     threshold_table = [{"threshold": t, "jaccard": round(scores[(t, "none")]["jaccard"], 4)} for t in THRESHOLDS]
     threshold = max(THRESHOLDS, key=lambda t: (scores[(t, "none")]["jaccard"], -abs(t - 0.5)))
@@ -96,6 +102,7 @@ def calibrate_segmentation(session, samples: Sequence[Sample], model_config: dic
         "threshold": threshold,
         "postprocess": keep,
         "test_time_flips": TTA_FLIPS if use_flips else [],
+        "test_time_flips_mode": flips,
         "validation": {
             "n": final["n"],
             "jaccard": round(final["jaccard"], 4),
@@ -133,12 +140,17 @@ def calibrate_classification(
     return {"threshold": scores["threshold"], "validation": validation}
 
 
-def calibrate_model(onnx_path: Path, model_config: dict[str, Any], train_config, out_dir: Path) -> dict[str, Any]:
-    """Calibrate an exported model on its run's validation split; returns the keys to merge into its config."""
+def calibrate_model(
+    onnx_path: Path, model_config: dict[str, Any], train_config, out_dir: Path, flips: str = "auto"
+) -> dict[str, Any]:
+    """Calibrate an exported model on its run's validation split; returns the keys to merge into its config.
+
+    ``flips`` ("auto" or "off") is the segmenter's test-time flip rule; classifiers ignore it.
+    """
     from melanoma.training.datasets import load_splits
 
     _, val_samples, _ = load_splits(train_config.data)
     session = onnx_session(onnx_path)
     if model_config["task"] == "segmentation":
-        return calibrate_segmentation(session, val_samples, model_config)
+        return calibrate_segmentation(session, val_samples, model_config, flips)
     return calibrate_classification(session, val_samples, model_config, out_dir)

@@ -153,8 +153,11 @@ def _metric_history(run_dir: Path) -> list[dict[str, Any]]:
         return [{k: (float(v) if k != "epoch" else int(v)) for k, v in row.items()} for row in csv.DictReader(handle)]
 
 
-def export_run(run_dir: Path, out_dir: Path | None = None, calibrate: bool = True) -> Path:
-    """Export ``run_dir/best.pt`` into ``out_dir`` (default ``run_dir/export``) and calibrate on validation data."""
+def export_run(run_dir: Path, out_dir: Path | None = None, calibrate: bool = True, flips: str = "auto") -> Path:
+    """Export ``run_dir/best.pt`` into ``out_dir`` (default ``run_dir/export``) and calibrate on validation data.
+
+    ``flips``: the segmenter's test-time flip rule for calibration ("auto" or "off", see ``calibrate_segmentation``).
+    """
     run_dir = Path(run_dir)
     out_dir = Path(out_dir) if out_dir else run_dir / "export"
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -191,7 +194,7 @@ def export_run(run_dir: Path, out_dir: Path | None = None, calibrate: bool = Tru
     if calibrate:
         from melanoma.inference.calibrate import calibrate_model
 
-        model_config.update(calibrate_model(onnx_path, model_config, config, out_dir))
+        model_config.update(calibrate_model(onnx_path, model_config, config, out_dir, flips))
     (out_dir / f"{task}.json").write_text(json.dumps(model_config, indent=2) + "\n")
     config_yaml = run_dir / "config.yaml"
     if config_yaml.is_file():

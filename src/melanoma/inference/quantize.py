@@ -105,8 +105,12 @@ def quantize_models(
     tasks: Sequence[str] = ("segmentation", "classification"),
     calibration_images: int = CALIBRATION_IMAGES,
     data_dir: str | None = None,
+    flips: str | None = None,
 ) -> dict[str, dict[str, Any]]:
     """Quantize the exported models in ``models_dir`` into ``out_dir`` and re-calibrate them on validation data.
+
+    ``flips`` is the segmenter's test-time flip rule for re-calibration ("auto" or "off"); by default the float
+    model's own rule.
 
     Files in ``models_dir`` that belong to no quantized task (model card, plots) are copied along, so
     ``out_dir`` is a complete model folder. Returns the new JSON configs by task.
@@ -141,7 +145,8 @@ def quantize_models(
                 "float_validation": config.get("validation"),
             },
         }
-        quantized.update(calibrate_model(onnx_path, quantized, train_config, out_dir))
+        rule = flips or config.get("test_time_flips_mode", "auto")
+        quantized.update(calibrate_model(onnx_path, quantized, train_config, out_dir, rule))
         (out_dir / f"{task}.json").write_text(json.dumps(quantized, indent=2) + "\n")
         written[task] = quantized
     for path in models_dir.iterdir():
