@@ -1,11 +1,13 @@
 """Post-hoc classifier experiments on validation data, through the exported ONNX model, with paired bootstrap.
 
-Currently: test-time augmentation (mean probability over the image and its horizontal / vertical flips,
-the ``test_time_flips`` a model config can ask the Predictor for) vs the plain image. A variant is adopted
-only when the paired stratified bootstrap 95% interval of its AUC gain over the plain image lies above zero
-(30 validation melanomas are few: most gains are noise).
+Test-time augmentation (mean probability over the image and its horizontal / vertical flips, the
+``test_time_flips`` a model config can ask the Predictor for) vs the plain image, and other classifiers
+(``--candidate NAME=DIR``: another model folder, e.g. a differently trained run's export or an int8 copy) vs
+the base model. A variant counts as better only when the paired stratified bootstrap 95% interval of its AUC
+gain over the base lies above zero (30 validation melanomas are few: most gains are noise).
 
-Usage: python benchmarks/classification_experiments.py [--models DIR] [--data-dir DIR] [--json FILE]
+Usage: python benchmarks/classification_experiments.py [--models DIR] [--candidate NAME=DIR ...]
+       [--data-dir DIR] [--json FILE]
 Prints JSON (and writes the rows the model card renders when --json is given).
 """
 
@@ -45,6 +47,9 @@ def paired_auc_gain(labels: np.ndarray, base: np.ndarray, other: np.ndarray, n: 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models")
+    parser.add_argument(
+        "--candidate", action="append", default=[], metavar="NAME=DIR", help="another classifier's model folder"
+    )
     parser.add_argument("--data-dir")
     parser.add_argument("--json")
     args = parser.parse_args()
@@ -65,6 +70,18 @@ def main() -> None:
             "name": f"test-time augmentation: {name.removeprefix('tta_').replace('_', ' + ')}",
             "result": f"val AUC {auc:.4f}; gain vs plain 95% CI [{low:+.4f}, {high:+.4f}]",
             "decision": "adopt" if adopt else "not adopted: the gain is within noise",
+        })  # fmt: skip
+    for spec in args.candidate:
+        name, _, folder = spec.partition("=")
+        if not folder:
+            raise SystemExit(f"error: --candidate {spec!r}: expected NAME=DIR")
+        values = probabilities(Predictor.from_dir(folder), images, [])
+        low, high = paired_auc_gain(labels, scores["plain"], values)
+        auc = roc_auc_score(labels, values)
+        rows.append({
+            "name": name,
+            "result": f"val AUC {auc:.4f}; gain vs the --models classifier, 95% CI [{low:+.4f}, {high:+.4f}]",
+            "decision": "better" if low > 0 else ("worse" if high < 0 else "within noise"),
         })  # fmt: skip
     result = {"command": shlex.join(["python", *sys.argv]), "n": int(labels.size), "rows": rows}
     emit_json(result, args.json)

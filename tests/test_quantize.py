@@ -10,6 +10,7 @@ from melanoma.cli import main
 from melanoma.inference.image_io import load_image
 from melanoma.inference.predictor import Predictor, onnx_session
 from melanoma.inference.preprocess import resize_rgb, to_input
+from melanoma.inference.quantize import quantize_models
 
 
 @pytest.fixture(scope="module")
@@ -81,3 +82,22 @@ def test_only_the_asked_task_is_quantized(tiny_models_dir, tmp_path):
     )
     assert "quantization" in json.loads((out / "segmentation.json").read_text())
     assert "quantization" not in json.loads((out / "classification.json").read_text())
+
+
+def test_quantizing_into_a_model_folder_updates_that_task_only(tiny_models_dir, tmp_path):
+    import shutil
+
+    target = tmp_path / "models"
+    shutil.copytree(tiny_models_dir, target)
+    (target / "segmentation_train_config.yaml").write_text("stale: true\n")
+    (target / "MODEL_CARD.md").write_text("the card\n")
+    classification_before = (target / "classification.json").read_text()
+    source = tmp_path / "candidate"
+    shutil.copytree(tiny_models_dir, source)
+    quantize_models(source, target, ["segmentation"], calibration_images=4)
+    assert (target / "segmentation_train_config.yaml").read_text() == (
+        source / "segmentation_train_config.yaml"
+    ).read_text()
+    assert (target / "MODEL_CARD.md").read_text() == "the card\n"
+    assert (target / "classification.json").read_text() == classification_before
+    assert "quantization" in json.loads((target / "segmentation.json").read_text())

@@ -112,8 +112,10 @@ def quantize_models(
     ``flips`` is the segmenter's test-time flip rule for re-calibration ("auto" or "off"); by default the float
     model's own rule.
 
-    Files in ``models_dir`` that belong to no quantized task (model card, plots) are copied along, so
-    ``out_dir`` is a complete model folder. Returns the new JSON configs by task.
+    The other files of ``models_dir`` (model card, plots) are copied along unless ``out_dir`` has them, so
+    ``out_dir`` is a complete model folder; a quantized task's own files (``<task>_train_config.yaml``) always
+    replace what ``out_dir`` had, so quantizing into an existing model folder updates one task consistently.
+    Returns the new JSON configs by task.
     """
     from melanoma.config import TrainConfig, from_dict
     from melanoma.inference.calibrate import calibrate_model
@@ -149,7 +151,9 @@ def quantize_models(
         quantized.update(calibrate_model(onnx_path, quantized, train_config, out_dir, rule))
         (out_dir / f"{task}.json").write_text(json.dumps(quantized, indent=2) + "\n")
         written[task] = quantized
-    for path in models_dir.iterdir():
-        if path.is_file() and not (out_dir / path.name).exists():
+    for path in models_dir.iterdir():  # a quantized task's own files (its train config) replace older copies
+        if path.is_file() and (
+            not (out_dir / path.name).exists() or path.name.startswith(tuple(f"{t}_" for t in tasks))
+        ):
             shutil.copy(path, out_dir / path.name)
     return written
