@@ -40,6 +40,10 @@ def describe(path: Path, task: str) -> dict:
         "decoder_channels": training["config"]["model"].get("decoder_channels")
         if config["task"] == "segmentation"
         else None,
+        # runs from before the head_init option were trained with timm's head init
+        "head_init": training["config"]["model"].get("head_init", "timm")
+        if config["task"] == "classification"
+        else None,
         "epochs": len(history),
         "train_minutes": round(sum(row["epoch_seconds"] for row in history) / 60, 1),
         "threshold": config["threshold"],

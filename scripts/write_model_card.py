@@ -95,11 +95,18 @@ def segmentation_section(config: dict, eval_dir: Path) -> list[str]:
     validation = config["validation"]
     lines = ["## Lesion segmentation (`segmentation.onnx`)", "", *_common(config), ""]
     steps = [k for k, v in config["postprocess"].items() if v] or ["none"]
+    flip_rule = (
+        "off: one view per image; flips were not considered because they triple the segmenter's cost "
+        "(`--test-time-flips off` at export)"
+        if config.get("test_time_flips_mode") == "off"
+        else "kept only if they add >= 0.001 validation Jaccard"
+    )
     lines += [
         f"Decision: pixels with lesion probability >= **{config['threshold']}** are lesion; post-processing kept: "
         f"**{', '.join(steps)}**; test-time flips: **{', '.join(config.get('test_time_flips', [])) or 'none'}** "
-        f"(best validation Jaccard without / with flips: {validation.get('test_time_flips_best_jaccard')}). "
-        "All were chosen on the validation set at export time, through the ONNX model.",
+        f"({flip_rule}; best validation Jaccard without / with flips: "
+        f"{validation.get('test_time_flips_best_jaccard')}). "
+        "Threshold and post-processing were chosen on the validation set at export time, through the ONNX model.",
         "",
         "Threshold search (mean Jaccard on validation, with the chosen test-time flips, no post-processing):",
         "",
@@ -216,6 +223,51 @@ def classification_section(config: dict, eval_dir: Path) -> list[str]:
                 ["experiment", "result", "decision"],
                 [[e["name"], e["result"], e["decision"]] for e in experiments["rows"]],
             ),
+            "",
+        ]
+    compared = _load(eval_dir / "classification_comparison.json")
+    if compared:
+        lines += [
+            "### Classifiers compared",
+            "",
+            "Command: `python benchmarks/compare_runs.py --task classification PATH ... "
+            "--json models/eval/classification_comparison.json` (validation metrics from each export at its own "
+            "Youden threshold; `image ms` = the serving path for one 256x256 image, medians measured in one "
+            "process, interleaved). Each run's training command is in its JSON config; the shipped one is above.",
+            "",
+            _table(
+                [
+                    "run",
+                    "arch",
+                    "input",
+                    "head init",
+                    "epochs",
+                    "train min",
+                    "val AUC",
+                    "val AP",
+                    "sens.",
+                    "spec.",
+                    "image ms",
+                    "MB",
+                ],
+                [
+                    [
+                        Path(r["run"]).name,
+                        r["arch"].removeprefix("tf_efficientnet_"),
+                        r["input_size"],
+                        r.get("head_init", "timm"),
+                        r["epochs"],
+                        r["train_minutes"],
+                        _fmt(r["validation"]["auc"]),
+                        _fmt(r["validation"]["average_precision"]),
+                        _fmt(r["validation"]["sensitivity"]),
+                        _fmt(r["validation"]["specificity"]),
+                        r["image_ms"],
+                        r["onnx_mb"],
+                    ]
+                    for r in compared
+                ],
+            ),  # fmt: skip
             "",
         ]
     return lines
@@ -335,8 +387,8 @@ LIMITS = [
 ]
 
 
-def main() -> None:
-    models = Path(sys.argv[1] if len(sys.argv) > 1 else "models")
+def render(models: Path) -> str:
+    """The model card's Markdown for the model folder ``models`` (configs + ``eval/*.json``)."""
     eval_dir = models / "eval"
     lines = [
         "# Model card: melanoma detection and lesion segmentation",
@@ -350,7 +402,12 @@ def main() -> None:
         if config:
             lines += section(config, eval_dir)
     lines += speed_section(models, eval_dir) + runtimes_section(eval_dir) + app_section(eval_dir) + LIMITS
-    (models / "MODEL_CARD.md").write_text("\n".join(lines))
+    return "\n".join(lines)
+
+
+def main() -> None:
+    models = Path(sys.argv[1] if len(sys.argv) > 1 else "models")
+    (models / "MODEL_CARD.md").write_text(render(models))
     print(f"wrote {models / 'MODEL_CARD.md'}")
 
 
