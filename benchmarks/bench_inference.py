@@ -2,7 +2,9 @@
 
 (a) eager: both networks in PyTorch fp32, one image at a time, PIL decode + resize (the original design);
     built from the shipped configs' architectures (weights do not change the cost of the computation).
-(b) the Predictor (ONNX Runtime), end to end from the file, one image at a time.
+(b) the Predictor (ONNX Runtime), end to end from the file, one image at a time; also the same Predictor with
+    ONNX Runtime's default busy-waiting worker threads (`predictor_spinning_threads_ms_per_image`), the lever
+    the shipped Predictor turns off.
 Also: per-stage times, `melanoma predict` throughput over a folder (default: the 600 ISIC 2017 test images),
 a 12-megapixel JPEG end to end, and the peak RSS of a fresh process that holds both models.
 
@@ -129,11 +131,17 @@ def main() -> None:
     }
     predictor_times = time_each(predictor.predict, paths)
     result["predictor_ms_per_image"] = _median_ms(predictor_times)
+    # the same Predictor with ONNX Runtime's default busy-waiting worker threads (the shipped one lets them sleep)
+    spinning = Predictor.from_dir(args.models, spinning=True)
+    spinning_times = time_each(spinning.predict, paths)
     if not args.skip_eager:
         eager_times = time_each(eager_pipeline(predictor), paths)
-        predictor_times = time_each(predictor.predict, paths)  # again, after eager: interleaved against drift
         result["eager_ms_per_image"] = _median_ms(eager_times)
-        result["predictor_ms_per_image"] = _median_ms(predictor_times)
+    predictor_times = time_each(predictor.predict, paths)  # again, after the others: interleaved against drift
+    spinning_times += time_each(spinning.predict, paths)
+    result["predictor_ms_per_image"] = _median_ms(predictor_times)
+    result["predictor_spinning_threads_ms_per_image"] = _median_ms(spinning_times)
+    if not args.skip_eager:
         result["speedup"] = round(result["eager_ms_per_image"] / result["predictor_ms_per_image"], 2)
     result["predictor_stage_ms"] = stage_medians(predictor, paths)
     with tempfile.TemporaryDirectory() as tmp:

@@ -138,7 +138,15 @@ def segmentation_section(config: dict, eval_dir: Path) -> list[str]:
             "latency medians measured in one process, interleaved: `view ms` = one ONNX Runtime call on one "
             "model-sized input, `image ms` = the serving path for one 256x256 image incl. the model's test-time "
             f"flips). Shipped: the run trained by `{config['training']['command']}`"
-            + (", int8-quantized by `melanoma quantize`." if config.get("quantization") else "."),
+            + (", int8-quantized by `melanoma quantize`." if config.get("quantization") else ".")
+            + (
+                " It is served in fp32 with one view per image (`--test-time-flips off`): the settings' mean "
+                "Jaccards differ by less than the noise of 150 images, while flips cost two extra views per image; "
+                "int8 is a measured lever (see Runtime levers) but not shipped, because its activation ranges come "
+                "from 64 training images and the model must also hold on other clinics' images."
+                if config.get("test_time_flips_mode") == "off" and not config.get("quantization")
+                else ""
+            ),
             "",
             _run_table(
                 comparison,
@@ -233,7 +241,12 @@ def classification_section(config: dict, eval_dir: Path) -> list[str]:
             "Command: `python benchmarks/compare_runs.py --task classification PATH ... "
             "--json models/eval/classification_comparison.json` (validation metrics from each export at its own "
             "Youden threshold; `image ms` = the serving path for one 256x256 image, medians measured in one "
-            "process, interleaved). Each run's training command is in its JSON config; the shipped one is above.",
+            "process, interleaved). Each run's training command is in its JSON config; the shipped one is above. "
+            "`head init` timm = timm's initialisation of the new 1-output head (uniform weights whose first logits "
+            "are large: initial training loss ~4 with pos_weight); zero = the head starts at logit 0 for every "
+            "image (`model.head_init`). The paired bootstrap above puts the AUC difference within noise; the zero "
+            "init is shipped because it is a correction rather than a tuned setting, it is not worse on any "
+            "validation metric here, and its probabilities are far less compressed (see the Youden thresholds).",
             "",
             _table(
                 [
@@ -243,6 +256,7 @@ def classification_section(config: dict, eval_dir: Path) -> list[str]:
                     "head init",
                     "epochs",
                     "train min",
+                    "threshold",
                     "val AUC",
                     "val AP",
                     "sens.",
@@ -258,6 +272,7 @@ def classification_section(config: dict, eval_dir: Path) -> list[str]:
                         r.get("head_init", "timm"),
                         r["epochs"],
                         r["train_minutes"],
+                        _fmt(r["threshold"]),
                         _fmt(r["validation"]["auc"]),
                         _fmt(r["validation"]["average_precision"]),
                         _fmt(r["validation"]["sensitivity"]),
@@ -300,14 +315,17 @@ def speed_section(models: Path, eval_dir: Path) -> list[str]:
     bench = _load(eval_dir / "bench_inference.json")
     if not bench:
         return []
-    keys = ["predictor_ms_per_image", "eager_ms_per_image", "speedup", "big_jpeg_ms", "predict_images_per_s",
-            "peak_rss_mb_both_models"]  # fmt: skip
+    keys = ["predictor_ms_per_image", "predictor_spinning_threads_ms_per_image", "eager_ms_per_image", "speedup",
+            "big_jpeg_ms", "predict_images_per_s", "peak_rss_mb_both_models"]  # fmt: skip
     return [
         "## Serving speed (2-core CPU, both models)",
         "",
         "Command: `python benchmarks/bench_inference.py --json models/eval/bench_inference.json`. The eager "
         "baseline is the original design (both networks in PyTorch fp32, one image at a time, no test-time flips); "
-        f"the Predictor runs the shipped models as configured: {_serving(models)}.",
+        f"the Predictor runs the shipped models as configured: {_serving(models)}. Its ONNX Runtime worker "
+        "threads sleep between calls; `predictor_spinning_threads_ms_per_image` is the same Predictor with ONNX "
+        "Runtime's default busy-waiting threads, measured alongside (with two models called back to back on two "
+        "cores, one model's spinning pool slows the other).",
         "",
         _table(keys, [[bench.get(k, "") for k in keys]]),
         "",
@@ -324,8 +342,8 @@ def runtimes_section(eval_dir: Path) -> list[str]:
     lines = [
         "## Runtime levers (2-core CPU, per model)",
         "",
-        "Command: `python benchmarks/bench_runtimes.py --models FLOAT_DIR --int8 INT8_DIR "
-        "--json models/eval/bench_runtimes.json` (ONNX Runtime "
+        "Commands: `melanoma quantize --models models --out runs/int8-set` then `python benchmarks/bench_runtimes.py "
+        "--models models --int8 runs/int8-set --json models/eval/bench_runtimes.json` (ONNX Runtime "
         f"{bench['onnxruntime']}, OpenVINO {bench.get('openvino')}; one process, variants interleaved; "
         "ms per image at batch 1 and batch 16; largest output difference from ONNX Runtime fp32).",
         "",

@@ -150,3 +150,14 @@ def test_predictor_applies_the_configured_flips(tiny_models_dir, tmp_path, lesio
     mirrored = Predictor.from_dir(tiny_models_dir).predict_arrays([image[:, ::-1]], [(400, 300)], ["m"])[0]
     expected = (plain.melanoma_probability + mirrored.melanoma_probability) / 2
     assert flipped.melanoma_probability == pytest.approx(expected, abs=1e-5)
+
+
+def test_worker_threads_sleep_between_calls_unless_asked(tiny_models_dir):
+    def spinning(predictor):
+        return {
+            model.session.get_session_options().get_session_config_entry("session.intra_op.allow_spinning")
+            for model in (predictor.segmenter, predictor.classifier)
+        }
+
+    assert spinning(Predictor.from_dir(tiny_models_dir)) == {"0"}
+    assert spinning(Predictor.from_dir(tiny_models_dir, spinning=True)) == {"1"}

@@ -112,19 +112,25 @@ class Model:
         )
 
 
-def onnx_session(path: Path, threads: int | None = None):
-    """An ONNX Runtime CPU session with every graph optimisation on."""
+def onnx_session(path: Path, threads: int | None = None, spinning: bool = False):
+    """An ONNX Runtime CPU session with every graph optimisation on.
+
+    ``spinning=False`` lets the session's worker threads sleep as soon as a call ends instead of busy-waiting
+    for the next one: the Predictor runs two sessions back to back (and the app several sessions' calls), and
+    a spinning pool of one steals the cores the other needs (``benchmarks/bench_inference.py`` measures both).
+    """
     import onnxruntime as ort
 
     options = ort.SessionOptions()
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    options.add_session_config_entry("session.intra_op.allow_spinning", "1" if spinning else "0")
     if threads:
         options.intra_op_num_threads = threads
     return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
 
-def _load_model(models_dir: Path, task: str, threads: int | None) -> Model | None:
+def _load_model(models_dir: Path, task: str, threads: int | None, spinning: bool = False) -> Model | None:
     config_path = models_dir / TASK_CONFIGS[task]
     if not config_path.is_file():
         return None
@@ -132,7 +138,7 @@ def _load_model(models_dir: Path, task: str, threads: int | None) -> Model | Non
     onnx_path = models_dir / config["onnx_file"]
     if not onnx_path.is_file():
         raise ModelsNotFoundError(f"{config_path} names {onnx_path.name}, which is missing from {models_dir}")
-    return Model(onnx_session(onnx_path, threads), config)
+    return Model(onnx_session(onnx_path, threads, spinning), config)
 
 
 def _work_image(image: np.ndarray) -> np.ndarray:
@@ -167,14 +173,21 @@ class Predictor:
         self.models_dir = models_dir
 
     @classmethod
-    def from_dir(cls, models_dir: str | Path | None = None, threads: int | None = None) -> Predictor:
-        """Load the exported models (``segmentation.json`` / ``classification.json`` + ONNX) from a folder."""
+    def from_dir(
+        cls, models_dir: str | Path | None = None, threads: int | None = None, spinning: bool = False
+    ) -> Predictor:
+        """Load the exported models (``segmentation.json`` / ``classification.json`` + ONNX) from a folder.
+
+        ``threads``: ONNX Runtime intra-op threads per model (default: one per physical core); ``spinning``:
+        let idle worker threads busy-wait (off by default, see ``onnx_session``).
+        """
         folder = Path(models_dir) if models_dir else default_models_dir()
         if not folder.is_dir():
             raise ModelsNotFoundError(
                 f"models folder {folder} does not exist; pass --models DIR or set {MODELS_ENV_VAR}"
             )
-        return cls(_load_model(folder, "segmentation", threads), _load_model(folder, "classification", threads), folder)
+        models = [_load_model(folder, task, threads, spinning) for task in ("segmentation", "classification")]
+        return cls(*models, folder)
 
     @property
     def model_configs(self) -> dict[str, dict[str, Any]]:
