@@ -71,7 +71,9 @@ def _common(config: dict) -> list[str]:
         f"- Training wall time: {minutes:.0f} minutes on the 2-core CPU (sum of `epoch_seconds` in metrics.csv, "
         f"validation included; {median_minutes:.0f} minutes at the median epoch time, as some epochs shared the "
         f"CPU with other jobs); best epoch {training['best_epoch']} of {len(training['history'])}.",
-        f"- Exported: {config['exported']} by `melanoma export RUN_DIR --out models`.",
+        f"- Exported: {config['exported']} by `melanoma export RUN_DIR --out models"
+        + (" --test-time-flips off" if config.get("test_time_flips_mode") == "off" else "")
+        + "`.",
         *_quantization(config),
     ]
 
@@ -96,7 +98,7 @@ def segmentation_section(config: dict, eval_dir: Path) -> list[str]:
     lines = ["## Lesion segmentation (`segmentation.onnx`)", "", *_common(config), ""]
     steps = [k for k, v in config["postprocess"].items() if v] or ["none"]
     flip_rule = (
-        "off: one view per image; flips were not considered because they triple the segmenter's cost "
+        "off: one view per image; flips are measured but not used, as they triple the segmenter's cost "
         "(`--test-time-flips off` at export)"
         if config.get("test_time_flips_mode") == "off"
         else "kept only if they add >= 0.001 validation Jaccard"
@@ -345,7 +347,9 @@ def runtimes_section(eval_dir: Path) -> list[str]:
         "Commands: `melanoma quantize --models models --out runs/int8-set` then `python benchmarks/bench_runtimes.py "
         "--models models --int8 runs/int8-set --json models/eval/bench_runtimes.json` (ONNX Runtime "
         f"{bench['onnxruntime']}, OpenVINO {bench.get('openvino')}; one process, variants interleaved; "
-        "ms per image at batch 1 and batch 16; largest output difference from ONNX Runtime fp32).",
+        "ms per image at batch 1 and batch 16; largest output difference on random inputs from the same model "
+        "file on ONNX Runtime with all threads, i.e. int8 rows are compared with the int8 model; the int8 models' "
+        "accuracy is in the comparison tables above, from `melanoma quantize`'s re-calibration).",
         "",
     ]
     for task in ("segmentation", "classification"):

@@ -1,0 +1,42 @@
+"""README's "Measured" table states what the committed measurement JSONs (models/eval/*.json) say."""
+
+import json
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _load(name: str) -> dict:
+    return json.loads((REPO / "models" / "eval" / name).read_text())
+
+
+def _measured_table() -> str:
+    readme = (REPO / "README.md").read_text()
+    start = readme.index("### Measured")
+    return readme[start : readme.index("\n## ", start)]
+
+
+def _expected() -> list[str]:
+    seg, full = _load("segmentation_val.json"), _load("segmentation_fullres_val.json")
+    cls, speed, app = _load("classification_val.json"), _load("bench_inference.json"), _load("bench_app.json")
+    low, high = cls["ci95"]["auc"]
+    return [
+        f"Jaccard {seg['jaccard']:.4f}, thresholded Jaccard {seg['thresholded_jaccard']:.4f}, Dice {seg['dice']:.4f}",
+        f"Jaccard {full['jaccard']:.4f}, Dice {full['dice']:.4f}",
+        f"AUC {cls['auc']:.3f} (95% CI {low:.3f}-{high:.3f}), AP {cls['average_precision']:.3f}",
+        f"threshold {cls['threshold']:.4f}: sensitivity {cls['sensitivity']:.2f}, specificity {cls['specificity']:.3f}",
+        f"{speed['predictor_ms_per_image']} ms/image median",
+        f"eager PyTorch pipeline {speed['eager_ms_per_image']} ms",
+        f"12 MP JPEG {speed['big_jpeg_ms']} ms",
+        f"peak RSS {speed['peak_rss_mb_both_models']} MB",
+        f"{speed['predict_images_per_s']} images/s",
+        f"{app['errors']} errors, p50 {app['seconds_to_result']['p50']:.1f} s, "
+        f"p95 {app['seconds_to_result']['p95']:.1f} s",
+    ]
+
+
+@pytest.mark.parametrize("text", _expected())
+def test_readme_number_comes_from_the_measurement_json(text):
+    assert text in _measured_table(), f"README's Measured table should say {text!r} (models/eval/*.json)"
