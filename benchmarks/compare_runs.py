@@ -44,6 +44,7 @@ def describe(path: Path, task: str) -> dict:
         "head_init": training["config"]["model"].get("head_init", "timm")
         if config["task"] == "classification"
         else None,
+        "strong_augmentation": training["config"]["data"].get("strong_augmentation", False),
         "epochs": len(history),
         "train_minutes": round(sum(row["epoch_seconds"] for row in history) / 60, 1),
         "threshold": config["threshold"],
