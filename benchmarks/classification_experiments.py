@@ -72,7 +72,7 @@ def main() -> None:
             "decision": "adopt" if adopt else "not adopted: the gain is within noise",
         })  # fmt: skip
     for spec in args.candidate:
-        name, _, folder = spec.partition("=")
+        name, _, folder = spec.rpartition("=")  # the name may hold "=", a folder rarely does
         if not folder:
             raise SystemExit(f"error: --candidate {spec!r}: expected NAME=DIR")
         values = probabilities(Predictor.from_dir(folder), images, [])

@@ -248,7 +248,16 @@ def classification_section(config: dict, eval_dir: Path) -> list[str]:
             "are large: initial training loss ~4 with pos_weight); zero = the head starts at logit 0 for every "
             "image (`model.head_init`). The paired bootstrap above puts the AUC difference within noise; the zero "
             "init is shipped because it is a correction rather than a tuned setting, it is not worse on any "
-            "validation metric here, and its probabilities are far less compressed (see the Youden thresholds).",
+            "validation metric here, and its probabilities are far less compressed (see the Youden thresholds)."
+            + (
+                " Strong augmentation (`data.strong_augmentation=true`: stronger colour jitter and gamma, illuminant "
+                "colour-temperature shifts, coarse dropout) is not shipped: its gain is within noise on these 30 "
+                "melanomas, and the 5-fold cross-validation over train that should decide it "
+                "(`benchmarks/cross_validate.py`, about 2 hours of this CPU per setting) has not been run yet."
+                if any(r.get("strong_augmentation") for r in compared)
+                and not config["training"]["config"]["data"].get("strong_augmentation")
+                else ""
+            ),
             "",
             _table(
                 [
