@@ -125,6 +125,8 @@ def _prepare(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from melanoma.inference.calibrate import FLIP_MODES  # numpy + ONNX Runtime helpers only, no torch
+
     parser = argparse.ArgumentParser(
         prog="melanoma", description=f"Melanoma detection and lesion segmentation. {DISCLAIMER}"
     )
@@ -147,7 +149,7 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--no-calibrate", action="store_true", help="skip the threshold search on validation data")
     export.add_argument(
         "--test-time-flips",
-        choices=["auto", "off"],
+        choices=FLIP_MODES,
         default="auto",
         help="segmentation: auto keeps h+v flips if they add >= 0.001 val Jaccard; off serves one view (3x faster)",
     )
@@ -164,7 +166,7 @@ def build_parser() -> argparse.ArgumentParser:
     quantize.add_argument("--calibration-images", type=int, default=64, help="training images for activation ranges")
     quantize.add_argument("--data-dir", help="ISIC layout root (default: the one the model was trained on)")
     quantize.add_argument(
-        "--test-time-flips", choices=["auto", "off"], help="segmentation flip rule (default: the float model's)"
+        "--test-time-flips", choices=FLIP_MODES, help="segmentation flip rule (default: the float model's)"
     )
     quantize.set_defaults(func=_quantize)
 
