@@ -2,9 +2,10 @@
 
 Test-time augmentation (mean probability over the image and its horizontal / vertical flips, the
 ``test_time_flips`` a model config can ask the Predictor for) vs the plain image, and other classifiers
-(``--candidate NAME=DIR``: another model folder, e.g. a differently trained run's export or an int8 copy) vs
-the base model. A variant counts as better only when the paired stratified bootstrap 95% interval of its AUC
-gain over the base lies above zero (30 validation melanomas are few: most gains are noise).
+(``--candidate NAME=DIR``: another model folder, e.g. a differently trained run's export or an int8 copy; a
+lesion-crop classifier's folder holds the segmenter that places its crops) vs the base model. A variant counts
+as better only when the paired stratified bootstrap 95% interval of its AUC gain over the base lies above zero
+(30 validation melanomas are few: most gains are noise).
 
 Usage: python benchmarks/classification_experiments.py [--models DIR] [--candidate NAME=DIR ...]
        [--data-dir DIR] [--json FILE]
@@ -29,9 +30,10 @@ VARIANTS = {"plain": [], "tta_hflip": ["hflip"], "tta_hflip_vflip": ["hflip", "v
 
 
 def probabilities(predictor: Predictor, images: list[np.ndarray], flips: list[str]) -> np.ndarray:
-    """Melanoma probabilities through the Predictor's model path, with these test-time flips."""
+    """Melanoma probabilities through the Predictor's classification path (lesion crops included), with flips."""
     model = Model(predictor.classifier.session, {**predictor.classifier.config, "test_time_flips": flips})
-    return np.concatenate([model.run(images[i : i + 16])[0] for i in range(0, len(images), 16)]).reshape(-1)
+    variant = Predictor(predictor.segmenter, model, predictor.models_dir)
+    return np.concatenate([variant.classify(images[i : i + 16])[0] for i in range(0, len(images), 16)])
 
 
 def paired_auc_gain(labels: np.ndarray, base: np.ndarray, other: np.ndarray, n: int = 2000, seed: int = 0):

@@ -46,6 +46,7 @@ def _export(args: argparse.Namespace) -> int:
         Path(args.out) if args.out else None,
         calibrate=not args.no_calibrate,
         flips=args.test_time_flips,
+        segmenter_dir=Path(args.segmenter) if args.segmenter else None,
     )
     print(f"exported to {out}")
     return 0
@@ -152,6 +153,11 @@ def build_parser() -> argparse.ArgumentParser:
         choices=FLIP_MODES,
         default="auto",
         help="segmentation: auto keeps h+v flips if they add >= 0.001 val Jaccard; off serves one view (3x faster)",
+    )
+    export.add_argument(
+        "--segmenter",
+        metavar="DIR",
+        help="lesion-crop classifiers: model folder whose segmenter places the crops in calibration (default: --out's)",
     )
     export.set_defaults(func=_export)
 

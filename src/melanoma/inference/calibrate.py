@@ -18,7 +18,7 @@ from tqdm import tqdm
 from melanoma.data.samples import Sample
 from melanoma.inference.image_io import load_image
 from melanoma.inference.postprocess import fill_holes, largest_component, resize_mask
-from melanoma.inference.predictor import Model, onnx_session
+from melanoma.inference.predictor import TASK_CONFIGS, Model, Predictor, load_model, onnx_session
 from melanoma.metrics import SegmentationMeter, classification_scores
 
 THRESHOLDS = tuple(round(t, 2) for t in np.arange(0.30, 0.71, 0.05))
@@ -120,13 +120,20 @@ def calibrate_segmentation(
 
 
 def calibrate_classification(
-    session, samples: Sequence[Sample], model_config: dict[str, Any], out_dir: Path
+    session, samples: Sequence[Sample], model_config: dict[str, Any], out_dir: Path, segmenter: Model | None = None
 ) -> dict[str, Any]:
-    """Youden-J threshold on validation, its sensitivity/specificity, bootstrap intervals, ROC + calibration plots."""
+    """Youden-J threshold on validation, its sensitivity/specificity, bootstrap intervals, ROC + calibration plots.
+
+    Runs the Predictor's classification path; a lesion-crop classifier (``input_crop``) needs the ``segmenter``
+    whose masks place its crops when serving.
+    """
+    predictor = Predictor(segmenter, Model(session, model_config), out_dir)
     labels, probabilities = [], []
-    for sample, (probability, _cam) in batched_outputs(Model(session, model_config), samples):
-        labels.append(int(sample.melanoma))
-        probabilities.append(float(probability))
+    for start in tqdm(range(0, len(samples), 16), desc="validation", leave=False):
+        chunk = samples[start : start + 16]
+        probability, _cams, _boxes = predictor.classify([load_image(s.image_path) for s in chunk])
+        labels += [int(s.melanoma) for s in chunk]
+        probabilities += [float(p) for p in probability]
     scores = classification_scores(np.asarray(labels), np.asarray(probabilities), bootstrap=1000, seed=0)
     try:
         from melanoma.plots import plot_calibration, plot_roc
@@ -141,11 +148,17 @@ def calibrate_classification(
 
 
 def calibrate_model(
-    onnx_path: Path, model_config: dict[str, Any], train_config, out_dir: Path, flips: str = "auto"
+    onnx_path: Path,
+    model_config: dict[str, Any],
+    train_config,
+    out_dir: Path,
+    flips: str = "auto",
+    segmenter_dir: Path | None = None,
 ) -> dict[str, Any]:
     """Calibrate an exported model on its run's validation split; returns the keys to merge into its config.
 
-    ``flips`` ("auto" or "off") is the segmenter's test-time flip rule; classifiers ignore it.
+    ``flips`` ("auto" or "off") is the segmenter's test-time flip rule; classifiers ignore it. A lesion-crop
+    classifier is calibrated with the segmenter it will be served with: ``out_dir``'s, else ``segmenter_dir``'s.
     """
     from melanoma.training.datasets import load_splits
 
@@ -153,4 +166,19 @@ def calibrate_model(
     session = onnx_session(onnx_path)
     if model_config["task"] == "segmentation":
         return calibrate_segmentation(session, val_samples, model_config, flips)
-    return calibrate_classification(session, val_samples, model_config, out_dir)
+    segmenter = None
+    if model_config.get("input_crop"):
+        segmenter = find_segmenter([Path(out_dir), *([Path(segmenter_dir)] if segmenter_dir else [])])
+    return calibrate_classification(session, val_samples, model_config, out_dir, segmenter)
+
+
+def find_segmenter(folders: Sequence[Path]) -> Model:
+    """The segmentation model of the first of ``folders`` that has one (a lesion-crop classifier's crops)."""
+    for folder in folders:
+        if (folder / TASK_CONFIGS["segmentation"]).is_file():
+            return load_model(folder, "segmentation")
+    raise FileNotFoundError(
+        "this classifier was trained on lesion crops (data.lesion_crop) and is calibrated on the crops the "
+        f"segmenter it is served with chooses, but none of {', '.join(map(str, folders))} has "
+        f"{TASK_CONFIGS['segmentation']}: export into a model folder with a segmenter or pass --segmenter DIR"
+    )

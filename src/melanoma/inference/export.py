@@ -153,10 +153,18 @@ def _metric_history(run_dir: Path) -> list[dict[str, Any]]:
         return [{k: (float(v) if k != "epoch" else int(v)) for k, v in row.items()} for row in csv.DictReader(handle)]
 
 
-def export_run(run_dir: Path, out_dir: Path | None = None, calibrate: bool = True, flips: str = "auto") -> Path:
+def export_run(
+    run_dir: Path,
+    out_dir: Path | None = None,
+    calibrate: bool = True,
+    flips: str = "auto",
+    segmenter_dir: Path | None = None,
+) -> Path:
     """Export ``run_dir/best.pt`` into ``out_dir`` (default ``run_dir/export``) and calibrate on validation data.
 
     ``flips``: the segmenter's test-time flip rule for calibration ("auto" or "off", see ``calibrate_segmentation``).
+    ``segmenter_dir``: for a lesion-crop classifier, the model folder whose segmenter places the crops during
+    calibration when ``out_dir`` has none (it must be served beside that segmenter).
     """
     run_dir = Path(run_dir)
     out_dir = Path(out_dir) if out_dir else run_dir / "export"
@@ -190,11 +198,13 @@ def export_run(run_dir: Path, out_dir: Path | None = None, calibrate: bool = Tru
         model_config.update(threshold=0.5, postprocess={"largest_component": False, "fill_holes": False})
     else:
         model_config.update(threshold=0.5, label="melanoma", activation_map_output="activation_map")
+        if config.data.lesion_crop:
+            model_config["input_crop"] = {"source": "lesion_mask", "margin": config.data.crop_margin}
     model_config["test_time_flips"] = []
     if calibrate:
         from melanoma.inference.calibrate import calibrate_model
 
-        model_config.update(calibrate_model(onnx_path, model_config, config, out_dir, flips))
+        model_config.update(calibrate_model(onnx_path, model_config, config, out_dir, flips, segmenter_dir))
     (out_dir / f"{task}.json").write_text(json.dumps(model_config, indent=2) + "\n")
     config_yaml = run_dir / "config.yaml"
     if config_yaml.is_file():

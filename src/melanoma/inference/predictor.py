@@ -21,7 +21,15 @@ from PIL import Image
 from melanoma.inference.image_io import ImageLoadError, ImageSource, load_image_with_size
 from melanoma.inference.measurements import LesionMeasurements, measure_lesion
 from melanoma.inference.postprocess import fill_holes, largest_component, resize_mask
-from melanoma.inference.preprocess import resize_rgb, run_with_flips, to_input
+from melanoma.inference.preprocess import (
+    FULL_IMAGE,
+    Box,
+    crop_box,
+    lesion_box,
+    resize_rgb,
+    run_with_flips,
+    to_input,
+)
 
 MODELS_ENV_VAR = "MELANOMA_MODELS"
 WORK_MAX_SIDE = 1024  # masks are post-processed and measured at most at this size, then upsampled
@@ -103,6 +111,12 @@ class Model:
     def size(self) -> int:
         return int(self.config["input_size"])
 
+    @property
+    def crop_margin(self) -> float | None:
+        """A classifier trained on lesion-centred crops: the crop's margin (see ``lesion_box``); else None."""
+        crop = self.config.get("input_crop")
+        return float(crop["margin"]) if crop else None
+
     def run(self, images: Sequence[np.ndarray]) -> list[np.ndarray]:
         """The model's outputs for RGB uint8 images, with the test-time flips its config asks for."""
         resized = [resize_rgb(i, self.size, self.config["resize"]) for i in images]
@@ -130,7 +144,8 @@ def onnx_session(path: Path, threads: int | None = None, spinning: bool = False)
     return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
 
-def _load_model(models_dir: Path, task: str, threads: int | None, spinning: bool = False) -> Model | None:
+def load_model(models_dir: Path, task: str, threads: int | None = None, spinning: bool = False) -> Model | None:
+    """The exported ``task`` model of ``models_dir`` (None when the folder has no config for it)."""
     config_path = models_dir / TASK_CONFIGS[task]
     if not config_path.is_file():
         return None
@@ -156,6 +171,16 @@ def _upsample_mask(mask: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     return np.asarray(image) > 127
 
 
+def _place_heatmap(cam: np.ndarray, box: Box, size: tuple[int, int]) -> np.ndarray:
+    """A [0, 1] activation map of the region ``box`` of an image of ``size`` (width, height), zero outside it."""
+    if box == FULL_IMAGE:
+        return resize_mask(cam, size).clip(0, 1)
+    heatmap = np.zeros(size[::-1], np.float32)
+    region = crop_box(heatmap, box)  # a view: filling it fills the box
+    region[...] = resize_mask(cam, (region.shape[1], region.shape[0])).clip(0, 1)
+    return heatmap
+
+
 class Predictor:
     """Melanoma probability, lesion mask, measurements and heatmap for dermoscopic images.
 
@@ -167,6 +192,12 @@ class Predictor:
             raise ModelsNotFoundError(
                 f"no model is installed in {models_dir}: expected {' and/or '.join(TASK_CONFIGS.values())} "
                 "(train and export one with `melanoma train` + `melanoma export`, or pass --models DIR)"
+            )
+        if classifier is not None and classifier.crop_margin is not None and segmenter is None:
+            raise ModelsNotFoundError(
+                f"the classifier in {models_dir} looks at a crop around the lesion ({classifier.config['onnx_file']} "
+                "was trained with data.lesion_crop) and needs the segmentation model beside it: put "
+                f"{TASK_CONFIGS['segmentation']} and its ONNX file into {models_dir}"
             )
         self.segmenter = segmenter
         self.classifier = classifier
@@ -186,7 +217,7 @@ class Predictor:
             raise ModelsNotFoundError(
                 f"models folder {folder} does not exist; pass --models DIR or set {MODELS_ENV_VAR}"
             )
-        models = [_load_model(folder, task, threads, spinning) for task in ("segmentation", "classification")]
+        models = [load_model(folder, task, threads, spinning) for task in ("segmentation", "classification")]
         return cls(*models, folder)
 
     @property
@@ -249,23 +280,59 @@ class Predictor:
         work = [_work_image(image) for image in images]
         timings["preprocess"] = (time.perf_counter() - clock) * 1000
         probabilities, cams, lesion_maps = [None] * len(images), [None] * len(images), [None] * len(images)
-        if self.classifier is not None:
-            clock = time.perf_counter()
-            probability, cam = self.classifier.run(images)
-            probabilities, cams = [float(p) for p in probability.reshape(-1)], list(cam)
-            timings["classification"] = (time.perf_counter() - clock) * 1000
+        boxes = [FULL_IMAGE] * len(images)
         if self.segmenter is not None:
             clock = time.perf_counter()
-            (maps,) = self.segmenter.run(images)
-            lesion_maps = [m[0] for m in maps]
+            lesion_maps = self.segment(images)
             timings["segmentation"] = (time.perf_counter() - clock) * 1000
+        if self.classifier is not None:
+            clock = time.perf_counter()
+            probability, cam, boxes = self.classify(images, lesion_maps)
+            probabilities, cams = [float(p) for p in probability], list(cam)
+            timings["classification"] = (time.perf_counter() - clock) * 1000
         shared = {k: v / len(images) for k, v in timings.items()}
         return [
-            self._finish(names[i], work[i], original_sizes[i], probabilities[i], cams[i], lesion_maps[i], dict(shared))
+            self._finish(
+                names[i], work[i], original_sizes[i], probabilities[i], cams[i], boxes[i], lesion_maps[i], dict(shared)
+            )
             for i in range(len(images))
         ]
 
-    def _finish(self, name, image, original_size, probability, cam, lesion_map, timings) -> Prediction:
+    def segment(self, images: Sequence[np.ndarray]) -> list[np.ndarray]:
+        """The segmenter's lesion probability maps (model size, HxW) for RGB uint8 images."""
+        (maps,) = self.segmenter.run(images)
+        return [m[0] for m in maps]
+
+    def classify(
+        self, images: Sequence[np.ndarray], lesion_maps: Sequence[np.ndarray | None] | None = None
+    ) -> tuple[np.ndarray, np.ndarray, list[Box]]:
+        """(melanoma probabilities [N], activation maps [N, h, w], the region of each image the classifier saw).
+
+        A classifier trained on lesion-centred crops sees the crop around the segmenter's mask (``lesion_maps``:
+        the segmenter's outputs when already computed); any other sees the whole image (``FULL_IMAGE``).
+        """
+        margin = self.classifier.crop_margin
+        boxes = [FULL_IMAGE] * len(images)
+        if margin is not None:
+            if lesion_maps is None or any(m is None for m in lesion_maps):
+                lesion_maps = self.segment(images)
+            boxes = [lesion_box(self._box_mask(m), margin) for m in lesion_maps]
+            images = [crop_box(image, box) for image, box in zip(images, boxes, strict=True)]
+        probability, cam = self.classifier.run(images)
+        return probability.reshape(-1), cam, boxes
+
+    def _box_mask(self, lesion_map: np.ndarray) -> np.ndarray:
+        """The segmenter's mask at its own resolution (enough to place a crop box), post-processed as configured."""
+        config = self.segmenter.config
+        mask = lesion_map >= float(config["threshold"])
+        steps = config.get("postprocess", {})
+        if steps.get("largest_component"):
+            mask = largest_component(mask)
+        if steps.get("fill_holes"):
+            mask = fill_holes(mask)
+        return mask
+
+    def _finish(self, name, image, original_size, probability, cam, box, lesion_map, timings) -> Prediction:
         clock = time.perf_counter()
         height, width = image.shape[:2]
         mask = full_mask = measurements = area = None
@@ -287,7 +354,7 @@ class Predictor:
         if cam is not None:
             positive = np.maximum(cam.astype(np.float32), 0)
             peak = float(positive.max())
-            heatmap = resize_mask(positive / peak if peak > 0 else positive, (width, height)).clip(0, 1)
+            heatmap = _place_heatmap(positive / peak if peak > 0 else positive, box, (width, height))
         threshold = self.threshold
         decision = None if probability is None else bool(probability >= threshold)
         timings["total"] = sum(timings.values())

@@ -62,3 +62,50 @@ def run_with_flips(run, batch: np.ndarray, flips: Sequence[str]) -> list[np.ndar
         ]
         averaged.append(np.mean(restored, axis=0).astype(output.dtype))
     return averaged
+
+
+# Lesion-centred crops for the classifier (``data.lesion_crop``): boxes live in fractions of the image's width and
+# height, so a box found on a 256 px squashed training image and one found on an original-size upload cut out the
+# same region; a box square in fractions is square after the model's squash resize, so the lesion keeps its shape.
+MIN_CROP_SIDE = 0.25  # fraction of the image: a tiny (or spurious) detection still gets context around it
+Box = tuple[float, float, float, float]  # (left, top, right, bottom), fractions of width / height
+FULL_IMAGE: Box = (0.0, 0.0, 1.0, 1.0)
+
+
+def lesion_box(mask: np.ndarray, margin: float, shift: tuple[float, float] = (0.0, 0.0)) -> Box:
+    """The square crop box around a lesion mask, in fractions of the image (``FULL_IMAGE`` for an empty mask).
+
+    Args:
+        mask: HxW lesion mask (nonzero = lesion), at any size.
+        margin: context added on every side, as a fraction of the lesion's larger extent (0.2 -> side 1.4x).
+        shift: moves the box centre by these fractions of its side (x, y); training jitter.
+
+    Returns:
+        (left, top, right, bottom) with ``right - left == bottom - top`` in [MIN_CROP_SIDE, 1], inside [0, 1]:
+        a box that would leave the image is moved back inside rather than shrunk.
+    """
+    rows, cols = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
+    if rows.size == 0:
+        return FULL_IMAGE
+    height, width = mask.shape[:2]
+    top, bottom = rows[0] / height, (rows[-1] + 1) / height
+    left, right = cols[0] / width, (cols[-1] + 1) / width
+    side = min(1.0, max(MIN_CROP_SIDE, max(right - left, bottom - top) * (1 + 2 * margin)))
+    centre_x = (left + right) / 2 + shift[0] * side
+    centre_y = (top + bottom) / 2 + shift[1] * side
+    x0 = float(np.clip(centre_x - side / 2, 0.0, 1.0 - side))
+    y0 = float(np.clip(centre_y - side / 2, 0.0, 1.0 - side))
+    return (x0, y0, x0 + float(side), y0 + float(side))
+
+
+def crop_box(image: np.ndarray, box: Box) -> np.ndarray:
+    """The part of an HxW(xC) image inside ``box`` (fractions), at least one pixel each way."""
+    height, width = image.shape[:2]
+    x0, x1 = _pixel_span(box[0], box[2], width)
+    y0, y1 = _pixel_span(box[1], box[3], height)
+    return image[y0:y1, x0:x1]
+
+
+def _pixel_span(start: float, end: float, size: int) -> tuple[int, int]:
+    first = min(size - 1, max(0, round(start * size)))
+    return first, max(first + 1, min(size, round(end * size)))

@@ -148,7 +148,7 @@ def quantize_models(
             },
         }
         rule = flips or config.get("test_time_flips_mode", "auto")
-        quantized.update(calibrate_model(onnx_path, quantized, train_config, out_dir, rule))
+        quantized.update(calibrate_model(onnx_path, quantized, train_config, out_dir, rule, models_dir))
         (out_dir / f"{task}.json").write_text(json.dumps(quantized, indent=2) + "\n")
         written[task] = quantized
     for path in models_dir.iterdir():  # a quantized task's own files (its train config) replace older copies

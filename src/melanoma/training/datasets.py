@@ -12,6 +12,7 @@ from torch.utils.data import Dataset
 
 from melanoma.config import DataConfig
 from melanoma.data import Sample, read_isic2017
+from melanoma.inference.preprocess import crop_box, lesion_box
 from melanoma.models.pretrained import PRETRAINED_MEAN, PRETRAINED_STD
 
 
@@ -39,18 +40,37 @@ class LesionDataset(Dataset):
     metric); for classification ``label`` (float). ``index`` points back into ``samples``.
     """
 
-    def __init__(self, samples: list[Sample], task: str, transform: Any, keep_full_mask: bool = False):
+    def __init__(
+        self,
+        samples: list[Sample],
+        task: str,
+        transform: Any,
+        keep_full_mask: bool = False,
+        crop_margin: float | None = None,
+        crop_jitter: bool = False,
+    ):
+        """``crop_margin`` (classification): crop each image around its ground-truth lesion mask with this margin
+        (see ``lesion_box``) before ``transform``; ``crop_jitter`` randomises margin and centre (training)."""
         self.samples = samples
         self.task = task
         self.transform = transform
         self.keep_full_mask = keep_full_mask
+        self.crop_margin = crop_margin
+        self.crop_jitter = crop_jitter
+        needs_masks = task == "segmentation" or crop_margin is not None
+        if crop_margin is not None and any(s.mask_path is None for s in samples):
+            missing = next(s for s in samples if s.mask_path is None)
+            raise ValueError(
+                f"data.lesion_crop needs a lesion mask for every image ({missing.image_path} has none): "
+                "give the masks (data.masks_dir for a folder) or set data.lesion_crop=false"
+            )
         if task == "segmentation" and any(s.mask_path is None for s in samples):
             raise ValueError("segmentation training needs a mask for every image")
         if task == "classification" and any(s.melanoma is None for s in samples):
             raise ValueError("classification training needs a melanoma label for every image")
         with ThreadPoolExecutor(4) as pool:
             self.images = list(pool.map(lambda s: _read_rgb(s.image_path), samples))
-            self.masks = list(pool.map(lambda s: _read_mask(s.mask_path), samples)) if task == "segmentation" else []
+            self.masks = list(pool.map(lambda s: _read_mask(s.mask_path), samples)) if needs_masks else []
 
     def __len__(self) -> int:
         return len(self.samples)
@@ -63,10 +83,20 @@ class LesionDataset(Dataset):
             if self.keep_full_mask:
                 item["full_mask"] = self.masks[index]
         else:
-            out = self.transform(image=self.images[index])
+            out = self.transform(image=self._classifier_view(index))
             item["label"] = torch.tensor(float(self.samples[index].melanoma))
         item["image"] = normalize(out["image"])
         return item
+
+    def _classifier_view(self, index: int) -> np.ndarray:
+        image = self.images[index]
+        if self.crop_margin is None:
+            return image
+        margin, shift = self.crop_margin, (0.0, 0.0)
+        if self.crop_jitter:  # numpy's global generator: seeded per epoch by the engine, so resuming repeats it
+            margin *= np.random.uniform(0.5, 1.5)
+            shift = tuple(np.random.uniform(-0.1, 0.1, 2))
+        return crop_box(image, lesion_box(self.masks[index], margin, shift))
 
 
 def collate(batch: list[dict[str, Any]]) -> dict[str, Any]:

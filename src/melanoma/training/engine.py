@@ -190,8 +190,11 @@ def make_loaders(config: TrainConfig, info: distributed.DistInfo):
         strong = config.data.strong_augmentation
         train_tf = classification_transforms(size, train=True, strong=strong)
         val_tf = classification_transforms(size, train=False)
-    train_set = LesionDataset(train_samples, config.task, train_tf)
-    val_set = LesionDataset(val_samples, config.task, val_tf, keep_full_mask=config.task == "segmentation")
+    crop = config.data.crop_margin if config.task == "classification" and config.data.lesion_crop else None
+    train_set = LesionDataset(train_samples, config.task, train_tf, crop_margin=crop, crop_jitter=True)
+    val_set = LesionDataset(
+        val_samples, config.task, val_tf, keep_full_mask=config.task == "segmentation", crop_margin=crop
+    )
     train_sampler = (
         DistributedSampler(train_set, info.world_size, info.rank, seed=config.seed) if info.enabled else None
     )
