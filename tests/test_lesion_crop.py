@@ -84,11 +84,14 @@ def test_crop_classifier_is_calibrated_and_served_with_the_segmenter(crop_run, t
     config = json.loads((out / "classification.json").read_text())
     assert config["input_crop"] == {"source": "lesion_mask", "margin": 0.2}
     assert 0 <= config["validation"]["auc"] <= 1
+    assert (out / "segmentation.onnx").read_bytes() == (tiny_models_dir / "segmentation.onnx").read_bytes()
+    predictor = Predictor.from_dir(out)  # the segmenter it was calibrated with came along
+    classifier_only = tmp_path / "classifier-only"
+    classifier_only.mkdir()
+    for name in ("classification.json", "classification.onnx"):
+        shutil.copy(out / name, classifier_only / name)
     with pytest.raises(ModelsNotFoundError, match="needs the segmentation model"):
-        Predictor.from_dir(out)
-    for name in ("segmentation.json", "segmentation.onnx"):
-        shutil.copy(tiny_models_dir / name, out / name)
-    predictor = Predictor.from_dir(out)
+        Predictor.from_dir(classifier_only)
 
     image, mask = synthetic_lesion(96, seed=5, radius_fraction=0.15)
     lesion_map = np.asarray(Image.fromarray(mask).resize((64, 64))) / 255.0

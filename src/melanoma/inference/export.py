@@ -164,7 +164,8 @@ def export_run(
 
     ``flips``: the segmenter's test-time flip rule for calibration ("auto" or "off", see ``calibrate_segmentation``).
     ``segmenter_dir``: for a lesion-crop classifier, the model folder whose segmenter places the crops during
-    calibration when ``out_dir`` has none (it must be served beside that segmenter).
+    calibration when ``out_dir`` has none; that segmenter's files are then copied into ``out_dir``, so the folder
+    serves as it was calibrated.
     """
     run_dir = Path(run_dir)
     out_dir = Path(out_dir) if out_dir else run_dir / "export"
@@ -206,10 +207,19 @@ def export_run(
 
         model_config.update(calibrate_model(onnx_path, model_config, config, out_dir, flips, segmenter_dir))
     (out_dir / f"{task}.json").write_text(json.dumps(model_config, indent=2) + "\n")
+    if model_config.get("input_crop") and segmenter_dir and not (out_dir / "segmentation.json").is_file():
+        _copy_segmenter(Path(segmenter_dir), out_dir)
     config_yaml = run_dir / "config.yaml"
     if config_yaml.is_file():
         shutil.copy(config_yaml, out_dir / f"{task}_train_config.yaml")
     return out_dir
+
+
+def _copy_segmenter(source: Path, out_dir: Path) -> None:
+    config = json.loads((source / "segmentation.json").read_text())
+    for name in ("segmentation.json", config["onnx_file"], "segmentation_train_config.yaml"):
+        if (source / name).is_file():
+            shutil.copy(source / name, out_dir / name)
 
 
 def pytorch_reference(model: nn.Module, task: str, batch: np.ndarray) -> list[np.ndarray]:
