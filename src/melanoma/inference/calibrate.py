@@ -17,7 +17,7 @@ from tqdm import tqdm
 
 from melanoma.data.samples import Sample
 from melanoma.inference.image_io import load_image
-from melanoma.inference.postprocess import fill_holes, largest_component, resize_mask
+from melanoma.inference.postprocess import lesion_mask, resize_mask
 from melanoma.inference.predictor import TASK_CONFIGS, Model, Predictor, load_model, onnx_session
 from melanoma.metrics import SegmentationMeter, classification_scores
 
@@ -42,16 +42,6 @@ def batched_outputs(
         outputs = model.run([load_image(s.image_path) for s in chunk])
         for i, sample in enumerate(chunk):
             yield sample, [output[i] for output in outputs]
-
-
-def lesion_mask(probability: np.ndarray, threshold: float, postprocess: dict[str, bool]) -> np.ndarray:
-    """Binary lesion mask from a probability map: threshold, then the configured post-processing."""
-    mask = probability >= threshold
-    if postprocess.get("largest_component"):
-        mask = largest_component(mask)
-    if postprocess.get("fill_holes"):
-        mask = fill_holes(mask)
-    return mask
 
 
 def _threshold_scores(model: Model, samples: Sequence[Sample], targets: list[np.ndarray]) -> dict:

@@ -240,3 +240,13 @@ def _union_find_roots(count: int, first: np.ndarray, second: np.ndarray) -> np.n
             if np.array_equal(grand, parent):
                 break
             parent = grand
+
+
+def lesion_mask(probability: np.ndarray, threshold: float, postprocess: dict[str, bool]) -> np.ndarray:
+    """Binary lesion mask from a probability map: threshold, then the configured post-processing steps."""
+    mask = probability >= threshold
+    if postprocess.get("largest_component"):
+        mask = largest_component(mask)
+    if postprocess.get("fill_holes"):
+        mask = fill_holes(mask)
+    return mask

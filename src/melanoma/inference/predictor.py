@@ -20,7 +20,7 @@ from PIL import Image
 
 from melanoma.inference.image_io import ImageLoadError, ImageSource, load_image_with_size
 from melanoma.inference.measurements import LesionMeasurements, measure_lesion
-from melanoma.inference.postprocess import fill_holes, largest_component, resize_mask
+from melanoma.inference.postprocess import lesion_mask, resize_mask
 from melanoma.inference.preprocess import (
     FULL_IMAGE,
     Box,
@@ -316,34 +316,22 @@ class Predictor:
         if margin is not None:
             if lesion_maps is None or any(m is None for m in lesion_maps):
                 lesion_maps = self.segment(images)
-            boxes = [lesion_box(self._box_mask(m), margin) for m in lesion_maps]
+            boxes = [lesion_box(self._lesion_mask(m), margin) for m in lesion_maps]  # at the model's size
             images = [crop_box(image, box) for image, box in zip(images, boxes, strict=True)]
         probability, cam = self.classifier.run(images)
         return probability.reshape(-1), cam, boxes
 
-    def _box_mask(self, lesion_map: np.ndarray) -> np.ndarray:
-        """The segmenter's mask at its own resolution (enough to place a crop box), post-processed as configured."""
+    def _lesion_mask(self, lesion_map: np.ndarray) -> np.ndarray:
+        """The segmenter's binary mask from its probability map (any size): its threshold and post-processing."""
         config = self.segmenter.config
-        mask = lesion_map >= float(config["threshold"])
-        steps = config.get("postprocess", {})
-        if steps.get("largest_component"):
-            mask = largest_component(mask)
-        if steps.get("fill_holes"):
-            mask = fill_holes(mask)
-        return mask
+        return lesion_mask(lesion_map, float(config["threshold"]), config.get("postprocess", {}))
 
     def _finish(self, name, image, original_size, probability, cam, box, lesion_map, timings) -> Prediction:
         clock = time.perf_counter()
         height, width = image.shape[:2]
         mask = full_mask = measurements = area = None
         if lesion_map is not None:
-            config = self.segmenter.config
-            mask = resize_mask(lesion_map, (width, height)) >= float(config["threshold"])
-            steps = config.get("postprocess", {})
-            if steps.get("largest_component"):
-                mask = largest_component(mask)
-            if steps.get("fill_holes"):
-                mask = fill_holes(mask)
+            mask = self._lesion_mask(resize_mask(lesion_map, (width, height)))
             area = float(mask.mean())
             full_mask = mask if (width, height) == tuple(original_size) else _upsample_mask(mask, original_size)
             timings["postprocess"] = (time.perf_counter() - clock) * 1000
