@@ -24,6 +24,7 @@ from sklearn.metrics import roc_auc_score
 from melanoma.data.isic import read_isic2017
 from melanoma.inference.image_io import load_image
 from melanoma.inference.predictor import Model, Predictor
+from melanoma.metrics import paired_auc_difference
 from melanoma.reporting import emit_json
 
 VARIANTS = {"plain": [], "tta_hflip": ["hflip"], "tta_hflip_vflip": ["hflip", "vflip"]}
@@ -34,16 +35,6 @@ def probabilities(predictor: Predictor, images: list[np.ndarray], flips: list[st
     model = Model(predictor.classifier.session, {**predictor.classifier.config, "test_time_flips": flips})
     variant = Predictor(predictor.segmenter, model, predictor.models_dir)
     return np.concatenate([variant.classify(images[i : i + 16])[0] for i in range(0, len(images), 16)])
-
-
-def paired_auc_gain(labels: np.ndarray, base: np.ndarray, other: np.ndarray, n: int = 2000, seed: int = 0):
-    rng = np.random.default_rng(seed)
-    positives, negatives = np.flatnonzero(labels == 1), np.flatnonzero(labels == 0)
-    gains = []
-    for _ in range(n):
-        index = np.concatenate([rng.choice(positives, positives.size), rng.choice(negatives, negatives.size)])
-        gains.append(roc_auc_score(labels[index], other[index]) - roc_auc_score(labels[index], base[index]))
-    return float(np.percentile(gains, 2.5)), float(np.percentile(gains, 97.5))
 
 
 def main() -> None:
@@ -66,7 +57,7 @@ def main() -> None:
         if name == "plain":
             rows.append({"name": "plain image (shipped)", "result": f"val AUC {auc:.4f}", "decision": "baseline"})
             continue
-        low, high = paired_auc_gain(labels, scores["plain"], values)
+        low, high = paired_auc_difference(labels, scores["plain"], values)["ci95"]
         adopt = low > 0
         rows.append({
             "name": f"test-time augmentation: {name.removeprefix('tta_').replace('_', ' + ')}",
@@ -78,12 +69,12 @@ def main() -> None:
         if not folder:
             raise SystemExit(f"error: --candidate {spec!r}: expected NAME=DIR")
         values = probabilities(Predictor.from_dir(folder), images, [])
-        low, high = paired_auc_gain(labels, scores["plain"], values)
-        auc = roc_auc_score(labels, values)
+        gain = paired_auc_difference(labels, scores["plain"], values)
+        (low, high), auc = gain["ci95"], gain["other_auc"]
         rows.append({
             "name": name,
             "result": f"val AUC {auc:.4f}; gain vs the --models classifier, 95% CI [{low:+.4f}, {high:+.4f}]",
-            "decision": "better" if low > 0 else ("worse" if high < 0 else "within noise"),
+            "decision": gain["decision"],
         })  # fmt: skip
     result = {"command": shlex.join(["python", *sys.argv]), "n": int(labels.size), "rows": rows}
     emit_json(result, args.json)

@@ -18,6 +18,13 @@ gives the per-fold scores, their mean and sample sd. Each other setting is compa
 folds both have completed: the per-fold differences (setting - baseline), their mean and a 95% t-interval
 (mean +- t(0.975, n-1) * sd / sqrt(n)). Decision rule: "adopt" when the interval's lower bound is above 0,
 "reject" when its upper bound is below 0, otherwise "no evidence" (also with fewer than 2 paired folds).
+
+Classification also gets a pooled out-of-fold comparison, which has far more power than a t-interval over a few
+folds: each completed fold's ``best.pt`` predicts its own validation fold (cached in ``RUN/oof.csv``), the
+predictions of all folds that both settings have completed are pooled (every train image once per completed fold),
+and ``paired_auc_difference`` gives the AUC gain over the baseline on those images with a paired stratified
+bootstrap 95% interval. Its decision: "adopt" when the interval lies above 0, "reject" when below 0, else
+"no evidence". Both analyses are reported; a setting is adopted when either says "adopt" and neither "reject".
 Prints JSON (and writes it to --json FILE).
 """
 
@@ -33,6 +40,7 @@ from pathlib import Path
 from typing import Any
 
 from melanoma.config import TrainConfig, load_config, to_dict
+from melanoma.metrics import classification_scores, paired_auc_difference
 from melanoma.reporting import emit_json
 
 
@@ -106,6 +114,69 @@ def paired_comparison(baseline: dict[int, float], other: dict[int, float]) -> di
     return result
 
 
+def out_of_fold_predictions(config: TrainConfig, run_dir: Path) -> dict[str, tuple[int, float]]:
+    """``image_id -> (label, melanoma probability)`` of ``run_dir/best.pt`` on the fold's validation images.
+
+    Computed once and cached in ``run_dir/oof.csv`` (recomputed when best.pt is newer). Lesion-crop settings crop
+    the validation images around their ground-truth masks, as the training loop's validation does.
+    """
+    cache = run_dir / "oof.csv"
+    if cache.is_file() and cache.stat().st_mtime_ns >= (run_dir / "best.pt").stat().st_mtime_ns:
+        with cache.open(newline="") as handle:
+            return {row["image_id"]: (int(row["label"]), float(row["probability"])) for row in csv.DictReader(handle)}
+    import dataclasses
+
+    from torch.utils.data import DataLoader
+
+    from melanoma.data.transforms import classification_transforms
+    from melanoma.models.factory import build_model
+    from melanoma.training.checkpoint import load_checkpoint
+    from melanoma.training.datasets import LesionDataset, collate, load_splits
+    from melanoma.training.distributed import DistInfo
+    from melanoma.training.engine import predict_loader
+
+    model = build_model(config.task, dataclasses.replace(config.model, pretrained=False))
+    model.load_state_dict(load_checkpoint(run_dir / "best.pt")["model"])
+    samples = load_splits(config.data)[1]
+    crop = config.data.crop_margin if config.data.lesion_crop else None
+    dataset = LesionDataset(
+        samples, config.task, classification_transforms(config.data.image_size, False), crop_margin=crop
+    )
+    loader = DataLoader(dataset, batch_size=config.data.batch_size, collate_fn=collate)
+    result: dict[str, tuple[int, float]] = {}
+    for batch, probabilities in predict_loader(model, loader, config, DistInfo()):
+        for index, probability in zip(batch["index"].tolist(), probabilities, strict=True):
+            sample = samples[index]
+            result[sample.image_id] = (int(sample.melanoma), float(probability))
+    with cache.open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["image_id", "label", "probability"])
+        writer.writerows([image_id, label, f"{p:.8f}"] for image_id, (label, p) in sorted(result.items()))
+    return result
+
+
+def pooled_comparison(
+    baseline: dict[int, dict[str, tuple[int, float]]],
+    other: dict[int, dict[str, tuple[int, float]]],
+    n_resamples: int = 2000,
+) -> dict[str, Any]:
+    """Paired bootstrap AUC gain of ``other`` over ``baseline`` on the pooled out-of-fold predictions.
+
+    Both arguments map fold -> image_id -> (label, probability); only the folds both have are pooled.
+    """
+    folds = sorted(set(baseline) & set(other))
+    keys = [(fold, image_id) for fold in folds for image_id in sorted(baseline[fold])]
+    result: dict[str, Any] = {"folds": folds, "images": len(keys), "decision": "no evidence"}
+    labels = [baseline[fold][image_id][0] for fold, image_id in keys]
+    if len(set(labels)) < 2:
+        return result
+    base_scores, other_scores = [baseline[f][i][1] for f, i in keys], [other[f][i][1] for f, i in keys]
+    gain = paired_auc_difference(labels, base_scores, other_scores, n_resamples)
+    result.update(melanomas=int(sum(labels)), **gain)
+    result["decision"] = {"better": "adopt", "worse": "reject"}.get(gain["decision"], "no evidence")
+    return result
+
+
 def main(argv: list[str] | None = None) -> None:
     command = ["python", *sys.argv] if argv is None else ["python", "benchmarks/cross_validate.py", *argv]
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -158,6 +229,7 @@ def main(argv: list[str] | None = None) -> None:
 
     rows = []
     scores: dict[str, dict[int, float]] = {}
+    predictions: dict[str, dict[int, dict[str, tuple[int, float]]]] = {}
     for name, overrides in settings.items():
         scores[name] = {}
         for fold in range(args.folds):
@@ -174,8 +246,21 @@ def main(argv: list[str] | None = None) -> None:
             "mean": statistics.fmean(values) if values else None,
             "sd": statistics.stdev(values) if len(values) >= 2 else None,
         }
+        if task == "classification":
+            predictions[name] = {
+                fold: out_of_fold_predictions(configs[name, fold], out / name / f"fold{fold}") for fold in scores[name]
+            }
+            pooled = [pair for fold in predictions[name].values() for pair in fold.values()]
+            if len({label for label, _ in pooled}) == 2:
+                row["pooled_out_of_fold_auc"] = classification_scores(*zip(*pooled, strict=True))["auc"]
         if rows:
             row["vs_baseline"] = paired_comparison(scores[rows[0]["name"]], scores[name])
+            if task == "classification":
+                row["pooled_vs_baseline"] = pooled_comparison(predictions[rows[0]["name"]], predictions[name])
+                decisions = {row["vs_baseline"]["decision"], row["pooled_vs_baseline"]["decision"]}
+                row["decision"] = (
+                    "reject" if "reject" in decisions else "adopt" if "adopt" in decisions else "no evidence"
+                )
         rows.append(row)
     report = {
         "command": shlex.join(command),
@@ -186,7 +271,9 @@ def main(argv: list[str] | None = None) -> None:
         "out": str(out),
         "baseline": rows[0]["name"],
         "decision_rule": "adopt if the 95% t-interval of the paired per-fold differences vs the baseline is above 0, "
-        "reject if below 0, else no evidence",
+        "reject if below 0, else no evidence; classification also pools the out-of-fold predictions of the shared "
+        "folds (paired stratified bootstrap of the AUC gain, same rule) and adopts when either analysis adopts and "
+        "neither rejects",
         "settings": rows,
     }
     emit_json(report, args.json)

@@ -156,6 +156,29 @@ def test_paired_comparison_interval_by_hand():
     assert result["decision"] == "no evidence"
 
 
+def _predictions(scores: dict[int, list[float]], labels: list[int]) -> dict[int, dict[str, tuple[int, float]]]:
+    return {fold: {f"f{fold}i{i}": (labels[i], p) for i, p in enumerate(values)} for fold, values in scores.items()}
+
+
+def test_pooled_comparison_pairs_the_same_images_of_the_shared_folds():
+    labels = [0, 1, 0, 1, 0, 0, 1, 0]
+    right = [0.1 + 0.8 * label for label in labels]
+    wrong = [0.9 - 0.8 * label for label in labels]
+    baseline = _predictions({0: wrong, 1: wrong}, labels)
+    other = _predictions({0: right, 1: right, 2: right}, labels)  # fold 2 has no baseline: not pooled
+    result = cross_validate.pooled_comparison(baseline, other, n_resamples=50)
+    assert (result["folds"], result["images"], result["melanomas"]) == ([0, 1], 16, 6)
+    assert (result["difference"], result["ci95"], result["decision"]) == (1, [1, 1], "adopt")
+    assert cross_validate.pooled_comparison(other, baseline, n_resamples=50)["decision"] == "reject"
+    same = cross_validate.pooled_comparison(baseline, baseline, n_resamples=50)
+    assert (same["difference"], same["decision"]) == (0, "no evidence")
+    assert cross_validate.pooled_comparison(baseline, {}, n_resamples=50) == {
+        "folds": [],
+        "images": 0,
+        "decision": "no evidence",
+    }
+
+
 @pytest.mark.parametrize("text", ["", ": optim.lr=0.1", "a/b: optim.lr=0.1", "lr: optim.lr"])
 def test_bad_settings_are_errors(text):
     with pytest.raises(SystemExit):
@@ -209,6 +232,23 @@ def test_study_runs_end_to_end_and_resumes(shared_synthetic_isic_dir, tmp_path, 
     low, high = comparison["ci95"]
     assert low <= comparison["mean"] <= high
     assert comparison["decision"] == ("adopt" if low > 0 else "reject" if high < 0 else "no evidence")
+
+    # Pooled out-of-fold predictions: every train image once (2 folds), from each fold's best.pt, cached per fold.
+    train_ids = {s.image_id for s in read_isic2017(shared_synthetic_isic_dir, "train")}
+    for name in ("base", "lr"):
+        rows = [
+            line.split(",")
+            for fold in (0, 1)
+            for line in (out / name / f"fold{fold}" / "oof.csv").read_text().split()[1:]
+        ]
+        assert {row[0] for row in rows} == train_ids and len(rows) == len(train_ids)
+    pooled = lr["pooled_vs_baseline"]
+    assert pooled["folds"] == [0, 1] and pooled["images"] == len(train_ids)
+    assert pooled["difference"] == pytest.approx(lr["pooled_out_of_fold_auc"] - base["pooled_out_of_fold_auc"])
+    assert pooled["decision"] == {"better": "adopt", "worse": "reject"}.get(
+        "better" if pooled["ci95"][0] > 0 else "worse" if pooled["ci95"][1] < 0 else "", "no evidence"
+    )
+    assert lr["decision"] in {"adopt", "reject", "no evidence"}
 
     run_dir = out / "lr" / "fold1"
     saved = (run_dir / "config.yaml").read_text()

@@ -22,6 +22,7 @@ from melanoma.metrics import (
     classification_scores,
     dice,
     jaccard,
+    paired_auc_difference,
     segmentation_scores,
     sensitivity_specificity,
     youden_threshold,
@@ -268,6 +269,41 @@ def test_bootstrap_ci_is_reproducible_and_contains_the_estimate(noisy_scores):
     assert 0 <= low < roc_auc_score(labels, probabilities) < high <= 1
     narrower = bootstrap_ci(roc_auc_score, labels, probabilities, n_resamples=200, seed=5, alpha=0.5)
     assert low <= narrower[0] <= narrower[1] <= high
+
+
+def test_paired_auc_difference_of_a_model_with_itself_is_exactly_zero(noisy_scores):
+    labels, probabilities = noisy_scores
+    result = paired_auc_difference(labels, probabilities, probabilities, n_resamples=100)
+    assert result["difference"] == 0 and result["ci95"] == [0, 0] and result["decision"] == "within noise"
+
+
+def test_paired_auc_difference_of_perfect_vs_inverted_scores():
+    labels = np.array([0, 0, 0, 1, 1, 0, 1, 0])
+    perfect = labels * 0.8 + 0.1
+    result = paired_auc_difference(labels, 1 - perfect, perfect, n_resamples=50)
+    assert (result["baseline_auc"], result["other_auc"], result["difference"]) == (0, 1, 1)
+    assert result["ci95"] == [1, 1] and result["decision"] == "better"
+    assert paired_auc_difference(labels, perfect, 1 - perfect, n_resamples=50)["decision"] == "worse"
+
+
+def test_paired_auc_difference_is_paired_and_antisymmetric(noisy_scores):
+    labels, probabilities = noisy_scores
+    other = np.clip(probabilities + 0.2 * np.random.default_rng(3).standard_normal(labels.size), 0, 1)
+    forward = paired_auc_difference(labels, probabilities, other, n_resamples=300, seed=1)
+    backward = paired_auc_difference(labels, other, probabilities, n_resamples=300, seed=1)
+    assert forward["difference"] == pytest.approx(roc_auc_score(labels, other) - roc_auc_score(labels, probabilities))
+    assert backward["difference"] == pytest.approx(-forward["difference"])
+    assert backward["ci95"] == pytest.approx([-forward["ci95"][1], -forward["ci95"][0]])
+    low, high = forward["ci95"]
+    assert low <= forward["difference"] <= high
+    # Paired resampling: the interval of the difference is narrower than the two AUCs' own intervals added up.
+    own = [bootstrap_ci(roc_auc_score, labels, scores, n_resamples=300, seed=1) for scores in (probabilities, other)]
+    assert high - low < sum(b - a for a, b in own)
+
+
+def test_paired_auc_difference_needs_one_score_per_label():
+    with pytest.raises(ValueError, match="one probability per label"):
+        paired_auc_difference([0, 1, 1], [0.1, 0.9, 0.8], [0.2, 0.7])
 
 
 def test_bootstrap_resamples_are_stratified():

@@ -404,6 +404,45 @@ def bootstrap_ci(
     return intervals["metric"]
 
 
+def paired_auc_difference(
+    labels: Any, baseline: Any, other: Any, n_resamples: int = 2000, seed: int = 0
+) -> dict[str, Any]:
+    """AUC of ``other`` minus AUC of ``baseline`` on the same images, with a paired stratified bootstrap 95% interval.
+
+    Both score vectors are resampled with the same indices (stratified as in ``bootstrap_ci``), so the interval
+    reflects the difference between the two models on these images, not the spread of each AUC on its own.
+
+    Args:
+        labels: 0/1 ground truth, 1 = melanoma.
+        baseline: the baseline model's scores, one per label.
+        other: the other model's scores for the same images, in the same order.
+        n_resamples: number of bootstrap resamples.
+        seed: seed of the resampling.
+
+    Returns:
+        ``{"baseline_auc", "other_auc", "difference", "ci95": [low, high], "decision"}``; ``decision`` is
+        "better" when the interval lies above 0, "worse" when below 0, else "within noise".
+
+    Raises:
+        ValueError: on invalid inputs (see ``check_classification_inputs``) or score vectors of different lengths.
+    """
+    label_array, base_array = check_classification_inputs(labels, baseline)
+    other_array = check_classification_inputs(labels, other)[1]
+    differences = []
+    for index in _stratified_resamples(label_array, n_resamples, seed):
+        resampled = label_array[index]
+        differences.append(roc_auc_score(resampled, other_array[index]) - roc_auc_score(resampled, base_array[index]))
+    low, high = (float(value) for value in np.quantile(differences, [0.025, 0.975]))
+    base_auc, other_auc = float(roc_auc_score(label_array, base_array)), float(roc_auc_score(label_array, other_array))
+    return {
+        "baseline_auc": base_auc,
+        "other_auc": other_auc,
+        "difference": other_auc - base_auc,
+        "ci95": [low, high],
+        "decision": "better" if low > 0 else "worse" if high < 0 else "within noise",
+    }
+
+
 def _classification_metrics(threshold: float) -> dict[str, Metric]:
     """The reported metrics as functions of validated ``(labels, probabilities)``, at a fixed threshold."""
 
