@@ -3,11 +3,12 @@
 Test-time augmentation (mean probability over the image and its horizontal / vertical flips, the
 ``test_time_flips`` a model config can ask the Predictor for) vs the plain image, and other classifiers
 (``--candidate NAME=DIR``: another model folder, e.g. a differently trained run's export or an int8 copy; a
-lesion-crop classifier's folder holds the segmenter that places its crops) vs the base model. A variant counts
+lesion-crop classifier's folder holds the segmenter that places its crops; ``NAME=DIR,DIR,...`` is the ensemble
+that averages those folders' probabilities, e.g. two cross-validation folds) vs the base model. A variant counts
 as better only when the paired stratified bootstrap 95% interval of its AUC gain over the base lies above zero
 (30 validation melanomas are few: most gains are noise).
 
-Usage: python benchmarks/classification_experiments.py [--models DIR] [--candidate NAME=DIR ...]
+Usage: python benchmarks/classification_experiments.py [--models DIR] [--candidate NAME=DIR[,DIR...] ...]
        [--data-dir DIR] [--json FILE]
 Prints JSON (and writes the rows the model card renders when --json is given).
 """
@@ -41,7 +42,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models")
     parser.add_argument(
-        "--candidate", action="append", default=[], metavar="NAME=DIR", help="another classifier's model folder"
+        "--candidate",
+        action="append",
+        default=[],
+        metavar="NAME=DIR[,DIR...]",
+        help="another classifier's model folder (several: the mean of their probabilities)",
     )
     parser.add_argument("--data-dir")
     parser.add_argument("--json")
@@ -68,7 +73,8 @@ def main() -> None:
         name, _, folder = spec.rpartition("=")  # the name may hold "=", a folder rarely does
         if not folder:
             raise SystemExit(f"error: --candidate {spec!r}: expected NAME=DIR")
-        values = probabilities(Predictor.from_dir(folder), images, [])
+        # several folders: an ensemble, the mean of their probabilities
+        values = np.mean([probabilities(Predictor.from_dir(f), images, []) for f in folder.split(",")], axis=0)
         gain = paired_auc_difference(labels, scores["plain"], values)
         (low, high), auc = gain["ci95"], gain["other_auc"]
         rows.append({
