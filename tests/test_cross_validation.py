@@ -15,14 +15,14 @@ from melanoma.data import Sample, read_isic2017
 from melanoma.training.datasets import cross_validation_split, load_splits
 
 
-def _load_script():
-    spec = importlib.util.spec_from_file_location("cross_validate", REPO_ROOT / "benchmarks" / "cross_validate.py")
+def _load_module(name: str, folder: str = "benchmarks"):
+    spec = importlib.util.spec_from_file_location(name, REPO_ROOT / folder / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
 
 
-cross_validate = _load_script()
+cross_validate = _load_module("cross_validate")
 
 
 def _ids(samples: list[Sample]) -> list[str]:
@@ -249,6 +249,11 @@ def test_study_runs_end_to_end_and_resumes(shared_synthetic_isic_dir, tmp_path, 
         "better" if pooled["ci95"][0] > 0 else "worse" if pooled["ci95"][1] < 0 else "", "no evidence"
     )
     assert lr["decision"] in {"adopt", "reject", "no evidence"}
+    card = "\n".join(_load_module("write_model_card", "scripts").cross_validation_section(report))
+    assert "completed folds: 0, 1 of 2" in card and report["command"] in card
+    assert f"| lr | optim.lr=0.01 | fold0: {lr['per_fold']['fold0']:.3f}, fold1: " in card
+    assert "| base | - | fold0: " in card and card.count("| baseline | baseline | baseline |") == 1
+    assert f"| {lr['decision']} |" in card
 
     run_dir = out / "lr" / "fold1"
     saved = (run_dir / "config.yaml").read_text()
