@@ -242,6 +242,16 @@ def test_probability_and_threshold_print_differently_when_possible(probability, 
     assert app._distinguishing_decimals(probability, threshold) == decimals
 
 
+def test_model_line_says_what_the_classifier_sees() -> None:
+    config = {"arch": "tf_efficientnet_lite0", "input_size": 224, "exported": "2026-11-27T08:00:00"}
+    assert app._model_line(config) == "- **Network** `tf_efficientnet_lite0` at 224 px, exported 2026-11-27"
+    crop = {**config, "input_crop": {"source": "lesion_mask", "margin": 0.2}}
+    assert (
+        "at 224 px, on a square crop around the segmented lesion (20% of its size added per side), exported"
+        in app._model_line(crop)
+    )
+
+
 def test_markdown_escape_shows_file_names_literally() -> None:
     assert app._escape("a*b_[c](d).jpg") == r"a\*b\_\[c\]\(d\).jpg"
 

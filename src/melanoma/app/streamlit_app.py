@@ -223,7 +223,13 @@ def _segmenter_facts(config: dict[str, Any]) -> str:
 
 def _model_line(config: dict[str, Any]) -> str:
     exported = str(config.get("exported", ""))[:10]
-    return f"- **Network** `{config.get('arch', '?')}` at {config.get('input_size', '?')} px" + (
+    crop = config.get("input_crop")
+    sees = (
+        f", on a square crop around the segmented lesion ({crop.get('margin', 0):.0%} of its size added per side)"
+        if crop
+        else ""
+    )
+    return f"- **Network** `{config.get('arch', '?')}` at {config.get('input_size', '?')} px{sees}" + (
         f", exported {exported}" if exported else ""
     )
 
