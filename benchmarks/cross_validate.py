@@ -2,7 +2,8 @@
 
 Usage:
     python benchmarks/cross_validate.py --config configs/classification.yaml --folds 5 --out runs/cv \\
-        --setting "base" --setting "size256: data.image_size=256" [--only-folds 0 1] [--data-dir DIR] [--json FILE]
+        --setting "base" --setting "size256: data.image_size=256" [--only-folds 0 1] [--served] [--data-dir DIR] \\
+        [--json FILE]
 
 Each ``--setting`` is ``NAME`` or ``NAME: key=value key=value`` (config overrides, as for ``melanoma train``);
 the first setting is the baseline. Every setting is trained on every fold into ``OUT/NAME/foldK`` with
@@ -25,6 +26,9 @@ predictions of all folds that both settings have completed are pooled (every tra
 and ``paired_auc_difference`` gives the AUC gain over the baseline on those images with a paired stratified
 bootstrap 95% interval. Its decision: "adopt" when the interval lies above 0, "reject" when below 0, else
 "no evidence". Both analyses are reported; a setting is adopted when either says "adopt" and neither "reject".
+With ``--served`` the pooled predictions come through each fold's ONNX export instead (``melanoma export RUN
+--no-calibrate``, with ``--segmenter DIR`` for lesion-crop settings; cached in ``RUN/oof_served.csv``): the serving
+path, where a lesion-crop classifier crops around the segmenter's mask rather than the ground truth's.
 Prints JSON (and writes it to --json FILE).
 """
 
@@ -121,9 +125,8 @@ def out_of_fold_predictions(config: TrainConfig, run_dir: Path) -> dict[str, tup
     the validation images around their ground-truth masks, as the training loop's validation does.
     """
     cache = run_dir / "oof.csv"
-    if cache.is_file() and cache.stat().st_mtime_ns >= (run_dir / "best.pt").stat().st_mtime_ns:
-        with cache.open(newline="") as handle:
-            return {row["image_id"]: (int(row["label"]), float(row["probability"])) for row in csv.DictReader(handle)}
+    if _is_fresh(cache, run_dir / "best.pt"):
+        return _read_predictions(cache)
     import dataclasses
 
     from torch.utils.data import DataLoader
@@ -148,11 +151,52 @@ def out_of_fold_predictions(config: TrainConfig, run_dir: Path) -> dict[str, tup
         for index, probability in zip(batch["index"].tolist(), probabilities, strict=True):
             sample = samples[index]
             result[sample.image_id] = (int(sample.melanoma), float(probability))
-    with cache.open("w", newline="") as handle:
+    _write_predictions(cache, result)
+    return result
+
+
+def served_out_of_fold_predictions(config: TrainConfig, run_dir: Path) -> dict[str, tuple[int, float]]:
+    """As ``out_of_fold_predictions``, but through the fold's ONNX export ``run_dir/export`` and the Predictor:
+    exactly the serving path, so a lesion-crop classifier sees the crop around its segmenter's mask, not the
+    ground truth's. Cached in ``run_dir/oof_served.csv``."""
+    export = run_dir / "export"
+    if not (export / "classification.onnx").is_file():
+        raise SystemExit(
+            f"error: --served needs each fold's export, and {export} has none: run "
+            f"`melanoma export {run_dir} --no-calibrate` (add `--segmenter models` for a lesion-crop setting)"
+        )
+    cache = run_dir / "oof_served.csv"
+    if _is_fresh(cache, export / "classification.onnx"):
+        return _read_predictions(cache)
+    from melanoma.inference.image_io import load_image
+    from melanoma.inference.predictor import Predictor
+    from melanoma.training.datasets import load_splits
+
+    predictor = Predictor.from_dir(export)
+    samples = load_splits(config.data)[1]
+    result: dict[str, tuple[int, float]] = {}
+    for start in range(0, len(samples), 16):
+        batch = samples[start : start + 16]
+        probabilities = predictor.classify([load_image(s.image_path) for s in batch])[0]
+        result.update({s.image_id: (int(s.melanoma), float(p)) for s, p in zip(batch, probabilities, strict=True)})
+    _write_predictions(cache, result)
+    return result
+
+
+def _is_fresh(cache: Path, source: Path) -> bool:
+    return cache.is_file() and cache.stat().st_mtime_ns >= source.stat().st_mtime_ns
+
+
+def _read_predictions(path: Path) -> dict[str, tuple[int, float]]:
+    with path.open(newline="") as handle:
+        return {row["image_id"]: (int(row["label"]), float(row["probability"])) for row in csv.DictReader(handle)}
+
+
+def _write_predictions(path: Path, predictions: dict[str, tuple[int, float]]) -> None:
+    with path.open("w", newline="") as handle:
         writer = csv.writer(handle)
         writer.writerow(["image_id", "label", "probability"])
-        writer.writerows([image_id, label, f"{p:.8f}"] for image_id, (label, p) in sorted(result.items()))
-    return result
+        writer.writerows([image_id, label, f"{p:.8f}"] for image_id, (label, p) in sorted(predictions.items()))
 
 
 def pooled_comparison(
@@ -188,6 +232,11 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument("--only-folds", type=int, nargs="+", help="train only these folds (report all completed)")
     parser.add_argument("--data-dir", help="ISIC 2017 data root (adds data.data_dir=DIR)")
+    parser.add_argument(
+        "--served",
+        action="store_true",
+        help="pool out-of-fold predictions through each fold's ONNX export (RUN/export) instead of its best.pt",
+    )
     parser.add_argument("--json", help="also write the JSON report here")
     args = parser.parse_args(argv)
     if args.folds < 2:
@@ -247,8 +296,9 @@ def main(argv: list[str] | None = None) -> None:
             "sd": statistics.stdev(values) if len(values) >= 2 else None,
         }
         if task == "classification":
+            predict = served_out_of_fold_predictions if args.served else out_of_fold_predictions
             predictions[name] = {
-                fold: out_of_fold_predictions(configs[name, fold], out / name / f"fold{fold}") for fold in scores[name]
+                fold: predict(configs[name, fold], out / name / f"fold{fold}") for fold in scores[name]
             }
             pooled = [pair for fold in predictions[name].values() for pair in fold.values()]
             if len({label for label, _ in pooled}) == 2:
@@ -270,6 +320,7 @@ def main(argv: list[str] | None = None) -> None:
         "folds": args.folds,
         "out": str(out),
         "baseline": rows[0]["name"],
+        "out_of_fold": "served (each fold's ONNX export through the Predictor)" if args.served else "best.pt",
         "decision_rule": "adopt if the 95% t-interval of the paired per-fold differences vs the baseline is above 0, "
         "reject if below 0, else no evidence; classification also pools the out-of-fold predictions of the shared "
         "folds (paired stratified bootstrap of the AUC gain, same rule) and adopts when either analysis adopts and "

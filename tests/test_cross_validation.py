@@ -270,6 +270,26 @@ def test_study_runs_end_to_end_and_resumes(shared_synthetic_isic_dir, tmp_path, 
     assert rerun.err.count(": done") == 4
     assert json.loads(rerun.out)["settings"] == report["settings"]
 
+    # --served: the same pooled analysis through each fold's ONNX export; it needs the exports, then matches best.pt.
+    with pytest.raises(SystemExit, match="--served needs each fold's export"):
+        cross_validate.main([*argv, "--served"])
+    from melanoma.inference.export import export_run
+
+    for run in sorted(out.glob("*/fold*")):
+        export_run(run, None, calibrate=False)
+    capsys.readouterr()
+    cross_validate.main([*argv, "--served"])
+    served = json.loads(capsys.readouterr().out)
+    assert served["out_of_fold"].startswith("served") and report["out_of_fold"] == "best.pt"
+    for name in ("base", "lr"):
+        for fold in (0, 1):
+            run = out / name / f"fold{fold}"
+            onnx = cross_validate._read_predictions(run / "oof_served.csv")
+            torch_ = cross_validate._read_predictions(run / "oof.csv")
+            assert onnx.keys() == torch_.keys()
+            assert all(onnx[k][0] == torch_[k][0] and abs(onnx[k][1] - torch_[k][1]) < 1e-4 for k in onnx)
+    assert served["settings"][1]["pooled_vs_baseline"]["difference"] == pytest.approx(pooled["difference"], abs=1e-3)
+
     # The same folder with another setting under an existing name is refused, not silently mixed.
     changed = ["--config", str(config_path), "--folds", "2", "--out", str(out), "--setting", "base"]
     changed += ["--setting", "lr: optim.lr=0.02", "--data-dir", str(shared_synthetic_isic_dir)]
