@@ -298,7 +298,8 @@ def classification_section(config: dict, eval_dir: Path) -> list[str]:
             ),  # fmt: skip
             "",
         ]
-    return lines + cross_validation_section(_load(eval_dir / "classification_cv.json"))
+    lines += cross_validation_section(_load(eval_dir / "classification_cv.json"))
+    return lines + cross_validation_section(_load(eval_dir / "classification_cv_served.json"))
 
 
 def cross_validation_section(report: dict | None) -> list[str]:
@@ -306,14 +307,30 @@ def cross_validation_section(report: dict | None) -> list[str]:
     if not report:
         return []
     done = sorted({int(k.removeprefix("fold")) for row in report["settings"] for k in row["per_fold"]})
+    served = report.get("out_of_fold", "best.pt") != "best.pt"
+    if served:
+        title = "### The same study through the served path (secondary)"
+        pooled = (
+            "The pooled AUC here comes from each fold's ONNX export through the Predictor (`melanoma export RUN "
+            "--no-calibrate`, with `--segmenter models` for lesion crops): a lesion-crop classifier sees the crop "
+            "around the shipped segmenter's mask, as served, rather than the ground truth's (the segmenter was "
+            "trained on these train images, so its masks here are better than on new images). Added after the "
+            "study above had started, because the two mask sources differ on the official validation set; reported "
+            "for information, the decision is the study's above."
+        )
+    else:
+        title = "### Cross-validation over train"
+        pooled = (
+            "The pooled AUC scores every completed fold's best.pt on its own validation images, pooled. "
+            "Lesion-crop settings are validated on crops from the ground-truth masks here (the exports above use "
+            "the segmenter's)."
+        )
     lines = [
-        "### Cross-validation over train",
+        title,
         "",
         f"Command: `{report['command']}`. Folds of a stratified {report['folds']}-fold split (seed 0) of the official "
         f"train split; completed folds: {', '.join(map(str, done))} of {report['folds']}. Each fold's score is the "
-        "best validation AUC over its epochs (the epoch kept as best.pt); the pooled AUC scores every completed "
-        "fold's best.pt on its own validation images, pooled. Lesion-crop settings are validated on crops from the "
-        "ground-truth masks here (the exports above use the segmenter's). Decision rule: "
+        f"best validation AUC over its epochs (the epoch kept as best.pt). {pooled} Decision rule: "
         f"{report['decision_rule']}.",
         "",
     ]

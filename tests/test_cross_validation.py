@@ -289,6 +289,8 @@ def test_study_runs_end_to_end_and_resumes(shared_synthetic_isic_dir, tmp_path, 
             assert onnx.keys() == torch_.keys()
             assert all(onnx[k][0] == torch_[k][0] and abs(onnx[k][1] - torch_[k][1]) < 1e-4 for k in onnx)
     assert served["settings"][1]["pooled_vs_baseline"]["difference"] == pytest.approx(pooled["difference"], abs=1e-3)
+    served_card = "\n".join(_load_module("write_model_card", "scripts").cross_validation_section(served))
+    assert "through the served path (secondary)" in served_card and "--served" in served_card
 
     # The same folder with another setting under an existing name is refused, not silently mixed.
     changed = ["--config", str(config_path), "--folds", "2", "--out", str(out), "--setting", "base"]
