@@ -254,7 +254,7 @@ def classification_section(config: dict, eval_dir: Path) -> list[str]:
             "classifier sees a square crop around the lesion: ground-truth masks in training, the shipped "
             "segmenter's mask in calibration and serving). The other runs are candidates: one is shipped only when "
             "its paired bootstrap AUC gain in the table above lies above zero, or when cross-validation over train "
-            "(`benchmarks/cross_validate.py`, about 35 minutes of this CPU per setting and fold) decides for it"
+            "(`benchmarks/cross_validate.py`, 28-29 minutes of this CPU per setting and fold) decides for it"
             + (": see the study below." if _load(eval_dir / "classification_cv.json") else "; none has been run yet."),
             "",
             _table(
