@@ -2,7 +2,7 @@
 
 Usage:
     python benchmarks/cross_validate.py --config configs/classification.yaml --folds 5 --out runs/cv \\
-        --setting "base" --setting "size256: data.image_size=256" [--only-folds 0 1] [--served] [--data-dir DIR] \\
+        --setting "base" --setting "size256: data.image_size=256" [--only-folds 0 1 | --no-train] [--served] [--data-dir DIR] \\
         [--json FILE]
 
 Each ``--setting`` is ``NAME`` or ``NAME: key=value key=value`` (config overrides, as for ``melanoma train``);
@@ -11,7 +11,7 @@ the first setting is the baseline. Every setting is trained on every fold into `
 official train split, so all settings see the same folds and the official validation set stays untouched.
 The study is resumable: a fold whose ``metrics.csv`` has all ``optim.epochs`` rows is skipped, one with
 ``last.pt`` is resumed, any other is trained from scratch. ``--only-folds`` trains only those folds (e.g. to
-share a study between machines); the report covers every fold completed so far.
+share a study between machines), ``--no-train`` none; the report covers every fold completed so far.
 
 Each fold's score is the best value of the task's selection metric over its epochs (val_auc for
 classification, val_jaccard for segmentation; the epoch ``fit`` keeps as best.pt). Per setting the report
@@ -129,6 +129,7 @@ def out_of_fold_predictions(config: TrainConfig, run_dir: Path) -> dict[str, tup
         return _read_predictions(cache)
     import dataclasses
 
+    import torch
     from torch.utils.data import DataLoader
 
     from melanoma.data.transforms import classification_transforms
@@ -138,8 +139,10 @@ def out_of_fold_predictions(config: TrainConfig, run_dir: Path) -> dict[str, tup
     from melanoma.training.distributed import DistInfo
     from melanoma.training.engine import predict_loader
 
+    info = DistInfo(device=torch.device("cuda" if torch.cuda.is_available() else "cpu"))
     model = build_model(config.task, dataclasses.replace(config.model, pretrained=False))
     model.load_state_dict(load_checkpoint(run_dir / "best.pt")["model"])
+    model.to(info.device)
     samples = load_splits(config.data)[1]
     crop = config.data.crop_margin if config.data.lesion_crop else None
     dataset = LesionDataset(
@@ -147,7 +150,7 @@ def out_of_fold_predictions(config: TrainConfig, run_dir: Path) -> dict[str, tup
     )
     loader = DataLoader(dataset, batch_size=config.data.batch_size, collate_fn=collate)
     result: dict[str, tuple[int, float]] = {}
-    for batch, probabilities in predict_loader(model, loader, config, DistInfo()):
+    for batch, probabilities in predict_loader(model, loader, config, info):
         for index, probability in zip(batch["index"].tolist(), probabilities, strict=True):
             sample = samples[index]
             result[sample.image_id] = (int(sample.melanoma), float(probability))
@@ -231,6 +234,9 @@ def main(argv: list[str] | None = None) -> None:
         "--setting", action="append", required=True, help="'NAME' or 'NAME: key=value ...'; the first is the baseline"
     )
     parser.add_argument("--only-folds", type=int, nargs="+", help="train only these folds (report all completed)")
+    parser.add_argument(
+        "--no-train", action="store_true", help="train nothing: report the folds completed so far (e.g. mid-study)"
+    )
     parser.add_argument("--data-dir", help="ISIC 2017 data root (adds data.data_dir=DIR)")
     parser.add_argument(
         "--served",
@@ -242,6 +248,8 @@ def main(argv: list[str] | None = None) -> None:
     if args.folds < 2:
         parser.error(f"--folds {args.folds}: cross-validation needs at least 2 folds")
     train_folds = list(range(args.folds)) if args.only_folds is None else sorted(set(args.only_folds))
+    if args.no_train:
+        train_folds = []
     if any(not 0 <= k < args.folds for k in train_folds):
         parser.error(f"--only-folds {args.only_folds}: folds are 0 .. {args.folds - 1}")
     settings = dict(parse_setting(text) for text in args.setting)

@@ -69,6 +69,10 @@ def test_resume_continues_exactly_where_it_stopped(shared_synthetic_isic_dir, tm
     fit(config, tmp_path / "straight")
     fit(config, tmp_path / "resumed", stop_after=1)
     assert [r["epoch"] for r in _rows(tmp_path / "resumed")] == ["1"]
+    # As if stopped after writing epoch 2's row but before its last.pt: the resumed run must not repeat that row.
+    epoch2 = (tmp_path / "straight" / "metrics.csv").read_text().splitlines()[2]
+    with (tmp_path / "resumed" / "metrics.csv").open("a") as handle:
+        handle.write(epoch2 + "\n")
     fit(config, tmp_path / "resumed", resume=True)
     assert [r["epoch"] for r in _rows(tmp_path / "resumed")] == ["1", "2"]
     straight = load_checkpoint(tmp_path / "straight" / "last.pt")

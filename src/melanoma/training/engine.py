@@ -235,6 +235,19 @@ def _append_row(path: Path, row: dict[str, Any]) -> None:
         writer.writerow(row)
 
 
+def _drop_rows_after(path: Path, epoch: int) -> None:
+    """Keep only the metrics rows up to ``epoch``: a run stopped between writing a row and last.pt repeats it."""
+    if not path.exists():
+        return
+    with path.open(newline="") as handle:
+        reader = csv.DictReader(handle)
+        fields, rows = reader.fieldnames, [row for row in reader if int(row["epoch"]) <= epoch]
+    with path.open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=fields)
+        writer.writeheader()
+        writer.writerows(rows)
+
+
 def fit(
     config: TrainConfig, out_dir: str | Path, resume: bool = False, stop_after: int | None = None
 ) -> dict[str, Any]:
@@ -273,6 +286,7 @@ def fit(
         scheduler.load_state_dict(state["scheduler"])
         start_epoch, best = state["epoch"] + 1, state["best"]
         if info.is_main:
+            _drop_rows_after(out / "metrics.csv", start_epoch)
             print(f"resuming {out} at epoch {start_epoch + 1}", file=sys.stderr)
     elif info.is_main and (out / "metrics.csv").exists():
         (out / "metrics.csv").unlink()
