@@ -2,8 +2,8 @@
 
 Usage:
     python benchmarks/cross_validate.py --config configs/classification.yaml --folds 5 --out runs/cv \\
-        --setting "base" --setting "size256: data.image_size=256" [--only-folds 0 1 | --no-train] [--served] [--data-dir DIR] \\
-        [--json FILE]
+        --setting "base" --setting "size256: data.image_size=256" [--only-folds 0 1 | --no-train] [--served] \\
+        [--data-dir DIR] [--json FILE]
 
 Each ``--setting`` is ``NAME`` or ``NAME: key=value key=value`` (config overrides, as for ``melanoma train``);
 the first setting is the baseline. Every setting is trained on every fold into ``OUT/NAME/foldK`` with
