@@ -187,7 +187,8 @@ def served_out_of_fold_predictions(config: TrainConfig, run_dir: Path) -> dict[s
 
 
 def _is_fresh(cache: Path, source: Path) -> bool:
-    return cache.is_file() and cache.stat().st_mtime_ns >= source.stat().st_mtime_ns
+    # A study copied back from another machine without its checkpoints keeps its cached predictions.
+    return cache.is_file() and (not source.exists() or cache.stat().st_mtime_ns >= source.stat().st_mtime_ns)
 
 
 def _read_predictions(path: Path) -> dict[str, tuple[int, float]]:
@@ -243,6 +244,7 @@ def main(argv: list[str] | None = None) -> None:
         action="store_true",
         help="pool out-of-fold predictions through each fold's ONNX export (RUN/export) instead of its best.pt",
     )
+    parser.add_argument("--note", help="free text kept in the report, e.g. where and how the folds were trained")
     parser.add_argument("--json", help="also write the JSON report here")
     args = parser.parse_args(argv)
     if args.folds < 2:
@@ -335,6 +337,8 @@ def main(argv: list[str] | None = None) -> None:
         "neither rejects",
         "settings": rows,
     }
+    if args.note:
+        report["note"] = args.note
     emit_json(report, args.json)
 
 

@@ -255,7 +255,11 @@ def classification_section(config: dict, eval_dir: Path) -> list[str]:
             "segmenter's mask in calibration and serving). The other runs are candidates: one is shipped only when "
             "its paired bootstrap AUC gain in the table above lies above zero, or when cross-validation over train "
             "(`benchmarks/cross_validate.py`, 28-29 minutes of this CPU per setting and fold) decides for it"
-            + (": see the study below." if _load(eval_dir / "classification_cv.json") else "; none has been run yet."),
+            + (
+                ": see the studies below."
+                if _load(eval_dir / "classification_cv5.json") or _load(eval_dir / "classification_cv.json")
+                else "; none has been run yet."
+            ),
             "",
             _table(
                 [
@@ -298,12 +302,17 @@ def classification_section(config: dict, eval_dir: Path) -> list[str]:
             ),  # fmt: skip
             "",
         ]
-    lines += cross_validation_section(_load(eval_dir / "classification_cv.json"))
+    lines += cross_validation_section(
+        _load(eval_dir / "classification_cv5.json"), "### Cross-validation over train: five settings, all five folds"
+    )
+    lines += cross_validation_section(
+        _load(eval_dir / "classification_cv.json"), "### Cross-validation over train: lesion crop, folds 0-1 on the CPU"
+    )
     return lines + cross_validation_section(_load(eval_dir / "classification_cv_served.json"))
 
 
-def cross_validation_section(report: dict | None) -> list[str]:
-    """The cross-validation study over train (``benchmarks/cross_validate.py --json``): per fold, pooled, decisions."""
+def cross_validation_section(report: dict | None, title: str = "### Cross-validation over train") -> list[str]:
+    """A cross-validation study over train (``benchmarks/cross_validate.py --json``): per fold, pooled, decisions."""
     if not report:
         return []
     done = sorted({int(k.removeprefix("fold")) for row in report["settings"] for k in row["per_fold"]})
@@ -319,7 +328,6 @@ def cross_validation_section(report: dict | None) -> list[str]:
             "for information, the decision is the study's above."
         )
     else:
-        title = "### Cross-validation over train"
         pooled = (
             "The pooled AUC scores every completed fold's best.pt on its own validation images, pooled. "
             "Lesion-crop settings are validated on crops from the ground-truth masks here (the exports above use "
@@ -328,9 +336,11 @@ def cross_validation_section(report: dict | None) -> list[str]:
     lines = [
         title,
         "",
-        f"Command: `{report['command']}`. Folds of a stratified {report['folds']}-fold split (seed 0) of the official "
-        f"train split; completed folds: {', '.join(map(str, done))} of {report['folds']}. Each fold's score is the "
-        f"best validation AUC over its epochs (the epoch kept as best.pt). {pooled} Decision rule: "
+        f"Command: `{report['command']}`. "
+        + (f"{report['note']} " if report.get("note") else "")
+        + f"Folds of a stratified {report['folds']}-fold split (seed 0) of the official train split; completed "
+        f"folds: {', '.join(map(str, done))} of {report['folds']}. Each fold's score is the best validation AUC "
+        f"over its epochs (the epoch kept as best.pt). {pooled} Decision rule: "
         f"{report['decision_rule']}.",
         "",
     ]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import math
+import shutil
 from pathlib import Path
 
 import pytest
@@ -269,6 +270,17 @@ def test_study_runs_end_to_end_and_resumes(shared_synthetic_isic_dir, tmp_path, 
     assert [path.stat().st_mtime_ns for path in metrics] == mtimes  # finished folds are not retrained
     assert rerun.err.count(": done") == 4
     assert json.loads(rerun.out)["settings"] == report["settings"]
+
+    # A study copied back without its checkpoints (trained on another machine) is reported from its cached
+    # predictions, training nothing, with a note on where it ran.
+    copied = tmp_path / "copied"
+    shutil.copytree(out, copied, ignore=shutil.ignore_patterns("*.pt"))
+    cross_validate.main([*argv[:5], str(copied), *argv[6:-2], "--no-train", "--note", "trained elsewhere"])
+    elsewhere = json.loads(capsys.readouterr().out)
+    assert elsewhere["settings"] == report["settings"] and elsewhere["note"] == "trained elsewhere"
+    assert not list(copied.glob("*/*/*.pt"))
+    card = "\n".join(_load_module("write_model_card", "scripts").cross_validation_section(elsewhere, "### Elsewhere"))
+    assert card.startswith("### Elsewhere") and "trained elsewhere" in card
 
     # --served: the same pooled analysis through each fold's ONNX export; it needs the exports, then matches best.pt.
     with pytest.raises(SystemExit, match="--served needs each fold's export"):
