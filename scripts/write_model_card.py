@@ -169,7 +169,9 @@ def segmentation_section(config: dict, eval_dir: Path) -> list[str]:
             _run_table(earlier, {}, {"view ms": "onnx_ms_per_image"}),
             "",
         ]
-    return lines
+    return lines + cross_validation_section(
+        _load(eval_dir / "segmentation_cv.json"), "### Settings tried on held-out train folds"
+    )
 
 
 def _run_table(runs: list[dict], middle: dict, tail: dict) -> str:
@@ -316,6 +318,8 @@ def cross_validation_section(report: dict | None, title: str = "### Cross-valida
     if not report:
         return []
     done = sorted({int(k.removeprefix("fold")) for row in report["settings"] for k in row["per_fold"]})
+    classification = report["task"] == "classification"
+    metric = "AUC" if classification else "mean Jaccard"
     served = report.get("out_of_fold", "best.pt") != "best.pt"
     if served:
         title = "### The same study through the served path (secondary)"
@@ -327,20 +331,23 @@ def cross_validation_section(report: dict | None, title: str = "### Cross-valida
             "study above had started, because the two mask sources differ on the official validation set; reported "
             "for information, the decision is the study's above."
         )
-    else:
+    elif classification:
         pooled = (
             "The pooled AUC scores every completed fold's best.pt on its own validation images, pooled. "
             "Lesion-crop settings are validated on crops from the ground-truth masks here (the exports above use "
             "the segmenter's)."
         )
+    else:
+        pooled = ""
+    pooled += " " if pooled else ""
     lines = [
         title,
         "",
         f"Command: `{report['command']}`. "
         + (f"{report['note']} " if report.get("note") else "")
         + f"Folds of a stratified {report['folds']}-fold split (seed 0) of the official train split; completed "
-        f"folds: {', '.join(map(str, done))} of {report['folds']}. Each fold's score is the best validation AUC "
-        f"over its epochs (the epoch kept as best.pt). {pooled} Decision rule: "
+        f"folds: {', '.join(map(str, done))} of {report['folds']}. Each fold's score is the best validation "
+        f"{metric} over its epochs (the epoch kept as best.pt). {pooled}Decision rule: "
         f"{report['decision_rule']}.",
         "",
     ]
@@ -351,7 +358,11 @@ def cross_validation_section(report: dict | None, title: str = "### Cross-valida
         t_text = "baseline"
         if paired:
             ci = paired["ci95"]
-            t_text = f"{paired['mean']:+.3f}" + (f" [{ci[0]:+.3f}, {ci[1]:+.3f}]" if ci else " (too few folds)")
+            t_text = (
+                "no paired fold"
+                if paired["mean"] is None
+                else f"{paired['mean']:+.3f}" + (f" [{ci[0]:+.3f}, {ci[1]:+.3f}]" if ci else " (one fold: no interval)")
+            )
         pooled_text = "baseline"
         if pooled and "ci95" in pooled:
             pooled_text = (
@@ -359,11 +370,11 @@ def cross_validation_section(report: dict | None, title: str = "### Cross-valida
                 f"({pooled['images']} images, {pooled['melanomas']} melanomas)"
             )
         auc = row.get("pooled_out_of_fold_auc")
-        rows.append([
-            row["name"], " ".join(row["overrides"]) or "-", per_fold, _fmt(auc) if auc is not None else "-",
-            t_text, pooled_text, row.get("decision", "baseline"),
-        ])  # fmt: skip
-    header = ["setting", "overrides", "per-fold AUC", "pooled AUC", "per-fold gain (t 95%)", "pooled gain (95%)"]
+        decision = row.get("decision") or (paired["decision"] if paired else "baseline")
+        pooled_cells = [_fmt(auc) if auc is not None else "-", t_text, pooled_text] if classification else [t_text]
+        rows.append([row["name"], " ".join(row["overrides"]) or "-", per_fold or "-", *pooled_cells, decision])
+    header = ["setting", "overrides", f"per-fold {metric}"]
+    header += ["pooled AUC", "per-fold gain (t 95%)", "pooled gain (95%)"] if classification else ["gain (t 95%)"]
     return lines + [_table([*header, "decision"], rows), ""]
 
 

@@ -329,3 +329,34 @@ def test_study_resumes_an_interrupted_fold(shared_synthetic_isic_dir, tmp_path, 
     row = json.loads(captured.out)["settings"][0]
     assert list(row["per_fold"]) == ["fold0"] and row["missing_folds"] == [1]  # fold 1 not trained: not reported
     assert row["sd"] is None
+
+
+def test_model_card_renders_a_segmentation_study_with_one_fold_and_an_unfinished_setting():
+    report = {
+        "command": "python benchmarks/cross_validate.py --config configs/segmentation.yaml --no-train",
+        "note": "one fold only",
+        "task": "segmentation",
+        "folds": 5,
+        "decision_rule": "adopt if ...",
+        "settings": [
+            {"name": "base", "overrides": [], "per_fold": {"fold0": 0.84}},
+            {
+                "name": "wide",
+                "overrides": ["model.decoder_channels=[256,128,64,32,16]"],
+                "per_fold": {"fold0": 0.845},
+                "vs_baseline": cross_validate.paired_comparison({0: 0.84}, {0: 0.845}),
+            },
+            {
+                "name": "slow",
+                "overrides": ["optim.epochs=16"],
+                "per_fold": {},
+                "vs_baseline": cross_validate.paired_comparison({0: 0.84}, {}),
+            },
+        ],
+    }
+    card = "\n".join(_load_module("write_model_card", "scripts").cross_validation_section(report, "### Seg"))
+    assert "best validation mean Jaccard over its epochs" in card and "one fold only" in card
+    assert "pooled" not in card.lower()
+    assert "| base | - | fold0: 0.840 | baseline | baseline |" in card
+    assert "| wide | model.decoder_channels=[256,128,64,32,16] | fold0: 0.845 | +0.005 (one fold: no interval)" in card
+    assert "| slow | optim.epochs=16 | - | no paired fold | no evidence |" in card
