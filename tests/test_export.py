@@ -55,6 +55,8 @@ def test_model_config_carries_preprocessing_threshold_metrics_and_provenance(tin
     assert config["input_size"] == 64
     assert config["mean"] == [0.5, 0.5, 0.5] and config["std"] == [0.5, 0.5, 0.5]
     assert config["resize"] == "squash"
+    # Serving resizes as training did: OpenCV-style bilinear from the prepared (64 px synthetic) training images.
+    assert config["resize_filter"] == "linear" and config["prepared_size"] == 64
     assert 0.0 < config["threshold"] < 1.0
     assert config["training"]["data"]["n_train"] == 8
     assert config["training"]["history"]

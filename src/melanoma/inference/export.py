@@ -181,6 +181,10 @@ def export_run(
         "arch": config.model.arch,
         "input_size": config.data.image_size,
         "resize": "squash",
+        # Training resizes with albumentations' Resize (OpenCV INTER_LINEAR) from the prepared images: serving
+        # takes any image through the same steps (see melanoma.inference.preprocess.resize_rgb).
+        "resize_filter": "linear",
+        "prepared_size": _prepared_size(config),
         "mean": list(PRETRAINED_MEAN),
         "std": list(PRETRAINED_STD),
         "opset": OPSET,
@@ -213,6 +217,26 @@ def export_run(
     if config_yaml.is_file():
         shutil.copy(config_yaml, out_dir / f"{task}_train_config.yaml")
     return out_dir
+
+
+def _prepared_size(config: TrainConfig) -> int | None:
+    """The side of the prepared (squashed, square) ISIC training images the run learned from; None when unknown.
+
+    A lesion-crop classifier crops before it resizes, so it has none; nor has a user's folder of images, whose
+    sizes vary.
+    """
+    if config.data.source != "isic2017" or config.data.lesion_crop:
+        return None
+    from PIL import Image
+
+    from melanoma.training.datasets import load_splits
+
+    try:
+        with Image.open(load_splits(config.data)[0][0].image_path) as image:
+            width, height = image.size
+    except (OSError, ValueError, IndexError):  # the data is not on this machine: serve without the first step
+        return None
+    return width if width == height else None
 
 
 def _copy_segmenter(source: Path, out_dir: Path) -> None:

@@ -26,7 +26,7 @@ from melanoma.inference.preprocess import (
     Box,
     crop_box,
     lesion_box,
-    resize_rgb,
+    resize_for,
     run_with_flips,
     to_input,
 )
@@ -119,7 +119,7 @@ class Model:
 
     def run(self, images: Sequence[np.ndarray]) -> list[np.ndarray]:
         """The model's outputs for RGB uint8 images, with the test-time flips its config asks for."""
-        resized = [resize_rgb(i, self.size, self.config["resize"]) for i in images]
+        resized = [resize_for(i, self.config) for i in images]
         batch = to_input(resized, self.config["mean"], self.config["std"])
         return run_with_flips(
             lambda x: self.session.run(None, {"image": x}), batch, self.config.get("test_time_flips", [])
@@ -232,7 +232,8 @@ class Predictor:
 
     @property
     def _draft_side(self) -> int:
-        return max(model.size for model in (self.segmenter, self.classifier) if model is not None)
+        models = [model for model in (self.segmenter, self.classifier) if model is not None]
+        return max(max(m.size, m.config.get("prepared_size") or 0) for m in models)
 
     def load(self, source: ImageSource, name: str | None = None) -> tuple[np.ndarray, tuple[int, int]]:
         """Decode an image the way the models need it (big JPEGs at reduced scale)."""

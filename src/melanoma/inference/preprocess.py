@@ -10,17 +10,71 @@ from collections.abc import Sequence
 import numpy as np
 from PIL import Image
 
+RESIZE_FILTERS = ("pil-bilinear", "linear")
 
-def resize_rgb(image: np.ndarray, size: int, mode: str = "squash") -> np.ndarray:
-    """Resize an HxWx3 uint8 image to ``size`` x ``size``.
+
+def resize_rgb(
+    image: np.ndarray,
+    size: int,
+    mode: str = "squash",
+    resize_filter: str = "pil-bilinear",
+    prepared_size: int | None = None,
+) -> np.ndarray:
+    """Resize an HxWx3 uint8 image to ``size`` x ``size`` the way the model's training did.
 
     ``squash`` ignores the aspect ratio, as the ISIC 2017 data in ``../shared`` was prepared (and so trained on).
+    ``prepared_size``: the side of the prepared training images; any other image is first squashed to it with
+    Pillow's (antialiased) bilinear filter, as the data preparation did, so that a 12-megapixel upload reaches the
+    model through the same two steps as the training images. ``resize_filter`` then takes it to ``size``:
+    ``"linear"`` is bilinear interpolation without antialiasing, pixel centres aligned (OpenCV's INTER_LINEAR,
+    which the training pipeline's albumentations Resize uses); ``"pil-bilinear"`` is Pillow's bilinear filter
+    (models exported before the filter was recorded).
     """
     if mode != "squash":
         raise ValueError(f"unknown resize mode {mode!r}; this version supports 'squash'")
-    if image.shape[0] == size and image.shape[1] == size:
+    if resize_filter not in RESIZE_FILTERS:
+        raise ValueError(f"unknown resize filter {resize_filter!r}; valid: {', '.join(RESIZE_FILTERS)}")
+    if prepared_size and image.shape[:2] != (prepared_size, prepared_size):
+        image = _pil_bilinear(image, prepared_size)
+    if image.shape[:2] == (size, size):
         return image
+    return _pil_bilinear(image, size) if resize_filter == "pil-bilinear" else linear_resize(image, size)
+
+
+def resize_for(image: np.ndarray, config: dict) -> np.ndarray:
+    """``resize_rgb`` with the preprocessing recorded in a model's JSON config."""
+    return resize_rgb(
+        image,
+        int(config["input_size"]),
+        config["resize"],
+        config.get("resize_filter", "pil-bilinear"),
+        config.get("prepared_size"),
+    )
+
+
+def _pil_bilinear(image: np.ndarray, size: int) -> np.ndarray:
     return np.asarray(Image.fromarray(image).resize((size, size), Image.Resampling.BILINEAR))
+
+
+def _linear_axis(n_in: int, n_out: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    # OpenCV's INTER_LINEAR: source coordinate (i + 0.5) * scale - 0.5, clamped to the first and last pixel.
+    source = np.clip((np.arange(n_out) + 0.5) * (n_in / n_out) - 0.5, 0, n_in - 1)
+    low = np.floor(source).astype(np.intp)
+    return low, np.minimum(low + 1, n_in - 1), (source - low).astype(np.float32)
+
+
+def linear_resize(image: np.ndarray, size: int) -> np.ndarray:
+    """Squash an HxWxC uint8 image to ``size`` x ``size`` by bilinear interpolation without antialiasing.
+
+    Matches ``cv2.resize(image, (size, size), interpolation=cv2.INTER_LINEAR)`` to within one grey level
+    (OpenCV rounds its weights to 11 bits), without OpenCV at serving time.
+    """
+    y0, y1, wy = _linear_axis(image.shape[0], size)
+    x0, x1, wx = _linear_axis(image.shape[1], size)
+    pixels = image.astype(np.float32)
+    rows = pixels[y0] * (1 - wy)[:, None, None] + pixels[y1] * wy[:, None, None]
+    out = rows[:, x0] * (1 - wx)[None, :, None] + rows[:, x1] * wx[None, :, None]
+    return np.clip(np.rint(out), 0, 255).astype(np.uint8)
 
 
 def to_input(images: Sequence[np.ndarray], mean: Sequence[float], std: Sequence[float]) -> np.ndarray:

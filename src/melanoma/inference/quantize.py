@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from melanoma.inference.image_io import load_image
-from melanoma.inference.preprocess import resize_rgb, to_input
+from melanoma.inference.preprocess import resize_for, to_input
 
 CALIBRATION_IMAGES = 64
 
@@ -35,9 +35,8 @@ class _ImageReader:
 
     @staticmethod
     def _batches(paths: list[Path], config: dict[str, Any], batch_size: int) -> Iterator[dict[str, np.ndarray]]:
-        size, resize = int(config["input_size"]), config["resize"]
         for start in range(0, len(paths), batch_size):
-            images = [resize_rgb(load_image(p), size, resize) for p in paths[start : start + batch_size]]
+            images = [resize_for(load_image(p), config) for p in paths[start : start + batch_size]]
             yield {"image": to_input(images, config["mean"], config["std"])}
 
     def get_next(self) -> dict[str, np.ndarray] | None:
