@@ -60,8 +60,9 @@ def _common(config: dict) -> list[str]:
             if training["config"]["model"]["pretrained"]
             else "random initialisation."
         ),
-        f"- Input: {config['input_size']}x{config['input_size']} RGB, resize `{config['resize']}`, "
-        f"mean {config['mean']}, std {config['std']}; ONNX opset {config['opset']}, file `{config['onnx_file']}`.",
+        f"- Input: {config['input_size']}x{config['input_size']} RGB, resize `{config['resize']}` "
+        + _resize_text(config)
+        + f", mean {config['mean']}, std {config['std']}; ONNX opset {config['opset']}, file `{config['onnx_file']}`.",
         f"- Training data: {data.get('dataset')}: {data.get('n_train')} training images"
         + (f" ({data['n_train_melanoma']} melanoma)" if "n_train_melanoma" in data else "")
         + f", {data.get('n_validation')} validation images"
@@ -76,6 +77,18 @@ def _common(config: dict) -> list[str]:
         + "`.",
         *_quantization(config),
     ]
+
+
+def _resize_text(config: dict) -> str:
+    if config.get("resize_filter") != "linear":
+        return "(Pillow bilinear)"
+    prepared = config.get("prepared_size")
+    first = (
+        f"any image first squashed to the prepared {prepared} px with Pillow's bilinear filter, then "
+        if prepared
+        else ""
+    )
+    return f"({first}bilinear without antialiasing, as the training pipeline's OpenCV INTER_LINEAR)"
 
 
 def _quantization(config: dict) -> list[str]:

@@ -56,25 +56,36 @@ def _pil_bilinear(image: np.ndarray, size: int) -> np.ndarray:
     return np.asarray(Image.fromarray(image).resize((size, size), Image.Resampling.BILINEAR))
 
 
-def _linear_axis(n_in: int, n_out: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    # OpenCV's INTER_LINEAR: source coordinate (i + 0.5) * scale - 0.5, clamped to the first and last pixel.
-    source = np.clip((np.arange(n_out) + 0.5) * (n_in / n_out) - 0.5, 0, n_in - 1)
-    low = np.floor(source).astype(np.intp)
-    return low, np.minimum(low + 1, n_in - 1), (source - low).astype(np.float32)
+def _linear_axis(n_in: int, n_out: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    # OpenCV's INTER_LINEAR: source coordinate (i + 0.5) * scale - 0.5, clamped to the first and last pixel,
+    # weights in 11-bit fixed point.
+    source = (np.arange(n_out) + 0.5) * (n_in / n_out) - 0.5
+    low = np.floor(source).astype(np.int64)
+    fraction = source - low
+    outside = (low < 0) | (low >= n_in - 1)
+    fraction[outside] = 0.0
+    low = np.clip(low, 0, n_in - 1)
+    weight = np.rint(fraction * 2048).astype(np.int64)
+    return low, np.minimum(low + 1, n_in - 1), np.rint((1 - fraction) * 2048).astype(np.int64), weight
 
 
 def linear_resize(image: np.ndarray, size: int) -> np.ndarray:
     """Squash an HxWxC uint8 image to ``size`` x ``size`` by bilinear interpolation without antialiasing.
 
-    Matches ``cv2.resize(image, (size, size), interpolation=cv2.INTER_LINEAR)`` to within one grey level
-    (OpenCV rounds its weights to 11 bits), without OpenCV at serving time.
+    Reproduces ``cv2.resize(image, (size, size), interpolation=cv2.INTER_LINEAR)`` (the training pipeline's
+    resize) in integer arithmetic: 11-bit weights, the horizontal pass in 32-bit integers, then OpenCV's
+    vectorised vertical pass (each term shifted down by 4, multiplied, shifted down by 16; the sum rounded down
+    by 2 more bits). Bit-exact where OpenCV takes its vector path; where it takes its scalar path (the last few
+    values of a row whose length is not a multiple of the vector width) it can differ by one grey level.
+    Serving needs no OpenCV.
     """
-    y0, y1, wy = _linear_axis(image.shape[0], size)
-    x0, x1, wx = _linear_axis(image.shape[1], size)
-    pixels = image.astype(np.float32)
-    rows = pixels[y0] * (1 - wy)[:, None, None] + pixels[y1] * wy[:, None, None]
-    out = rows[:, x0] * (1 - wx)[None, :, None] + rows[:, x1] * wx[None, :, None]
-    return np.clip(np.rint(out), 0, 255).astype(np.uint8)
+    y0, y1, wy0, wy1 = _linear_axis(image.shape[0], size)
+    x0, x1, wx0, wx1 = _linear_axis(image.shape[1], size)
+    pixels = image.astype(np.int64)
+    rows = pixels[:, x0] * wx0[None, :, None] + pixels[:, x1] * wx1[None, :, None]
+    top = ((rows[y0] >> 4) * wy0[:, None, None]) >> 16
+    bottom = ((rows[y1] >> 4) * wy1[:, None, None]) >> 16
+    return np.clip((top + bottom + 2) >> 2, 0, 255).astype(np.uint8)
 
 
 def to_input(images: Sequence[np.ndarray], mean: Sequence[float], std: Sequence[float]) -> np.ndarray:
