@@ -5,6 +5,7 @@ Preprocessing travels with the model: input size, mean/std and resize mode come 
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 
 import numpy as np
@@ -56,7 +57,8 @@ def _pil_bilinear(image: np.ndarray, size: int) -> np.ndarray:
     return np.asarray(Image.fromarray(image).resize((size, size), Image.Resampling.BILINEAR))
 
 
-def _linear_axis(n_in: int, n_out: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+@functools.lru_cache(maxsize=64)
+def _linear_axis(n_in: int, n_out: int) -> tuple[np.ndarray, ...]:
     # OpenCV's INTER_LINEAR: source coordinate (i + 0.5) * scale - 0.5, clamped to the first and last pixel,
     # weights in 11-bit fixed point.
     source = (np.arange(n_out) + 0.5) * (n_in / n_out) - 0.5
@@ -65,8 +67,12 @@ def _linear_axis(n_in: int, n_out: int) -> tuple[np.ndarray, np.ndarray, np.ndar
     outside = (low < 0) | (low >= n_in - 1)
     fraction[outside] = 0.0
     low = np.clip(low, 0, n_in - 1)
-    weight = np.rint(fraction * 2048).astype(np.int64)
-    return low, np.minimum(low + 1, n_in - 1), np.rint((1 - fraction) * 2048).astype(np.int64), weight
+    axis = (low, np.minimum(low + 1, n_in - 1), np.rint((1 - fraction) * 2048), np.rint(fraction * 2048))
+    # (first, second) source index and (first, second) weight per output index
+    arrays = (axis[0].astype(np.intp), axis[1].astype(np.intp), axis[2].astype(np.int32), axis[3].astype(np.int32))
+    for array in arrays:
+        array.flags.writeable = False  # cached: shared by every call
+    return arrays
 
 
 def linear_resize(image: np.ndarray, size: int) -> np.ndarray:
@@ -81,11 +87,23 @@ def linear_resize(image: np.ndarray, size: int) -> np.ndarray:
     """
     y0, y1, wy0, wy1 = _linear_axis(image.shape[0], size)
     x0, x1, wx0, wx1 = _linear_axis(image.shape[1], size)
-    pixels = image.astype(np.int64)
-    rows = pixels[:, x0] * wx0[None, :, None] + pixels[:, x1] * wx1[None, :, None]
-    top = ((rows[y0] >> 4) * wy0[:, None, None]) >> 16
-    bottom = ((rows[y1] >> 4) * wy1[:, None, None]) >> 16
-    return np.clip((top + bottom + 2) >> 2, 0, 255).astype(np.uint8)
+    pixels = image.astype(np.int32)  # int32 holds every intermediate; in place from here on
+    rows = np.take(pixels, x0, axis=1)
+    rows *= wx0[None, :, None]
+    right = np.take(pixels, x1, axis=1)
+    right *= wx1[None, :, None]
+    rows += right
+    rows >>= 4
+    top = np.take(rows, y0, axis=0)
+    top *= wy0[:, None, None]
+    top >>= 16
+    bottom = np.take(rows, y1, axis=0)
+    bottom *= wy1[:, None, None]
+    bottom >>= 16
+    top += bottom
+    top += 2
+    top >>= 2
+    return np.clip(top, 0, 255, out=top).astype(np.uint8)
 
 
 def to_input(images: Sequence[np.ndarray], mean: Sequence[float], std: Sequence[float]) -> np.ndarray:
