@@ -267,7 +267,10 @@ def classification_section(config: dict, eval_dir: Path) -> list[str]:
             + " `strong aug.` = `data.strong_augmentation=true` (stronger colour jitter and gamma, illuminant "
             "colour-temperature shifts, coarse dropout); `lesion crop` = `data.lesion_crop=true` with its margin (the "
             "classifier sees a square crop around the lesion: ground-truth masks in training, the shipped "
-            "segmenter's mask in calibration and serving). The other runs are candidates: one is shipped only when "
+            "segmenter's mask in calibration and serving). An export made before the training resize was recorded "
+            "in the JSON config (`classification-timm-init`, whose checkpoint was not kept) is served through "
+            "Pillow's antialiased bilinear filter; the others get exactly the pixels they were trained on."
+            + " The other runs are candidates: one is shipped only when "
             "its paired bootstrap AUC gain in the table above lies above zero, or when cross-validation over train "
             "(`benchmarks/cross_validate.py`, 28-29 minutes of this CPU per setting and fold) decides for it"
             + (
