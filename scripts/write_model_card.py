@@ -231,7 +231,8 @@ def classification_section(config: dict, eval_dir: Path) -> list[str]:
         "",
         "The threshold is fitted on the same 150 images it is scored on, so sensitivity/specificity here are "
         "optimistic; the withheld ISIC 2017 test set is scored independently. "
-        "ROC curve: `roc_validation.png`; reliability diagram: `calibration_validation.png`.",
+        + _youden_stability(_load(eval_dir / "classification_val.json"))
+        + "ROC curve: `roc_validation.png`; reliability diagram: `calibration_validation.png`.",
         "",
         "Metric history of the shipped run (`metrics.csv`):",
         "",
@@ -327,6 +328,18 @@ def classification_section(config: dict, eval_dir: Path) -> list[str]:
         _load(eval_dir / "classification_cv.json"), "### Cross-validation over train: lesion crop, folds 0-1 on the CPU"
     )
     return lines + cross_validation_section(_load(eval_dir / "classification_cv_served.json"))
+
+
+def _youden_stability(evaluation: dict | None) -> str:
+    """How far Youden's cut-point moves between bootstrap resamples of the validation set, when measured."""
+    interval = (evaluation or {}).get("ci95", {}).get("youden_threshold")
+    if not interval:
+        return ""
+    return (
+        f"Youden's cut-point is itself uncertain on {evaluation['n_positive']} melanomas: over the same bootstrap "
+        f"resamples it ranges {interval[0]:.2f}-{interval[1]:.2f} (95%; `youden_threshold` in "
+        "`models/eval/classification_val.json`), so the operating point could sit far from this one on new images. "
+    )
 
 
 def cross_validation_section(report: dict | None, title: str = "### Cross-validation over train") -> list[str]:

@@ -320,7 +320,15 @@ def test_classification_scores_bootstrap_intervals(noisy_scores):
     labels, probabilities = noisy_scores
     scores = classification_scores(labels, probabilities, threshold=0.5, bootstrap=150, seed=2)
     assert scores == classification_scores(labels, probabilities, threshold=0.5, bootstrap=150, seed=2)
-    assert set(scores["ci95"]) == {"auc", "average_precision", "sensitivity", "specificity", "balanced_accuracy"}
+    assert set(scores["ci95"]) == {
+        "auc",
+        "average_precision",
+        "sensitivity",
+        "specificity",
+        "balanced_accuracy",
+        "youden_threshold",
+    }
+    assert scores["youden_threshold"] == youden_threshold(labels, probabilities)
     for name, (low, high) in scores["ci95"].items():
         assert low <= scores[name] <= high, name
     # The threshold stays fixed: the helper with the same seed and resample count reproduces the interval.

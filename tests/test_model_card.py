@@ -28,3 +28,10 @@ def test_card_states_the_shipped_validation_numbers():
     assert f"{segmentation['jaccard']:.4f}" in card
     assert f"{classification['auc']:.3f}" in card
     assert "not a medical device" in card.lower()
+
+
+def test_card_states_how_uncertain_the_youden_cut_point_is():
+    stability = _writer()._youden_stability
+    text = stability({"n_positive": 30, "ci95": {"youden_threshold": [0.18, 0.75]}})
+    assert "on 30 melanomas" in text and "0.18-0.75" in text
+    assert stability({"n_positive": 30, "ci95": {"auc": [0.7, 0.9]}}) == "" == stability(None)

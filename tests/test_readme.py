@@ -40,3 +40,9 @@ def _expected() -> list[str]:
 @pytest.mark.parametrize("text", _expected())
 def test_readme_number_comes_from_the_measurement_json(text):
     assert text in _measured_table(), f"README's Measured table should say {text!r} (models/eval/*.json)"
+
+
+def test_readme_states_the_measured_spread_of_the_youden_cut_point():
+    low, high = _load("classification_val.json")["ci95"]["youden_threshold"]
+    readme = " ".join((REPO / "README.md").read_text().split())
+    assert f"Youden's threshold ranges {low:.2f}-{high:.2f}" in readme

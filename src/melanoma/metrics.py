@@ -31,7 +31,14 @@ from sklearn.metrics import average_precision_score, roc_auc_score, roc_curve
 THRESHOLDED_JACCARD_CUTOFF = 0.65
 """Per-image Jaccard scores below this count as 0 in the ISIC 2017 thresholded Jaccard."""
 
-BOOTSTRAP_METRICS: tuple[str, ...] = ("auc", "average_precision", "sensitivity", "specificity", "balanced_accuracy")
+BOOTSTRAP_METRICS: tuple[str, ...] = (
+    "auc",
+    "average_precision",
+    "sensitivity",
+    "specificity",
+    "balanced_accuracy",
+    "youden_threshold",
+)
 """The metrics that ``classification_scores`` gives 95% bootstrap intervals for."""
 
 _MISSING: Any = object()
@@ -461,6 +468,7 @@ def _classification_metrics(threshold: float) -> dict[str, Metric]:
         "sensitivity": sensitivity,
         "specificity": specificity,
         "balanced_accuracy": balanced_accuracy,
+        "youden_threshold": _youden_threshold,
     }
 
 
@@ -483,8 +491,10 @@ def classification_scores(
 
     Returns:
         ``n``, ``n_positive``, ``auc``, ``average_precision``, ``threshold``, ``sensitivity``, ``specificity``,
-        ``balanced_accuracy``; with ``bootstrap > 0`` also ``ci95`` = {metric: [low, high]} for auc,
-        average_precision, sensitivity, specificity and balanced_accuracy (percentile intervals, threshold fixed).
+        ``balanced_accuracy``, ``youden_threshold`` (Youden's threshold on these data, whatever ``threshold`` is);
+        with ``bootstrap > 0`` also ``ci95`` = {metric: [low, high]} for auc, average_precision, sensitivity,
+        specificity, balanced_accuracy (percentile intervals, threshold fixed) and youden_threshold (how much the
+        Youden cut-point itself moves between resamples: wide on few positives).
 
     Raises:
         ValueError: on invalid inputs (see ``check_classification_inputs``), a non-finite threshold or
@@ -506,6 +516,7 @@ def classification_scores(
     }
     sensitivity, specificity = _sensitivity_specificity(label_array, probability_array, threshold)
     scores.update(sensitivity=sensitivity, specificity=specificity, balanced_accuracy=(sensitivity + specificity) / 2)
+    scores["youden_threshold"] = _youden_threshold(label_array, probability_array)
     if bootstrap > 0:
         intervals = _bootstrap_intervals(
             {name: metrics[name] for name in BOOTSTRAP_METRICS}, label_array, probability_array, bootstrap, seed, 0.05
