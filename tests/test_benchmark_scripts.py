@@ -30,3 +30,41 @@ def test_classification_experiments_compares_candidates_and_ensembles(
     for name in ("same", "pair=ensemble"):
         assert rows[name]["result"] == f"val AUC {base_auc}; gain vs the --models classifier, 95% CI [+0.0000, +0.0000]"
         assert rows[name]["decision"] == "within noise"
+
+
+def test_bench_consistency_reports_each_path_to_the_same_lesion(tiny_models_dir, shared_synthetic_isic_dir, tmp_path):
+    import shutil
+
+    import numpy as np
+    from PIL import Image
+
+    data = tmp_path / "data"
+    shutil.copytree(shared_synthetic_isic_dir, data)
+    first = sorted((data / "images" / "val").glob("*.jpg"))[0]
+    (data / "fullres" / "val").mkdir(parents=True)
+    with Image.open(first) as image:  # an "original-size" photo: the prepared image enlarged, not square
+        image.resize((image.width * 4, image.height * 3)).save(data / "fullres" / "val" / first.name)
+    out = tmp_path / "consistency.json"
+    command = [sys.executable, str(REPO_ROOT / "benchmarks" / "bench_consistency.py")]
+    command += ["--models", str(tiny_models_dir), "--data-dir", str(data), "--json", str(out)]
+    subprocess.run(command, check=True, capture_output=True, text=True)
+    report = json.loads(out.read_text())
+    assert report["n_validation"] == 4 and report["resize_filter"]["served"] == "linear"
+    for part in ("resize_filter", "hflip", "vflip", "upload_size"):
+        spread = report[part]
+        assert 0 <= spread["median_abs_delta"] <= spread["p95_abs_delta"] <= spread["max_abs_delta"] <= 1
+    (row,) = report["upload_size"]["images"]
+    assert row["image_id"] == first.stem
+    assert spread["max_abs_delta"] == round(abs(row["original"] - row["prepared_256"]), 4)
+    card = "\n".join(_load_card_writer().consistency_section(report))
+    assert "| the image mirrored left-right | 4 |" in card and "original-size photo" in card
+    assert np.isfinite(report["resize_filter"]["auc_served"])
+
+
+def _load_card_writer():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("write_model_card", REPO_ROOT / "scripts" / "write_model_card.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module

@@ -46,3 +46,12 @@ def test_readme_states_the_measured_spread_of_the_youden_cut_point():
     low, high = _load("classification_val.json")["ci95"]["youden_threshold"]
     readme = " ".join((REPO / "README.md").read_text().split())
     assert f"Youden's threshold ranges {low:.2f}-{high:.2f}" in readme
+
+
+def test_readme_states_the_measured_mirror_sensitivity():
+    hflip = _load("bench_consistency.json")["hflip"]
+    readme = " ".join((REPO / "README.md").read_text().split())
+    assert (
+        f"moves its probability by {hflip['median_abs_delta']:.3f} (median), up to {hflip['max_abs_delta']:.3f}"
+        in readme
+    )
