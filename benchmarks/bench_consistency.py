@@ -83,6 +83,7 @@ def main(argv: list[str] | None = None) -> dict:
         "command": shlex.join(["python", *(sys.argv if argv is None else ["benchmarks/bench_consistency.py", *argv])]),
         "models_dir": str(predictor.models_dir),
         "n_validation": len(samples),
+        "test_time_flips": list(config.get("test_time_flips", [])),
         "resize_filter": {
             "served": config.get("resize_filter", "pil-bilinear"),
             "prepared_size": config.get("prepared_size"),

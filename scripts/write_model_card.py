@@ -74,6 +74,11 @@ def _common(config: dict) -> list[str]:
         f"CPU with other jobs); best epoch {training['best_epoch']} of {len(training['history'])}.",
         f"- Exported: {config['exported']} by `melanoma export RUN_DIR --out models"
         + (" --test-time-flips off" if config.get("test_time_flips_mode") == "off" else "")
+        + (
+            f" --classifier-flips {' '.join(config['test_time_flips'])}"
+            if config["task"] == "classification" and config.get("test_time_flips")
+            else ""
+        )
         + "`.",
         *_quantization(config),
     ]
@@ -331,6 +336,23 @@ def classification_section(config: dict, eval_dir: Path) -> list[str]:
     return lines + cross_validation_section(_load(eval_dir / "classification_cv_served.json"))
 
 
+def _flip_text(flips: list[str]) -> str:
+    if "hflip" in flips:
+        return (
+            f"The classifier is served with test-time flips ({' + '.join(flips)}): its probability is the mean over "
+            "the image and its mirror image, so mirroring an image that way leaves it unchanged by construction; the "
+            "other mirror still moves it (one network view is not mirror-invariant, although training augmented with "
+            "flips). The flips are served for that invariance (a lesion has no handedness: a mirrored photo should "
+            "score the same), not for validation AUC, where they measured within noise (experiments above)."
+        )
+    return (
+        "The flips are changes the training augmentation covered, yet they move some probabilities a lot: the "
+        "classifier is not mirror-invariant. Test-time flips would make it so by construction (`melanoma export "
+        "--classifier-flips hflip`: two views in one batch); on validation AUC they "
+        "measured within noise (experiments above)."
+    )
+
+
 def consistency_section(report: dict | None) -> list[str]:
     """How far the probability moves along other paths to the same lesion (``benchmarks/bench_consistency.py``)."""
     if not report:
@@ -359,11 +381,8 @@ def consistency_section(report: dict | None) -> list[str]:
         "",
         f"Command: `{report['command']}`. How far the melanoma probability moves when the same lesion reaches the "
         "classifier along another path (validation images). Validation AUC with the training resize "
-        f"{resize['auc_served']:.4f}, with Pillow's {resize['auc_pillow_bilinear']:.4f}. The flips are changes the "
-        "training augmentation covered, yet they move some probabilities a lot: the classifier is not "
-        "mirror-invariant. Test-time flips would make it so by construction (two views for left-right, four for "
-        "both mirrors: that many times the classifier's compute); on validation AUC they measured within noise "
-        "(experiments above), so they are not shipped.",
+        f"{resize['auc_served']:.4f}, with Pillow's {resize['auc_pillow_bilinear']:.4f}. "
+        + _flip_text(report.get("test_time_flips", [])),
         "",
         _table(["the same lesion, reached by", "images", "abs. probability change: median / 95th pct. / max"], rows),
         "",

@@ -28,7 +28,8 @@ def test_classification_experiments_compares_candidates_and_ensembles(
     base_auc = rows["plain image (shipped)"]["result"].removeprefix("val AUC ")
     # The same model alone and averaged with itself: the same probabilities, so exactly no gain.
     for name in ("same", "pair=ensemble"):
-        assert rows[name]["result"] == f"val AUC {base_auc}; gain vs the --models classifier, 95% CI [+0.0000, +0.0000]"
+        expected = f"val AUC {base_auc}; gain vs the --models classifier (one view each), 95% CI [+0.0000, +0.0000]"
+        assert rows[name]["result"] == expected
         assert rows[name]["decision"] == "within noise"
 
 

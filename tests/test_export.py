@@ -123,3 +123,26 @@ def test_flips_off_serves_one_view_and_records_both_scores(tiny_runs, tmp_path):
     assert int8["test_time_flips"] == [] and int8["test_time_flips_mode"] == "off"  # the float model's rule
     with pytest.raises(ValueError, match="test-time flips mode"):
         export_run(tiny_runs["segmentation"], tmp_path / "bad", flips="sometimes")
+
+
+def test_classifier_flips_make_a_mirrored_image_score_the_same(tiny_runs, tmp_path):
+    from melanoma.inference.export import export_run
+    from melanoma.inference.predictor import Predictor
+
+    rng = np.random.default_rng(0)
+    image = (rng.random((64, 64, 3)) * 255).astype(np.uint8)
+    mirrored = np.ascontiguousarray(image[:, ::-1])
+    plain = Predictor.from_dir(export_run(tiny_runs["classification"], tmp_path / "plain"))
+    served = Predictor.from_dir(export_run(tiny_runs["classification"], tmp_path / "hflip", classifier_flips=["hflip"]))
+    assert plain.classifier.config["test_time_flips"] == []
+    assert served.classifier.config["test_time_flips"] == ["hflip"]
+    (p_image,), *_ = served.classify([image])
+    (p_mirrored,), *_ = served.classify([mirrored])
+    assert p_image == pytest.approx(p_mirrored, abs=1e-6)
+    (q_image,), *_ = plain.classify([image])
+    (q_mirrored,), *_ = plain.classify([mirrored])
+    assert p_image == pytest.approx((q_image + q_mirrored) / 2, abs=1e-6)  # the mean over the two views
+    with pytest.raises(ValueError, match="classification runs"):
+        export_run(tiny_runs["segmentation"], tmp_path / "bad", classifier_flips=["hflip"])
+    with pytest.raises(ValueError, match="unknown classifier flip"):
+        export_run(tiny_runs["classification"], tmp_path / "bad", classifier_flips=["rot90"])

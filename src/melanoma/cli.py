@@ -47,6 +47,7 @@ def _export(args: argparse.Namespace) -> int:
         calibrate=not args.no_calibrate,
         flips=args.test_time_flips,
         segmenter_dir=Path(args.segmenter) if args.segmenter else None,
+        classifier_flips=args.classifier_flips,
     )
     print(f"exported to {out}")
     return 0
@@ -158,6 +159,15 @@ def build_parser() -> argparse.ArgumentParser:
         "--segmenter",
         metavar="DIR",
         help="lesion-crop classifiers: model folder whose segmenter places the crops in calibration (default: --out's)",
+    )
+    export.add_argument(
+        "--classifier-flips",
+        nargs="+",
+        default=[],
+        choices=["hflip", "vflip"],
+        metavar="FLIP",
+        help="classification: serve (and calibrate) the mean over the image and these flips (hflip, vflip), so a "
+        "mirrored image gets the same probability; default: one view",
     )
     export.set_defaults(func=_export)
 

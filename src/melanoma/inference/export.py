@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import shutil
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +19,7 @@ import torch
 from torch import nn
 
 from melanoma.config import TrainConfig, from_dict
+from melanoma.inference.preprocess import FLIPS
 from melanoma.models.factory import build_model
 from melanoma.models.pretrained import PRETRAINED_MEAN, PRETRAINED_STD
 from melanoma.training.checkpoint import load_checkpoint
@@ -159,10 +161,14 @@ def export_run(
     calibrate: bool = True,
     flips: str = "auto",
     segmenter_dir: Path | None = None,
+    classifier_flips: Sequence[str] = (),
 ) -> Path:
     """Export ``run_dir/best.pt`` into ``out_dir`` (default ``run_dir/export``) and calibrate on validation data.
 
     ``flips``: the segmenter's test-time flip rule for calibration ("auto" or "off", see ``calibrate_segmentation``).
+    ``classifier_flips``: test-time flips a classifier is served (and calibrated) with, e.g. ``["hflip"]``: its
+    probability is the mean over the image and those flips, so it does not change when an image is mirrored that
+    way. Fixed at export, not chosen on validation data.
     ``segmenter_dir``: for a lesion-crop classifier, the model folder whose segmenter places the crops during
     calibration when ``out_dir`` has none; that segmenter's files are then copied into ``out_dir``, so the folder
     serves as it was calibrated.
@@ -205,7 +211,12 @@ def export_run(
         model_config.update(threshold=0.5, label="melanoma", activation_map_output="activation_map")
         if config.data.lesion_crop:
             model_config["input_crop"] = {"source": "lesion_mask", "margin": config.data.crop_margin}
-    model_config["test_time_flips"] = []
+    unknown = [f for f in classifier_flips if f not in FLIPS]
+    if unknown:
+        raise ValueError(f"unknown classifier flip(s) {unknown}; valid: {', '.join(FLIPS)}")
+    if classifier_flips and task != "classification":
+        raise ValueError("classifier flips apply to classification runs; segmentation uses flips='auto'/'off'")
+    model_config["test_time_flips"] = list(dict.fromkeys(classifier_flips))
     if calibrate:
         from melanoma.inference.calibrate import calibrate_model
 
