@@ -481,10 +481,10 @@ def _serving(models: Path) -> str:
     for task in ("segmentation", "classification"):
         config = _load(models / f"{task}.json")
         if config:
-            flips = len(config.get("test_time_flips", []))
+            flips = config.get("test_time_flips", [])
             parts.append(
                 f"{task} {'int8' if config.get('quantization') else 'fp32'} at {config['input_size']} px"
-                + (f" with {flips} test-time flips ({flips + 1} views)" if flips else "")
+                + (f" with test-time flips {' + '.join(flips)} ({len(flips) + 1} views)" if flips else "")
             )
     return "; ".join(parts)
 
