@@ -250,6 +250,8 @@ def test_model_line_says_what_the_classifier_sees() -> None:
         "at 224 px, on a square crop around the segmented lesion (20% of its size added per side), exported"
         in app._model_line(crop)
     )
+    flipped = {**config, "test_time_flips": ["hflip"]}
+    assert "at 224 px, averaged with its left-right mirror image, exported" in app._model_line(flipped)
 
 
 def test_markdown_escape_shows_file_names_literally() -> None:

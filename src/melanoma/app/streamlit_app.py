@@ -229,7 +229,10 @@ def _model_line(config: dict[str, Any]) -> str:
         if crop
         else ""
     )
-    return f"- **Network** `{config.get('arch', '?')}` at {config.get('input_size', '?')} px{sees}" + (
+    mirrors = {"hflip": "left-right", "vflip": "upside-down"}
+    flips = [mirrors.get(f, f) for f in config.get("test_time_flips", [])]
+    averaged = f", averaged with its {' and '.join(flips)} mirror image" if flips else ""
+    return f"- **Network** `{config.get('arch', '?')}` at {config.get('input_size', '?')} px{sees}{averaged}" + (
         f", exported {exported}" if exported else ""
     )
 
