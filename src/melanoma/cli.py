@@ -128,6 +128,7 @@ def _prepare(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     from melanoma.inference.calibrate import FLIP_MODES  # numpy + ONNX Runtime helpers only, no torch
+    from melanoma.inference.preprocess import FLIPS
 
     parser = argparse.ArgumentParser(
         prog="melanoma", description=f"Melanoma detection and lesion segmentation. {DISCLAIMER}"
@@ -164,7 +165,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--classifier-flips",
         nargs="+",
         default=[],
-        choices=["hflip", "vflip"],
+        choices=list(FLIPS),
         metavar="FLIP",
         help="classification: serve (and calibrate) the mean over the image and these flips (hflip, vflip), so a "
         "mirrored image gets the same probability; default: one view",
