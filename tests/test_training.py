@@ -64,8 +64,9 @@ def test_run_directory_describes_itself(tiny_runs, task):
     assert set(load_checkpoint(run_dir / "last.pt")) >= {"model", "optimizer", "scheduler", "epoch", "config"}
 
 
-def test_resume_continues_exactly_where_it_stopped(shared_synthetic_isic_dir, tmp_path):
-    config = tiny_config("segmentation", shared_synthetic_isic_dir, **{"optim.epochs": 2})
+@pytest.mark.parametrize("ema_decay", [0.0, 0.9])
+def test_resume_continues_exactly_where_it_stopped(shared_synthetic_isic_dir, tmp_path, ema_decay):
+    config = tiny_config("segmentation", shared_synthetic_isic_dir, **{"optim.epochs": 2, "optim.ema_decay": ema_decay})
     fit(config, tmp_path / "straight")
     fit(config, tmp_path / "resumed", stop_after=1)
     assert [r["epoch"] for r in _rows(tmp_path / "resumed")] == ["1"]
@@ -82,6 +83,31 @@ def test_resume_continues_exactly_where_it_stopped(shared_synthetic_isic_dir, tm
         torch.allclose(straight["model"][k].float(), resumed["model"][k].float(), atol=1e-6) for k in straight["model"]
     )
     assert resumed["scheduler"]["last_epoch"] == straight["scheduler"]["last_epoch"]
+    if ema_decay:
+        assert all(
+            torch.allclose(straight["ema"][k].float(), resumed["ema"][k].float(), atol=1e-6) for k in straight["ema"]
+        )
+
+
+def test_weight_average_is_validated_and_kept_as_best(shared_synthetic_isic_dir, tmp_path):
+    config = tiny_config(
+        "classification", shared_synthetic_isic_dir, **{"optim.epochs": 1, "optim.ema_decay": 0.9, "optim.lr": 0.05}
+    )
+    fit(config, tmp_path / "run")
+    (row,) = _rows(tmp_path / "run")
+    assert {"val_auc", "raw_val_auc"} <= set(row)
+    last, best = load_checkpoint(tmp_path / "run" / "last.pt"), load_checkpoint(tmp_path / "run" / "best.pt")
+    weights = [k for k in last["model"] if last["model"][k].is_floating_point() and "running" not in k]
+    # The average lags the raw weights; best.pt (the only epoch) holds the average, not the raw weights.
+    assert any(not torch.allclose(last["ema"][k], last["model"][k]) for k in weights)
+    assert all(torch.equal(best["model"][k], last["ema"][k]) for k in last["ema"])
+
+
+@pytest.mark.parametrize("decay", [-0.1, 1.0])
+def test_weight_average_decay_out_of_range_is_an_error(shared_synthetic_isic_dir, tmp_path, decay):
+    config = tiny_config("classification", shared_synthetic_isic_dir, **{"optim.ema_decay": decay})
+    with pytest.raises(ValueError, match=r"ema_decay must be in \[0, 1\)"):
+        fit(config, tmp_path / "run")
 
 
 def test_training_is_seeded(shared_synthetic_isic_dir, tmp_path):

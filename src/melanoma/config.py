@@ -72,6 +72,9 @@ class OptimConfig:
     warmup_epochs: float = 0.5
     min_lr_ratio: float = 0.01
     grad_clip: float = 5.0
+    # > 0: also keep an exponential moving average of the weights (timm ModelEmaV3, decay warmed up from 0 and
+    # capped here), validate it every epoch and keep it as best.pt; the raw weights' score is logged beside it.
+    ema_decay: float = 0.0
     max_steps_per_epoch: int | None = None  # smoke tests
 
 

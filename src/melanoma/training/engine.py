@@ -1,8 +1,8 @@
 """One training loop for both tasks: ``train_one_epoch``, ``evaluate`` and a short ``fit``.
 
 The task supplies the model, the loss and the validation metric; everything else is shared:
-AdamW, linear warm-up + cosine decay, optional autocast, seeding, resumable checkpoints,
-``metrics.csv`` rows, a progress bar, and DistributedDataParallel under torchrun.
+AdamW, linear warm-up + cosine decay, optional autocast, an optional moving average of the weights (EMA),
+seeding, resumable checkpoints, ``metrics.csv`` rows, a progress bar, and DistributedDataParallel under torchrun.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
+from timm.utils import ModelEmaV3
 from torch import nn
 from torch.utils.data import DataLoader, DistributedSampler
 from tqdm import tqdm
@@ -63,6 +64,21 @@ def build_loss(config: TrainConfig, train_samples) -> nn.Module | Any:
     return WeightedBCE(positive_weight([s.melanoma for s in train_samples]))
 
 
+def build_ema(config: TrainConfig, model: nn.Module) -> ModelEmaV3 | None:
+    """The weights' exponential moving average for ``optim.ema_decay > 0`` (None when off).
+
+    The decay warms up as ``1 - (1 + step) ** -0.75`` and is capped at ``ema_decay``, so the average forgets the
+    random decoder/head of the first steps instead of carrying it for thousands of steps (a short CPU run has
+    only ~1500). Buffers (BatchNorm statistics) are averaged too.
+    """
+    decay = config.optim.ema_decay
+    if not 0.0 <= decay < 1.0:
+        raise ValueError(f"optim.ema_decay must be in [0, 1) (0 turns the average off), got {decay}")
+    if decay == 0.0:
+        return None
+    return ModelEmaV3(model, decay=decay, use_warmup=True, warmup_power=0.75)
+
+
 def _forward_loss(model, batch, loss_fn, task: str, device) -> tuple[torch.Tensor, torch.Tensor]:
     images = batch["image"].to(device, non_blocking=True)
     target = (batch["mask"] if task == "segmentation" else batch["label"]).to(device)
@@ -79,8 +95,12 @@ def train_one_epoch(
     config: TrainConfig,
     info: distributed.DistInfo,
     epoch: int,
+    ema: ModelEmaV3 | None = None,
 ) -> dict[str, float]:
-    """One pass over ``loader``; returns mean loss, images/s and the last learning rate."""
+    """One pass over ``loader``; returns mean loss, images/s and the last learning rate.
+
+    ``ema``, when given, is updated after every optimizer step (step count = the scheduler's).
+    """
     model.train()
     total_loss, seen, start = 0.0, 0, time.perf_counter()
     steps = (
@@ -104,6 +124,8 @@ def train_one_epoch(
             nn.utils.clip_grad_norm_(model.parameters(), config.optim.grad_clip)
         optimizer.step()
         scheduler.step()
+        if ema is not None:
+            ema.update(getattr(model, "module", model), step=scheduler.last_epoch)
         count = batch["image"].shape[0]
         total_loss += loss.item() * count
         seen += count
@@ -278,12 +300,17 @@ def fit(
         else min(len(train_loader), config.optim.max_steps_per_epoch)
     )
     optimizer, scheduler = build_optimizer(config, model, steps)
+    ema = build_ema(config, model)
     start_epoch, best = 0, {"value": -math.inf, "row": None}
     if resume:
         state = load_checkpoint(out / "last.pt")
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
+        if ema is not None:
+            if "ema" not in state:
+                raise ValueError(f"{out / 'last.pt'} has no weight average; resume with optim.ema_decay=0 as it ran")
+            ema.module.load_state_dict(state["ema"])
         start_epoch, best = state["epoch"] + 1, state["best"]
         if info.is_main:
             _drop_rows_after(out / "metrics.csv", start_epoch)
@@ -303,9 +330,14 @@ def fit(
             train_loader.sampler.set_epoch(epoch)
         start = time.perf_counter()
         row: dict[str, Any] = {"epoch": epoch + 1}
-        row.update(train_one_epoch(net, train_loader, loss_fn, optimizer, scheduler, config, info, epoch))
+        row.update(train_one_epoch(net, train_loader, loss_fn, optimizer, scheduler, config, info, epoch, ema))
         distributed.broadcast_buffers(model, info)  # each rank's last forward updated its own BN statistics
-        row.update(evaluate(model, val_loader, loss_fn, config, info))
+        if ema is None:
+            row.update(evaluate(model, val_loader, loss_fn, config, info))
+        else:  # the average is the model kept; the raw weights' score shows what averaging bought
+            distributed.broadcast_buffers(ema.module, info)
+            row.update(evaluate(ema.module, val_loader, loss_fn, config, info))
+            row[f"raw_{monitor}"] = evaluate(model, val_loader, loss_fn, config, info)[monitor]
         row["epoch_seconds"] = round(time.perf_counter() - start, 1)
         improved = row[monitor] > best["value"]
         if improved:
@@ -313,14 +345,17 @@ def fit(
         if info.is_main:
             _append_row(out / "metrics.csv", row)
             extra = {"config": to_dict(config), "provenance": provenance, "best": best}
+            kept = model if ema is None else ema.module
             if improved:
-                save_checkpoint(out / "best.pt", model=model.state_dict(), epoch=epoch, metrics=best["row"], **extra)
+                save_checkpoint(out / "best.pt", model=kept.state_dict(), epoch=epoch, metrics=best["row"], **extra)
+            averaged = {} if ema is None else {"ema": ema.module.state_dict()}
             save_checkpoint(
                 out / "last.pt",
                 model=model.state_dict(),
                 optimizer=optimizer.state_dict(),
                 scheduler=scheduler.state_dict(),
                 epoch=epoch,
+                **averaged,
                 **extra,
             )
             shown = " ".join(f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items())
