@@ -434,7 +434,7 @@ def cross_validation_section(report: dict | None, title: str = "### Cross-valida
         f"Command: `{report['command']}`. "
         + (f"{report['note']} " if report.get("note") else "")
         + f"Folds of a stratified {report['folds']}-fold split (seed 0) of the official train split; completed "
-        f"folds: {', '.join(map(str, done))} of {report['folds']}. Each fold's score is the best validation "
+        f"folds: {len(done)} of {report['folds']} ({', '.join(f'fold{i}' for i in done) or 'none'}). Each fold's score is the best validation "
         f"{metric} over its epochs (the epoch kept as best.pt). {pooled}Decision rule: "
         f"{report['decision_rule']}.",
         "",

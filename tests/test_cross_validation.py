@@ -251,7 +251,7 @@ def test_study_runs_end_to_end_and_resumes(shared_synthetic_isic_dir, tmp_path, 
     )
     assert lr["decision"] in {"adopt", "reject", "no evidence"}
     card = "\n".join(_load_module("write_model_card", "scripts").cross_validation_section(report))
-    assert "completed folds: 0, 1 of 2" in card and report["command"] in card
+    assert "completed folds: 2 of 2 (fold0, fold1)" in card and report["command"] in card
     assert f"| lr | optim.lr=0.01 | fold0: {lr['per_fold']['fold0']:.3f}, fold1: " in card
     assert "| base | - | fold0: " in card and card.count("| baseline | baseline | baseline |") == 1
     assert f"| {lr['decision']} |" in card
