@@ -9,8 +9,14 @@ from conftest import tiny_config
 
 from melanoma.config import load_config
 from melanoma.training.checkpoint import load_checkpoint
-from melanoma.training.engine import fit, warmup_cosine
-from melanoma.training.losses import WeightedBCE, bce_dice_loss, positive_weight, soft_dice_loss
+from melanoma.training.engine import build_loss, fit, warmup_cosine
+from melanoma.training.losses import (
+    WeightedBCE,
+    bce_dice_loss,
+    bce_lovasz_loss,
+    positive_weight,
+    soft_dice_loss,
+)
 
 
 def test_soft_dice_is_zero_for_a_perfect_prediction_and_high_for_the_opposite():
@@ -20,6 +26,22 @@ def test_soft_dice_is_zero_for_a_perfect_prediction_and_high_for_the_opposite():
     assert soft_dice_loss(perfect, target).item() == pytest.approx(0.0, abs=1e-3)
     assert soft_dice_loss(-perfect, target).item() > 0.9
     assert bce_dice_loss(perfect, target).item() < bce_dice_loss(-perfect, target).item()
+
+
+def test_lovasz_loss_is_zero_for_a_perfect_prediction_and_ranks_worse_ones_higher():
+    target = torch.zeros(2, 1, 8, 8)
+    target[..., :4, :] = 1
+    perfect = (target * 2 - 1) * 50
+    half = perfect.clone()
+    half[..., :2, :] = -50  # half the lesion missed
+    assert bce_lovasz_loss(perfect, target).item() == pytest.approx(0.0, abs=1e-3)
+    assert bce_lovasz_loss(perfect, target) < bce_lovasz_loss(half, target) < bce_lovasz_loss(-perfect, target)
+
+
+@pytest.mark.parametrize(("name", "loss"), [("bce_dice", bce_dice_loss), ("bce_lovasz", bce_lovasz_loss)])
+def test_segmentation_loss_comes_from_the_config(shared_synthetic_isic_dir, name, loss):
+    config = tiny_config("segmentation", shared_synthetic_isic_dir, loss=name)
+    assert build_loss(config, []) is loss
 
 
 def test_positive_weight_is_negatives_over_positives():

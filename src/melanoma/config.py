@@ -85,6 +85,9 @@ class TrainConfig:
     task: Literal["segmentation", "classification"] = "segmentation"
     seed: int = 42
     amp: Literal["auto", "bf16", "fp16", "none"] = "auto"  # auto: fp16 on CUDA, none on CPU
+    # segmentation only (classification always uses BCE with pos_weight): BCE + soft Dice per image, or BCE + the
+    # Lovasz hinge per image (a surrogate of each image's Jaccard, the ISIC score)
+    loss: Literal["bce_dice", "bce_lovasz"] = "bce_dice"
     threads: int | None = None  # torch.set_num_threads; None keeps torch's default
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)

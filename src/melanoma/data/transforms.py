@@ -18,20 +18,22 @@ _HUE_SATURATION_VALUE = {"hue_shift_limit": 5, "sat_shift_limit": 15, "val_shift
 _STRONG_HUE_SATURATION_VALUE = {"hue_shift_limit": 10, "sat_shift_limit": 30, "val_shift_limit": 20}
 
 
-def segmentation_transforms(image_size: int, train: bool) -> A.Compose:
+def segmentation_transforms(image_size: int, train: bool, strong: bool = False) -> A.Compose:
     """Transforms for lesion segmentation: call with ``image=..., mask=...``.
 
     Args:
         image_size: side of the square output image and mask.
         train: add random flips, 90-degree rotations, affine jitter and brightness/contrast/colour jitter;
             otherwise resize only.
+        strong: with ``train``, the stronger colour jitter, gamma and illuminant shifts of the classifier's
+            ``strong`` (no dropout: hiding part of the lesion would contradict its mask).
 
     Returns:
         An ``A.Compose`` returning uint8 ``image`` (``image_size x image_size x 3``) and ``mask``.
     """
     steps = [_resize(image_size)]
     if train:
-        steps += _geometric() + _photometric(strong=False)
+        steps += _geometric() + _photometric(strong=strong)
     return A.Compose(steps, strict=True)
 
 

@@ -30,7 +30,7 @@ from melanoma.models.factory import build_model, encoder_parameters
 from melanoma.training import distributed
 from melanoma.training.checkpoint import load_checkpoint, save_checkpoint
 from melanoma.training.datasets import LesionDataset, collate, load_splits
-from melanoma.training.losses import WeightedBCE, bce_dice_loss, positive_weight
+from melanoma.training.losses import WeightedBCE, bce_dice_loss, bce_lovasz_loss, positive_weight
 
 MONITOR = {"segmentation": "val_jaccard", "classification": "val_auc"}
 
@@ -60,7 +60,7 @@ def warmup_cosine(step: int, total_steps: int, warmup_steps: int, min_ratio: flo
 
 def build_loss(config: TrainConfig, train_samples) -> nn.Module | Any:
     if config.task == "segmentation":
-        return bce_dice_loss
+        return bce_lovasz_loss if config.loss == "bce_lovasz" else bce_dice_loss
     return WeightedBCE(positive_weight([s.melanoma for s in train_samples]))
 
 
@@ -205,11 +205,11 @@ def make_loaders(config: TrainConfig, info: distributed.DistInfo):
             f"the validation split ({len(val_samples)} images) has only one class; model selection by AUC needs "
             "melanoma and non-melanoma images (raise data.limit_val or data.val_fraction)"
         )
-    size = config.data.image_size
+    size, strong = config.data.image_size, config.data.strong_augmentation
     if config.task == "segmentation":
-        train_tf, val_tf = segmentation_transforms(size, train=True), segmentation_transforms(size, train=False)
+        train_tf = segmentation_transforms(size, train=True, strong=strong)
+        val_tf = segmentation_transforms(size, train=False)
     else:
-        strong = config.data.strong_augmentation
         train_tf = classification_transforms(size, train=True, strong=strong)
         val_tf = classification_transforms(size, train=False)
     crop = config.data.crop_margin if config.task == "classification" and config.data.lesion_crop else None

@@ -21,6 +21,18 @@ def bce_dice_loss(logits: torch.Tensor, target: torch.Tensor, dice_weight: float
     return bce + dice_weight * soft_dice_loss(logits, target)
 
 
+def bce_lovasz_loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Binary cross-entropy plus the Lovasz hinge per image (smp), a convex surrogate of each image's Jaccard.
+
+    The ISIC score is the mean of per-image Jaccard indices; the Lovasz hinge optimises exactly that quantity's
+    surrogate, where soft Dice optimises a neighbour of it.
+    """
+    from segmentation_models_pytorch.losses import LovaszLoss
+
+    bce = F.binary_cross_entropy_with_logits(logits.float(), target.float())
+    return bce + LovaszLoss(mode="binary", per_image=True)(logits.float(), target.float())
+
+
 class WeightedBCE(torch.nn.Module):
     """``BCEWithLogitsLoss`` with ``pos_weight = negatives / positives`` of the training set."""
 
