@@ -26,6 +26,11 @@ predictions of all folds that both settings have completed are pooled (every tra
 and ``paired_auc_difference`` gives the AUC gain over the baseline on those images with a paired stratified
 bootstrap 95% interval. Its decision: "adopt" when the interval lies above 0, "reject" when below 0, else
 "no evidence". Both analyses are reported; a setting is adopted when either says "adopt" and neither "reject".
+Segmentation gets the same kind of pooled analysis on images: each completed fold's ``best.pt`` scores every image
+of its validation fold (Jaccard at threshold 0.5, as ``val_jaccard``; cached in ``RUN/oof_jaccard.csv``), and
+``paired_mean_difference`` gives the gain in mean Jaccard over the baseline on the images of the shared folds
+with a paired bootstrap 95% interval, same decision rule: far more power than one number per fold.
+Runs trained with ``optim.ema_decay`` also report their raw (non-averaged) weights' best score per fold.
 With ``--served`` the pooled predictions come through each fold's ONNX export instead (``melanoma export RUN
 --no-calibrate``, with ``--segmenter DIR`` for lesion-crop settings; cached in ``RUN/oof_served.csv``): the serving
 path, where a lesion-crop classifier crops around the segmenter's mask rather than the ground truth's.
@@ -44,7 +49,7 @@ from pathlib import Path
 from typing import Any
 
 from melanoma.config import TrainConfig, load_config, to_dict
-from melanoma.metrics import classification_scores, paired_auc_difference
+from melanoma.metrics import classification_scores, paired_auc_difference, paired_mean_difference
 from melanoma.reporting import emit_json
 
 
@@ -158,6 +163,63 @@ def out_of_fold_predictions(config: TrainConfig, run_dir: Path) -> dict[str, tup
     return result
 
 
+def out_of_fold_jaccards(config: TrainConfig, run_dir: Path) -> dict[str, float]:
+    """``image_id -> Jaccard`` of ``run_dir/best.pt`` on each image of the fold's validation set (threshold 0.5,
+    scored at the mask's own size, as the training loop's ``val_jaccard``). Cached in ``run_dir/oof_jaccard.csv``."""
+    cache = run_dir / "oof_jaccard.csv"
+    if _is_fresh(cache, run_dir / "best.pt"):
+        with cache.open(newline="") as handle:
+            return {row["image_id"]: float(row["jaccard"]) for row in csv.DictReader(handle)}
+    import dataclasses
+
+    import torch
+    from torch.utils.data import DataLoader
+
+    from melanoma.data.transforms import segmentation_transforms
+    from melanoma.metrics import jaccard
+    from melanoma.models.factory import build_model
+    from melanoma.training.checkpoint import load_checkpoint
+    from melanoma.training.datasets import LesionDataset, collate, load_splits
+    from melanoma.training.distributed import DistInfo
+    from melanoma.training.engine import predict_loader
+
+    info = DistInfo(device=torch.device("cuda" if torch.cuda.is_available() else "cpu"))
+    model = build_model(config.task, dataclasses.replace(config.model, pretrained=False))
+    model.load_state_dict(load_checkpoint(run_dir / "best.pt")["model"])
+    model.to(info.device)
+    samples = load_splits(config.data)[1]
+    transform = segmentation_transforms(config.data.image_size, train=False)
+    dataset = LesionDataset(samples, config.task, transform, keep_full_mask=True)
+    loader = DataLoader(dataset, batch_size=config.data.batch_size, collate_fn=collate)
+    result: dict[str, float] = {}
+    for batch, maps in predict_loader(model, loader, config, info):
+        for index, probability, full in zip(batch["index"].tolist(), maps, batch["full_mask"], strict=True):
+            result[samples[index].image_id] = jaccard(probability >= 0.5, full)
+    with cache.open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["image_id", "jaccard"])
+        writer.writerows([image_id, f"{value:.8f}"] for image_id, value in sorted(result.items()))
+    return result
+
+
+def pooled_jaccard_comparison(
+    baseline: dict[int, dict[str, float]], other: dict[int, dict[str, float]], n_resamples: int = 2000
+) -> dict[str, Any]:
+    """Paired bootstrap gain in mean per-image Jaccard of ``other`` over ``baseline`` on the shared folds' images.
+
+    Both arguments map fold -> image_id -> Jaccard; only the folds both have are pooled.
+    """
+    folds = sorted(set(baseline) & set(other))
+    keys = [(fold, image_id) for fold in folds for image_id in sorted(baseline[fold])]
+    result: dict[str, Any] = {"folds": folds, "images": len(keys), "decision": "no evidence"}
+    if not keys:
+        return result
+    gain = paired_mean_difference([baseline[f][i] for f, i in keys], [other[f][i] for f, i in keys], n_resamples)
+    result.update(gain)
+    result["decision"] = {"better": "adopt", "worse": "reject"}.get(gain["decision"], "no evidence")
+    return result
+
+
 def served_out_of_fold_predictions(config: TrainConfig, run_dir: Path) -> dict[str, tuple[int, float]]:
     """As ``out_of_fold_predictions``, but through the fold's ONNX export ``run_dir/export`` and the Predictor:
     exactly the serving path, so a lesion-crop classifier sees the crop around its segmenter's mask, not the
@@ -223,6 +285,16 @@ def pooled_comparison(
     result.update(melanomas=int(sum(labels)), **gain)
     result["decision"] = {"better": "adopt", "worse": "reject"}.get(gain["decision"], "no evidence")
     return result
+
+
+def _raw_weight_scores(setting_dir: Path, scores: dict[int, float], monitor: str) -> dict[str, Any]:
+    """For runs that kept a weight average (``optim.ema_decay``): each fold's best ``raw_<monitor>``."""
+    raw = {}
+    for fold in scores:
+        rows = read_metrics(setting_dir / f"fold{fold}")
+        if rows and f"raw_{monitor}" in rows[0]:
+            raw[f"fold{fold}"] = max(row[f"raw_{monitor}"] for row in rows)
+    return {"per_fold_raw_weights": raw} if raw else {}
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -301,6 +373,7 @@ def main(argv: list[str] | None = None) -> None:
             "name": name,
             "overrides": overrides,
             "per_fold": {f"fold{k}": v for k, v in scores[name].items()},
+            **_raw_weight_scores(out / name, scores[name], monitor),
             "missing_folds": [k for k in range(args.folds) if k not in scores[name]],
             "mean": statistics.fmean(values) if values else None,
             "sd": statistics.stdev(values) if len(values) >= 2 else None,
@@ -313,14 +386,19 @@ def main(argv: list[str] | None = None) -> None:
             pooled = [pair for fold in predictions[name].values() for pair in fold.values()]
             if len({label for label, _ in pooled}) == 2:
                 row["pooled_out_of_fold_auc"] = classification_scores(*zip(*pooled, strict=True))["auc"]
+        else:
+            predictions[name] = {
+                fold: out_of_fold_jaccards(configs[name, fold], out / name / f"fold{fold}") for fold in scores[name]
+            }
+            pooled_values = [value for fold in predictions[name].values() for value in fold.values()]
+            if pooled_values:
+                row["pooled_mean_jaccard"] = statistics.fmean(pooled_values)
         if rows:
             row["vs_baseline"] = paired_comparison(scores[rows[0]["name"]], scores[name])
-            if task == "classification":
-                row["pooled_vs_baseline"] = pooled_comparison(predictions[rows[0]["name"]], predictions[name])
-                decisions = {row["vs_baseline"]["decision"], row["pooled_vs_baseline"]["decision"]}
-                row["decision"] = (
-                    "reject" if "reject" in decisions else "adopt" if "adopt" in decisions else "no evidence"
-                )
+            compare = pooled_comparison if task == "classification" else pooled_jaccard_comparison
+            row["pooled_vs_baseline"] = compare(predictions[rows[0]["name"]], predictions[name])
+            decisions = {row["vs_baseline"]["decision"], row["pooled_vs_baseline"]["decision"]}
+            row["decision"] = "reject" if "reject" in decisions else "adopt" if "adopt" in decisions else "no evidence"
         rows.append(row)
     report = {
         "command": shlex.join(command),
@@ -332,9 +410,10 @@ def main(argv: list[str] | None = None) -> None:
         "baseline": rows[0]["name"],
         "out_of_fold": "served (each fold's ONNX export through the Predictor)" if args.served else "best.pt",
         "decision_rule": "adopt if the 95% t-interval of the paired per-fold differences vs the baseline is above 0, "
-        "reject if below 0, else no evidence; classification also pools the out-of-fold predictions of the shared "
-        "folds (paired stratified bootstrap of the AUC gain, same rule) and adopts when either analysis adopts and "
-        "neither rejects",
+        "reject if below 0, else no evidence; the out-of-fold predictions of the shared folds are also pooled "
+        "(classification: paired stratified bootstrap of the AUC gain; segmentation: paired bootstrap of the gain "
+        "in mean per-image Jaccard; same rule) and a setting is adopted when either analysis adopts and neither "
+        "rejects",
         "settings": rows,
     }
     if args.note:

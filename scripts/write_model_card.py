@@ -406,6 +406,7 @@ def cross_validation_section(report: dict | None, title: str = "### Cross-valida
     if not report:
         return []
     done = sorted({int(k.removeprefix("fold")) for row in report["settings"] for k in row["per_fold"]})
+    done_names = ", ".join(f"fold{i}" for i in done) or "none"
     classification = report["task"] == "classification"
     metric = "AUC" if classification else "mean Jaccard"
     served = report.get("out_of_fold", "best.pt") != "best.pt"
@@ -425,8 +426,14 @@ def cross_validation_section(report: dict | None, title: str = "### Cross-valida
             "Lesion-crop settings are validated on crops from the ground-truth masks here (the exports above use "
             "the segmenter's)."
         )
+    elif any("pooled_mean_jaccard" in row for row in report["settings"]):
+        pooled = (
+            "The pooled mean Jaccard scores every completed fold's best.pt on each image of its own validation fold "
+            "(threshold 0.5); the pooled gain is paired image by image."
+        )
     else:
         pooled = ""
+    pooled_columns = classification or bool(pooled)
     pooled += " " if pooled else ""
     lines = [
         title,
@@ -434,14 +441,17 @@ def cross_validation_section(report: dict | None, title: str = "### Cross-valida
         f"Command: `{report['command']}`. "
         + (f"{report['note']} " if report.get("note") else "")
         + f"Folds of a stratified {report['folds']}-fold split (seed 0) of the official train split; completed "
-        f"folds: {len(done)} of {report['folds']} ({', '.join(f'fold{i}' for i in done) or 'none'}). Each fold's score is the best validation "
+        f"folds: {len(done)} of {report['folds']} ({done_names}). Each fold's score is the best validation "
         f"{metric} over its epochs (the epoch kept as best.pt). {pooled}Decision rule: "
         f"{report['decision_rule']}.",
         "",
     ]
     rows = []
     for row in report["settings"]:
-        per_fold = ", ".join(f"{k}: {v:.3f}" for k, v in row["per_fold"].items())
+        raw = row.get("per_fold_raw_weights", {})
+        per_fold = ", ".join(
+            f"{k}: {v:.3f}" + (f" (raw weights {raw[k]:.3f})" if k in raw else "") for k, v in row["per_fold"].items()
+        )
         paired, pooled = row.get("vs_baseline"), row.get("pooled_vs_baseline")
         t_text = "baseline"
         if paired:
@@ -451,18 +461,20 @@ def cross_validation_section(report: dict | None, title: str = "### Cross-valida
                 if paired["mean"] is None
                 else f"{paired['mean']:+.3f}" + (f" [{ci[0]:+.3f}, {ci[1]:+.3f}]" if ci else " (one fold: no interval)")
             )
-        pooled_text = "baseline"
+        pooled_text = "baseline" if not pooled else "-"
         if pooled and "ci95" in pooled:
+            melanomas = f", {pooled['melanomas']} melanomas" if "melanomas" in pooled else ""
             pooled_text = (
                 f"{pooled['difference']:+.3f} [{pooled['ci95'][0]:+.3f}, {pooled['ci95'][1]:+.3f}] "
-                f"({pooled['images']} images, {pooled['melanomas']} melanomas)"
+                f"({pooled['images']} images{melanomas})"
             )
-        auc = row.get("pooled_out_of_fold_auc")
+        value = row.get("pooled_out_of_fold_auc" if classification else "pooled_mean_jaccard")
         decision = row.get("decision") or (paired["decision"] if paired else "baseline")
-        pooled_cells = [_fmt(auc) if auc is not None else "-", t_text, pooled_text] if classification else [t_text]
+        pooled_cells = [_fmt(value) if value is not None else "-", t_text, pooled_text] if pooled_columns else [t_text]
         rows.append([row["name"], " ".join(row["overrides"]) or "-", per_fold or "-", *pooled_cells, decision])
     header = ["setting", "overrides", f"per-fold {metric}"]
-    header += ["pooled AUC", "per-fold gain (t 95%)", "pooled gain (95%)"] if classification else ["gain (t 95%)"]
+    pooled_name = "pooled AUC" if classification else "pooled mean Jaccard"
+    header += [pooled_name, "per-fold gain (t 95%)", "pooled gain (95%)"] if pooled_columns else ["gain (t 95%)"]
     return lines + [_table([*header, "decision"], rows), ""]
 
 

@@ -331,6 +331,53 @@ def test_study_resumes_an_interrupted_fold(shared_synthetic_isic_dir, tmp_path, 
     assert row["sd"] is None
 
 
+def test_pooled_jaccard_comparison_pairs_the_same_images_of_the_shared_folds():
+    baseline = {0: {"a": 0.5, "b": 0.7}, 1: {"c": 0.6}}
+    other = {0: {"a": 0.6, "b": 0.8}, 1: {"c": 0.7}, 2: {"d": 0.1}}  # fold 2 has no baseline: not pooled
+    result = cross_validate.pooled_jaccard_comparison(baseline, other, n_resamples=50)
+    assert (result["folds"], result["images"], result["decision"]) == ([0, 1], 3, "adopt")
+    assert result["difference"] == pytest.approx(0.1) and result["ci95"] == pytest.approx([0.1, 0.1])
+    assert cross_validate.pooled_jaccard_comparison(other, baseline, n_resamples=50)["decision"] == "reject"
+    assert cross_validate.pooled_jaccard_comparison(baseline, baseline, n_resamples=50)["decision"] == "no evidence"
+    assert cross_validate.pooled_jaccard_comparison(baseline, {}, n_resamples=50) == {
+        "folds": [],
+        "images": 0,
+        "decision": "no evidence",
+    }
+
+
+def test_segmentation_study_pools_per_image_jaccards_and_reports_raw_weights(
+    shared_synthetic_isic_dir, tmp_path, capsys
+):
+    config_path = tmp_path / "segmentation.yaml"
+    save_config(tiny_config("segmentation", shared_synthetic_isic_dir), config_path)
+    out = tmp_path / "cv"
+    argv = ["--config", str(config_path), "--folds", "2", "--out", str(out)]
+    cross_validate.main([*argv, "--setting", "base", "--setting", "ema: optim.ema_decay=0.9"])
+    report = json.loads(capsys.readouterr().out)
+    base, ema = report["settings"]
+    train_ids = {s.image_id for s in read_isic2017(shared_synthetic_isic_dir, "train")}
+    for row, name in ((base, "base"), (ema, "ema")):
+        for fold in (0, 1):
+            lines = (out / name / f"fold{fold}" / "oof_jaccard.csv").read_text().split()[1:]
+            values = [float(line.split(",")[1]) for line in lines]
+            # best.pt scored image by image reproduces the fold's best val_jaccard (the same path, the same mean)
+            assert sum(values) / len(values) == pytest.approx(row["per_fold"][f"fold{fold}"], abs=1e-6)
+        pooled_ids = {
+            line.split(",")[0]
+            for fold in (0, 1)
+            for line in (out / name / f"fold{fold}" / "oof_jaccard.csv").read_text().split()[1:]
+        }
+        assert pooled_ids == train_ids
+    assert "per_fold_raw_weights" not in base and set(ema["per_fold_raw_weights"]) == {"fold0", "fold1"}
+    pooled = ema["pooled_vs_baseline"]
+    assert pooled["images"] == len(train_ids)
+    assert pooled["difference"] == pytest.approx(ema["pooled_mean_jaccard"] - base["pooled_mean_jaccard"])
+    card = "\n".join(_load_module("write_model_card", "scripts").cross_validation_section(report, "### Seg"))
+    assert "pooled mean Jaccard" in card and "(raw weights " in card
+    assert f"({len(train_ids)} images) | {ema['decision']} |" in card
+
+
 def test_model_card_renders_a_segmentation_study_with_one_fold_and_an_unfinished_setting():
     report = {
         "command": "python benchmarks/cross_validate.py --config configs/segmentation.yaml --no-train",

@@ -24,6 +24,7 @@ from melanoma.metrics import (
     dice,
     jaccard,
     paired_auc_difference,
+    paired_mean_difference,
     segmentation_scores,
     sensitivity_specificity,
     youden_threshold,
@@ -440,3 +441,18 @@ def test_meter_from_gathered_scores_matches_the_streaming_meter():
     assert gathered.compute() == streaming.compute()
     with pytest.raises(ValueError, match="one Dice score per Jaccard"):
         SegmentationMeter.from_scores([0.5], [])
+
+
+def test_paired_mean_difference_resamples_pairs_not_means():
+    baseline = [0.2, 0.9, 0.5, 0.7, 0.4]
+    shifted = [value + 0.05 for value in baseline]  # a constant gain: every pair agrees, so no doubt about it
+    result = paired_mean_difference(baseline, shifted, n_resamples=200)
+    assert result["difference"] == pytest.approx(0.05) and result["ci95"] == pytest.approx([0.05, 0.05])
+    assert result["decision"] == "better"
+    assert paired_mean_difference(shifted, baseline, n_resamples=200)["decision"] == "worse"
+    mixed = paired_mean_difference([0.5, 0.5, 0.5, 0.5], [0.6, 0.4, 0.6, 0.4], n_resamples=200)
+    assert mixed["difference"] == pytest.approx(0.0) and mixed["decision"] == "within noise"
+    with pytest.raises(ValueError, match="equally long"):
+        paired_mean_difference([0.1, 0.2], [0.1])
+    with pytest.raises(ValueError, match="finite"):
+        paired_mean_difference([0.1, float("nan")], [0.1, 0.2])
