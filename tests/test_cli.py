@@ -63,6 +63,34 @@ def test_predict_exits_non_zero_only_when_nothing_worked(tiny_models_dir, tmp_pa
     assert "bad.jpg" in capsys.readouterr().out
 
 
+def test_evaluate_segmentation_against_a_baseline_pairs_the_images(
+    tiny_models_dir, shared_synthetic_isic_dir, tmp_path
+):
+    import shutil
+
+    root, baseline = shared_synthetic_isic_dir, tmp_path / "baseline"
+    shutil.copytree(tiny_models_dir, baseline)
+    config = json.loads((baseline / "segmentation.json").read_text())
+    config["threshold"] = 0.02  # another segmenter: the same network, almost every pixel called lesion
+    (baseline / "segmentation.json").write_text(json.dumps(config))
+    common = ["evaluate", "segmentation", "--images", str(root / "images/val"), "--masks", str(root / "masks/val")]
+    common += ["--models", str(tiny_models_dir)]
+
+    def run(reference, name):
+        assert main([*common, "--baseline", str(reference), "--json", str(tmp_path / name)]) == 0
+        return json.loads((tmp_path / name).read_text())
+
+    same = run(tiny_models_dir, "same.json")["vs_baseline"]
+    assert (same["difference"], same["ci95"], same["decision"]) == (0, [0, 0], "within noise")
+    scores = run(baseline, "other.json")
+    gain = scores["vs_baseline"]
+    assert gain["models_dir"] == str(baseline) and gain["other_mean"] == pytest.approx(scores["jaccard"], abs=1e-4)
+    assert main([*common[:6], "--models", str(baseline), "--json", str(tmp_path / "b.json")]) == 0
+    assert gain["baseline_mean"] == pytest.approx(json.loads((tmp_path / "b.json").read_text())["jaccard"], abs=1e-4)
+    assert gain["difference"] == pytest.approx(gain["other_mean"] - gain["baseline_mean"], abs=2e-4)
+    assert gain["ci95"][0] <= gain["difference"] <= gain["ci95"][1]
+
+
 def test_evaluate_segmentation_and_classification(tiny_models_dir, shared_synthetic_isic_dir, tmp_path):
     seg_json, cls_json = tmp_path / "seg.json", tmp_path / "cls.json"
     root = shared_synthetic_isic_dir

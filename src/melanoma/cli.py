@@ -81,6 +81,8 @@ def _evaluate(args: argparse.Namespace) -> int:
         if not args.masks:
             raise SystemExit("error: evaluate segmentation needs --masks DIR")
         scores = evaluate_segmentation(predictor, Path(args.images), Path(args.masks))
+        if args.baseline:
+            scores["vs_baseline"] = _segmentation_gain(scores, Predictor.from_dir(args.baseline), args)
         if not args.per_image:
             scores.pop("per_image")
     else:
@@ -92,6 +94,27 @@ def _evaluate(args: argparse.Namespace) -> int:
 
     emit_json(scores, args.json)
     return 0
+
+
+def _segmentation_gain(scores: dict, baseline, args: argparse.Namespace) -> dict:
+    """The paired gain in mean Jaccard of the evaluated segmenter over ``baseline``'s on the same images."""
+    from melanoma.inference.evaluate import evaluate_segmentation
+    from melanoma.metrics import paired_mean_difference
+
+    reference = evaluate_segmentation(baseline, Path(args.images), Path(args.masks))["per_image"]
+    ids = list(scores["per_image"])
+    gain = paired_mean_difference([reference[i] for i in ids], [scores["per_image"][i] for i in ids])
+    return {"models_dir": str(baseline.models_dir), **{k: _round(v) for k, v in gain.items()}}
+
+
+def _round(value):
+    return (
+        [round(v, 4) for v in value]
+        if isinstance(value, list)
+        else round(value, 4)
+        if isinstance(value, float)
+        else value
+    )
 
 
 def _predict(args: argparse.Namespace) -> int:
@@ -196,6 +219,11 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--json", help="also write the scores to this file")
     evaluate.add_argument("--plots", help="classification: write roc.png and calibration.png here")
     evaluate.add_argument("--per-image", action="store_true", help="segmentation: include per-image Jaccard")
+    evaluate.add_argument(
+        "--baseline",
+        help="segmentation: also score this model folder's segmenter on the same images and report the paired gain "
+        "in mean Jaccard with a bootstrap 95%% interval (vs_baseline)",
+    )
     evaluate.set_defaults(func=_evaluate)
 
     predict = commands.add_parser("predict", help="predict images and folders; one CSV row per file")
