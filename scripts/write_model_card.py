@@ -187,8 +187,11 @@ def segmentation_section(config: dict, eval_dir: Path) -> list[str]:
             _run_table(earlier, {}, {"view ms": "onnx_ms_per_image"}),
             "",
         ]
+    lines += cross_validation_section(
+        _load(eval_dir / "segmentation_cv128.json"), "### Training options tried on a held-out train fold (CPU, 128 px)"
+    )
     return lines + cross_validation_section(
-        _load(eval_dir / "segmentation_cv.json"), "### Settings tried on held-out train folds"
+        _load(eval_dir / "segmentation_cv.json"), "### Settings tried on held-out train folds (GPU, 256 px)"
     )
 
 

@@ -54,3 +54,17 @@ def test_readme_states_the_measured_mirror_sensitivity():
     assert report["test_time_flips"] == ["hflip"] and report["hflip"]["max_abs_delta"] == 0  # invariant by construction
     median, worst = report["vflip"]["median_abs_delta"], report["vflip"]["max_abs_delta"]
     assert f"upside down still moves the probability by {median:.3f} (median), up to {worst:.3f}" in readme
+
+
+def test_readme_states_the_held_out_fold_study_of_training_options():
+    readme = " ".join((REPO / "README.md").read_text().split())
+    rows = {row["name"]: row for row in _load("segmentation_cv128.json")["settings"]}
+    ema = rows["ema"]
+    assert f"fold 0 scores {ema['per_fold']['fold0']:.3f}" in readme
+    assert f"({ema['per_fold']['fold0']:.4f} vs {ema['per_fold_raw_weights']['fold0']:.4f} raw" in readme
+    for name in ("lovasz", "strong"):
+        gain = rows[name]["pooled_vs_baseline"]
+        low, high = gain["ci95"]
+        assert f"{gain['difference']:+.3f}, 95% CI {low:+.3f} to {high:+.3f}" in readme or (
+            f"{gain['difference']:+.3f}, {low:+.3f} to {high:+.3f}" in readme
+        )
