@@ -45,6 +45,7 @@ def describe(path: Path, task: str) -> dict:
         if config["task"] == "classification"
         else None,
         "strong_augmentation": training["config"]["data"].get("strong_augmentation", False),
+        "ema_decay": training["config"]["optim"].get("ema_decay", 0.0),  # > 0: the export holds a weight average
         "lesion_crop_margin": (config.get("input_crop") or {}).get("margin"),  # classifier sees a lesion crop
         "epochs": len(history),
         "train_minutes": round(sum(row["epoch_seconds"] for row in history) / 60, 1),

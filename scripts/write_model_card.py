@@ -171,6 +171,7 @@ def segmentation_section(config: dict, eval_dir: Path) -> list[str]:
             _run_table(
                 comparison,
                 {
+                    "weight avg.": lambda r: r["ema_decay"] if r.get("ema_decay") else "no",
                     "int8": lambda r: "yes" if r.get("quantization") else "no",
                     "flips": lambda r: "+".join(r.get("test_time_flips", [])) or "none",
                 },

@@ -68,3 +68,14 @@ def test_readme_states_the_held_out_fold_study_of_training_options():
         assert f"{gain['difference']:+.3f}, 95% CI {low:+.3f} to {high:+.3f}" in readme or (
             f"{gain['difference']:+.3f}, {low:+.3f} to {high:+.3f}" in readme
         )
+
+
+def test_readme_states_the_weight_averaged_run_against_the_shipped_segmenter():
+    readme = " ".join((REPO / "README.md").read_text().split())
+    result = _load("segmentation_val_ema_vs_shipped.json")
+    gain = result["vs_baseline"]
+    assert (
+        f"scored validation Jaccard {result['jaccard']:.4f} against the shipped {gain['baseline_mean']:.4f}" in readme
+    )
+    assert f"(paired gain {gain['difference']:+.4f}, 95% CI {gain['ci95'][0]:+.4f} to {gain['ci95'][1]:+.4f}:" in readme
+    assert gain["baseline_mean"] == _load("segmentation_val.json")["jaccard"]  # the baseline is the shipped model
