@@ -146,3 +146,65 @@ def test_classifier_flips_make_a_mirrored_image_score_the_same(tiny_runs, tmp_pa
         export_run(tiny_runs["segmentation"], tmp_path / "bad", classifier_flips=["hflip"])
     with pytest.raises(ValueError, match="unknown classifier flip"):
         export_run(tiny_runs["classification"], tmp_path / "bad", classifier_flips=["rot90"])
+
+
+@pytest.fixture(scope="module")
+def second_classifier(shared_synthetic_isic_dir, tmp_path_factory):
+    """Another tiny classification run (other seed, so other weights), to ensemble with ``tiny_runs``'s."""
+    from conftest import tiny_config
+
+    from melanoma.training.engine import fit
+
+    run_dir = tmp_path_factory.mktemp("run-classification-seed1")
+    fit(tiny_config("classification", shared_synthetic_isic_dir, seed=1), run_dir)
+    return run_dir
+
+
+def test_ensemble_is_one_graph_averaging_its_members(tiny_runs, second_classifier, tmp_path):
+    from melanoma.inference.export import export_run
+    from melanoma.inference.predictor import Predictor
+
+    first, second = tiny_runs["classification"], second_classifier
+    out = export_run(first, tmp_path / "ensemble", ensemble=[second])
+    config = json.loads((out / "classification.json").read_text())
+    assert [m["run"] for m in config["ensemble"]["members"]] == [str(first), str(second)]
+    assert config["arch"] == "tf_efficientnet_lite0+tf_efficientnet_lite0"
+    assert all(m["training"]["history"] for m in config["ensemble"]["members"])
+    assert config["training"]["command"] == config["ensemble"]["members"][0]["training"]["command"]
+    assert 0.0 < config["threshold"] < 1.0 and "auc" in config["validation"]  # calibrated on the mean
+
+    inputs = np.random.default_rng(0).normal(0, 1, (3, 3, 64, 64)).astype(np.float32)
+    members = [pytorch_reference(load_run_model(run)[0], "classification", inputs) for run in (first, second)]
+    assert not np.allclose(members[0][0], members[1][0], atol=1e-3)  # two different models, so the mean is a test
+    session = ort.InferenceSession(str(out / "classification.onnx"), providers=["CPUExecutionProvider"])
+    probability, cam = session.run(None, {"image": inputs})
+    np.testing.assert_allclose(probability, (members[0][0] + members[1][0]) / 2, atol=1e-4, rtol=0)
+    np.testing.assert_allclose(cam, (members[0][1] + members[1][1]) / 2, atol=1e-4, rtol=0)
+    ensemble = [load_run_model(run)[0] for run in (first, second)]
+    for got, want in zip((probability, cam), pytorch_reference(ensemble, "classification", inputs), strict=True):
+        np.testing.assert_allclose(got, want, atol=1e-4, rtol=0)
+
+    import io
+
+    from PIL import Image
+
+    upload = io.BytesIO()
+    Image.fromarray(np.full((80, 96, 3), 120, np.uint8)).save(upload, format="PNG")
+    result = Predictor.from_dir(out).predict(upload.getvalue(), name="upload.png")
+    assert 0.0 <= result.melanoma_probability <= 1.0 and result.heatmap is not None
+
+
+def test_ensemble_members_must_take_the_same_input(tiny_runs, shared_synthetic_isic_dir, tmp_path):
+    from conftest import tiny_config
+
+    from melanoma.inference.export import export_run
+    from melanoma.training.engine import fit
+
+    with pytest.raises(ValueError, match="combines classifiers"):
+        export_run(tiny_runs["segmentation"], tmp_path / "a", ensemble=[tiny_runs["classification"]])
+    with pytest.raises(ValueError, match="task segmentation vs classification"):
+        export_run(tiny_runs["classification"], tmp_path / "b", ensemble=[tiny_runs["segmentation"]])
+    small = tmp_path / "run-32"
+    fit(tiny_config("classification", shared_synthetic_isic_dir, **{"data.image_size": 32}), small)
+    with pytest.raises(ValueError, match="data.image_size 32 vs 64"):
+        export_run(tiny_runs["classification"], tmp_path / "c", ensemble=[small])

@@ -48,6 +48,7 @@ def _export(args: argparse.Namespace) -> int:
         flips=args.test_time_flips,
         segmenter_dir=Path(args.segmenter) if args.segmenter else None,
         classifier_flips=args.classifier_flips,
+        ensemble=[Path(run) for run in args.ensemble],
     )
     print(f"exported to {out}")
     return 0
@@ -192,6 +193,14 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="FLIP",
         help="classification: serve (and calibrate) the mean over the image and these flips (hflip, vflip), so a "
         "mirrored image gets the same probability; default: one view",
+    )
+    export.add_argument(
+        "--ensemble",
+        nargs="+",
+        default=[],
+        metavar="RUN_DIR",
+        help="classification: more runs served with RUN_DIR as one model (one ONNX graph, mean probability); "
+        "all must take the same input size and crop",
     )
     export.set_defaults(func=_export)
 

@@ -58,6 +58,31 @@ class ClassificationGraph(nn.Module):
         return torch.sigmoid(logit), cam
 
 
+class EnsembleClassificationGraph(nn.Module):
+    """Several classifiers on the same input -> (mean melanoma probability [B], mean activation map [B, h, w]).
+
+    One ONNX graph, so the Predictor serves an ensemble exactly as a single classifier (one session, one call).
+    Each member's map averages to its own logit minus its bias; the mean map shows where the members' evidence is.
+    """
+
+    def __init__(self, models: Sequence[nn.Module]):
+        super().__init__()
+        self.members = nn.ModuleList(ClassificationGraph(model) for model in models)
+
+    def forward(self, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        probabilities, cams = zip(*(member(image) for member in self.members), strict=True)
+        return torch.stack(probabilities).mean(0), torch.stack(cams).mean(0)
+
+
+def serving_graph(model: nn.Module | Sequence[nn.Module], task: str) -> nn.Module:
+    """The graph that is exported and served: one model, or (classification) a list of models as an ensemble."""
+    if task == "segmentation":
+        return SegmentationGraph(model)
+    if isinstance(model, nn.Module):
+        return ClassificationGraph(model)
+    return ClassificationGraph(model[0]) if len(model) == 1 else EnsembleClassificationGraph(model)
+
+
 def load_run_model(run_dir: Path, checkpoint: str = "best.pt") -> tuple[nn.Module, TrainConfig, dict[str, Any]]:
     """The trained model of a run (eval mode), its config and the checkpoint's extra fields."""
     state = load_checkpoint(Path(run_dir) / checkpoint)
@@ -68,10 +93,11 @@ def load_run_model(run_dir: Path, checkpoint: str = "best.pt") -> tuple[nn.Modul
     return model.eval(), config, state
 
 
-def export_onnx(model: nn.Module, task: str, image_size: int, path: Path) -> None:
-    """Write the serving graph of ``model`` to ``path`` (TF-SAME pads frozen, checked with ``onnx.checker``)."""
+def export_onnx(model: nn.Module | Sequence[nn.Module], task: str, image_size: int, path: Path) -> None:
+    """Write the serving graph of ``model`` (or of an ensemble of classifiers) to ``path`` (TF-SAME pads frozen,
+    checked with ``onnx.checker``)."""
 
-    graph = SegmentationGraph(model) if task == "segmentation" else ClassificationGraph(model)
+    graph = serving_graph(model, task)
     graph.eval()
     outputs = ["lesion_probability"] if task == "segmentation" else ["melanoma_probability", "activation_map"]
     dynamic = {"image": {0: "batch"}, **{name: {0: "batch"} for name in outputs}}
@@ -162,6 +188,7 @@ def export_run(
     flips: str = "auto",
     segmenter_dir: Path | None = None,
     classifier_flips: Sequence[str] = (),
+    ensemble: Sequence[Path] = (),
 ) -> Path:
     """Export ``run_dir/best.pt`` into ``out_dir`` (default ``run_dir/export``) and calibrate on validation data.
 
@@ -178,13 +205,14 @@ def export_run(
     out_dir.mkdir(parents=True, exist_ok=True)
     model, config, state = load_run_model(run_dir)
     task = config.task
+    members = [(run_dir, model, config, state), *_ensemble_members(config, ensemble)]
     onnx_path = out_dir / MODEL_FILES[task]
-    export_onnx(model, task, config.data.image_size, onnx_path)
+    export_onnx([m for _, m, _, _ in members] if ensemble else model, task, config.data.image_size, onnx_path)
     model_config: dict[str, Any] = {
         "task": task,
         "format_version": 1,
         "onnx_file": onnx_path.name,
-        "arch": config.model.arch,
+        "arch": "+".join(c.model.arch for _, _, c, _ in members),
         "input_size": config.data.image_size,
         "resize": "squash",
         # Training resizes with albumentations' Resize (OpenCV INTER_LINEAR) from the prepared images: serving
@@ -194,17 +222,18 @@ def export_run(
         "mean": list(PRETRAINED_MEAN),
         "std": list(PRETRAINED_STD),
         "opset": OPSET,
-        "training": {
-            "command": config.command,
-            "data": state.get("provenance", {}),
-            "best_epoch": int(state["epoch"]) + 1,
-            "best_epoch_metrics": state.get("metrics"),
-            "history": _metric_history(run_dir),
-            "config": state["config"],
-        },
+        "training": _training_record(run_dir, config, state),
         "exported": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "intended_use": "Research on dermoscopic images; not a medical device and not a diagnosis.",
     }
+    if ensemble:
+        model_config["ensemble"] = {
+            "combine": "mean of the members' melanoma probabilities; activation map: mean of their maps",
+            "members": [
+                {"run": str(path), "arch": c.model.arch, "training": _training_record(path, c, st)}
+                for path, _, c, st in members
+            ],
+        }
     if task == "segmentation":
         model_config.update(threshold=0.5, postprocess={"largest_component": False, "fill_holes": False})
     else:
@@ -228,6 +257,43 @@ def export_run(
     if config_yaml.is_file():
         shutil.copy(config_yaml, out_dir / f"{task}_train_config.yaml")
     return out_dir
+
+
+def _training_record(run_dir: Path, config: TrainConfig, state: dict[str, Any]) -> dict[str, Any]:
+    """What the model config says about how a run was trained: command, data, best epoch, history, config."""
+    return {
+        "command": config.command,
+        "data": state.get("provenance", {}),
+        "best_epoch": int(state["epoch"]) + 1,
+        "best_epoch_metrics": state.get("metrics"),
+        "history": _metric_history(run_dir),
+        "config": state["config"],
+    }
+
+
+def _ensemble_members(
+    config: TrainConfig, runs: Sequence[Path]
+) -> list[tuple[Path, nn.Module, TrainConfig, dict[str, Any]]]:
+    """Load the extra members of an ensemble; each must be a classifier that takes the same input as ``config``'s."""
+    if runs and config.task != "classification":
+        raise ValueError("--ensemble combines classifiers: the first run is a segmentation run")
+    members = []
+    for run in map(Path, runs):
+        model, member, state = load_run_model(run)
+        same_input = {
+            "task": (member.task, config.task),
+            "data.image_size": (member.data.image_size, config.data.image_size),
+            "data.lesion_crop": (member.data.lesion_crop, config.data.lesion_crop),
+            "data.crop_margin": (member.data.crop_margin, config.data.crop_margin),
+        }
+        different = [f"{key} {mine} vs {theirs}" for key, (mine, theirs) in same_input.items() if mine != theirs]
+        if different:
+            raise ValueError(
+                f"ensemble member {run} does not take the same input as the first run ({'; '.join(different)}): "
+                "an ensemble is one ONNX graph with one input, so its members must share task, size and crop"
+            )
+        members.append((run, model, member, state))
+    return members
 
 
 def _prepared_size(config: TrainConfig) -> int | None:
@@ -257,9 +323,10 @@ def _copy_segmenter(source: Path, out_dir: Path) -> None:
             shutil.copy(source / name, out_dir / name)
 
 
-def pytorch_reference(model: nn.Module, task: str, batch: np.ndarray) -> list[np.ndarray]:
-    """The serving graph's outputs computed in PyTorch (for ONNX parity checks)."""
-    graph = SegmentationGraph(model) if task == "segmentation" else ClassificationGraph(model)
+def pytorch_reference(model: nn.Module | Sequence[nn.Module], task: str, batch: np.ndarray) -> list[np.ndarray]:
+    """The serving graph's outputs computed in PyTorch (for ONNX parity checks); a list of classifiers is an
+    ensemble."""
+    graph = serving_graph(model, task)
     with torch.no_grad():
         outputs = graph.eval()(torch.from_numpy(batch))
     outputs = outputs if isinstance(outputs, tuple) else (outputs,)
