@@ -31,7 +31,10 @@ def describe(path: Path, task: str) -> dict:
         raise SystemExit(f"error: {config_path} is missing: export the run (`melanoma export {path}`)")
     config = json.loads(config_path.read_text())
     training = config["training"]
-    history = training["history"]
+    # An ensemble (melanoma export --ensemble) was trained as several runs: its cost is theirs together.
+    histories = [m["training"]["history"] for m in config.get("ensemble", {}).get("members", [])] or [
+        training["history"]
+    ]
     return {
         "run": str(path),
         "task": config["task"],
@@ -47,8 +50,9 @@ def describe(path: Path, task: str) -> dict:
         "strong_augmentation": training["config"]["data"].get("strong_augmentation", False),
         "ema_decay": training["config"]["optim"].get("ema_decay", 0.0),  # > 0: the export holds a weight average
         "lesion_crop_margin": (config.get("input_crop") or {}).get("margin"),  # classifier sees a lesion crop
-        "epochs": len(history),
-        "train_minutes": round(sum(row["epoch_seconds"] for row in history) / 60, 1),
+        "ensemble_members": len(histories),
+        "epochs": "+".join(str(len(history)) for history in histories),
+        "train_minutes": round(sum(row["epoch_seconds"] for history in histories for row in history) / 60, 1),
         "threshold": config["threshold"],
         "test_time_flips": config.get("test_time_flips", []),
         "quantization": (config.get("quantization") or {}).get("method"),

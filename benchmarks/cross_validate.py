@@ -3,7 +3,7 @@
 Usage:
     python benchmarks/cross_validate.py --config configs/classification.yaml --folds 5 --out runs/cv \\
         --setting "base" --setting "size256: data.image_size=256" [--only-folds 0 1 | --no-train] [--served] \\
-        [--data-dir DIR] [--json FILE]
+        [--ensemble "NAME=base+size256"] [--data-dir DIR] [--json FILE]
 
 Each ``--setting`` is ``NAME`` or ``NAME: key=value key=value`` (config overrides, as for ``melanoma train``);
 the first setting is the baseline. Every setting is trained on every fold into ``OUT/NAME/foldK`` with
@@ -30,6 +30,10 @@ Segmentation gets the same kind of pooled analysis on images: each completed fol
 of its validation fold (Jaccard at threshold 0.5, as ``val_jaccard``; cached in ``RUN/oof_jaccard.csv``), and
 ``paired_mean_difference`` gives the gain in mean Jaccard over the baseline on the images of the shared folds
 with a paired bootstrap 95% interval, same decision rule: far more power than one number per fold.
+``--ensemble NAME=A+B`` (classification) also scores an ensemble of settings without training anything: on each
+fold that all of A, B, ... have completed, the mean of their out-of-fold probabilities per image (what
+``melanoma export A_RUN --ensemble B_RUN`` serves); it is compared with the baseline like a setting, the per-fold
+analysis pairing it with the baseline's out-of-fold AUC on the same folds.
 Runs trained with ``optim.ema_decay`` also report their raw (non-averaged) weights' best score per fold.
 With ``--served`` the pooled predictions come through each fold's ONNX export instead (``melanoma export RUN
 --no-calibrate``, with ``--segmenter DIR`` for lesion-crop settings; cached in ``RUN/oof_served.csv``): the serving
@@ -66,6 +70,67 @@ def parse_setting(text: str) -> tuple[str, list[str]]:
     if bad:
         raise SystemExit(f"error: --setting {text!r}: {bad[0]!r} is not a key=value override")
     return name, overrides
+
+
+def parse_ensemble(text: str, settings: list[str]) -> tuple[str, list[str]]:
+    """``"NAME=A+B"`` -> ``("NAME", ["A", "B"])``: an ensemble of two or more of the study's settings."""
+    name, _, combined = text.partition("=")
+    members = [member.strip() for member in combined.split("+")]
+    name = name.strip()
+    if not name or "/" in name or name in settings or len(members) < 2 or len(set(members)) != len(members):
+        raise SystemExit(
+            f"error: --ensemble {text!r}: expected NAME=A+B[+...] with a new NAME and two or more different settings"
+        )
+    unknown = [member for member in members if member not in settings]
+    if unknown:
+        raise SystemExit(f"error: --ensemble {text!r}: no --setting named {', '.join(unknown)}")
+    return name, members
+
+
+def _fold_auc(predictions: dict[str, tuple[int, float]]) -> float | None:
+    labels = [label for label, _ in predictions.values()]
+    if len(set(labels)) < 2:
+        return None
+    return classification_scores(labels, [p for _, p in predictions.values()])["auc"]
+
+
+def ensemble_row(
+    name: str,
+    members: list[str],
+    baseline: str,
+    predictions: dict[str, dict[int, dict[str, tuple[int, float]]]],
+) -> dict[str, Any]:
+    """The study row of an ensemble: per fold all members completed, the mean of their out-of-fold probabilities."""
+    folds = sorted(set.intersection(*(set(predictions[member]) for member in members)))
+    combined: dict[int, dict[str, tuple[int, float]]] = {}
+    for fold in folds:
+        first = predictions[members[0]][fold]
+        if any(predictions[member][fold].keys() != first.keys() for member in members):
+            raise SystemExit(f"error: ensemble {name}: its members predicted different images on fold {fold}")
+        combined[fold] = {
+            image_id: (label, statistics.fmean(predictions[m][fold][image_id][1] for m in members))
+            for image_id, (label, _) in first.items()
+        }
+    per_fold = {fold: auc for fold, values in combined.items() if (auc := _fold_auc(values)) is not None}
+    base = {fold: auc for fold, values in predictions[baseline].items() if (auc := _fold_auc(values)) is not None}
+    pooled = [pair for fold in combined.values() for pair in fold.values()]
+    row: dict[str, Any] = {
+        "name": name,
+        "overrides": [],
+        "members": members,
+        "per_fold": {f"fold{k}": v for k, v in per_fold.items()},
+        "per_fold_source": "AUC of the mean out-of-fold probability; the per-fold gain pairs it with the "
+        "baseline's out-of-fold AUC on the same fold",
+        "mean": statistics.fmean(per_fold.values()) if per_fold else None,
+        "sd": statistics.stdev(per_fold.values()) if len(per_fold) >= 2 else None,
+        "vs_baseline": paired_comparison(base, per_fold),
+        "pooled_vs_baseline": pooled_comparison(predictions[baseline], combined),
+    }
+    if len({label for label, _ in pooled}) == 2:
+        row["pooled_out_of_fold_auc"] = classification_scores(*zip(*pooled, strict=True))["auc"]
+    decisions = {row["vs_baseline"]["decision"], row["pooled_vs_baseline"]["decision"]}
+    row["decision"] = "reject" if "reject" in decisions else "adopt" if "adopt" in decisions else "no evidence"
+    return row
 
 
 def read_metrics(run_dir: Path) -> list[dict[str, float]]:
@@ -316,6 +381,13 @@ def main(argv: list[str] | None = None) -> None:
         action="store_true",
         help="pool out-of-fold predictions through each fold's ONNX export (RUN/export) instead of its best.pt",
     )
+    parser.add_argument(
+        "--ensemble",
+        action="append",
+        default=[],
+        metavar="NAME=A+B[+...]",
+        help="classification: also score the mean probability of these settings' out-of-fold predictions",
+    )
     parser.add_argument("--note", help="free text kept in the report, e.g. where and how the folds were trained")
     parser.add_argument("--json", help="also write the JSON report here")
     args = parser.parse_args(argv)
@@ -329,6 +401,7 @@ def main(argv: list[str] | None = None) -> None:
     settings = dict(parse_setting(text) for text in args.setting)
     if len(settings) != len(args.setting):
         parser.error("each --setting needs its own NAME")
+    ensembles = dict(parse_ensemble(text, list(settings)) for text in args.ensemble)
 
     from melanoma.training.engine import MONITOR, fit
 
@@ -347,6 +420,8 @@ def main(argv: list[str] | None = None) -> None:
     task = configs[next(iter(settings)), 0].task
     if any(config.task != task for config in configs.values()):
         parser.error("all settings must train the same task (their metrics are compared)")
+    if ensembles and task != "classification":
+        parser.error("--ensemble averages melanoma probabilities: it applies to classification studies")
     monitor = MONITOR[task]
 
     # Fold by fold (all settings on fold 0, then fold 1, ...), so an interrupted study already has paired folds.
@@ -400,6 +475,8 @@ def main(argv: list[str] | None = None) -> None:
             decisions = {row["vs_baseline"]["decision"], row["pooled_vs_baseline"]["decision"]}
             row["decision"] = "reject" if "reject" in decisions else "adopt" if "adopt" in decisions else "no evidence"
         rows.append(row)
+    for name, members in ensembles.items():
+        rows.append(ensemble_row(name, members, rows[0]["name"], predictions))
     report = {
         "command": shlex.join(command),
         "config": args.config,

@@ -475,7 +475,10 @@ def cross_validation_section(report: dict | None, title: str = "### Cross-valida
         value = row.get("pooled_out_of_fold_auc" if classification else "pooled_mean_jaccard")
         decision = row.get("decision") or (paired["decision"] if paired else "baseline")
         pooled_cells = [_fmt(value) if value is not None else "-", t_text, pooled_text] if pooled_columns else [t_text]
-        rows.append([row["name"], " ".join(row["overrides"]) or "-", per_fold or "-", *pooled_cells, decision])
+        what = " ".join(row["overrides"]) or "-"
+        if row.get("members"):
+            what = f"ensemble: mean probability of {' + '.join(row['members'])} (no training)"
+        rows.append([row["name"], what, per_fold or "-", *pooled_cells, decision])
     header = ["setting", "overrides", f"per-fold {metric}"]
     pooled_name = "pooled AUC" if classification else "pooled mean Jaccard"
     header += [pooled_name, "per-fold gain (t 95%)", "pooled gain (95%)"] if pooled_columns else ["gain (t 95%)"]

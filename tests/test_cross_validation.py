@@ -278,6 +278,10 @@ def test_study_runs_end_to_end_and_resumes(shared_synthetic_isic_dir, tmp_path, 
     cross_validate.main([*argv[:5], str(copied), *argv[6:-2], "--no-train", "--note", "trained elsewhere"])
     elsewhere = json.loads(capsys.readouterr().out)
     assert elsewhere["settings"] == report["settings"] and elsewhere["note"] == "trained elsewhere"
+    cross_validate.main([*argv[:5], str(copied), *argv[6:-2], "--no-train", "--ensemble", "both=base+lr"])
+    both = json.loads(capsys.readouterr().out)["settings"][-1]
+    assert both["members"] == ["base", "lr"] and both["pooled_vs_baseline"]["images"] == len(train_ids)
+    assert both["decision"] in {"adopt", "reject", "no evidence"}
     assert not list(copied.glob("*/*/*.pt"))
     card = "\n".join(_load_module("write_model_card", "scripts").cross_validation_section(elsewhere, "### Elsewhere"))
     assert card.startswith("### Elsewhere") and "trained elsewhere" in card
@@ -407,3 +411,45 @@ def test_model_card_renders_a_segmentation_study_with_one_fold_and_an_unfinished
     assert "| base | - | fold0: 0.840 | baseline | baseline |" in card
     assert "| wide | model.decoder_channels=[256,128,64,32,16] | fold0: 0.845 | +0.005 (one fold: no interval)" in card
     assert "| slow | optim.epochs=16 | - | no paired fold | no evidence |" in card
+
+
+def test_ensemble_row_averages_the_members_out_of_fold_probabilities():
+    labels = [0, 1, 0, 1, 0, 0, 1, 0]
+    # Each member ranks one melanoma below a non-melanoma; their mean ranks every image right.
+    first = [0.1, 0.9, 0.2, 0.3, 0.4, 0.1, 0.8, 0.1]
+    second = [0.1, 0.8, 0.2, 0.9, 0.1, 0.1, 0.3, 0.35]
+    predictions = {
+        "base": _predictions({0: first, 1: first}, labels),
+        "other": _predictions({0: second, 1: second, 2: second}, labels),  # fold 2: base has none, not combined
+    }
+    row = cross_validate.ensemble_row("both", ["base", "other"], "base", predictions)
+    assert row["members"] == ["base", "other"] and row["overrides"] == []
+    assert row["per_fold"] == {"fold0": 1.0, "fold1": 1.0} and row["pooled_out_of_fold_auc"] == 1.0
+    assert row["vs_baseline"]["folds"] == [0, 1]
+    assert row["vs_baseline"]["differences"] == pytest.approx([1 - 14 / 15] * 2)  # base alone: 14 of 15 pairs right
+    assert row["pooled_vs_baseline"]["images"] == 16 and row["pooled_vs_baseline"]["difference"] > 0
+    card = "\n".join(
+        _load_module("write_model_card", "scripts").cross_validation_section(
+            {"command": "cv", "task": "classification", "folds": 3, "decision_rule": "rule", "settings": [row]}
+        )
+    )
+    assert "| both | ensemble: mean probability of base + other (no training) | fold0: 1.000, fold1: 1.000 |" in card
+    mismatched = {**predictions, "other": _predictions({0: second[:-1]}, labels)}
+    with pytest.raises(SystemExit, match="different images on fold 0"):
+        cross_validate.ensemble_row("both", ["base", "other"], "base", mismatched)
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("both=base", "two or more"),
+        ("base=base+lr", "new NAME"),
+        ("=base+lr", "new NAME"),
+        ("both=base+base", "two or more different"),
+        ("both=base+typo", "no --setting named typo"),
+    ],
+)
+def test_bad_ensembles_are_errors(text, message):
+    assert cross_validate.parse_ensemble("both=base+lr", ["base", "lr"]) == ("both", ["base", "lr"])
+    with pytest.raises(SystemExit, match=message):
+        cross_validate.parse_ensemble(text, ["base", "lr"])
