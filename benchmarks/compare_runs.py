@@ -31,10 +31,15 @@ def describe(path: Path, task: str) -> dict:
         raise SystemExit(f"error: {config_path} is missing: export the run (`melanoma export {path}`)")
     config = json.loads(config_path.read_text())
     training = config["training"]
-    # An ensemble (melanoma export --ensemble) was trained as several runs: its cost is theirs together.
-    histories = [m["training"]["history"] for m in config.get("ensemble", {}).get("members", [])] or [
-        training["history"]
-    ]
+    # An ensemble (melanoma export --ensemble) was trained as several runs: its cost is theirs together, and a
+    # setting its members differ in is listed per member.
+    trainings = [m["training"] for m in config.get("ensemble", {}).get("members", [])] or [training]
+    histories = [t["history"] for t in trainings]
+
+    def setting(section: str, key: str, default):
+        values = [t["config"][section].get(key, default) for t in trainings]
+        return values[0] if len(set(values)) == 1 else values
+
     return {
         "run": str(path),
         "task": config["task"],
@@ -44,10 +49,8 @@ def describe(path: Path, task: str) -> dict:
         if config["task"] == "segmentation"
         else None,
         # runs from before the head_init option were trained with timm's head init
-        "head_init": training["config"]["model"].get("head_init", "timm")
-        if config["task"] == "classification"
-        else None,
-        "strong_augmentation": training["config"]["data"].get("strong_augmentation", False),
+        "head_init": setting("model", "head_init", "timm") if config["task"] == "classification" else None,
+        "strong_augmentation": setting("data", "strong_augmentation", False),
         "ema_decay": training["config"]["optim"].get("ema_decay", 0.0),  # > 0: the export holds a weight average
         "lesion_crop_margin": (config.get("input_crop") or {}).get("margin"),  # classifier sees a lesion crop
         "ensemble_members": len(histories),

