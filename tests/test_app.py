@@ -252,6 +252,12 @@ def test_model_line_says_what_the_classifier_sees() -> None:
     )
     flipped = {**config, "test_time_flips": ["hflip"]}
     assert "at 224 px, averaged with its left-right mirror image, exported" in app._model_line(flipped)
+    members = [{"arch": "tf_efficientnet_lite0"}, {"arch": "tf_efficientnet_lite2"}]
+    ensemble = {**config, "arch": "tf_efficientnet_lite0+tf_efficientnet_lite2", "ensemble": {"members": members}}
+    assert app._model_line(ensemble) == (
+        "- **Network** an ensemble of 2 networks (`tf_efficientnet_lite0`, `tf_efficientnet_lite2`; their mean "
+        "probability) at 224 px, exported 2026-11-27"
+    )
 
 
 def test_markdown_escape_shows_file_names_literally() -> None:

@@ -232,7 +232,13 @@ def _model_line(config: dict[str, Any]) -> str:
     mirrors = {"hflip": "left-right", "vflip": "upside-down"}
     flips = [mirrors.get(f, f) for f in config.get("test_time_flips", [])]
     averaged = f", averaged with its {' and '.join(flips)} mirror image" if flips else ""
-    return f"- **Network** `{config.get('arch', '?')}` at {config.get('input_size', '?')} px{sees}{averaged}" + (
+    members = [m.get("arch", "?") for m in (config.get("ensemble") or {}).get("members", [])]
+    network = (
+        f"an ensemble of {len(members)} networks ({', '.join(f'`{a}`' for a in members)}; their mean probability)"
+        if members
+        else f"`{config.get('arch', '?')}`"
+    )
+    return f"- **Network** {network} at {config.get('input_size', '?')} px{sees}{averaged}" + (
         f", exported {exported}" if exported else ""
     )
 
