@@ -323,7 +323,8 @@ def classification_section(config: dict, eval_dir: Path) -> list[str]:
             "`models` is the shipped classifier; a run whose arch lists several networks is an ensemble exported "
             "by `melanoma export RUN --ensemble RUN ...` (its epochs and training minutes are its members' "
             "together; a setting its members differ in is listed per member); `classification-zero-hflip` is the "
-            "Lite0 alone as shipped before, served with hflip test-time flips. "
+            "Lite0 alone as shipped before, served with hflip test-time flips; `int8-set` is the shipped models "
+            "int8-quantized by `melanoma quantize --models models --out runs/int8-set` (re-calibrated on validation). "
             "`head init` timm = timm's initialisation of the new 1-output head (uniform weights whose first logits "
             "are large: initial training loss ~4 with pos_weight); zero = the head starts at logit 0 for every "
             "image (`model.head_init`). The paired bootstrap above puts the AUC difference within noise; the zero "
@@ -352,6 +353,7 @@ def classification_section(config: dict, eval_dir: Path) -> list[str]:
                     "head init",
                     "strong aug.",
                     "lesion crop",
+                    "int8",
                     "epochs",
                     "train min",
                     "threshold",
@@ -370,6 +372,7 @@ def classification_section(config: dict, eval_dir: Path) -> list[str]:
                         _per_member(r.get("head_init", "timm")),
                         _per_member(r.get("strong_augmentation", False)),
                         r.get("lesion_crop_margin") or "no",
+                        "yes" if r.get("quantization") else "no",
                         r["epochs"],
                         r["train_minutes"],
                         _fmt(r["threshold"]),

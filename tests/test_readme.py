@@ -73,6 +73,9 @@ def test_readme_states_the_ensemble_decision():
     lite0 = next(row for name, row in experiments.items() if name.startswith("Lite0 alone (shipped before"))
     lite0_auc = float(lite0["result"].split()[2].rstrip(";"))  # "val AUC 0.8639; gain vs ..."
     assert f"shipped ensemble scores AUC {shipped['auc']:.3f} against the Lite0's {lite0_auc:.3f}" in readme
+    runs = {Path(row["run"]).name: row for row in _load("classification_comparison.json")}
+    extra = runs["classification-zero-lite2-hflip"]["image_ms"] - runs["models"]["image_ms"]
+    assert f"costs {extra:.0f} ms more per image" in readme  # the same ensemble served with hflip flips
     low, high = shipped["ci95"]["youden_threshold"]
     before = _load("classification_val_lite0.json")["ci95"]["youden_threshold"]
     assert f"ranges {low:.2f}-{high:.2f} over bootstrap resamples, against {before[0]:.2f}-{before[1]:.2f}" in readme
