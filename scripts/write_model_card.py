@@ -396,7 +396,11 @@ def classification_section(config: dict, eval_dir: Path) -> list[str]:
     lines += cross_validation_section(
         _load(eval_dir / "classification_cv.json"), "### Cross-validation over train: lesion crop, folds 0-1 on the CPU"
     )
-    return lines + cross_validation_section(_load(eval_dir / "classification_cv_served.json"))
+    lines += cross_validation_section(_load(eval_dir / "classification_cv_served.json"))
+    return lines + cross_validation_section(
+        _load(eval_dir / "classification_cv_ema.json"),
+        "### Cross-validation over train: a moving average of the weights, fold 0 on the CPU",
+    )
 
 
 def _per_member(value) -> str:
@@ -577,6 +581,7 @@ def _serving(models: Path) -> str:
             flips = config.get("test_time_flips", [])
             parts.append(
                 f"{task} {'int8' if config.get('quantization') else 'fp32'} at {config['input_size']} px"
+                + (f" (an ensemble of {len(_members(config))} networks)" if config.get("ensemble") else "")
                 + (f" with test-time flips {' + '.join(flips)} ({len(flips) + 1} views)" if flips else "")
             )
     return "; ".join(parts)

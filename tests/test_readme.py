@@ -104,3 +104,13 @@ def test_readme_states_the_weight_averaged_run_against_the_shipped_segmenter():
     )
     assert f"(paired gain {gain['difference']:+.4f}, 95% CI {gain['ci95'][0]:+.4f} to {gain['ci95'][1]:+.4f}:" in readme
     assert gain["baseline_mean"] == _load("segmentation_val.json")["jaccard"]  # the baseline is the shipped model
+
+
+def test_readme_states_the_classifier_weight_average_study():
+    readme = " ".join((REPO / "README.md").read_text().split())
+    ema = {row["name"]: row for row in _load("classification_cv_ema.json")["settings"]}["ema"]
+    gain = ema["pooled_vs_baseline"]
+    fold0, raw = ema["per_fold"]["fold0"], ema["per_fold_raw_weights"]["fold0"]
+    assert f"AUC {fold0:.3f} against {raw:.3f} for the raw" in readme
+    assert f"+{gain['difference']:.3f} (95% CI {gain['ci95'][0]:+.3f} to {gain['ci95'][1]:+.3f})" in readme
+    assert ema["decision"] == "no evidence" and "no evidence, so it was not adopted" in readme
