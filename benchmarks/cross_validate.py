@@ -30,10 +30,12 @@ Segmentation gets the same kind of pooled analysis on images: each completed fol
 of its validation fold (Jaccard at threshold 0.5, as ``val_jaccard``; cached in ``RUN/oof_jaccard.csv``), and
 ``paired_mean_difference`` gives the gain in mean Jaccard over the baseline on the images of the shared folds
 with a paired bootstrap 95% interval, same decision rule: far more power than one number per fold.
-``--ensemble NAME=A+B`` (classification) also scores an ensemble of settings without training anything: on each
-fold that all of A, B, ... have completed, the mean of their out-of-fold probabilities per image (what
-``melanoma export A_RUN --ensemble B_RUN`` serves); it is compared with the baseline like a setting, the per-fold
-analysis pairing it with the baseline's out-of-fold AUC on the same folds.
+``--ensemble NAME=A+B`` also scores an ensemble of settings without training anything: on each fold that all of
+A, B, ... have completed, the mean of their out-of-fold melanoma probabilities per image (what ``melanoma export
+A_RUN --ensemble B_RUN`` serves), or for segmentation the Jaccard of the mean of their probability maps (each
+resized to the mask first; recomputed from each fold's best.pt, cached in ``OUT/NAME/foldK/oof_jaccard.csv``); it is
+compared with the baseline like a setting, the per-fold analysis pairing it with the baseline's out-of-fold score
+on the same folds.
 Runs trained with ``optim.ema_decay`` also report their raw (non-averaged) weights' best score per fold.
 With ``--served`` the pooled predictions come through each fold's ONNX export instead (``melanoma export RUN
 --no-calibrate``, with ``--segmenter DIR`` for lesion-crop settings; cached in ``RUN/oof_served.csv``): the serving
@@ -128,6 +130,48 @@ def ensemble_row(
     }
     if len({label for label, _ in pooled}) == 2:
         row["pooled_out_of_fold_auc"] = classification_scores(*zip(*pooled, strict=True))["auc"]
+    decisions = {row["vs_baseline"]["decision"], row["pooled_vs_baseline"]["decision"]}
+    row["decision"] = "reject" if "reject" in decisions else "adopt" if "adopt" in decisions else "no evidence"
+    return row
+
+
+def segmentation_ensemble_row(
+    name: str,
+    members: list[str],
+    baseline: str,
+    jaccards: dict[str, dict[int, dict[str, float]]],
+    configs: dict[tuple[str, int], TrainConfig],
+    out: Path,
+) -> dict[str, Any]:
+    """The study row of a segmentation ensemble: per fold all members completed, the Jaccard of the mean of their
+    probability maps (``ensemble_jaccards``, cached in ``OUT/NAME/foldK/oof_jaccard.csv``), paired image by image
+    with the baseline's."""
+    folds = sorted(set.intersection(*(set(jaccards[member]) for member in members)))
+    combined = {
+        fold: ensemble_jaccards(
+            [configs[member, fold] for member in members],
+            [out / member / f"fold{fold}" for member in members],
+            out / name / f"fold{fold}" / "oof_jaccard.csv",
+        )
+        for fold in folds
+    }
+    per_fold = {fold: statistics.fmean(values.values()) for fold, values in combined.items()}
+    base = {fold: statistics.fmean(values.values()) for fold, values in jaccards[baseline].items()}
+    pooled = [value for values in combined.values() for value in values.values()]
+    row: dict[str, Any] = {
+        "name": name,
+        "overrides": [],
+        "members": members,
+        "per_fold": {f"fold{k}": v for k, v in per_fold.items()},
+        "per_fold_source": "mean Jaccard of the mean probability map at threshold 0.5; the per-fold gain pairs it "
+        "with the baseline's out-of-fold mean Jaccard on the same fold",
+        "mean": statistics.fmean(per_fold.values()) if per_fold else None,
+        "sd": statistics.stdev(per_fold.values()) if len(per_fold) >= 2 else None,
+        "vs_baseline": paired_comparison(base, per_fold),
+        "pooled_vs_baseline": pooled_jaccard_comparison(jaccards[baseline], combined),
+    }
+    if pooled:
+        row["pooled_mean_jaccard"] = statistics.fmean(pooled)
     decisions = {row["vs_baseline"]["decision"], row["pooled_vs_baseline"]["decision"]}
     row["decision"] = "reject" if "reject" in decisions else "adopt" if "adopt" in decisions else "no evidence"
     return row
@@ -231,17 +275,51 @@ def out_of_fold_predictions(config: TrainConfig, run_dir: Path) -> dict[str, tup
 def out_of_fold_jaccards(config: TrainConfig, run_dir: Path) -> dict[str, float]:
     """``image_id -> Jaccard`` of ``run_dir/best.pt`` on each image of the fold's validation set (threshold 0.5,
     scored at the mask's own size, as the training loop's ``val_jaccard``). Cached in ``run_dir/oof_jaccard.csv``."""
-    cache = run_dir / "oof_jaccard.csv"
-    if _is_fresh(cache, run_dir / "best.pt"):
+    return ensemble_jaccards([config], [run_dir], run_dir / "oof_jaccard.csv")
+
+
+def ensemble_jaccards(configs: list[TrainConfig], run_dirs: list[Path], cache: Path) -> dict[str, float]:
+    """``image_id -> Jaccard`` of the mean lesion probability map of the runs' ``best.pt`` (one run: its own map)
+    on their fold's validation images, threshold 0.5, each map resized to the mask's own size first (so runs
+    trained at different input sizes average pixel by pixel). Cached in ``cache`` (recomputed when a best.pt is
+    newer)."""
+    if all(_is_fresh(cache, run_dir / "best.pt") for run_dir in run_dirs):
         with cache.open(newline="") as handle:
             return {row["image_id"]: float(row["jaccard"]) for row in csv.DictReader(handle)}
+    from melanoma.metrics import jaccard
+
+    sums: dict[str, Any] = {}
+    masks: dict[str, Any] = {}
+    for config, run_dir in zip(configs, run_dirs, strict=True):
+        for image_id, probability, full in _probability_maps(config, run_dir):
+            sums[image_id] = sums.get(image_id, 0) + probability
+            masks[image_id] = full
+    if any(len(sums) != len(load_split_ids(config)) for config in configs):
+        raise SystemExit(f"error: {', '.join(map(str, run_dirs))} were validated on different images")
+    result = {image_id: jaccard(total / len(run_dirs) >= 0.5, masks[image_id]) for image_id, total in sums.items()}
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    with cache.open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["image_id", "jaccard"])
+        writer.writerows([image_id, f"{value:.8f}"] for image_id, value in sorted(result.items()))
+    return result
+
+
+def load_split_ids(config: TrainConfig) -> set[str]:
+    """The image ids of ``config``'s validation fold."""
+    from melanoma.training.datasets import load_splits
+
+    return {sample.image_id for sample in load_splits(config.data)[1]}
+
+
+def _probability_maps(config: TrainConfig, run_dir: Path):
+    """Yield ``(image_id, lesion probability map, full-size mask)`` of ``run_dir/best.pt`` on its validation fold."""
     import dataclasses
 
     import torch
     from torch.utils.data import DataLoader
 
     from melanoma.data.transforms import segmentation_transforms
-    from melanoma.metrics import jaccard
     from melanoma.models.factory import build_model
     from melanoma.training.checkpoint import load_checkpoint
     from melanoma.training.datasets import LesionDataset, collate, load_splits
@@ -256,15 +334,10 @@ def out_of_fold_jaccards(config: TrainConfig, run_dir: Path) -> dict[str, float]
     transform = segmentation_transforms(config.data.image_size, train=False)
     dataset = LesionDataset(samples, config.task, transform, keep_full_mask=True)
     loader = DataLoader(dataset, batch_size=config.data.batch_size, collate_fn=collate)
-    result: dict[str, float] = {}
-    for batch, maps in predict_loader(model, loader, config, info):
-        for index, probability, full in zip(batch["index"].tolist(), maps, batch["full_mask"], strict=True):
-            result[samples[index].image_id] = jaccard(probability >= 0.5, full)
-    with cache.open("w", newline="") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(["image_id", "jaccard"])
-        writer.writerows([image_id, f"{value:.8f}"] for image_id, value in sorted(result.items()))
-    return result
+    with torch.no_grad():
+        for batch, maps in predict_loader(model, loader, config, info):
+            for index, probability, full in zip(batch["index"].tolist(), maps, batch["full_mask"], strict=True):
+                yield samples[index].image_id, probability, full
 
 
 def pooled_jaccard_comparison(
@@ -386,7 +459,8 @@ def main(argv: list[str] | None = None) -> None:
         action="append",
         default=[],
         metavar="NAME=A+B[+...]",
-        help="classification: also score the mean probability of these settings' out-of-fold predictions",
+        help="also score the ensemble of these settings: the mean of their out-of-fold probabilities (segmentation: "
+        "of their probability maps)",
     )
     parser.add_argument("--note", help="free text kept in the report, e.g. where and how the folds were trained")
     parser.add_argument("--json", help="also write the JSON report here")
@@ -420,8 +494,8 @@ def main(argv: list[str] | None = None) -> None:
     task = configs[next(iter(settings)), 0].task
     if any(config.task != task for config in configs.values()):
         parser.error("all settings must train the same task (their metrics are compared)")
-    if ensembles and task != "classification":
-        parser.error("--ensemble averages melanoma probabilities: it applies to classification studies")
+    if ensembles and args.served:
+        parser.error("--ensemble averages each fold's best.pt predictions: leave out --served")
     monitor = MONITOR[task]
 
     # Fold by fold (all settings on fold 0, then fold 1, ...), so an interrupted study already has paired folds.
@@ -476,7 +550,10 @@ def main(argv: list[str] | None = None) -> None:
             row["decision"] = "reject" if "reject" in decisions else "adopt" if "adopt" in decisions else "no evidence"
         rows.append(row)
     for name, members in ensembles.items():
-        rows.append(ensemble_row(name, members, rows[0]["name"], predictions))
+        if task == "classification":
+            rows.append(ensemble_row(name, members, rows[0]["name"], predictions))
+        else:
+            rows.append(segmentation_ensemble_row(name, members, rows[0]["name"], predictions, configs, out))
     report = {
         "command": shlex.join(command),
         "config": args.config,

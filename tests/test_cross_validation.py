@@ -381,6 +381,24 @@ def test_segmentation_study_pools_per_image_jaccards_and_reports_raw_weights(
     assert "pooled mean Jaccard" in card and "(raw weights " in card
     assert f"({len(train_ids)} images) | {ema['decision']} |" in card
 
+    # --ensemble: the Jaccard of the two settings' mean probability map, image by image, training nothing.
+    argv += ["--setting", "base", "--setting", "ema: optim.ema_decay=0.9", "--no-train", "--ensemble", "both=base+ema"]
+    cross_validate.main(argv)
+    both = json.loads(capsys.readouterr().out)["settings"][-1]
+    assert both["members"] == ["base", "ema"] and both["pooled_vs_baseline"]["images"] == len(train_ids)
+    from melanoma.config import load_config
+    from melanoma.metrics import jaccard
+
+    for fold in (0, 1):
+        config = load_config(config_path, ["data.cv_folds=2", f"data.cv_fold={fold}"])
+        maps = [dict((i, (p, m)) for i, p, m in cross_validate._probability_maps(config, out / n / f"fold{fold}"))
+                for n in ("base", "ema")]  # fmt: skip
+        expected = {i: jaccard((maps[0][i][0] + maps[1][i][0]) / 2 >= 0.5, maps[0][i][1]) for i in maps[0]}
+        cached = (out / "both" / f"fold{fold}" / "oof_jaccard.csv").read_text().split()[1:]
+        got = {line.split(",")[0]: float(line.split(",")[1]) for line in cached}
+        assert got.keys() == expected.keys() and all(abs(got[i] - expected[i]) < 1e-6 for i in got)
+        assert both["per_fold"][f"fold{fold}"] == pytest.approx(sum(got.values()) / len(got))
+
 
 def test_model_card_renders_a_segmentation_study_with_one_fold_and_an_unfinished_setting():
     report = {

@@ -95,6 +95,15 @@ def test_readme_states_the_held_out_fold_study_of_training_options():
         )
 
 
+def test_readme_states_the_segmentation_ensemble_study():
+    readme = " ".join((REPO / "README.md").read_text().split())
+    rows = {row["name"]: row for row in _load("segmentation_cv128.json")["settings"]}
+    gain = rows["ema+lovasz"]["pooled_vs_baseline"]
+    assert rows["ema+lovasz"]["members"] == ["ema", "lovasz"]
+    low, high = gain["ci95"]
+    assert f"gained {gain['difference']:.3f} mean Jaccard (95% CI {low:+.3f} to {high:+.3f})" in readme
+
+
 def test_readme_states_the_weight_averaged_run_against_the_shipped_segmenter():
     readme = " ".join((REPO / "README.md").read_text().split())
     result = _load("segmentation_val_ema_vs_shipped.json")
