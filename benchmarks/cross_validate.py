@@ -116,23 +116,47 @@ def ensemble_row(
     per_fold = {fold: auc for fold, values in combined.items() if (auc := _fold_auc(values)) is not None}
     base = {fold: auc for fold, values in predictions[baseline].items() if (auc := _fold_auc(values)) is not None}
     pooled = [pair for fold in combined.values() for pair in fold.values()]
-    row: dict[str, Any] = {
+    row = _ensemble_row(
+        name,
+        members,
+        per_fold,
+        paired_comparison(base, per_fold),
+        pooled_comparison(predictions[baseline], combined),
+        "AUC of the mean out-of-fold probability; the per-fold gain pairs it with the baseline's out-of-fold AUC "
+        "on the same fold",
+    )
+    if len({label for label, _ in pooled}) == 2:
+        row["pooled_out_of_fold_auc"] = classification_scores(*zip(*pooled, strict=True))["auc"]
+    return row
+
+
+def _ensemble_row(
+    name: str,
+    members: list[str],
+    per_fold: dict[int, float],
+    vs_baseline: dict[str, Any],
+    pooled_vs_baseline: dict[str, Any],
+    source: str,
+) -> dict[str, Any]:
+    """The fields every ensemble row has, with the decision of its two analyses (as a setting's)."""
+    return {
         "name": name,
         "overrides": [],
         "members": members,
         "per_fold": {f"fold{k}": v for k, v in per_fold.items()},
-        "per_fold_source": "AUC of the mean out-of-fold probability; the per-fold gain pairs it with the "
-        "baseline's out-of-fold AUC on the same fold",
+        "per_fold_source": source,
         "mean": statistics.fmean(per_fold.values()) if per_fold else None,
         "sd": statistics.stdev(per_fold.values()) if len(per_fold) >= 2 else None,
-        "vs_baseline": paired_comparison(base, per_fold),
-        "pooled_vs_baseline": pooled_comparison(predictions[baseline], combined),
+        "vs_baseline": vs_baseline,
+        "pooled_vs_baseline": pooled_vs_baseline,
+        "decision": _decision(vs_baseline, pooled_vs_baseline),
     }
-    if len({label for label, _ in pooled}) == 2:
-        row["pooled_out_of_fold_auc"] = classification_scores(*zip(*pooled, strict=True))["auc"]
-    decisions = {row["vs_baseline"]["decision"], row["pooled_vs_baseline"]["decision"]}
-    row["decision"] = "reject" if "reject" in decisions else "adopt" if "adopt" in decisions else "no evidence"
-    return row
+
+
+def _decision(vs_baseline: dict[str, Any], pooled_vs_baseline: dict[str, Any]) -> str:
+    """Adopt when either analysis adopts and neither rejects; reject when either rejects."""
+    decisions = {vs_baseline["decision"], pooled_vs_baseline["decision"]}
+    return "reject" if "reject" in decisions else "adopt" if "adopt" in decisions else "no evidence"
 
 
 def segmentation_ensemble_row(
@@ -158,22 +182,17 @@ def segmentation_ensemble_row(
     per_fold = {fold: statistics.fmean(values.values()) for fold, values in combined.items()}
     base = {fold: statistics.fmean(values.values()) for fold, values in jaccards[baseline].items()}
     pooled = [value for values in combined.values() for value in values.values()]
-    row: dict[str, Any] = {
-        "name": name,
-        "overrides": [],
-        "members": members,
-        "per_fold": {f"fold{k}": v for k, v in per_fold.items()},
-        "per_fold_source": "mean Jaccard of the mean probability map at threshold 0.5; the per-fold gain pairs it "
-        "with the baseline's out-of-fold mean Jaccard on the same fold",
-        "mean": statistics.fmean(per_fold.values()) if per_fold else None,
-        "sd": statistics.stdev(per_fold.values()) if len(per_fold) >= 2 else None,
-        "vs_baseline": paired_comparison(base, per_fold),
-        "pooled_vs_baseline": pooled_jaccard_comparison(jaccards[baseline], combined),
-    }
+    row = _ensemble_row(
+        name,
+        members,
+        per_fold,
+        paired_comparison(base, per_fold),
+        pooled_jaccard_comparison(jaccards[baseline], combined),
+        "mean Jaccard of the mean probability map at threshold 0.5; the per-fold gain pairs it with the "
+        "baseline's out-of-fold mean Jaccard on the same fold",
+    )
     if pooled:
         row["pooled_mean_jaccard"] = statistics.fmean(pooled)
-    decisions = {row["vs_baseline"]["decision"], row["pooled_vs_baseline"]["decision"]}
-    row["decision"] = "reject" if "reject" in decisions else "adopt" if "adopt" in decisions else "no evidence"
     return row
 
 
@@ -546,8 +565,7 @@ def main(argv: list[str] | None = None) -> None:
             row["vs_baseline"] = paired_comparison(scores[rows[0]["name"]], scores[name])
             compare = pooled_comparison if task == "classification" else pooled_jaccard_comparison
             row["pooled_vs_baseline"] = compare(predictions[rows[0]["name"]], predictions[name])
-            decisions = {row["vs_baseline"]["decision"], row["pooled_vs_baseline"]["decision"]}
-            row["decision"] = "reject" if "reject" in decisions else "adopt" if "adopt" in decisions else "no evidence"
+            row["decision"] = _decision(row["vs_baseline"], row["pooled_vs_baseline"])
         rows.append(row)
     for name, members in ensembles.items():
         if task == "classification":
