@@ -148,6 +148,17 @@ def _quantization(config: dict) -> list[str]:
     ]
 
 
+# The segmenter comparison tables' columns between settings and metrics, and after the metrics.
+SEGMENTER_COLUMNS = (
+    {
+        "weight avg.": lambda r: r["ema_decay"] if r.get("ema_decay") else "no",
+        "int8": lambda r: "yes" if r.get("quantization") else "no",
+        "flips": lambda r: "+".join(r.get("test_time_flips", [])) or "none",
+    },
+    {"view ms": "view_ms", "image ms": "image_ms", "MB": "onnx_mb"},
+)
+
+
 def segmentation_section(config: dict, eval_dir: Path) -> list[str]:
     validation = config["validation"]
     lines = ["## Lesion segmentation (`segmentation.onnx`)", "", *_common(config), ""]
@@ -207,13 +218,23 @@ def segmentation_section(config: dict, eval_dir: Path) -> list[str]:
             "",
             _run_table(
                 comparison,
-                {
-                    "weight avg.": lambda r: r["ema_decay"] if r.get("ema_decay") else "no",
-                    "int8": lambda r: "yes" if r.get("quantization") else "no",
-                    "flips": lambda r: "+".join(r.get("test_time_flips", [])) or "none",
-                },
-                {"view ms": "view_ms", "image ms": "image_ms", "MB": "onnx_mb"},
+                *SEGMENTER_COLUMNS,
             ),
+            "",
+        ]
+    at_128 = _load(eval_dir / "segmentation_comparison_128.json")
+    paired = _load(eval_dir / "segmentation_val_128_vs_shipped.json")
+    if at_128 and paired:
+        lines += [
+            "The 128 px, 36-epoch recipe that held-out train fold 0 decided for (next section), trained on the "
+            "official split by `melanoma train segmentation --config configs/segmentation-128.yaml --out "
+            "runs/segmentation-128` and exported with `--test-time-flips off`, against the shipped segmenter "
+            "(`models`; same command, `python benchmarks/compare_runs.py models runs/compare/segmentation-128 --json "
+            "models/eval/segmentation_comparison_128.json`, where `runs/compare/segmentation-128` is a copy of "
+            "`runs/segmentation-128/export`). It is a third of the serving cost and 60% of the training time, but "
+            f"it does not beat the shipped model on validation: {_paired_text(paired)}, so it is not shipped:",
+            "",
+            _run_table(at_128, *SEGMENTER_COLUMNS),
             "",
         ]
     earlier = _load(eval_dir / "segmentation_comparison_192_vs_128.json")
@@ -226,10 +247,26 @@ def segmentation_section(config: dict, eval_dir: Path) -> list[str]:
             "",
         ]
     lines += cross_validation_section(
+        _load(eval_dir / "segmentation_cv128_epochs.json"),
+        "### Training length tried on a held-out train fold (CPU, 128 px)",
+    )
+    lines += cross_validation_section(
         _load(eval_dir / "segmentation_cv128.json"), "### Training options tried on a held-out train fold (CPU, 128 px)"
     )
     return lines + cross_validation_section(
         _load(eval_dir / "segmentation_cv.json"), "### Settings tried on held-out train folds (GPU, 256 px)"
+    )
+
+
+def _paired_text(evaluation: dict) -> str:
+    """One ``melanoma evaluate segmentation --baseline`` result in words."""
+    gain = evaluation["vs_baseline"]
+    low, high = gain["ci95"]
+    return (
+        f"mean Jaccard {gain['other_mean']:.4f} against {gain['baseline_mean']:.4f}, paired gain "
+        f"{gain['difference']:+.4f} (95% CI {low:+.4f} to {high:+.4f}, {gain['decision']}; `melanoma evaluate "
+        f"segmentation --images $DATA/images/val --masks $DATA/masks/val --models {evaluation['models_dir']} "
+        f"--baseline {gain['models_dir']}`)"
     )
 
 

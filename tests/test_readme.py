@@ -123,3 +123,28 @@ def test_readme_states_the_classifier_weight_average_study():
     assert f"AUC {fold0:.3f} against {raw:.3f} for the raw" in readme
     assert f"+{gain['difference']:.3f} (95% CI {gain['ci95'][0]:+.3f} to {gain['ci95'][1]:+.3f})" in readme
     assert ema["decision"] == "no evidence" and "no evidence, so it was not adopted" in readme
+
+
+def test_readme_states_the_128_px_recipe_and_why_it_is_not_shipped():
+    readme = " ".join((REPO / "README.md").read_text().split())
+    ep36 = {row["name"]: row for row in _load("segmentation_cv128_epochs.json")["settings"]}["ep36"]
+    fold_gain = ep36["pooled_vs_baseline"]
+    assert ep36["decision"] == "adopt"
+    assert (
+        f"scored {fold_gain['other_mean']:.3f} against {fold_gain['baseline_mean']:.3f} (gain "
+        f"{fold_gain['difference']:+.3f}, 95% CI {fold_gain['ci95'][0]:+.3f} to {fold_gain['ci95'][1]:+.3f} over the "
+        f"{fold_gain['images']} images" in readme
+    )
+    result = _load("segmentation_val_128_vs_shipped.json")
+    gain = result["vs_baseline"]
+    assert gain["baseline_mean"] == _load("segmentation_val.json")["jaccard"]  # the baseline is the shipped model
+    assert gain["difference"] <= 0  # README says it does not beat the shipped model
+    assert (
+        f"scored validation Jaccard {result['jaccard']:.4f} against the shipped {gain['baseline_mean']:.4f} "
+        f"(paired gain {gain['difference']:+.4f}, 95% CI {gain['ci95'][0]:+.4f} to {gain['ci95'][1]:+.4f}:" in readme
+    )
+    runs = {Path(row["run"]).name: row for row in _load("segmentation_comparison_128.json")}
+    assert (
+        f"at {runs['segmentation-128']['image_ms']:.1f} ms per image instead of {runs['models']['image_ms']:.1f}"
+        in readme
+    )
