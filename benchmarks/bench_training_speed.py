@@ -1,13 +1,20 @@
-"""Training throughput (images/s) of the two networks on this machine, fp32 vs bf16 autocast, side by side.
+"""Training throughput (images/s) of the networks on this machine, fp32 vs bf16 autocast, side by side.
 
-Usage: python benchmarks/bench_training_speed.py [--task segmentation] [--size 192] [--steps 6] [--json FILE]
-Prints JSON. Synthetic inputs: this measures compute only, not data loading.
+Usage: python benchmarks/bench_training_speed.py [--task segmentation] [--arch NAME] [--size 192] [--steps 6]
+           [--batch 16] [--decoder 256,128,64,32,16] [--json FILE]
+       python benchmarks/bench_training_speed.py --shipped [--steps 6] [--json FILE]
+           (the shipped networks at their shipped sizes and batch sizes: the U-Net at 256 px with the narrow
+           decoder, batch 16; the Lite0 and Lite2 classifiers at 224 px, batch 32)
+Prints JSON. Synthetic inputs: this measures compute only, not data loading. bf16 autocast pays off only on CPUs
+with bf16 instructions (``cpu_bf16_flags``: avx512_bf16 / amx_bf16 from /proc/cpuinfo).
 """
 
 from __future__ import annotations
 
 import argparse
+import platform
 import time
+from pathlib import Path
 
 import torch
 
@@ -17,10 +24,24 @@ from melanoma.reporting import emit_json
 from melanoma.training.engine import autocast_context
 from melanoma.training.losses import bce_dice_loss
 
+SHIPPED = (
+    {
+        "task": "segmentation",
+        "arch": "tf_efficientnet_lite0",
+        "size": 256,
+        "batch": 16,
+        "decoder": [128, 64, 32, 16, 8],
+    },
+    {"task": "classification", "arch": "tf_efficientnet_lite0", "size": 224, "batch": 32},
+    {"task": "classification", "arch": "tf_efficientnet_lite2", "size": 224, "batch": 32},
+)
 
-def images_per_second(task: str, size: int, amp: str, steps: int, batch: int, decoder: list[int]) -> float:
+
+def images_per_second(
+    task: str, size: int, amp: str, steps: int, batch: int, decoder: list[int], arch: str = "tf_efficientnet_lite0"
+) -> float:
     torch.manual_seed(0)
-    model = build_model(task, ModelConfig(pretrained=False, decoder_channels=decoder)).train()
+    model = build_model(task, ModelConfig(arch=arch, pretrained=False, decoder_channels=decoder)).train()
     optimizer = torch.optim.AdamW(model.parameters(), 1e-4)
     images = torch.randn(batch, 3, size, size)
     target = (torch.rand(batch, 1, size, size) > 0.5).float() if task == "segmentation" else torch.rand(batch)
@@ -38,23 +59,54 @@ def images_per_second(task: str, size: int, amp: str, steps: int, batch: int, de
     return steps * batch / (time.perf_counter() - start)
 
 
+def measure(network: dict, steps: int) -> dict:
+    """fp32 and bf16 autocast images/s of one network setting, and the ratio."""
+    result = dict(network)
+    decoder = network.get("decoder", [256, 128, 64, 32, 16])
+    for amp in ("none", "bf16"):
+        speed = images_per_second(
+            network["task"], network["size"], amp, steps, network["batch"], decoder, network["arch"]
+        )
+        result[f"{amp}_images_per_s"] = round(speed, 2)
+    result["bf16_speedup"] = round(result["bf16_images_per_s"] / result["none_images_per_s"], 3)
+    return result
+
+
+def cpu_info() -> dict:
+    """The CPU's model name and bf16 instruction sets (from /proc/cpuinfo where readable)."""
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        text = ""
+    names = [line.split(":", 1)[1].strip() for line in text.splitlines() if line.startswith("model name")]
+    flags = sorted({flag for flag in text.split() if flag in ("avx512_bf16", "amx_bf16")})
+    return {"cpu": names[0] if names else platform.machine(), "cpu_bf16_flags": flags}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--task", default="segmentation", choices=["segmentation", "classification"])
+    parser.add_argument("--arch", default="tf_efficientnet_lite0")
     parser.add_argument("--size", type=int, default=192)
     parser.add_argument("--steps", type=int, default=6)
     parser.add_argument("--batch", type=int, default=16)
     parser.add_argument("--decoder", default="256,128,64,32,16")
+    parser.add_argument("--shipped", action="store_true", help="measure the shipped networks (ignores the above)")
     parser.add_argument("--json")
     args = parser.parse_args()
-    decoder = [int(c) for c in args.decoder.split(",")]
-    result = {"task": args.task, "size": args.size, "batch": args.batch, "threads": torch.get_num_threads()}
-    for amp in ("none", "bf16"):
-        result[f"{amp}_images_per_s"] = round(
-            images_per_second(args.task, args.size, amp, args.steps, args.batch, decoder), 2
-        )
-    result["bf16_speedup"] = round(result["bf16_images_per_s"] / result["none_images_per_s"], 3)
-    emit_json(result, args.json)
+    if args.shipped:
+        networks = list(SHIPPED)
+    else:
+        decoder = [int(c) for c in args.decoder.split(",")]
+        networks = [{"task": args.task, "arch": args.arch, "size": args.size, "batch": args.batch, "decoder": decoder}]
+    report = {
+        "threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+        **cpu_info(),
+        "steps": args.steps,
+        "networks": [measure(network, args.steps) for network in networks],
+    }
+    emit_json(report, args.json)
 
 
 if __name__ == "__main__":

@@ -69,3 +69,16 @@ def _load_card_writer():
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+def test_bench_training_speed_measures_fp32_and_bf16_side_by_side(tmp_path):
+    out = tmp_path / "speed.json"
+    command = [sys.executable, str(REPO_ROOT / "benchmarks" / "bench_training_speed.py")]
+    command += ["--task", "classification", "--size", "32", "--batch", "2", "--steps", "1", "--json", str(out)]
+    subprocess.run(command, check=True, capture_output=True, text=True)
+    report = json.loads(out.read_text())
+    (network,) = report["networks"]
+    assert network["task"] == "classification" and network["arch"] == "tf_efficientnet_lite0"
+    assert network["none_images_per_s"] > 0 and network["bf16_images_per_s"] > 0
+    assert network["bf16_speedup"] == round(network["bf16_images_per_s"] / network["none_images_per_s"], 3)
+    assert set(report["cpu_bf16_flags"]) <= {"avx512_bf16", "amx_bf16"} and report["cpu"]
