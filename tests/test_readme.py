@@ -148,3 +148,32 @@ def test_readme_states_the_128_px_recipe_and_why_it_is_not_shipped():
         f"at {runs['segmentation-128']['image_ms']:.1f} ms per image instead of {runs['models']['image_ms']:.1f}"
         in readme
     )
+
+
+def _bf16_sentences() -> list[str]:
+    """The README's bf16 paragraph, as the measurement JSONs state it."""
+    speed = _load("bench_training_speed.json")
+    names = {"segmentation": "the U-Net", "tf_efficientnet_lite0": "the Lite0", "tf_efficientnet_lite2": "the Lite2"}
+    rates = [
+        f"{names[n['task'] if n['task'] == 'segmentation' else n['arch']]} {n['none_images_per_s']} -> "
+        f"{n['bf16_images_per_s']} images/s ({n['bf16_speedup']:.1f}x)"
+        for n in speed["networks"]
+    ]
+    bf16 = {row["name"]: row for row in _load("segmentation_cv128_bf16.json")["settings"]}["bf16"]
+    fold = bf16["pooled_vs_baseline"]
+    triple, shipped = _load("classification_val_bf16_triple.json"), _load("classification_val.json")
+    (row,) = [r for r in _load("classification_bf16_triple.json")["rows"] if r["name"].startswith("ensemble")]
+    ci = row["result"].split("95% CI ")[1]
+    return [
+        "; ".join(rates),
+        f"scored {fold['other_mean']:.4f} against {fold['baseline_mean']:.4f} in fp32 (gain {fold['difference']:+.4f}, "
+        f"95% CI {fold['ci95'][0]:+.4f} to {fold['ci95'][1]:+.4f} over the {fold['images']} images",
+        f"AUC {triple['auc']:.4f} against the shipped {shipped['auc']:.4f} (paired gain within noise, 95% CI {ci})",
+        f"sensitivity {triple['sensitivity']:.3f} and specificity {triple['specificity']:.3f} at its threshold against "
+        f"{shipped['sensitivity']:.3f} and {shipped['specificity']:.3f}",
+    ]
+
+
+@pytest.mark.parametrize("sentence", _bf16_sentences())
+def test_readme_states_the_bf16_training_study(sentence):
+    assert sentence in " ".join((REPO / "README.md").read_text().split())
