@@ -89,6 +89,9 @@ def test_evaluate_segmentation_against_a_baseline_pairs_the_images(
     assert gain["baseline_mean"] == pytest.approx(json.loads((tmp_path / "b.json").read_text())["jaccard"], abs=1e-4)
     assert gain["difference"] == pytest.approx(gain["other_mean"] - gain["baseline_mean"], abs=2e-4)
     assert gain["ci95"][0] <= gain["difference"] <= gain["ci95"][1]
+    # the segmenter that calls almost every pixel lesion fails by spilling over the annotations
+    failures = json.loads((tmp_path / "b.json").read_text())["failures"]
+    assert failures["over_segmented"] and not failures["under_segmented"] and "Jaccard < 0.65" in failures["rule"]
 
 
 def test_evaluate_segmentation_and_classification(tiny_models_dir, shared_synthetic_isic_dir, tmp_path):

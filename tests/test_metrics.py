@@ -25,6 +25,7 @@ from melanoma.metrics import (
     jaccard,
     paired_auc_difference,
     paired_mean_difference,
+    segmentation_failure,
     segmentation_scores,
     sensitivity_specificity,
     youden_threshold,
@@ -92,6 +93,26 @@ def test_shape_mismatch_says_to_resize():
 def test_probability_map_is_refused():
     with pytest.raises(ValueError, match="threshold it first"):
         dice(np.full((2, 2), 0.3), np.ones((2, 2)))
+
+
+def test_segmentation_failure_kinds_on_shapes():
+    target = np.zeros((20, 20), bool)
+    target[2:18, 2:18] = True  # 256 pixels
+    core = np.zeros_like(target)
+    core[6:14, 6:14] = True  # 64 pixels, all inside: Jaccard 0.25
+    spill = np.ones_like(target)  # 400 pixels around the 256: Jaccard 0.64
+    shifted = np.zeros_like(target)
+    shifted[10:20, 10:20] = True  # half outside, missing most: Jaccard < 0.65, neither inside the other
+    assert segmentation_failure(target, target) is None
+    assert segmentation_failure(core, target) == "under"
+    assert segmentation_failure(spill, target) == "over"
+    assert segmentation_failure(shifted, target) == "other"
+    assert segmentation_failure(np.zeros_like(target), target) == "other"  # nothing found
+    nearly = target.copy()
+    nearly[2:4, 2:18] = False  # 224 of 256 found, nothing false: Jaccard 0.875, not a failure
+    assert segmentation_failure(nearly, target) is None
+    with pytest.raises(ValueError, match="shape"):
+        segmentation_failure(core[:10], target)
 
 
 def test_segmentation_scores_thresholded_jaccard_by_hand():

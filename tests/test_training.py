@@ -14,8 +14,10 @@ from melanoma.training.losses import (
     WeightedBCE,
     bce_dice_loss,
     bce_lovasz_loss,
+    bce_tversky_loss,
     positive_weight,
     soft_dice_loss,
+    soft_tversky_loss,
 )
 
 
@@ -38,7 +40,29 @@ def test_lovasz_loss_is_zero_for_a_perfect_prediction_and_ranks_worse_ones_highe
     assert bce_lovasz_loss(perfect, target) < bce_lovasz_loss(half, target) < bce_lovasz_loss(-perfect, target)
 
 
-@pytest.mark.parametrize(("name", "loss"), [("bce_dice", bce_dice_loss), ("bce_lovasz", bce_lovasz_loss)])
+def test_tversky_with_equal_weights_is_the_soft_dice_and_with_beta_above_alpha_punishes_misses_more():
+    target = torch.zeros(1, 1, 8, 8)
+    target[..., 2:6, 2:6] = 1
+    truth = (target * 2 - 1) * 50
+    missed = truth.clone()
+    missed[..., 2:4, 2:6] = -50  # 8 lesion pixels missed
+    extra = truth.clone()
+    extra[..., 0:2, 2:6] = 50  # 8 background pixels marked
+    for logits in (truth, missed, extra, torch.randn(1, 1, 8, 8)):
+        assert soft_tversky_loss(logits, target, alpha=0.5, beta=0.5, eps=0.5).item() == pytest.approx(
+            soft_dice_loss(logits, target).item()
+        )
+    # the default weights (alpha 0.3 on false pixels, beta 0.7 on misses) against the same weights swapped
+    assert soft_tversky_loss(missed, target) > soft_tversky_loss(missed, target, alpha=0.7, beta=0.3)
+    assert soft_tversky_loss(extra, target) < soft_tversky_loss(extra, target, alpha=0.7, beta=0.3)
+    assert soft_tversky_loss(truth, target).item() == pytest.approx(0.0, abs=1e-3)
+    assert bce_tversky_loss(truth, target) < bce_tversky_loss(extra, target) < bce_tversky_loss(missed, target)
+
+
+@pytest.mark.parametrize(
+    ("name", "loss"),
+    [("bce_dice", bce_dice_loss), ("bce_lovasz", bce_lovasz_loss), ("bce_tversky", bce_tversky_loss)],
+)
 def test_segmentation_loss_comes_from_the_config(shared_synthetic_isic_dir, name, loss):
     config = tiny_config("segmentation", shared_synthetic_isic_dir, loss=name)
     assert build_loss(config, []) is loss

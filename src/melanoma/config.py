@@ -86,8 +86,9 @@ class TrainConfig:
     seed: int = 42
     amp: Literal["auto", "bf16", "fp16", "none"] = "auto"  # auto: fp16 on CUDA, none on CPU
     # segmentation only (classification always uses BCE with pos_weight): BCE + soft Dice per image, or BCE + the
-    # Lovasz hinge per image (a surrogate of each image's Jaccard, the ISIC score)
-    loss: Literal["bce_dice", "bce_lovasz"] = "bce_dice"
+    # Lovasz hinge per image (a surrogate of each image's Jaccard, the ISIC score), or BCE + soft Tversky per image
+    # (misses weigh 0.7, false pixels 0.3: larger masks)
+    loss: Literal["bce_dice", "bce_lovasz", "bce_tversky"] = "bce_dice"
     threads: int | None = None  # torch.set_num_threads; None keeps torch's default
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)

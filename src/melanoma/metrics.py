@@ -128,6 +128,32 @@ def dice(prediction: np.ndarray, target: np.ndarray) -> float:
     return _dice_from_counts(*_confusion_counts(prediction, target))
 
 
+FAILURE_JACCARD = THRESHOLDED_JACCARD_CUTOFF  # below it an image scores 0 in the thresholded Jaccard
+FAILURE_INSIDE = 0.9  # share of one mask inside the other that makes a failure under- or over-segmentation
+
+
+def segmentation_failure(prediction: np.ndarray, target: np.ndarray) -> str | None:
+    """What kind of failure one predicted mask is, or None when its Jaccard is at least ``FAILURE_JACCARD``.
+
+    - ``"under"``: at least 90% of the predicted lesion lies inside the annotation, so the model missed part of
+      the lesion (e.g. it outlined the dark core where the annotator drew around the paler rim);
+    - ``"over"``: at least 90% of the annotation lies inside the prediction: the mask spills over it;
+    - ``"other"``: neither (a misplaced mask, or errors on both sides); also an empty prediction of a lesion.
+
+    Raises:
+        ValueError: as ``jaccard`` (different shapes, non-binary float masks).
+    """
+    true_positives, false_positives, false_negatives = _confusion_counts(prediction, target)
+    if _jaccard_from_counts(true_positives, false_positives, false_negatives) >= FAILURE_JACCARD:
+        return None
+    predicted, annotated = true_positives + false_positives, true_positives + false_negatives
+    if predicted and true_positives >= FAILURE_INSIDE * predicted:
+        return "under"
+    if annotated and true_positives >= FAILURE_INSIDE * annotated:
+        return "over"
+    return "other"
+
+
 class SegmentationMeter:
     """Streaming ISIC 2017 segmentation scores: keeps two floats per image, never the masks.
 

@@ -20,7 +20,13 @@ from melanoma.data.folder import read_image_folder
 from melanoma.data.samples import DataError, Sample
 from melanoma.inference.postprocess import resize_mask
 from melanoma.inference.predictor import Prediction, Predictor
-from melanoma.metrics import SegmentationMeter, classification_scores
+from melanoma.metrics import (
+    FAILURE_INSIDE,
+    FAILURE_JACCARD,
+    SegmentationMeter,
+    classification_scores,
+    segmentation_failure,
+)
 
 
 def _predictions(
@@ -43,6 +49,7 @@ def evaluate_segmentation(
     samples = read_image_folder(Path(images_dir), masks_dir=Path(masks_dir), require_masks=True)
     meter = SegmentationMeter()
     sizes = set()
+    failures: dict[str, list[str]] = {"under": [], "over": [], "other": []}
     for sample, prediction in _predictions(predictor, samples, batch_size):
         with Image.open(sample.mask_path) as handle:
             target = np.asarray(handle.convert("L")) > 127
@@ -51,6 +58,9 @@ def evaluate_segmentation(
         if predicted.shape != target.shape:
             predicted = resize_mask(predicted, (target.shape[1], target.shape[0])) >= 0.5
         meter.update(predicted, target)
+        kind = segmentation_failure(predicted, target)
+        if kind:
+            failures[kind].append(sample.image_id)
     scores = meter.compute()
     per_image = scores.pop("per_image_jaccard")
     return {
@@ -62,6 +72,14 @@ def evaluate_segmentation(
         "masks_dir": str(masks_dir),
         "mask_sizes_predicted": sorted({f"{w}x{h}" for h, w in sizes}),
         "models_dir": str(predictor.models_dir),
+        "failures": {
+            "rule": (
+                f"images with Jaccard < {FAILURE_JACCARD}: under = at least {FAILURE_INSIDE:.0%} of the predicted "
+                f"mask inside the annotation (part of the lesion missed), over = at least {FAILURE_INSIDE:.0%} of "
+                "the annotation inside the prediction, other = neither"
+            ),
+            **{f"{kind}_segmented" if kind != "other" else kind: ids for kind, ids in failures.items()},
+        },
     }
 
 

@@ -30,7 +30,7 @@ from melanoma.models.factory import build_model, encoder_parameters
 from melanoma.training import distributed
 from melanoma.training.checkpoint import load_checkpoint, save_checkpoint
 from melanoma.training.datasets import LesionDataset, collate, load_splits
-from melanoma.training.losses import WeightedBCE, bce_dice_loss, bce_lovasz_loss, positive_weight
+from melanoma.training.losses import WeightedBCE, bce_dice_loss, bce_lovasz_loss, bce_tversky_loss, positive_weight
 
 MONITOR = {"segmentation": "val_jaccard", "classification": "val_auc"}
 
@@ -60,7 +60,8 @@ def warmup_cosine(step: int, total_steps: int, warmup_steps: int, min_ratio: flo
 
 def build_loss(config: TrainConfig, train_samples) -> nn.Module | Any:
     if config.task == "segmentation":
-        return bce_lovasz_loss if config.loss == "bce_lovasz" else bce_dice_loss
+        losses = {"bce_dice": bce_dice_loss, "bce_lovasz": bce_lovasz_loss, "bce_tversky": bce_tversky_loss}
+        return losses[config.loss]
     return WeightedBCE(positive_weight([s.melanoma for s in train_samples]))
 
 
