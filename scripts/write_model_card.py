@@ -237,6 +237,7 @@ def segmentation_section(config: dict, eval_dir: Path) -> list[str]:
             _run_table(at_128, *SEGMENTER_COLUMNS),
             "",
         ]
+    lines += _lite2_paragraph(eval_dir)
     earlier = _load(eval_dir / "segmentation_comparison_192_vs_128.json")
     if earlier:
         lines += [
@@ -253,9 +254,75 @@ def segmentation_section(config: dict, eval_dir: Path) -> list[str]:
     lines += cross_validation_section(
         _load(eval_dir / "segmentation_cv128.json"), "### Training options tried on a held-out train fold (CPU, 128 px)"
     )
+    lines += _failure_section(eval_dir)
     return lines + cross_validation_section(
         _load(eval_dir / "segmentation_cv.json"), "### Settings tried on held-out train folds (GPU, 256 px)"
     )
+
+
+def _failure_section(eval_dir: Path) -> list[str]:
+    """How the shipped segmenter fails on validation, and the loss tried against it on a held-out fold."""
+    failures = (_load(eval_dir / "segmentation_val.json") or {}).get("failures")
+    if not failures:
+        return []
+    counts = {kind: len(failures[kind]) for kind in ("under_segmented", "over_segmented", "other")}
+    segmentation_threshold = _load(eval_dir / "segmentation_val.json")["threshold"]
+    lines = [
+        "### Where the segmenter fails",
+        "",
+        f"`melanoma evaluate segmentation` sorts the validation images that score below the thresholded-Jaccard "
+        f"cut-off into kinds of failure ({failures['rule']}; `failures` in `models/eval/segmentation_val.json`): "
+        f"{sum(counts.values())} of 150 images, {counts['under_segmented']} under-segmented, "
+        f"{counts['over_segmented']} over-segmented, {counts['other']} other. In the overlays of the under-segmented "
+        "ones (`melanoma predict $DATA/images/val --overlays DIR`) the model mostly outlines the dark core of the "
+        "lesion where the annotator drew a generous outline around the paler rim or neighbouring lesions; the "
+        f"threshold ({segmentation_threshold}) was already chosen on validation Jaccard at export.",
+        "",
+    ]
+    study = _load(eval_dir / "segmentation_cv128_tversky.json")
+    if study:
+        (row,) = [r for r in study["settings"] if r["name"] == "tversky"]
+        gain = row["pooled_vs_baseline"]
+        lines += [
+            "A loss that weighs misses more (`loss=bce_tversky`: BCE + the soft Tversky loss per image, misses "
+            "0.7, false lesion pixels 0.3) was tried against it on held-out train fold 0 at 128 px: it scored "
+            f"{gain['other_mean']:.4f} against {gain['baseline_mean']:.4f} (gain {gain['difference']:+.4f}, 95% CI "
+            f"{gain['ci95'][0]:+.4f} to {gain['ci95'][1]:+.4f} over the {gain['images']} images at threshold 0.5): "
+            f"decision {row['decision']}, so it was not trained further.",
+            "",
+        ]
+        lines += cross_validation_section(study, "#### Loss tried on a held-out train fold (CPU, 128 px)")
+    return lines
+
+
+def _lite2_paragraph(eval_dir: Path) -> list[str]:
+    """The Lite2-encoder U-Net that bf16 autocast fit into the training budget, against the shipped segmenter."""
+    runs = _load(eval_dir / "segmentation_comparison_lite2.json")
+    paired = _load(eval_dir / "segmentation_val_lite2_vs_shipped.json")
+    if not (runs and paired):
+        return []
+    lite2 = next(r for r in runs if r["arch"] != "tf_efficientnet_lite0")
+    shipped = next(r for r in runs if r["run"] == "models")
+    beats = paired["vs_baseline"]["difference"] > 0
+    return [
+        "A Lite2 encoder (held-out train fold 0 on a GPU: +0.004 mean Jaccard, one fold, below) trained in "
+        f"{lite2['train_minutes']} minutes with bf16 autocast (see Training precision) on the official split: "
+        "`melanoma train segmentation --config configs/segmentation.yaml --out runs/seg-lite2-bf16 amp=bf16 "
+        "model.arch=tf_efficientnet_lite2`, exported with `--test-time-flips off` and compared by `python "
+        "benchmarks/compare_runs.py models runs/compare/seg-lite2-bf16 --json "
+        "models/eval/segmentation_comparison_lite2.json` (a copy of `runs/seg-lite2-bf16/export`). On validation: "
+        f"{_paired_text(paired)}"
+        + (
+            ", so it is shipped:"
+            if beats
+            else f", at {lite2['image_ms']} ms per image against {shipped['image_ms']}: it does not beat the shipped "
+            "model, so it is not shipped:"
+        ),
+        "",
+        _run_table(runs, {"encoder": lambda r: r["arch"].removeprefix("tf_efficientnet_"), **SEGMENTER_COLUMNS[0]},
+                   SEGMENTER_COLUMNS[1]),
+        "",
+    ]  # fmt: skip
 
 
 def _paired_text(evaluation: dict) -> str:

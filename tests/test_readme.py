@@ -177,3 +177,34 @@ def _bf16_sentences() -> list[str]:
 @pytest.mark.parametrize("sentence", _bf16_sentences())
 def test_readme_states_the_bf16_training_study(sentence):
     assert sentence in " ".join((REPO / "README.md").read_text().split())
+
+
+def _lite2_and_failure_sentences() -> list[str]:
+    """The README's sentences on the Lite2 segmenter, the validation failures and the Tversky loss study."""
+    lite2 = _load("segmentation_val_lite2_vs_shipped.json")
+    gain = lite2["vs_baseline"]
+    assert gain["baseline_mean"] == _load("segmentation_val.json")["jaccard"]  # the baseline is the shipped model
+    assert gain["difference"] <= 0  # README says it is not shipped
+    runs = {Path(row["run"]).name: row for row in _load("segmentation_comparison_lite2.json")}
+    trained = runs["seg-lite2-bf16"]
+    failures = _load("segmentation_val.json")["failures"]
+    kinds = [len(failures[k]) for k in ("under_segmented", "over_segmented", "other")]
+    (tversky,) = [r for r in _load("segmentation_cv128_tversky.json")["settings"] if r["name"] == "tversky"]
+    fold = tversky["pooled_vs_baseline"]
+    assert tversky["decision"] == "reject"  # README: it did not help
+    return [
+        f"train at 256 px in {trained['train_minutes']} minutes",
+        f"scored validation Jaccard {lite2['jaccard']:.4f} against the shipped {gain['baseline_mean']:.4f}"
+        f" (paired gain {gain['difference']:+.4f}, 95% CI {gain['ci95'][0]:+.4f} to {gain['ci95'][1]:+.4f}:",
+        f"at {trained['image_ms']:.1f} ms per image instead of {runs['models']['image_ms']:.1f}: not shipped either",
+        f"of the 150 validation images, {sum(kinds)} score below the thresholded-Jaccard cut-off 0.65, {kinds[0]} of "
+        f"them under-segmented",
+        f"{kinds[1]} over-segmented, {kinds[2]} other",
+        f"{fold['other_mean']:.4f} against {fold['baseline_mean']:.4f} (gain {fold['difference']:+.4f}, 95% CI "
+        f"{fold['ci95'][0]:+.4f} to {fold['ci95'][1]:+.4f} over the {fold['images']} images",
+    ]
+
+
+@pytest.mark.parametrize("sentence", _lite2_and_failure_sentences())
+def test_readme_states_the_lite2_segmenter_and_the_failure_study(sentence):
+    assert sentence in " ".join((REPO / "README.md").read_text().split())
