@@ -26,6 +26,26 @@ def test_onnx_matches_pytorch(tiny_runs, tiny_models_dir, task, batch):
         np.testing.assert_allclose(got, want, atol=1e-4, rtol=0)
 
 
+@pytest.mark.parametrize(("attention", "interpolation"), [("scse", "nearest"), ("none", "bilinear")])
+def test_decoder_variants_export_with_parity(tmp_path, attention, interpolation):
+    from melanoma.inference.export import export_onnx
+    from melanoma.models import build_segmenter
+
+    torch.manual_seed(0)
+    model = build_segmenter(
+        pretrained=False,
+        decoder_channels=[32, 16, 16, 8, 8],
+        decoder_attention=attention,
+        decoder_interpolation=interpolation,
+    ).eval()
+    export_onnx(model, "segmentation", 64, tmp_path / "segmentation.onnx")
+    inputs = np.random.default_rng(0).normal(0, 1, (2, 3, 64, 64)).astype(np.float32)
+    session = ort.InferenceSession(str(tmp_path / "segmentation.onnx"), providers=["CPUExecutionProvider"])
+    (actual,) = session.run(None, {"image": inputs})
+    (expected,) = pytorch_reference(model, "segmentation", inputs)
+    np.testing.assert_allclose(actual, expected, atol=1e-4, rtol=0)
+
+
 def test_onnx_graph_is_valid_with_named_io_and_opset(tiny_models_dir):
     for task, outputs in (
         ("segmentation", ["lesion_probability"]),

@@ -56,6 +56,17 @@ def test_unknown_arch_lists_the_valid_ones():
             (1, 3, 96, 96),
             (1, 1, 96, 96),
         ),
+        (
+            build_segmenter,
+            {
+                "pretrained": False,
+                "decoder_channels": [32, 16, 16, 8, 8],
+                "decoder_attention": "scse",
+                "decoder_interpolation": "bilinear",
+            },
+            (2, 3, 64, 64),
+            (2, 1, 64, 64),
+        ),
     ],
 )
 def test_shapes_finite_outputs_and_gradients(builder, kwargs, input_shape, output_shape):
@@ -67,6 +78,29 @@ def test_shapes_finite_outputs_and_gradients(builder, kwargs, input_shape, outpu
     output.float().mean().backward()
     no_grad = [n for n, p in model.named_parameters() if p.requires_grad and p.grad is None]
     assert not no_grad
+
+
+def test_scse_decoder_squeezes_like_smp_and_keeps_two_channels_in_narrow_blocks():
+    """smp squeezes C channels to C // 16 (0 for the shipped decoder's 8- and 16-channel blocks); ours keeps >= 2."""
+    plain = build_segmenter(pretrained=False, decoder_channels=[128, 64, 32, 16, 8])
+    scse = build_segmenter(pretrained=False, decoder_channels=[128, 64, 32, 16, 8], decoder_attention="scse")
+    *joined, last = scse.decoder.blocks
+    assert isinstance(last.attention1.attention, torch.nn.Identity)  # no skip connection: nothing to join
+    squeezes = []
+    for block in scse.decoder.blocks:
+        for attention in (block.attention2,) if block is last else (block.attention1, block.attention2):
+            channels = attention.attention.cSE[1].in_channels
+            squeezes.append(attention.attention.cSE[1].out_channels)
+            assert squeezes[-1] == max(channels // 16, 2)
+            assert attention.attention.sSE[0].in_channels == channels
+    assert squeezes[:2] == [(320 + 112) // 16, 128 // 16]  # the wide first block is smp's own scSE
+    assert min(squeezes) == 2
+    extra = sum(p.numel() for p in scse.parameters()) - sum(p.numel() for p in plain.parameters())
+    assert 0 < extra < 0.02 * sum(p.numel() for p in plain.parameters())
+    with pytest.raises(ValueError, match="decoder_attention"):
+        build_segmenter(pretrained=False, decoder_attention="cbam")
+    with pytest.raises(ValueError, match="decoder_interpolation"):
+        build_segmenter(pretrained=False, decoder_interpolation="bicubic")
 
 
 def test_pretrained_segmenter_encoder_carries_imagenet_weights():

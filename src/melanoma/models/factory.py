@@ -62,18 +62,31 @@ def build_segmenter(
     arch: str = "tf_efficientnet_lite0",
     pretrained: bool = True,
     decoder_channels: list[int] | tuple[int, ...] = (256, 128, 64, 32, 16),
+    decoder_attention: str = "none",
+    decoder_interpolation: str = "nearest",
 ) -> nn.Module:
-    """A U-Net (segmentation_models_pytorch) with a timm EfficientNet-Lite encoder and one lesion logit."""
+    """A U-Net (segmentation_models_pytorch) with a timm EfficientNet-Lite encoder and one lesion logit.
+
+    ``decoder_attention="scse"`` adds spatial and channel squeeze-and-excitation to every decoder block;
+    ``decoder_interpolation`` is the decoder's 2x upsampling ("nearest" or "bilinear").
+    """
     import segmentation_models_pytorch as smp
 
     _check_arch(arch)
+    if decoder_attention not in ("none", "scse"):
+        raise ValueError(f"unknown decoder_attention {decoder_attention!r}; valid: none, scse")
+    if decoder_interpolation not in ("nearest", "bilinear"):
+        raise ValueError(f"unknown decoder_interpolation {decoder_interpolation!r}; valid: nearest, bilinear")
     net = smp.Unet(
         encoder_name=f"tu-{arch}",
         encoder_weights=None,
         encoder_depth=len(decoder_channels),
         decoder_channels=list(decoder_channels),
+        decoder_interpolation=decoder_interpolation,
         classes=1,
     )
+    if decoder_attention == "scse":
+        _add_scse(net)
     if pretrained:
         encoder = net.encoder.model
         state = load_imagenet_state_dict(arch, _block_counts(encoder))
@@ -85,10 +98,38 @@ def build_segmenter(
     return net
 
 
+def _add_scse(net: nn.Module) -> None:
+    """Put scSE attention where smp's ``decoder_attention_type="scse"`` does: on each decoder block's concatenation
+    with its skip connection (``attention1``; the last block has none) and on the block's output (``attention2``).
+
+    smp squeezes ``C`` channels to ``C // 16``, which is 0 for the narrow blocks of the shipped decoder (8 or 16
+    channels); here the squeeze keeps at least 2 channels (reduction ``min(16, C // 2)``); blocks of 32 channels or
+    more are exactly smp's.
+    """
+    from segmentation_models_pytorch.base.modules import Attention
+
+    def scse(channels: int) -> nn.Module:
+        return Attention("scse", in_channels=channels, reduction=min(16, channels // 2))
+
+    upsampled = net.encoder.out_channels[-1]
+    for block in net.decoder.blocks:
+        joined, outputs = block.conv1[0].in_channels, block.conv2[0].out_channels
+        if joined > upsampled:  # a skip connection is concatenated
+            block.attention1 = scse(joined)
+        block.attention2 = scse(outputs)
+        upsampled = outputs
+
+
 def build_model(task: str, config: ModelConfig) -> nn.Module:
     """Build the network for ``task`` ("segmentation" or "classification") from its ``ModelConfig``."""
     if task == "segmentation":
-        return build_segmenter(config.arch, config.pretrained, config.decoder_channels)
+        return build_segmenter(
+            config.arch,
+            config.pretrained,
+            config.decoder_channels,
+            config.decoder_attention,
+            config.decoder_interpolation,
+        )
     if task == "classification":
         return build_classifier(config.arch, config.pretrained, config.drop_rate, config.head_init)
     raise ValueError(f"unknown task {task!r}; valid: segmentation, classification")
