@@ -258,6 +258,10 @@ def segmentation_section(config: dict, eval_dir: Path) -> list[str]:
         _load(eval_dir / "segmentation_cv128_opt.json"),
         "### Optimiser settings tried on a held-out train fold (CPU, 128 px)",
     )
+    lines += cross_validation_section(
+        _load(eval_dir / "segmentation_cv128_decoder.json"),
+        "### Decoder variants tried on a held-out train fold (CPU, 128 px)",
+    )
     lines += _failure_section(eval_dir)
     return lines + cross_validation_section(
         _load(eval_dir / "segmentation_cv.json"), "### Settings tried on held-out train folds (GPU, 256 px)"

@@ -207,6 +207,15 @@ def _lite2_and_failure_sentences() -> list[str]:
     ]
 
 
-@pytest.mark.parametrize("sentence", _bf16_sentences() + _lite2_and_failure_sentences())
+def _decoder_sentences() -> list[str]:
+    """The README's sentence on the U-Net decoder variants tried on held-out train fold 0."""
+    settings = {row["name"]: row for row in _load("segmentation_cv128_decoder.json")["settings"]}
+    names = {"scse": "(`model.decoder_attention=scse`) scored", "bilinear": "bilinear upsampling",
+             "scse+lr2x": "scSE with twice the learning rate"}  # fmt: skip
+    assert all(settings[name]["decision"] == "no evidence" for name in names)  # README: no evidence for any
+    return [f"{words} {_fold_gain(settings[name]['pooled_vs_baseline'])}" for name, words in names.items()]
+
+
+@pytest.mark.parametrize("sentence", _bf16_sentences() + _lite2_and_failure_sentences() + _decoder_sentences())
 def test_readme_states_the_bf16_lite2_and_failure_studies(sentence):
     assert sentence in " ".join((REPO / "README.md").read_text().split())
