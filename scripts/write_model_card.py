@@ -280,8 +280,12 @@ def segmentation_section(config: dict, eval_dir: Path) -> list[str]:
         "### Decoder variants tried on a held-out train fold (CPU, 128 px)",
     )
     lines += _failure_section(eval_dir)
-    return lines + cross_validation_section(
+    lines += cross_validation_section(
         _load(eval_dir / "segmentation_cv.json"), "### Settings tried on held-out train folds (GPU, 256 px)"
+    )
+    return lines + cross_validation_section(
+        _load(eval_dir / "segmentation_cv_ep20.json"),
+        "### Training length tried on held-out train folds (GPU, 256 px)",
     )
 
 
