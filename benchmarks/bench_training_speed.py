@@ -1,4 +1,5 @@
-"""Training throughput (images/s) of the networks on this machine, fp32 vs bf16 autocast, side by side.
+"""Training throughput (images/s) of the networks on this machine, fp32 vs bf16 autocast, each with the default
+(NCHW) and the channels-last (NHWC, ``channels_last: true`` in a training config) memory layout, side by side.
 
 Usage: python benchmarks/bench_training_speed.py [--task segmentation] [--arch NAME] [--size 192] [--steps 6]
            [--batch 16] [--decoder 256,128,64,32,16] [--json FILE]
@@ -38,12 +39,22 @@ SHIPPED = (
 
 
 def images_per_second(
-    task: str, size: int, amp: str, steps: int, batch: int, decoder: list[int], arch: str = "tf_efficientnet_lite0"
+    task: str,
+    size: int,
+    amp: str,
+    steps: int,
+    batch: int,
+    decoder: list[int],
+    arch: str = "tf_efficientnet_lite0",
+    channels_last: bool = False,
 ) -> float:
     torch.manual_seed(0)
     model = build_model(task, ModelConfig(arch=arch, pretrained=False, decoder_channels=decoder)).train()
-    optimizer = torch.optim.AdamW(model.parameters(), 1e-4)
     images = torch.randn(batch, 3, size, size)
+    if channels_last:  # as the training loop does with channels_last: true
+        model = model.to(memory_format=torch.channels_last)
+        images = images.contiguous(memory_format=torch.channels_last)
+    optimizer = torch.optim.AdamW(model.parameters(), 1e-4)
     target = (torch.rand(batch, 1, size, size) > 0.5).float() if task == "segmentation" else torch.rand(batch)
     loss_fn = bce_dice_loss if task == "segmentation" else torch.nn.BCEWithLogitsLoss()
     start = None
@@ -60,15 +71,19 @@ def images_per_second(
 
 
 def measure(network: dict, steps: int) -> dict:
-    """fp32 and bf16 autocast images/s of one network setting, and the ratio."""
+    """fp32 and bf16 autocast images/s of one network setting in both memory layouts, and the ratios."""
     result = dict(network)
     decoder = network.get("decoder", [256, 128, 64, 32, 16])
-    for amp in ("none", "bf16"):
-        speed = images_per_second(
-            network["task"], network["size"], amp, steps, network["batch"], decoder, network["arch"]
-        )
-        result[f"{amp}_images_per_s"] = round(speed, 2)
+    for channels_last in (False, True):
+        for amp in ("none", "bf16"):
+            speed = images_per_second(
+                network["task"], network["size"], amp, steps, network["batch"], decoder, network["arch"], channels_last
+            )
+            result[f"{amp}{'_channels_last' if channels_last else ''}_images_per_s"] = round(speed, 2)
     result["bf16_speedup"] = round(result["bf16_images_per_s"] / result["none_images_per_s"], 3)
+    for amp in ("none", "bf16"):
+        ratio = result[f"{amp}_channels_last_images_per_s"] / result[f"{amp}_images_per_s"]
+        result[f"channels_last_speedup_{amp}"] = round(ratio, 3)
     return result
 
 

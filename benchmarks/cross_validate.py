@@ -219,7 +219,8 @@ def _check_same_config(run_dir: Path, config: TrainConfig) -> None:
     if not saved_path.is_file():
         return
     saved, current = to_dict(load_config(saved_path)), to_dict(config)
-    del saved["command"], current["command"]
+    for values in (saved, current):  # how a run was computed, not what was trained: runs may differ in these
+        del values["command"], values["channels_last"], values["threads"], values["data"]["num_workers"]
     if saved != current:
         raise SystemExit(
             f"error: {run_dir} was trained with another config than this setting now asks for; "

@@ -816,29 +816,47 @@ def app_section(eval_dir: Path) -> list[str]:
 
 
 def precision_section(eval_dir: Path) -> list[str]:
-    """bf16 autocast for training on the CPU: speed of the shipped networks, accuracy on a held-out fold, and the
-    classifier ensemble it let fit the training budget (not shipped)."""
+    """bf16 autocast and the channels-last layout for training on the CPU: speed of the shipped networks, accuracy
+    on a held-out fold, and the classifier ensemble bf16 let fit the training budget (not shipped)."""
     speed = _load(eval_dir / "bench_training_speed.json")
     triple = _load(eval_dir / "classification_bf16_triple.json")
     if not speed:
         return []
     rows = [
         [n["task"], n["arch"].removeprefix("tf_efficientnet_"), n["size"], n["batch"], n["none_images_per_s"],
-         n["bf16_images_per_s"], n["bf16_speedup"]]
+         n["bf16_images_per_s"], n["bf16_speedup"], n.get("none_channels_last_images_per_s", "-"),
+         n.get("bf16_channels_last_images_per_s", "-"), n.get("channels_last_speedup_bf16", "-")]
         for n in speed["networks"]
     ]  # fmt: skip
     flags = ", ".join(speed["cpu_bf16_flags"]) or "none"
     lines = [
-        "## Training precision: bf16 autocast on the CPU",
+        "## Training precision and memory layout on the CPU",
         "",
         "Command: `python benchmarks/bench_training_speed.py --shipped --json models/eval/bench_training_speed.json` "
         f"(synthetic inputs, compute only; {speed['threads']} threads, {speed['cpu']}, bf16 instructions: {flags}; "
-        "fp32 and bf16 measured one after the other in one process). The shipped classifiers were trained in fp32 "
+        "the variants measured one after the other in one process). The shipped classifiers were trained in fp32 "
         "(`amp: none`): earlier sessions' CPU measured bf16 slower. This CPU has bf16 instructions, and bf16 "
-        "autocast (`amp=bf16`) speeds up the training of the shipped networks (the shipped segmenter, trained "
-        "after this measurement, used it; see Lesion segmentation):",
+        "autocast (`amp=bf16`) speeds up the training of the shipped networks (the shipped segmenter used it; see "
+        "Lesion segmentation). The channels-last (NHWC) memory layout (`channels_last: true`, in every config under "
+        "`configs/` since this measurement; the shipped models were trained before it, in the default NCHW layout) "
+        "speeds up both precisions again: the same network and arithmetic in another order, so results agree to "
+        "rounding (`tests/test_training.py`):",
         "",
-        _table(["task", "network", "px", "batch", "fp32 img/s", "bf16 img/s", "bf16 speedup"], rows),
+        _table(
+            [
+                "task",
+                "network",
+                "px",
+                "batch",
+                "fp32 img/s",
+                "bf16 img/s",
+                "bf16 speedup",
+                "fp32 NHWC img/s",
+                "bf16 NHWC img/s",
+                "NHWC speedup (bf16)",
+            ],
+            rows,
+        ),  # fmt: skip
         "",
     ]
     lines += cross_validation_section(

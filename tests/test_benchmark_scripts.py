@@ -81,4 +81,7 @@ def test_bench_training_speed_measures_fp32_and_bf16_side_by_side(tmp_path):
     assert network["task"] == "classification" and network["arch"] == "tf_efficientnet_lite0"
     assert network["none_images_per_s"] > 0 and network["bf16_images_per_s"] > 0
     assert network["bf16_speedup"] == round(network["bf16_images_per_s"] / network["none_images_per_s"], 3)
+    for amp in ("none", "bf16"):  # each precision also in the channels-last layout, with its ratio
+        ratio = network[f"{amp}_channels_last_images_per_s"] / network[f"{amp}_images_per_s"]
+        assert network[f"channels_last_speedup_{amp}"] == round(ratio, 3)
     assert set(report["cpu_bf16_flags"]) <= {"avx512_bf16", "amx_bf16"} and report["cpu"]

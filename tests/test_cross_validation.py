@@ -313,6 +313,14 @@ def test_study_runs_end_to_end_and_resumes(shared_synthetic_isic_dir, tmp_path, 
     changed += ["--setting", "lr: optim.lr=0.02", "--data-dir", str(shared_synthetic_isic_dir)]
     with pytest.raises(SystemExit, match="lr/fold0 was trained with another config"):
         cross_validate.main(changed)
+    # How a fold is computed (memory layout, threads, loader workers) is not part of the setting: a study may train
+    # its folds on machines that differ in these, e.g. a GPU with loader workers, and still report them together.
+    how = "channels_last=true threads=1 data.num_workers=1"
+    relaid = ["--config", str(config_path), "--folds", "2", "--out", str(out), "--setting", f"base: {how}"]
+    relaid += ["--setting", f"lr: optim.lr=0.01 {how}", "--data-dir", str(shared_synthetic_isic_dir), "--no-train"]
+    capsys.readouterr()
+    cross_validate.main(relaid)
+    assert json.loads(capsys.readouterr().out)["settings"][1]["per_fold"] == lr["per_fold"]
 
 
 def test_study_resumes_an_interrupted_fold(shared_synthetic_isic_dir, tmp_path, capsys):

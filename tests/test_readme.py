@@ -189,6 +189,12 @@ def _bf16_sentences() -> list[str]:
         f"{n['bf16_images_per_s']} images/s ({n['bf16_speedup']:.1f}x)"
         for n in speed["networks"]
     ]
+    layout = [
+        f"{names[n['task'] if n['task'] == 'segmentation' else n['arch']]} {n['bf16_images_per_s']} -> "
+        f"{n['bf16_channels_last_images_per_s']} images/s ({n['channels_last_speedup_bf16']:.1f}x)"
+        for n in speed["networks"]
+    ]
+    fp32 = [n["channels_last_speedup_none"] for n in speed["networks"]]
     bf16 = {row["name"]: row for row in _load("segmentation_cv128_bf16.json")["settings"]}["bf16"]
     fold = bf16["pooled_vs_baseline"]
     triple, shipped = _load("classification_val_bf16_triple.json"), _load("classification_val.json")
@@ -196,6 +202,7 @@ def _bf16_sentences() -> list[str]:
     ci = row["result"].split("95% CI ")[1]
     return [
         "; ".join(rates),
+        f"in bf16: {'; '.join(layout)}; in fp32 {min(fp32):.1f}-{max(fp32):.1f}x",
         f"scored {_fold_gain(fold, ' in fp32')}",
         f"AUC {triple['auc']:.4f} against the shipped {shipped['auc']:.4f} (paired gain within noise, 95% CI {ci})",
         f"sensitivity {triple['sensitivity']:.3f} and specificity {triple['specificity']:.3f} at its threshold against "

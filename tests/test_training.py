@@ -165,6 +165,34 @@ def test_training_is_seeded(shared_synthetic_isic_dir, tmp_path):
     assert all(torch.equal(a[k], b[k]) for k in a)
 
 
+@pytest.mark.parametrize("task", ["segmentation", "classification"])
+def test_channels_last_trains_the_same_model_in_another_memory_layout(shared_synthetic_isic_dir, tmp_path, task):
+    config = tiny_config(task, shared_synthetic_isic_dir, **{"optim.ema_decay": 0.9})
+    fit(config, tmp_path / "nchw")
+    fit(
+        tiny_config(task, shared_synthetic_isic_dir, **{"optim.ema_decay": 0.9, "channels_last": True}),
+        tmp_path / "nhwc",
+    )
+    assert load_config(tmp_path / "nhwc" / "config.yaml").channels_last
+    nhwc = load_checkpoint(tmp_path / "nhwc" / "last.pt")
+    convs = [v for v in nhwc["model"].values() if v.dim() == 4]
+    assert convs and all(v.is_contiguous(memory_format=torch.channels_last) for v in convs)
+    # Same arithmetic in another order: the losses agree to rounding. Weights are not compared: Adam's first steps
+    # move a weight by about the learning rate whatever its gradient's size, so rounding can flip their signs; the
+    # tiny classifier's random head (logits ~30) turns that into visibly different losses after two steps, so
+    # only the U-Net's are compared.
+    (a,), (b,) = _rows(tmp_path / "nchw"), _rows(tmp_path / "nhwc")
+    for column in ("train_loss", "val_loss"):
+        assert math.isfinite(float(b[column]))
+        if task == "segmentation":
+            assert float(a[column]) == pytest.approx(float(b[column]), rel=2e-3)
+    # A channels-last checkpoint loads into the default (NCHW) network, as export and evaluation build it.
+    from melanoma.models.factory import build_model
+
+    model = build_model(task, config.model)
+    model.load_state_dict(load_checkpoint(tmp_path / "nhwc" / "best.pt")["model"])
+
+
 def test_resume_without_checkpoint_says_what_to_do(shared_synthetic_isic_dir, tmp_path):
     with pytest.raises(FileNotFoundError, match="drop --resume"):
         fit(tiny_config("segmentation", shared_synthetic_isic_dir), tmp_path / "empty", resume=True)

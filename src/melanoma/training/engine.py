@@ -80,11 +80,15 @@ def build_ema(config: TrainConfig, model: nn.Module) -> ModelEmaV3 | None:
     return ModelEmaV3(model, decay=decay, use_warmup=True, warmup_power=0.75)
 
 
-def _forward_loss(model, batch, loss_fn, task: str, device) -> tuple[torch.Tensor, torch.Tensor]:
+def _images(batch, device: torch.device, channels_last: bool) -> torch.Tensor:
+    """The batch's images on ``device``, in the network's memory layout (NHWC with ``channels_last``)."""
     images = batch["image"].to(device, non_blocking=True)
+    return images.contiguous(memory_format=torch.channels_last) if channels_last else images
+
+
+def _loss(logits: torch.Tensor, batch, loss_fn, task: str, device) -> torch.Tensor:
     target = (batch["mask"] if task == "segmentation" else batch["label"]).to(device)
-    logits = model(images)
-    return loss_fn(logits, target), logits
+    return loss_fn(logits, target)
 
 
 def train_one_epoch(
@@ -118,7 +122,8 @@ def train_one_epoch(
         if step >= steps:
             break
         with autocast_context(config.amp, info.device):
-            loss, _ = _forward_loss(model, batch, loss_fn, config.task, info.device)
+            logits = model(_images(batch, info.device, config.channels_last))
+            loss = _loss(logits, batch, loss_fn, config.task, info.device)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         if config.optim.grad_clip:
@@ -143,20 +148,26 @@ def train_one_epoch(
 
 
 @torch.no_grad()
-def predict_loader(model: nn.Module, loader: DataLoader, config: TrainConfig, info: distributed.DistInfo):
-    """Yield (batch, probabilities) over ``loader`` in eval mode; segmentation maps are resized to each full mask."""
+def _predict_with_logits(model: nn.Module, loader: DataLoader, config: TrainConfig, info: distributed.DistInfo):
+    """Yield (batch, probabilities, logits) over ``loader`` in eval mode (one forward pass per batch)."""
     model.eval()
     for batch in loader:
         with autocast_context(config.amp, info.device):
-            logits = model(batch["image"].to(info.device)).float()
+            logits = model(_images(batch, info.device, config.channels_last)).float()
         if config.task == "classification":
-            yield batch, torch.sigmoid(logits.view(-1)).cpu().numpy()
+            yield batch, torch.sigmoid(logits.view(-1)).cpu().numpy(), logits
             continue
         maps = []
         for i, full in enumerate(batch["full_mask"]):
             resized = F.interpolate(logits[i : i + 1], size=full.shape, mode="bilinear", align_corners=False)
             maps.append(torch.sigmoid(resized)[0, 0].cpu().numpy())
-        yield batch, maps
+        yield batch, maps, logits
+
+
+def predict_loader(model: nn.Module, loader: DataLoader, config: TrainConfig, info: distributed.DistInfo):
+    """Yield (batch, probabilities) over ``loader`` in eval mode; segmentation maps are resized to each full mask."""
+    for batch, outputs, _ in _predict_with_logits(model, loader, config, info):
+        yield batch, outputs
 
 
 def evaluate(
@@ -168,9 +179,9 @@ def evaluate(
     dices: list[float] = []
     labels: list[int] = []
     probabilities: list[float] = []
-    for batch, outputs in predict_loader(model, loader, config, info):
-        with torch.no_grad(), autocast_context(config.amp, info.device):
-            loss, _ = _forward_loss(model, batch, loss_fn, config.task, info.device)
+    for batch, outputs, logits in _predict_with_logits(model, loader, config, info):
+        with torch.no_grad():  # the loss from the same forward pass as the metric (autocast only wraps the network)
+            loss = _loss(logits, batch, loss_fn, config.task, info.device)
         total_loss += loss.item() * batch["image"].shape[0]
         seen += batch["image"].shape[0]
         if config.task == "segmentation":
@@ -291,6 +302,8 @@ def fit(
         torch.set_num_threads(config.threads)
     seed_everything(config.seed)
     model = build_model(config.task, config.model).to(info.device)
+    if config.channels_last:  # before the optimizer and the weight average see the parameters
+        model = model.to(memory_format=torch.channels_last)
     train_loader, val_loader, train_samples, provenance = make_loaders(config, info)
     loss_fn = build_loss(config, train_samples)
     if isinstance(loss_fn, nn.Module):
