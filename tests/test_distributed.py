@@ -23,12 +23,13 @@ def _free_port() -> int:
         return probe.getsockname()[1]
 
 
-def test_two_process_training_reduces_validation_over_ranks(shared_synthetic_isic_dir, tmp_path):
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_two_process_training_reduces_validation_over_ranks(shared_synthetic_isic_dir, tmp_path, channels_last):
     run = tmp_path / "ddp"
     command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2"]
     command += [f"--master_port={_free_port()}", "--master_addr=127.0.0.1", "-m", "melanoma.cli", "train"]
     command += ["segmentation", "--config", "configs/tiny.yaml", "--data-dir", str(shared_synthetic_isic_dir)]
-    command += ["--out", str(run)]
+    command += ["--out", str(run), f"channels_last={str(channels_last).lower()}"]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     result = subprocess.run(command, capture_output=True, text=True, timeout=300, env=env)
     assert result.returncode == 0, result.stderr[-3000:]
