@@ -310,6 +310,17 @@ def _failure_section(eval_dir: Path) -> list[str]:
         f"threshold ({segmentation_threshold}) was already chosen on validation Jaccard at export.",
         "",
     ]
+    rerun = (_load(eval_dir / "segmentation_val_rerun_vs_shipped.json") or {}).get("failures")
+    if rerun:
+        kinds = ("under_segmented", "over_segmented", "other")
+        shipped_ids = {image for kind in kinds for image in failures[kind]}
+        rerun_ids = {image for kind in kinds for image in rerun[kind]}
+        lines += [
+            f"The same recipe trained again (channels-last run above) fails on {len(rerun_ids)} validation images, "
+            f"{len(shipped_ids & rerun_ids)} of them among the shipped segmenter's {len(shipped_ids)}: the failures "
+            "are the same images from run to run, not noise, so a change of recipe within noise will not remove them.",
+            "",
+        ]
     study = _load(eval_dir / "segmentation_cv128_tversky.json")
     if study:
         (row,) = [r for r in study["settings"] if r["name"] == "tversky"]

@@ -259,7 +259,14 @@ def _rerun_sentences() -> list[str]:
     now = statistics.median(row["epoch_seconds"] for row in rerun["training"]["history"])
     before = statistics.median(row["epoch_seconds"] for row in shipped["training"]["history"])
     low, high = gain["ci95"]
+    kinds = ("under_segmented", "over_segmented", "other")
+    failed = [
+        {image for kind in kinds for image in _load(name)["failures"][kind]}
+        for name in ("segmentation_val.json", "segmentation_val_rerun_vs_shipped.json")
+    ]
     return [
+        f"the same recipe trained again (below) fails on {len(failed[1])}, {len(failed[0] & failed[1])} of them the "
+        "same images",
         f"{rerun['training']['command'].removeprefix('melanoma train segmentation ')}`; a median epoch of "
         f"{now:.1f} s against {before:.1f} s, {before / now:.2f}x faster), it scored validation Jaccard "
         f"{gain['other_mean']:.4f} against the shipped {gain['baseline_mean']:.4f} "
