@@ -4,9 +4,10 @@
     built from the shipped configs' architectures (weights do not change the cost of the computation).
 (b) the Predictor (ONNX Runtime), end to end from the file, one image at a time; also the same Predictor with
     ONNX Runtime's default busy-waiting worker threads (`predictor_spinning_threads_ms_per_image`), the lever
-    the shipped Predictor turns off.
-Also: per-stage times, `melanoma predict` throughput over a folder (default: the 600 ISIC 2017 test images),
-a 12-megapixel JPEG end to end, and the peak RSS of a fresh process that holds both models.
+    the shipped Predictor turns off. (a) and both (b) variants take turns in blocks of 10 images.
+Also: per-stage times, `melanoma predict` throughput over a folder (default: the 600 ISIC 2017 test images) as
+shipped (one worker per CPU, each batch of 4 on one ONNX Runtime thread) and with one worker (batches of 16 on
+all cores), interleaved, a 12-megapixel JPEG end to end, and the peak RSS of a fresh process that holds both models.
 
 Usage: python benchmarks/bench_inference.py [--models DIR] [--data-dir DIR] [--n 50] [--json FILE]
 Prints JSON. Needs the [train] extra for (a). Speed is measured here, never asserted in tests.
@@ -75,6 +76,29 @@ def time_each(function, paths: list[Path], repeats: int = 1) -> list[float]:
     return times
 
 
+def time_interleaved(
+    functions: dict[str, object], paths: list[Path], rounds: int = 2, block: int = 10
+) -> dict[str, list[float]]:
+    """Seconds per call of each function, taking turns in blocks of ``block`` images (the order rotating), so
+    the machine's drift and its neighbours' load fall on every variant alike; blocks rather than single images
+    so that one variant's busy-waiting threads (PyTorch's OpenMP, the spinning Predictor) spill over only into
+    the first call of the next variant's block, which the median ignores."""
+    names = list(functions)
+    for name in names:
+        functions[name](paths[0])  # warm-up
+    times: dict[str, list[float]] = {name: [] for name in names}
+    turn = 0
+    for _ in range(rounds):
+        for first in range(0, len(paths), block):
+            for name in names[turn % len(names) :] + names[: turn % len(names)]:
+                for path in paths[first : first + block]:
+                    start = time.perf_counter()
+                    functions[name](path)
+                    times[name].append(time.perf_counter() - start)
+            turn += 1
+    return times
+
+
 def stage_medians(predictor: Predictor, paths: list[Path]) -> dict[str, float]:
     stages: dict[str, list[float]] = {}
     for path in paths:
@@ -83,16 +107,38 @@ def stage_medians(predictor: Predictor, paths: list[Path]) -> dict[str, float]:
     return {stage: round(statistics.median(values), 2) for stage, values in stages.items()}
 
 
-def predict_throughput(models_dir: str | None, folder: Path) -> dict[str, float]:
-    from melanoma.inference.batch import expand_paths, predict_paths
+def predict_throughput(models_dir: str | None, folder: Path, rounds: int = 2) -> dict[str, float]:
+    """``melanoma predict``'s throughput as shipped (parallel workers) and with one worker, interleaved."""
+    from melanoma.inference.batch import default_workers, expand_paths, predict_paths, threads_per_worker
 
-    predictor = Predictor.from_dir(models_dir)
     paths = expand_paths([folder])
-    start = time.perf_counter()
-    with open(os.devnull, "w") as sink:
-        ok, failed = predict_paths(predictor, paths, sink, progress=False)
-    elapsed = time.perf_counter() - start
-    return {"predict_images": ok, "predict_failed": failed, "predict_images_per_s": round(ok / elapsed, 2)}
+    workers = default_workers()
+    settings = {  # name: (workers, ORT threads per model call, batch size)
+        "predict": (workers, threads_per_worker(workers), 4),
+        "predict_one_worker": (1, None, 16),  # the previous default: one batch of 16 at a time on all cores
+    }
+    predictors = {name: Predictor.from_dir(models_dir, threads=threads) for name, (_, threads, _) in settings.items()}
+    rates: dict[str, list[float]] = {name: [] for name in settings}
+    counts: dict[str, tuple[int, int]] = {}
+    for _ in range(rounds):
+        for name, (n_workers, _, batch_size) in settings.items():
+            start = time.perf_counter()
+            with open(os.devnull, "w") as sink:
+                counts[name] = predict_paths(
+                    predictors[name], paths, sink, batch_size=batch_size, progress=False, workers=n_workers
+                )
+            rates[name].append(counts[name][0] / (time.perf_counter() - start))
+    ok, failed = counts["predict"]
+    shipped, single = statistics.median(rates["predict"]), statistics.median(rates["predict_one_worker"])
+    return {
+        "predict_images": ok,
+        "predict_failed": failed,
+        "predict_workers": workers,
+        "predict_batch_size": 4,
+        "predict_images_per_s": round(shipped, 2),
+        "predict_one_worker_images_per_s": round(single, 2),
+        "predict_workers_speedup": round(shipped / single, 2),
+    }
 
 
 def big_jpeg(path: Path, out: Path, size=(4000, 3000)) -> Path:
@@ -129,18 +175,15 @@ def main() -> None:
         "input": "256x256 JPEG (ISIC 2017 val)",
         "cpu_count": os.cpu_count(),
     }
-    predictor_times = time_each(predictor.predict, paths)
     # the same Predictor with ONNX Runtime's default busy-waiting worker threads (the shipped one lets them sleep)
-    spinning = Predictor.from_dir(args.models, spinning=True)
-    spinning_times = time_each(spinning.predict, paths)
+    functions = {"predictor": predictor.predict, "spinning": Predictor.from_dir(args.models, spinning=True).predict}
     if not args.skip_eager:
-        eager_times = time_each(eager_pipeline(predictor), paths)
-        result["eager_ms_per_image"] = _median_ms(eager_times)
-    predictor_times += time_each(predictor.predict, paths)  # again, after the others: interleaved against drift
-    spinning_times += time_each(spinning.predict, paths)
-    result["predictor_ms_per_image"] = _median_ms(predictor_times)
-    result["predictor_spinning_threads_ms_per_image"] = _median_ms(spinning_times)
+        functions["eager"] = eager_pipeline(predictor)
+    times = time_interleaved(functions, paths)
+    result["predictor_ms_per_image"] = _median_ms(times["predictor"])
+    result["predictor_spinning_threads_ms_per_image"] = _median_ms(times["spinning"])
     if not args.skip_eager:
+        result["eager_ms_per_image"] = _median_ms(times["eager"])
         result["speedup"] = round(result["eager_ms_per_image"] / result["predictor_ms_per_image"], 2)
     result["predictor_stage_ms"] = stage_medians(predictor, paths)
     with tempfile.TemporaryDirectory() as tmp:

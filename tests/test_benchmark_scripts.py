@@ -85,3 +85,20 @@ def test_bench_training_speed_measures_fp32_and_bf16_side_by_side(tmp_path):
         ratio = network[f"{amp}_channels_last_images_per_s"] / network[f"{amp}_images_per_s"]
         assert network[f"channels_last_speedup_{amp}"] == round(ratio, 3)
     assert set(report["cpu_bf16_flags"]) <= {"avx512_bf16", "amx_bf16"} and report["cpu"]
+
+
+def test_bench_inference_reports_side_by_side_ratios(tiny_models_dir, shared_synthetic_isic_dir, tmp_path):
+    out = tmp_path / "inference.json"
+    command = [sys.executable, str(REPO_ROOT / "benchmarks" / "bench_inference.py"), "--n", "3"]
+    command += ["--models", str(tiny_models_dir), "--data-dir", str(shared_synthetic_isic_dir), "--json", str(out)]
+    subprocess.run(command, check=True, capture_output=True, text=True, timeout=600)
+    result = json.loads(out.read_text())
+    assert result["images"] == 3
+    assert result["speedup"] == round(result["eager_ms_per_image"] / result["predictor_ms_per_image"], 2)
+    n_test = len(list((shared_synthetic_isic_dir / "images" / "test").iterdir()))
+    assert (result["predict_images"], result["predict_failed"]) == (n_test, 0)
+    assert result["predict_workers"] >= 1 and result["predict_batch_size"] == 4
+    ratio = result["predict_images_per_s"] / result["predict_one_worker_images_per_s"]
+    assert abs(result["predict_workers_speedup"] - ratio) <= 0.01 + 0.01 * ratio  # from the unrounded rates
+    assert {"segmentation", "classification", "decode", "total"} <= set(result["predictor_stage_ms"])
+    assert result["peak_rss_mb_both_models"] > 0

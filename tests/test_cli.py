@@ -56,6 +56,48 @@ def test_predict_folder_with_bad_files_writes_a_row_each_and_overlays(
         assert overlay.mode == "RGB"
 
 
+def test_parallel_workers_write_the_same_rows_in_input_order(tiny_models_dir, shared_synthetic_isic_dir, tmp_path):
+    import io
+    import threading
+
+    from melanoma.inference.batch import expand_paths, predict_paths
+    from melanoma.inference.predictor import Predictor
+
+    folder = tmp_path / "inputs"
+    build_corpus(folder / "corpus")  # good and bad files mixed, so errors must land on their own rows
+    for path in (shared_synthetic_isic_dir / "images" / "test").iterdir():
+        (folder / path.name).write_bytes(path.read_bytes())
+    paths = expand_paths([folder])
+    predictor = Predictor.from_dir(tiny_models_dir, threads=1)
+    calling_threads = set()
+    predict_batch = predictor.predict_batch
+
+    def recording_predict_batch(sources):
+        calling_threads.add(threading.get_ident())
+        return predict_batch(sources)
+
+    predictor.predict_batch = recording_predict_batch
+    outputs = {}
+    for workers in (1, 3):
+        out = io.StringIO()
+        ok, failed = predict_paths(
+            predictor, paths, out, tmp_path / f"ov{workers}", batch_size=2, progress=False, workers=workers
+        )
+        outputs[workers] = (list(csv.DictReader(io.StringIO(out.getvalue()))), ok, failed)
+    assert len(calling_threads) > 1  # the batches really ran in several threads
+    one, parallel = outputs[1][0], outputs[3][0]
+    assert [r["image"] for r in parallel] == [str(p) for p in paths]
+    assert outputs[1][1:] == outputs[3][1:] and outputs[3][2] > 0
+    for a, b in zip(one, parallel, strict=True):
+        assert {k: v for k, v in a.items() if k != "milliseconds"} == {
+            k: v for k, v in b.items() if k != "milliseconds"
+        }
+    names = sorted(p.name for p in (tmp_path / "ov1").iterdir())
+    assert names and names == sorted(p.name for p in (tmp_path / "ov3").iterdir())
+    with pytest.raises(ValueError, match="at least 1"):
+        predict_paths(predictor, paths, io.StringIO(), workers=0)
+
+
 def test_predict_exits_non_zero_only_when_nothing_worked(tiny_models_dir, tmp_path, capsys):
     bad = tmp_path / "bad.jpg"
     bad.write_text("no")

@@ -32,7 +32,10 @@ def _expected() -> list[str]:
         f"eager PyTorch pipeline {speed['eager_ms_per_image']} ms",
         f"12 MP JPEG {speed['big_jpeg_ms']} ms",
         f"peak RSS {speed['peak_rss_mb_both_models']} MB",
-        f"{speed['predict_images_per_s']} images/s",
+        f"{speed['predict_images_per_s']} images/s ({speed['predict_workers']} workers, batches of "
+        f"{speed['predict_batch_size']}",
+        f"{speed['predict_one_worker_images_per_s']} images/s in the same run ({speed['predict_workers_speedup']}x)",
+        f"({speed['speedup']}x;",
         f"{app['errors']} errors, p50 {app['seconds_to_result']['p50']:.1f} s, "
         f"p95 {app['seconds_to_result']['p95']:.1f} s",
     ]

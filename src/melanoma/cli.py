@@ -119,19 +119,22 @@ def _round(value):
 
 
 def _predict(args: argparse.Namespace) -> int:
-    from melanoma.inference.batch import expand_paths, predict_paths
+    from melanoma.inference.batch import default_workers, expand_paths, predict_paths, threads_per_worker
     from melanoma.inference.predictor import Predictor
 
-    predictor = Predictor.from_dir(args.models)
+    workers = args.workers or default_workers()
+    if workers < 1 or args.batch_size < 1:
+        raise SystemExit("error: --workers and --batch-size must be at least 1")
+    predictor = Predictor.from_dir(args.models, threads=threads_per_worker(workers))
     paths = expand_paths(args.paths)
     if not paths:
         raise SystemExit("error: no image files found in the given paths")
     overlays = Path(args.overlays) if args.overlays else None
     if args.out:
         with open(args.out, "w", newline="") as handle:
-            succeeded, failed = predict_paths(predictor, paths, handle, overlays, args.batch_size)
+            succeeded, failed = predict_paths(predictor, paths, handle, overlays, args.batch_size, workers=workers)
     else:
-        succeeded, failed = predict_paths(predictor, paths, sys.stdout, overlays, args.batch_size)
+        succeeded, failed = predict_paths(predictor, paths, sys.stdout, overlays, args.batch_size, workers=workers)
     print(f"{succeeded} predicted, {failed} failed. {DISCLAIMER}", file=sys.stderr)
     return 0 if succeeded else 1
 
@@ -240,7 +243,12 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--models", help="model folder (default: the shipped models)")
     predict.add_argument("--out", help="CSV file to write (default: standard output)")
     predict.add_argument("--overlays", help="folder for overlay PNGs (lesion contour and fill)")
-    predict.add_argument("--batch-size", type=int, default=16)
+    predict.add_argument("--batch-size", type=int, default=4, help="images per model call (default: 4)")
+    predict.add_argument(
+        "--workers",
+        type=int,
+        help="batches predicted at once, each on its own share of the cores (default: one per CPU, at most 8)",
+    )
     predict.set_defaults(func=_predict)
 
     app = commands.add_parser("app", help="start the web app (headless Streamlit server) on the shipped models")

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import csv
+import os
 import sys
+from collections import deque
 from collections.abc import Iterable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -82,40 +85,93 @@ def write_overlay(prediction: Prediction, folder: Path, stem: str) -> Path:
     return path
 
 
+def default_workers() -> int:
+    """Worker threads for ``melanoma predict``: one per CPU this process may use (at most 8)."""
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        cpus = os.cpu_count() or 1
+    return max(1, min(8, cpus))
+
+
+def threads_per_worker(workers: int) -> int | None:
+    """ONNX Runtime intra-op threads per model call when ``workers`` batches run at once (None: ORT's default).
+
+    With several workers each call gets its share of the cores; one thread per call lets every worker
+    run its own batch on its own core, which beats splitting each convolution over all cores for these
+    small networks (``benchmarks/bench_inference.py`` measures both).
+    """
+    if workers <= 1:
+        return None
+    return max(1, default_workers() // workers)
+
+
 def predict_paths(
     predictor: Predictor,
     paths: Sequence[Path],
     out: TextIO,
     overlays_dir: Path | None = None,
-    batch_size: int = 16,
+    batch_size: int = 4,
     progress: bool = True,
+    workers: int = 1,
 ) -> tuple[int, int]:
-    """Predict every path in batches, writing CSV rows to ``out``; returns (succeeded, failed)."""
+    """Predict every path in batches, writing CSV rows to ``out`` in input order; returns (succeeded, failed).
+
+    ``workers`` batches are predicted at once in threads (the Predictor is thread-safe; build it with
+    ``threads=threads_per_worker(workers)``); at most ``2 * workers`` batches are in flight, so memory does
+    not grow with the number of files.
+    """
+    if batch_size < 1 or workers < 1:
+        raise ValueError(f"batch_size and workers must be at least 1, got {batch_size} and {workers}")
     writer = csv.DictWriter(out, fieldnames=CSV_COLUMNS)
     writer.writeheader()
     if overlays_dir is not None:
         overlays_dir.mkdir(parents=True, exist_ok=True)
     succeeded = failed = 0
     bar = tqdm(total=len(paths), unit="img", disable=not progress, file=sys.stderr)
-    for start in range(0, len(paths), batch_size):
-        chunk = paths[start : start + batch_size]
-        try:
-            results: list[Prediction | Exception] = list(predictor.predict_batch(chunk))
-        except Exception:  # a batch-level failure: retry one by one so one bad file cannot sink the others
-            results = [_predict_one(predictor, path) for path in chunk]
+    starts = iter(range(0, len(paths), batch_size))
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="predict") as pool:
+        pending: deque[tuple[int, Future]] = deque()
+
+        def submit_next() -> None:
+            start = next(starts, None)
+            if start is not None:
+                chunk = paths[start : start + batch_size]
+                pending.append((start, pool.submit(_predict_chunk, predictor, chunk, start, overlays_dir)))
+
+        for _ in range(2 * workers):
+            submit_next()
+        while pending:
+            start, future = pending.popleft()
+            results = future.result()
+            submit_next()
+            chunk = paths[start : start + batch_size]
+            for path, result in zip(chunk, results, strict=True):
+                writer.writerow(prediction_row(path, result))
+                succeeded += isinstance(result, Prediction)
+                failed += not isinstance(result, Prediction)
+            out.flush()
+            bar.update(len(chunk))
+    bar.close()
+    return succeeded, failed
+
+
+def _predict_chunk(
+    predictor: Predictor, chunk: Sequence[Path], start: int, overlays_dir: Path | None
+) -> list[Prediction | Exception]:
+    """One batch's results (in a worker thread), overlays written; a failure becomes that file's result."""
+    try:
+        results: list[Prediction | Exception] = list(predictor.predict_batch(chunk))
+    except Exception:  # a batch-level failure: retry one by one so one bad file cannot sink the others
+        results = [_predict_one(predictor, path) for path in chunk]
+    if overlays_dir is not None:
         for index, (path, result) in enumerate(zip(chunk, results, strict=True)):
-            if isinstance(result, Prediction) and overlays_dir is not None:
+            if isinstance(result, Prediction):
                 try:
                     write_overlay(result, overlays_dir, f"{start + index:05d}_{path.stem}")
                 except OSError as error:
-                    result = error
-            writer.writerow(prediction_row(path, result))
-            succeeded += isinstance(result, Prediction)
-            failed += not isinstance(result, Prediction)
-        out.flush()
-        bar.update(len(chunk))
-    bar.close()
-    return succeeded, failed
+                    results[index] = error
+    return results
 
 
 def _predict_one(predictor: Predictor, path: Path) -> Prediction | Exception:
