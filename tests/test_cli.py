@@ -136,6 +136,41 @@ def test_evaluate_segmentation_against_a_baseline_pairs_the_images(
     assert failures["over_segmented"] and not failures["under_segmented"] and "Jaccard < 0.65" in failures["rule"]
 
 
+def test_evaluate_classification_against_a_baseline_pairs_the_images(
+    tiny_models_dir, shared_synthetic_isic_dir, tmp_path
+):
+    import shutil
+
+    root, baseline = shared_synthetic_isic_dir, tmp_path / "baseline"
+    shutil.copytree(tiny_models_dir, baseline)
+    config = json.loads((baseline / "classification.json").read_text())
+    config["test_time_flips"] = ["hflip", "vflip"]  # another classifier: the mean over three views
+    (baseline / "classification.json").write_text(json.dumps(config))
+    labels = root / "labels/ISIC-2017_Validation_Part3_GroundTruth.csv"
+    common = ["evaluate", "classification", "--images", str(root / "images/val"), "--labels", str(labels)]
+
+    def run(models, name, *extra):
+        assert main([*common, "--models", str(models), "--json", str(tmp_path / name), *extra]) == 0
+        return json.loads((tmp_path / name).read_text())
+
+    same = run(tiny_models_dir, "same.json", "--baseline", str(tiny_models_dir))
+    assert (same["vs_baseline"]["difference"], same["vs_baseline"]["ci95"]) == (0, [0, 0])
+    assert "per_image" not in same
+    scores = run(tiny_models_dir, "other.json", "--baseline", str(baseline), "--per-image")
+    reference = run(baseline, "baseline.json", "--per-image")
+    gain = scores["vs_baseline"]
+    assert gain["models_dir"] == str(baseline)
+    assert gain["other_auc"] == pytest.approx(scores["auc"], abs=1e-4)
+    assert gain["baseline_auc"] == pytest.approx(reference["auc"], abs=1e-4)
+    assert gain["difference"] == pytest.approx(gain["other_auc"] - gain["baseline_auc"], abs=2e-4)
+    assert gain["ci95"][0] <= gain["difference"] <= gain["ci95"][1]
+    per_image = scores["per_image"]
+    assert len(per_image) == scores["n"] and sum(v["melanoma"] for v in per_image.values()) == scores["n_positive"]
+    assert any(
+        abs(per_image[i]["probability"] - reference["per_image"][i]["probability"]) > 1e-6 for i in per_image
+    )  # the baseline really is another classifier
+
+
 def test_evaluate_segmentation_and_classification(tiny_models_dir, shared_synthetic_isic_dir, tmp_path):
     seg_json, cls_json = tmp_path / "seg.json", tmp_path / "cls.json"
     root = shared_synthetic_isic_dir

@@ -84,13 +84,15 @@ def _evaluate(args: argparse.Namespace) -> int:
         scores = evaluate_segmentation(predictor, Path(args.images), Path(args.masks))
         if args.baseline:
             scores["vs_baseline"] = _segmentation_gain(scores, Predictor.from_dir(args.baseline), args)
-        if not args.per_image:
-            scores.pop("per_image")
     else:
         if not args.labels:
             raise SystemExit("error: evaluate classification needs --labels CSV")
         plots = Path(args.plots) if args.plots else None
         scores = evaluate_classification(predictor, Path(args.images), Path(args.labels), plots_dir=plots)
+        if args.baseline:
+            scores["vs_baseline"] = _classification_gain(scores, Predictor.from_dir(args.baseline), args)
+    if not args.per_image:
+        scores.pop("per_image")
     from melanoma.reporting import emit_json
 
     emit_json(scores, args.json)
@@ -105,6 +107,20 @@ def _segmentation_gain(scores: dict, baseline, args: argparse.Namespace) -> dict
     reference = evaluate_segmentation(baseline, Path(args.images), Path(args.masks))["per_image"]
     ids = list(scores["per_image"])
     gain = paired_mean_difference([reference[i] for i in ids], [scores["per_image"][i] for i in ids])
+    return {"models_dir": str(baseline.models_dir), **{k: _round(v) for k, v in gain.items()}}
+
+
+def _classification_gain(scores: dict, baseline, args: argparse.Namespace) -> dict:
+    """The paired gain in AUC of the evaluated classifier over ``baseline``'s on the same images."""
+    from melanoma.inference.evaluate import evaluate_classification
+    from melanoma.metrics import paired_auc_difference
+
+    reference = evaluate_classification(baseline, Path(args.images), Path(args.labels), bootstrap=0)["per_image"]
+    ids = list(scores["per_image"])
+    labels = [scores["per_image"][i]["melanoma"] for i in ids]
+    gain = paired_auc_difference(
+        labels, [reference[i]["probability"] for i in ids], [scores["per_image"][i]["probability"] for i in ids]
+    )
     return {"models_dir": str(baseline.models_dir), **{k: _round(v) for k, v in gain.items()}}
 
 
@@ -230,11 +246,15 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--models", help="model folder (default: the shipped models)")
     evaluate.add_argument("--json", help="also write the scores to this file")
     evaluate.add_argument("--plots", help="classification: write roc.png and calibration.png here")
-    evaluate.add_argument("--per-image", action="store_true", help="segmentation: include per-image Jaccard")
+    evaluate.add_argument(
+        "--per-image",
+        action="store_true",
+        help="include per-image results (segmentation: Jaccard; classification: label and probability)",
+    )
     evaluate.add_argument(
         "--baseline",
-        help="segmentation: also score this model folder's segmenter on the same images and report the paired gain "
-        "in mean Jaccard with a bootstrap 95%% interval (vs_baseline)",
+        help="also score this model folder's model on the same images and report the paired gain with a bootstrap "
+        "95%% interval (vs_baseline): mean Jaccard for segmentation, AUC for classification",
     )
     evaluate.set_defaults(func=_evaluate)
 

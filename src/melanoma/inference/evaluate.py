@@ -91,14 +91,18 @@ def evaluate_classification(
     bootstrap: int = 1000,
     plots_dir: Path | None = None,
 ) -> dict[str, Any]:
-    """Melanoma AUC, AP and thresholded metrics (at the shipped threshold) with bootstrap 95% intervals."""
+    """Melanoma AUC, AP and thresholded metrics (at the shipped threshold) with bootstrap 95% intervals.
+
+    ``per_image`` maps each image id to its label and the served melanoma probability.
+    """
     if predictor.classifier is None:
         raise DataError(f"no classification model in {predictor.models_dir}")
     samples = read_image_folder(Path(images_dir), labels_csv=Path(labels_csv))
-    truth, probabilities = [], []
+    truth, probabilities, per_image = [], [], {}
     for sample, prediction in _predictions(predictor, samples, batch_size):
         truth.append(sample.melanoma)
         probabilities.append(prediction.melanoma_probability)
+        per_image[sample.image_id] = {"melanoma": int(sample.melanoma), "probability": prediction.melanoma_probability}
     threshold = predictor.threshold
     scores = classification_scores(np.asarray(truth), np.asarray(probabilities), threshold, bootstrap=bootstrap)
     if plots_dir is not None:
@@ -115,4 +119,5 @@ def evaluate_classification(
         "images_dir": str(images_dir),
         "labels_csv": str(labels_csv),
         "models_dir": str(predictor.models_dir),
+        "per_image": per_image,
     }
