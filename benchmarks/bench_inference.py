@@ -1,7 +1,9 @@
 """Inference speed: the original design's eager PyTorch pipeline vs the ONNX Runtime Predictor, side by side.
 
 (a) eager: both networks in PyTorch fp32, one image at a time, PIL decode + resize (the original design);
-    built from the shipped configs' architectures (weights do not change the cost of the computation).
+    built from the shipped configs' architectures (weights do not change the cost of the computation). The
+    original design runs one classifier: where the shipped one is an ensemble, (a) runs its first network, and
+    `eager_shipped_networks_ms_per_image` / `speedup_same_networks` add the eager pipeline running all of them.
 (b) the Predictor (ONNX Runtime), end to end from the file, one image at a time; also the same Predictor with
     ONNX Runtime's default busy-waiting worker threads (`predictor_spinning_threads_ms_per_image`), the lever
     the shipped Predictor turns off. (a) and both (b) variants take turns in blocks of 10 images.
@@ -36,8 +38,16 @@ def _median_ms(values: list[float]) -> float:
     return round(statistics.median(values) * 1000, 2)
 
 
-def eager_pipeline(predictor: Predictor):
-    """The original design: both models in eager PyTorch fp32, one image at a time, PIL decode and resize."""
+def network_configs(config: dict, all_members: bool = False) -> list[dict]:
+    """The model settings of the networks behind one exported model: its first (or only) network, as the original
+    design runs one classifier, or every member of an ensemble (``melanoma export --ensemble``)."""
+    members = config.get("ensemble", {}).get("members") or [config]
+    return [member["training"]["config"]["model"] for member in (members if all_members else members[:1])]
+
+
+def eager_pipeline(predictor: Predictor, all_members: bool = False):
+    """The original design: both models in eager PyTorch fp32, one image at a time, PIL decode and resize.
+    ``all_members``: run every network of an ensemble (averaging their probabilities), the Predictor's work."""
     import torch
 
     from melanoma.config import ModelConfig
@@ -46,21 +56,22 @@ def eager_pipeline(predictor: Predictor):
     torch.set_grad_enabled(False)
     models = []
     for task, config in predictor.model_configs.items():
-        model_config = ModelConfig(**{**config["training"]["config"]["model"], "pretrained": False})
-        models.append((task, build_model(task, model_config).eval(), config))
+        networks = [
+            build_model(task, ModelConfig(**{**settings, "pretrained": False})).eval()
+            for settings in network_configs(config, all_members)
+        ]
+        models.append((task, networks, config))
 
     def run(path: Path) -> None:
         with Image.open(path) as image:
             rgb = image.convert("RGB")
-        for task, model, config in models:
+        for task, networks, config in models:
             size = config["input_size"]
             array = np.asarray(rgb.resize((size, size), Image.Resampling.BILINEAR), np.float32) / 255
             tensor = torch.from_numpy((array - 0.5) / 0.5).permute(2, 0, 1)[None]
-            output = model(tensor)
+            probability = torch.stack([torch.sigmoid(network(tensor)) for network in networks]).mean(0)
             if task == "segmentation":
-                torch.nn.functional.interpolate(torch.sigmoid(output), size=rgb.size[::-1], mode="bilinear")
-            else:
-                torch.sigmoid(output)
+                torch.nn.functional.interpolate(probability, size=rgb.size[::-1], mode="bilinear")
 
     return run
 
@@ -177,14 +188,22 @@ def main() -> None:
     }
     # the same Predictor with ONNX Runtime's default busy-waiting worker threads (the shipped one lets them sleep)
     functions = {"predictor": predictor.predict, "spinning": Predictor.from_dir(args.models, spinning=True).predict}
+    ensemble = any(len(network_configs(c, all_members=True)) > 1 for c in predictor.model_configs.values())
     if not args.skip_eager:
         functions["eager"] = eager_pipeline(predictor)
+        if ensemble:  # the same networks as the Predictor runs, for the ratio of like with like
+            functions["eager_shipped_networks"] = eager_pipeline(predictor, all_members=True)
     times = time_interleaved(functions, paths)
     result["predictor_ms_per_image"] = _median_ms(times["predictor"])
     result["predictor_spinning_threads_ms_per_image"] = _median_ms(times["spinning"])
     if not args.skip_eager:
         result["eager_ms_per_image"] = _median_ms(times["eager"])
         result["speedup"] = round(result["eager_ms_per_image"] / result["predictor_ms_per_image"], 2)
+    if "eager_shipped_networks" in times:
+        result["eager_shipped_networks_ms_per_image"] = _median_ms(times["eager_shipped_networks"])
+        result["speedup_same_networks"] = round(
+            result["eager_shipped_networks_ms_per_image"] / result["predictor_ms_per_image"], 2
+        )
     result["predictor_stage_ms"] = stage_medians(predictor, paths)
     with tempfile.TemporaryDirectory() as tmp:
         big = big_jpeg(paths[0], Path(tmp) / "big.jpg")

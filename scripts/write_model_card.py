@@ -848,8 +848,9 @@ def speed_section(models: Path, eval_dir: Path) -> list[str]:
     if not bench:
         return []
     keys = ["predictor_ms_per_image", "predictor_spinning_threads_ms_per_image", "eager_ms_per_image", "speedup",
-            "big_jpeg_ms", "predict_images_per_s", "predict_one_worker_images_per_s",
-            "peak_rss_mb_both_models"]  # fmt: skip
+            "eager_shipped_networks_ms_per_image", "speedup_same_networks", "big_jpeg_ms", "predict_images_per_s",
+            "predict_one_worker_images_per_s", "peak_rss_mb_both_models"]  # fmt: skip
+    keys = [k for k in keys if k in bench]
     return [
         "## Serving speed (2-core CPU, both models)",
         "",
@@ -858,8 +859,14 @@ def speed_section(models: Path, eval_dir: Path) -> list[str]:
         f"the Predictor runs the shipped models as configured: {_serving(models)}. Its ONNX Runtime worker "
         "threads sleep between calls; `predictor_spinning_threads_ms_per_image` is the same Predictor with ONNX "
         "Runtime's default busy-waiting threads, measured alongside (with two models called back to back on two "
-        "cores, one model's spinning pool slows the other); the three take turns in blocks of 10 images, two "
-        "rounds. `melanoma predict` over the 600 test images runs "
+        "cores, one model's spinning pool slows the other)"
+        + (
+            "; the original design runs one classifier, so `eager_ms_per_image` runs the ensemble's first network "
+            "and `eager_shipped_networks_ms_per_image` all of them, as the Predictor does (`speedup_same_networks`)"
+            if "speedup_same_networks" in bench
+            else ""
+        )
+        + "; they take turns in blocks of 10 images, two rounds. `melanoma predict` over the 600 test images runs "
         f"{bench.get('predict_workers', 1)} batches of {bench.get('predict_batch_size', 16)} images at once, "
         "each on one ONNX Runtime thread (`--workers`, default one per CPU); `predict_one_worker_images_per_s` "
         "is one batch of 16 at a time on all cores, interleaved with it in the same run (medians of two passes "

@@ -102,3 +102,18 @@ def test_bench_inference_reports_side_by_side_ratios(tiny_models_dir, shared_syn
     assert abs(result["predict_workers_speedup"] - ratio) <= 0.01 + 0.01 * ratio  # from the unrounded rates
     assert {"segmentation", "classification", "decode", "total"} <= set(result["predictor_stage_ms"])
     assert result["peak_rss_mb_both_models"] > 0
+
+
+def test_bench_inference_runs_an_ensembles_networks_only_when_asked():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("bench_inference", REPO_ROOT / "benchmarks" / "bench_inference.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    shipped = json.loads((REPO_ROOT / "models" / "classification.json").read_text())
+    members = [m["training"]["config"]["model"]["arch"] for m in shipped["ensemble"]["members"]]
+    assert len(members) == 2  # the shipped classifier is a Lite0 + Lite2 ensemble
+    assert [c["arch"] for c in bench.network_configs(shipped)] == members[:1]  # the original design: one
+    assert [c["arch"] for c in bench.network_configs(shipped, all_members=True)] == members
+    single = json.loads((REPO_ROOT / "models" / "segmentation.json").read_text())
+    assert bench.network_configs(single, all_members=True) == [single["training"]["config"]["model"]]

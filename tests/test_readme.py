@@ -36,6 +36,8 @@ def _expected() -> list[str]:
         f"{speed['predict_batch_size']}",
         f"{speed['predict_one_worker_images_per_s']} images/s in the same run ({speed['predict_workers_speedup']}x)",
         f"({speed['speedup']}x;",
+        f"the same three networks: {speed['eager_shipped_networks_ms_per_image']} ms, "
+        f"{speed['speedup_same_networks']}x)",
         f"{app['errors']} errors, p50 {app['seconds_to_result']['p50']:.1f} s, "
         f"p95 {app['seconds_to_result']['p95']:.1f} s",
     ]
