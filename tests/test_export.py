@@ -46,6 +46,30 @@ def test_decoder_variants_export_with_parity(tmp_path, attention, interpolation)
     np.testing.assert_allclose(actual, expected, atol=1e-4, rtol=0)
 
 
+@pytest.mark.parametrize("task", ["segmentation", "classification"])
+def test_colour_constancy_exports_with_parity(tmp_path, task):
+    from melanoma.config import ModelConfig
+    from melanoma.inference.export import export_onnx
+    from melanoma.models import build_model
+
+    torch.manual_seed(0)
+    settings = ModelConfig(
+        pretrained=False, decoder_channels=[32, 16, 16, 8, 8], head_init="timm", colour_constancy="shades_of_gray"
+    )
+    model = build_model(task, settings).eval()
+    if task == "classification":  # timm's head init gives logits ~35 (probability 1.0): scale them to order 1
+        with torch.no_grad():
+            model.classifier.weight.mul_(0.05)
+    export_onnx(model, task, 64, tmp_path / f"{task}.onnx")
+    inputs = np.random.default_rng(0).uniform(-0.9, 0.9, (2, 3, 64, 64)).astype(np.float32)
+    session = ort.InferenceSession(str(tmp_path / f"{task}.onnx"), providers=["CPUExecutionProvider"])
+    actual = session.run(None, {"image": inputs})
+    expected = pytorch_reference(model, task, inputs)
+    assert any(node.op_type == "Pow" for node in onnx.load(tmp_path / f"{task}.onnx").graph.node)  # the step is in
+    for got, want in zip(actual, expected, strict=True):
+        np.testing.assert_allclose(got, want, atol=1e-4, rtol=0)
+
+
 def test_onnx_graph_is_valid_with_named_io_and_opset(tiny_models_dir):
     for task, outputs in (
         ("segmentation", ["lesion_probability"]),

@@ -132,3 +132,50 @@ def test_eval_is_deterministic():
 def test_archs_have_weights():
     for arch in ARCHS:
         assert weight_file(arch).endswith(".pth")
+
+
+def _cast(rgb: torch.Tensor, gains) -> torch.Tensor:
+    """Normalised input of ``rgb`` (in [0, 1]) under per-channel ``gains``."""
+    return (rgb * torch.tensor(gains).view(1, 3, 1, 1) - 0.5) / 0.5
+
+
+def test_shades_of_gray_divides_out_a_colour_cast_and_an_exposure_change():
+    from melanoma.models.factory import ShadesOfGray
+
+    step = ShadesOfGray()
+    rgb = torch.rand(2, 3, 32, 32, generator=torch.Generator().manual_seed(0)) * 0.7 + 0.05  # no clipping below
+    plain = step(_cast(rgb, (1.0, 1.0, 1.0)))
+    for gains in [(1.0, 0.88, 0.72), (0.78, 0.9, 1.0), (0.7, 0.7, 0.7), (1.3, 1.3, 1.3)]:
+        torch.testing.assert_close(step(_cast(rgb, gains)), plain, atol=1e-5, rtol=0)
+    # A uniformly lit surface of any colour comes out the grey level; one already at it is unchanged.
+    tinted = step(_cast(torch.ones(1, 3, 4, 4), (0.8, 0.6, 0.4))) * 0.5 + 0.5
+    torch.testing.assert_close(tinted, torch.full_like(tinted, 0.65))
+    grey = _cast(torch.ones(1, 3, 4, 4), (0.65, 0.65, 0.65))
+    torch.testing.assert_close(step(grey), grey)
+
+
+@pytest.mark.parametrize("builder", [build_classifier, build_segmenter])
+def test_colour_constancy_makes_the_network_blind_to_a_colour_cast(builder):
+    torch.manual_seed(0)
+    kwargs = {"pretrained": False, "colour_constancy": "shades_of_gray"}
+    if builder is build_segmenter:
+        kwargs["decoder_channels"] = [32, 16, 16, 8, 8]
+    else:
+        kwargs["head_init"] = "timm"  # a zero head would give every image the same output
+    model = builder(**kwargs).eval()
+    rgb = torch.rand(2, 3, 64, 64, generator=torch.Generator().manual_seed(1)) * 0.7 + 0.05
+    with torch.no_grad():
+        plain, cast = model(_cast(rgb, (1.0, 1.0, 1.0))), model(_cast(rgb, (1.0, 0.88, 0.72)))
+        unguarded = builder(**{**kwargs, "colour_constancy": "none"}).eval()
+        unguarded.load_state_dict({k.replace("conv_stem.1.", "conv_stem."): v for k, v in model.state_dict().items()})
+        moved = unguarded(_cast(rgb, (1.0, 1.0, 1.0))) - unguarded(_cast(rgb, (1.0, 0.88, 0.72)))
+    torch.testing.assert_close(cast, plain, atol=1e-4, rtol=0)
+    assert moved.abs().max() > 1e-3  # without the step the same weights do see the cast
+    output = model.train()(_cast(rgb, (1.0, 1.0, 1.0)))
+    output.float().mean().backward()
+    assert all(p.grad is not None for p in model.parameters() if p.requires_grad)
+
+
+def test_unknown_colour_constancy_lists_the_valid_ones():
+    with pytest.raises(ValueError, match="none, shades_of_gray"):
+        build_classifier(pretrained=False, colour_constancy="grey_world")

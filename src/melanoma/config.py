@@ -64,6 +64,9 @@ class ModelConfig:
     # value); "timm" keeps timm's EfficientNet init, uniform(+-1/sqrt(1)) for a 1-output head, whose initial
     # logits are large (initial loss ~4 with pos_weight) and cost the first epochs.
     head_init: Literal["zero", "timm"] = "zero"
+    # "shades_of_gray": per-image Shades-of-Gray colour constancy in front of the network's stem (part of the model
+    # and of its exported ONNX graph): a colour cast or exposure change of another camera or light is divided out.
+    colour_constancy: Literal["none", "shades_of_gray"] = "none"
 
 
 @dataclass

@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from melanoma.config import ModelConfig
-from melanoma.models.pretrained import WEIGHT_PACKAGES, load_imagenet_state_dict
+from melanoma.models.pretrained import PRETRAINED_MEAN, PRETRAINED_STD, WEIGHT_PACKAGES, load_imagenet_state_dict
 
 ARCHS = tuple(WEIGHT_PACKAGES)
 
@@ -23,12 +23,50 @@ def _block_counts(model: nn.Module) -> list[int]:
     return [len(stage) for stage in model.blocks]
 
 
+class ShadesOfGray(nn.Module):
+    """Shades-of-Gray colour constancy (Finlayson & Trezzi 2004; Barata et al. 2015 for dermoscopy), per image.
+
+    Each channel's illuminant is estimated as its Minkowski ``power``-mean over the image,
+    ``e_c = mean(rgb_c ** power) ** (1 / power)``, and the channel is scaled so that its illuminant becomes the grey
+    level ``gray``: ``rgb_c * gray / e_c``. A colour cast or an exposure change that multiplies each channel by a
+    constant is removed exactly (up to clipping and rounding of the input). ``gray`` = 0.65 is the mean ``e_c`` of
+    the ISIC 2017 training images (power 6), so a typical image keeps its range. Works on normalised images
+    (``(rgb - mean) / std``) in and out, so the network and the served preprocessing are unchanged; it sits in front
+    of the stem, so training, validation, the exported ONNX graph and its activation map all see it.
+    """
+
+    def __init__(self, power: float = 6.0, gray: float = 0.65, eps: float = 1e-3):
+        super().__init__()
+        self.power, self.gray, self.eps = power, gray, eps
+        self.register_buffer("mean", torch.tensor(PRETRAINED_MEAN).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(PRETRAINED_STD).view(1, 3, 1, 1), persistent=False)
+
+    def forward(self, image: torch.Tensor) -> torch.Tensor:
+        rgb = (image.float() * self.std + self.mean).clamp_min(0)
+        illuminant = rgb.pow(self.power).mean(dim=(2, 3), keepdim=True).pow(1 / self.power).clamp_min(self.eps)
+        return ((rgb * (self.gray / illuminant) - self.mean) / self.std).to(image.dtype)
+
+
+def _with_colour_constancy(network: nn.Module, colour_constancy: str) -> None:
+    """Put the colour-constancy step in front of ``network``'s stem convolution (timm EfficientNet or its
+    feature extractor), in place."""
+    if colour_constancy == "shades_of_gray":
+        network.conv_stem = nn.Sequential(ShadesOfGray(), network.conv_stem)
+    elif colour_constancy != "none":
+        raise ValueError(f"unknown colour_constancy {colour_constancy!r}; valid: none, shades_of_gray")
+
+
 def build_classifier(
-    arch: str = "tf_efficientnet_lite0", pretrained: bool = True, drop_rate: float = 0.2, head_init: str = "zero"
+    arch: str = "tf_efficientnet_lite0",
+    pretrained: bool = True,
+    drop_rate: float = 0.2,
+    head_init: str = "zero",
+    colour_constancy: str = "none",
 ) -> nn.Module:
     """A timm EfficientNet-Lite with one melanoma logit, initialised from ImageNet when ``pretrained``.
 
     ``head_init="zero"`` zeroes the new head so every image starts at logit 0; ``"timm"`` keeps timm's init.
+    ``colour_constancy="shades_of_gray"`` puts :class:`ShadesOfGray` in front of the stem.
     """
     import timm
 
@@ -45,6 +83,7 @@ def build_classifier(
         nn.init.zeros_(model.classifier.bias)
     elif head_init != "timm":
         raise ValueError(f"unknown head_init {head_init!r}; valid: zero, timm")
+    _with_colour_constancy(model, colour_constancy)
     return model
 
 
@@ -64,11 +103,13 @@ def build_segmenter(
     decoder_channels: list[int] | tuple[int, ...] = (256, 128, 64, 32, 16),
     decoder_attention: str = "none",
     decoder_interpolation: str = "nearest",
+    colour_constancy: str = "none",
 ) -> nn.Module:
     """A U-Net (segmentation_models_pytorch) with a timm EfficientNet-Lite encoder and one lesion logit.
 
     ``decoder_attention="scse"`` adds spatial and channel squeeze-and-excitation to every decoder block;
-    ``decoder_interpolation`` is the decoder's 2x upsampling ("nearest" or "bilinear").
+    ``decoder_interpolation`` is the decoder's 2x upsampling ("nearest" or "bilinear");
+    ``colour_constancy="shades_of_gray"`` puts :class:`ShadesOfGray` in front of the encoder's stem.
     """
     import segmentation_models_pytorch as smp
 
@@ -95,6 +136,7 @@ def build_segmenter(
         missing, _ = encoder.load_state_dict(state, strict=False)
         if missing:
             raise RuntimeError(f"ImageNet weights did not cover the {arch} encoder: missing {missing[:5]}")
+    _with_colour_constancy(net.encoder.model, colour_constancy)
     return net
 
 
@@ -129,9 +171,12 @@ def build_model(task: str, config: ModelConfig) -> nn.Module:
             config.decoder_channels,
             config.decoder_attention,
             config.decoder_interpolation,
+            config.colour_constancy,
         )
     if task == "classification":
-        return build_classifier(config.arch, config.pretrained, config.drop_rate, config.head_init)
+        return build_classifier(
+            config.arch, config.pretrained, config.drop_rate, config.head_init, config.colour_constancy
+        )
     raise ValueError(f"unknown task {task!r}; valid: segmentation, classification")
 
 
