@@ -9,26 +9,41 @@ Through the Predictor and the shipped models (``--models``), on the ISIC 2017 va
    augmentation covers (a lesion has no canonical orientation).
 3. ``upload_size``: each original-size photo in ``DATA/fullres/val`` vs its prepared 256 px file in
    ``DATA/images/val`` (decode, draft mode and resizes included): the same lesion, uploaded at another size.
+4. ``acquisition``: each image as another clinic's camera might deliver it (``ACQUISITION_SHIFTS``: a warm or
+   cool colour cast, under- or over-exposure, heavier JPEG compression): the classifier's AUC and its sensitivity
+   and specificity at the shipped threshold, the probability differences, and the segmenter's mean and
+   thresholded Jaccard against the validation masks, each beside the unchanged images' (``clean``).
 
 A classifier that moves a lot under these is fragile: its probability depends on how an image was resampled.
 No threshold is asserted; the numbers go into the model card.
 
-Usage: python benchmarks/bench_consistency.py [--models DIR] [--data-dir DIR] [--json FILE]
+With ``--baseline DIR``, each acquisition condition also gets the paired AUC gain of ``--models`` over the
+baseline's classifier on the same images (stratified bootstrap 95% interval).
+
+Usage: python benchmarks/bench_consistency.py [--models DIR] [--data-dir DIR] [--baseline DIR] [--json FILE]
 """
 
 from __future__ import annotations
 
 import argparse
+import io
 import shlex
 import sys
 from pathlib import Path
 
 import numpy as np
+from PIL import Image
 from sklearn.metrics import roc_auc_score
 
 from melanoma.data.isic import read_isic2017, resolve_data_dir
 from melanoma.inference.image_io import load_image
 from melanoma.inference.predictor import Model, Predictor
+from melanoma.metrics import (
+    paired_auc_difference,
+    paired_mean_difference,
+    segmentation_scores,
+    sensitivity_specificity,
+)
 from melanoma.reporting import emit_json
 
 
@@ -61,11 +76,96 @@ def upload_size_pairs(data_dir: Path) -> list[tuple[str, Path, Path]]:
     return pairs
 
 
+# name: (what it stands for, per-channel RGB gains or None, JPEG quality or None)
+ACQUISITION_SHIFTS: dict[str, tuple[str, tuple[float, float, float] | None, int | None]] = {
+    "warm_cast": ("a warm colour cast (white balance set for a bluer light)", (1.0, 0.88, 0.72), None),
+    "cool_cast": ("a cool colour cast (white balance set for a redder light)", (0.78, 0.9, 1.0), None),
+    "darker": ("under-exposed by 30%", (0.7, 0.7, 0.7), None),
+    "brighter": ("over-exposed by 30% (clipped at white)", (1.3, 1.3, 1.3), None),
+    "jpeg_q40": ("re-compressed as JPEG at quality 40", None, 40),
+}
+
+
+def shifted(image: np.ndarray, gains: tuple[float, float, float] | None, quality: int | None) -> np.ndarray:
+    """``image`` (RGB uint8) with per-channel gains applied (clipped to 0-255) and/or re-encoded as JPEG."""
+    if gains is not None:
+        image = np.clip(image.astype(np.float32) * np.asarray(gains, np.float32) + 0.5, 0, 255).astype(np.uint8)
+    if quality is not None:
+        buffer = io.BytesIO()
+        Image.fromarray(image).save(buffer, format="JPEG", quality=quality)
+        with Image.open(buffer) as decoded:
+            image = np.asarray(decoded.convert("RGB"))
+    return image
+
+
+def _round_gain(gain: dict) -> dict:
+    rounded = {k: round(v, 4) if isinstance(v, float) else v for k, v in gain.items()}
+    return {**rounded, "ci95": [round(v, 4) for v in gain["ci95"]]}
+
+
+def _condition(predictor: Predictor, images, masks) -> dict:
+    """The classifier's probabilities and the segmenter's per-image Jaccard on one version of the images."""
+    result = {"probabilities": _classify(predictor, images), "jaccard": None}
+    if predictor.segmenter is not None and masks is not None:
+        maps = [m for i in range(0, len(images), 16) for m in predictor.segment(images[i : i + 16])]
+        predicted = [_resized_mask(predictor._lesion_mask(m), mask.shape) for m, mask in zip(maps, masks, strict=True)]
+        result["scores"] = segmentation_scores(predicted, masks)
+        result["jaccard"] = result["scores"]["per_image_jaccard"]
+    return result
+
+
+def _row(predictor: Predictor, labels, result: dict, clean: dict | None) -> dict:
+    """One condition's scores; beside the unchanged images' (``clean``), the paired differences."""
+    probabilities = result["probabilities"]
+    threshold = float(predictor.classifier.config["threshold"])
+    sensitivity, specificity = sensitivity_specificity(labels, probabilities, threshold)
+    row = {
+        "auc": round(float(roc_auc_score(labels, probabilities)), 4),
+        "sensitivity": round(sensitivity, 4),
+        "specificity": round(specificity, 4),
+    }
+    if clean is not None:
+        row.update(_spread(clean["probabilities"], probabilities))
+        row["auc_vs_clean"] = _round_gain(paired_auc_difference(labels, clean["probabilities"], probabilities))
+    if result["jaccard"] is not None:
+        scores = result["scores"]
+        row.update(jaccard=round(scores["jaccard"], 4), thresholded_jaccard=round(scores["thresholded_jaccard"], 4))
+        if clean is not None:
+            row["jaccard_vs_clean"] = _round_gain(paired_mean_difference(clean["jaccard"], result["jaccard"]))
+    return row
+
+
+def _resized_mask(mask: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+    if mask.shape == shape:
+        return mask
+    return np.asarray(Image.fromarray(mask.astype(np.uint8) * 255).resize(shape[::-1], Image.Resampling.NEAREST)) > 0
+
+
+def acquisition_shift(predictor: Predictor, images, labels, masks, baseline: Predictor | None = None) -> dict:
+    """Scores on the validation images as delivered and under each of ``ACQUISITION_SHIFTS``; with ``baseline``
+    (other models), also the paired AUC gain over the baseline's classifier on the same shifted images."""
+    conditions = {"clean": ("the images as delivered", None, None), **ACQUISITION_SHIFTS}
+    report, clean = {}, None
+    for name, (what, gains, quality) in conditions.items():
+        moved = [shifted(image, gains, quality) for image in images]
+        result = _condition(predictor, moved, masks)
+        row = {"what": what, "gains": gains, "jpeg_quality": quality, **_row(predictor, labels, result, clean)}
+        if baseline is not None:
+            other = _classify(baseline, moved)
+            row["auc_vs_baseline"] = _round_gain(paired_auc_difference(labels, other, result["probabilities"]))
+        report[name] = row
+        clean = clean or result
+    return report
+
+
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", help="model folder (default: the shipped models)")
     parser.add_argument("--data-dir", help="ISIC 2017 data root (default: $MELANOMA_DATA or ../shared/data/isic2017)")
     parser.add_argument("--json", help="also write the JSON report here")
+    parser.add_argument(
+        "--baseline", help="another model folder: paired AUC gain of --models over its classifier under each shift"
+    )
     args = parser.parse_args(argv)
     predictor = Predictor.from_dir(args.models)
     if predictor.classifier is None:
@@ -105,6 +205,13 @@ def main(argv: list[str] | None = None) -> dict:
             "images": rows,
             **_spread([r["original"] for r in rows], [r["prepared_256"] for r in rows]),
         }
+    masks = None
+    if all(s.mask_path is not None for s in samples):
+        masks = [np.asarray(Image.open(s.mask_path).convert("L")) > 127 for s in samples]
+    baseline = Predictor.from_dir(args.baseline) if args.baseline else None
+    report["acquisition"] = acquisition_shift(predictor, images, labels, masks, baseline)
+    if baseline is not None:
+        report["baseline_models_dir"] = str(baseline.models_dir)
     emit_json(report, args.json)
     return report
 

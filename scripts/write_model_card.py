@@ -716,6 +716,55 @@ def consistency_section(report: dict | None) -> list[str]:
         "",
         _table(["the same lesion, reached by", "images", "abs. probability change: median / 95th pct. / max"], rows),
         "",
+    ] + acquisition_section(report)
+
+
+def _gain_text(gain: dict | None) -> str:
+    if not gain:
+        return ""
+    return f"{gain['difference']:+.4f} ({gain['ci95'][0]:+.4f} to {gain['ci95'][1]:+.4f})"
+
+
+def acquisition_section(report: dict) -> list[str]:
+    """The shipped models on the validation images as another camera or light might deliver them."""
+    shifts = report.get("acquisition")
+    if not shifts:
+        return []
+    segmenter = "jaccard" in shifts["clean"]
+    versus = "auc_vs_baseline" in shifts["clean"]
+    header = ["validation images", "AUC", "AUC change (95% CI)", "sens. / spec. at the threshold", "prob. change"]
+    header += ["Jaccard", "Jaccard change (95% CI)", "thresholded Jaccard"] if segmenter else []
+    header += ["AUC gain over the baseline (95% CI)"] if versus else []
+    rows = []
+    for row in shifts.values():
+        cells = [
+            row["what"],
+            f"{row['auc']:.4f}",
+            _gain_text(row.get("auc_vs_clean")),
+            f"{row['sensitivity']:.3f} / {row['specificity']:.3f}",
+            f"{row['median_abs_delta']:.3f} / {row['p95_abs_delta']:.3f}" if "median_abs_delta" in row else "",
+        ]
+        if segmenter:
+            cells += [
+                f"{row['jaccard']:.4f}",
+                _gain_text(row.get("jaccard_vs_clean")),
+                f"{row['thresholded_jaccard']:.4f}",
+            ]
+        if versus:
+            cells.append(_gain_text(row["auc_vs_baseline"]))
+        rows.append(cells)
+    return [
+        "### Another camera or light (acquisition shifts)",
+        "",
+        "The same command scores the validation images as another clinic's camera or light might deliver them: "
+        "per-channel gains (R, G, B) for a colour cast or an exposure change, clipped to 0-255, or a heavier JPEG "
+        "compression (`ACQUISITION_SHIFTS` in `benchmarks/bench_consistency.py`). Changes are paired against the "
+        "images as delivered (stratified bootstrap for AUC, image bootstrap for Jaccard); `prob. change` = median / "
+        "95th percentile of the absolute probability change; sensitivity and specificity at the shipped threshold."
+        + (f" Baseline: `{report['baseline_models_dir']}`." if versus else ""),
+        "",
+        _table(header, rows),
+        "",
     ]
 
 

@@ -48,9 +48,19 @@ def test_bench_consistency_reports_each_path_to_the_same_lesion(tiny_models_dir,
     out = tmp_path / "consistency.json"
     command = [sys.executable, str(REPO_ROOT / "benchmarks" / "bench_consistency.py")]
     command += ["--models", str(tiny_models_dir), "--data-dir", str(data), "--json", str(out)]
+    command += ["--baseline", str(tiny_models_dir)]
     subprocess.run(command, check=True, capture_output=True, text=True)
     report = json.loads(out.read_text())
     assert report["n_validation"] == 4 and report["resize_filter"]["served"] == "linear"
+    shifts = report["acquisition"]
+    assert list(shifts) == ["clean", "warm_cast", "cool_cast", "darker", "brighter", "jpeg_q40"]
+    assert shifts["clean"]["auc"] == report["resize_filter"]["auc_served"]  # the served path, unchanged images
+    for name, row in shifts.items():
+        assert 0 <= row["jaccard"] <= 1 and row["thresholded_jaccard"] <= row["jaccard"]
+        assert row["auc_vs_baseline"]["difference"] == 0  # the same models as their own baseline
+        if name != "clean":
+            assert row["auc_vs_clean"]["difference"] == round(row["auc"] - shifts["clean"]["auc"], 4)
+            assert row["jaccard_vs_clean"]["ci95"][0] <= row["jaccard_vs_clean"]["ci95"][1]
     for part in ("resize_filter", "hflip", "vflip", "upload_size"):
         spread = report[part]
         assert 0 <= spread["median_abs_delta"] <= spread["p95_abs_delta"] <= spread["max_abs_delta"] <= 1
@@ -59,6 +69,7 @@ def test_bench_consistency_reports_each_path_to_the_same_lesion(tiny_models_dir,
     assert spread["max_abs_delta"] == round(abs(row["original"] - row["prepared_256"]), 4)
     card = "\n".join(_load_card_writer().consistency_section(report))
     assert "| the image mirrored left-right | 4 |" in card and "original-size photo" in card
+    assert "| re-compressed as JPEG at quality 40 |" in card and "AUC gain over the baseline" in card
     assert np.isfinite(report["resize_filter"]["auc_served"])
 
 
@@ -117,3 +128,20 @@ def test_bench_inference_runs_an_ensembles_networks_only_when_asked():
     assert [c["arch"] for c in bench.network_configs(shipped, all_members=True)] == members
     single = json.loads((REPO_ROOT / "models" / "segmentation.json").read_text())
     assert bench.network_configs(single, all_members=True) == [single["training"]["config"]["model"]]
+
+
+def test_acquisition_shifts_apply_gains_with_clipping_and_recompress():
+    import importlib.util
+
+    import numpy as np
+
+    spec = importlib.util.spec_from_file_location(
+        "bench_consistency", REPO_ROOT / "benchmarks" / "bench_consistency.py"
+    )
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    image = np.full((16, 16, 3), 200, np.uint8)
+    assert bench.shifted(image, (1.0, 0.5, 1.3), None)[0, 0].tolist() == [200, 100, 255]  # clipped at white
+    noisy = np.random.default_rng(0).integers(0, 256, (32, 32, 3), dtype=np.uint8)
+    compressed = bench.shifted(noisy, None, 40)
+    assert compressed.shape == noisy.shape and compressed.dtype == np.uint8 and not np.array_equal(compressed, noisy)

@@ -60,6 +60,19 @@ def test_readme_states_the_measured_mirror_sensitivity():
     )
 
 
+def test_readme_states_the_measured_acquisition_sensitivity():
+    shifts = _load("bench_consistency.json")["acquisition"]
+    readme = " ".join((REPO / "README.md").read_text().split())
+    clean = shifts.pop("clean")
+    aucs = [row["auc"] for row in shifts.values()]
+    sensitivities = [row["sensitivity"] for row in shifts.values()]
+    assert (
+        f"the validation AUC moves from {clean['auc']:.3f} to between {min(aucs):.3f} and {max(aucs):.3f} and the "
+        f"sensitivity at the shipped threshold from {clean['sensitivity']:.3f} to between {min(sensitivities):.3f} "
+        f"and {max(sensitivities):.3f}" in readme
+    )
+
+
 def test_readme_states_the_ensemble_decision():
     readme = " ".join((REPO / "README.md").read_text().split())
     rows = {row["name"]: row for row in _load("classification_cv5.json")["settings"]}
