@@ -86,6 +86,11 @@ def _network(config: dict) -> str:
         if all(m["training"]["config"]["model"]["pretrained"] for m in members)
         else "random initialisation."
     )
+    if all(m["training"]["config"]["model"].get("colour_constancy") == "shades_of_gray" for m in members):
+        init += (
+            " Shades-of-Gray colour constancy (p = 6) in front of the stem, inside the ONNX graph "
+            "(`model.colour_constancy`)."
+        )
     if len(members) == 1:
         return f"- Network: `{config['arch']}` ({_FRAMEWORK[config['task']]}), {init}"
     names = ", ".join(f"`{m['arch']}`" for m in members)
@@ -398,9 +403,16 @@ def _rerun_paragraph(eval_dir: Path, shipped: dict) -> list[str]:
     ]
 
 
+def _previous_classifier(eval_dir: Path, shipped: dict) -> tuple[dict, str]:
+    """The classifier config that the studies before colour constancy were measured against, and how to name it."""
+    previous = _load(eval_dir / "classification_previous_config.json")
+    return (previous, "then-shipped") if previous else (shipped, "shipped")
+
+
 def _classifier_rerun_paragraph(eval_dir: Path, shipped: dict) -> list[str]:
     """The shipped classifier recipe (both ensemble members) trained again in the channels-last layout: its training
     time against the shipped pair's, and how far two runs of one recipe land apart in validation AUC."""
+    shipped, name = _previous_classifier(eval_dir, shipped)
     rerun = _load(eval_dir / "classification_rerun_config.json")
     paired = _load(eval_dir / "classification_val_rerun_vs_shipped.json")
     if not (rerun and paired and shipped.get("ensemble")):
@@ -416,6 +428,13 @@ def _classifier_rerun_paragraph(eval_dir: Path, shipped: dict) -> list[str]:
         f"epoch {int(s['training']['best_epoch'])})"
         for m, s in zip(_members(rerun), _members(shipped), strict=True)
     ]
+    member_text = "; ".join(members).replace("(shipped:", f"({name}:")
+    stays = (
+        "so the shipped classifier stays; the recipe as it is in the repo now trains"
+        if name == "shipped"
+        else "so that classifier stayed shipped (until colour constancy, below); the recipe without colour constancy "
+        "trains"
+    )
     commands = " and ".join(f"`{m['training']['command']}`" for m in _members(rerun))
     spread = max(
         abs(m["training"]["best_epoch_metrics"]["val_auc"] - s["training"]["best_epoch_metrics"]["val_auc"])
@@ -437,12 +456,12 @@ def _classifier_rerun_paragraph(eval_dir: Path, shipped: dict) -> list[str]:
     return [
         "### The classifier recipe trained again",
         "",
-        "The shipped recipe trained again after `channels_last: true` entered `configs/classification.yaml` (same "
+        f"The {name} recipe trained again after `channels_last: true` entered `configs/classification.yaml` (same "
         f"commands and seed: {commands}; exported by `melanoma export {rerun['ensemble']['members'][0]['run']} "
         f"--ensemble {rerun['ensemble']['members'][1]['run']} --out runs/cls-cl-ens`, its exported config is "
         "`models/eval/classification_rerun_config.json`) trained in "
         f"{' + '.join(f'{m:.1f}' for m in minutes['rerun'])} = {sum(minutes['rerun']):.1f} minutes against "
-        f"{' + '.join(f'{m:.1f}' for m in minutes['shipped'])} = {sum(minutes['shipped']):.1f} for the shipped pair "
+        f"{' + '.join(f'{m:.1f}' for m in minutes['shipped'])} = {sum(minutes['shipped']):.1f} for the {name} pair "
         f"(sums of `epoch_seconds`; {sum(minutes['shipped']) / sum(minutes['rerun']):.2f}x faster{layout_text}). "
         "On validation (`melanoma evaluate classification "
         "--images $DATA/images/val --labels $DATA/labels/ISIC-2017_Validation_Part3_GroundTruth.csv --models "
@@ -452,14 +471,13 @@ def _classifier_rerun_paragraph(eval_dir: Path, shipped: dict) -> list[str]:
         f"{gain['decision']}); at its own Youden threshold ({paired['threshold']:.4f}) sensitivity "
         f"{paired['sensitivity']:.3f} and specificity {paired['specificity']:.3f} against "
         f"{shipped['validation']['sensitivity']:.3f} and {shipped['validation']['specificity']:.3f}. Its members' "
-        f"best validation AUC: {'; '.join(members)}. The two runs differ only in the order of floating-point "
+        f"best validation AUC: {member_text}. The two runs differ only in the order of floating-point "
         "arithmetic, so this is how far one recipe lands from run to run on these 150 images (for a single member, "
         f"up to {spread:.2f} AUC): differences of that size between classifier recipes are noise. "
         + (
             "It beats the shipped classifier with an interval above 0, so it is shipped."
             if beats
-            else "Its interval spans 0, so the shipped classifier stays; the recipe as it is in the repo now trains "
-            f"in about {sum(minutes['rerun']):.0f} minutes."
+            else f"Its interval spans 0, {stays} in about {sum(minutes['rerun']):.0f} minutes."
         ),
         "",
     ]
@@ -559,7 +577,15 @@ def classification_section(config: dict, eval_dir: Path) -> list[str]:
     lines += _classifier_rerun_paragraph(eval_dir, config)
     experiments = _load(eval_dir / "classification_experiments.json")
     if experiments:
-        lines += ["### Experiments and decisions", "", f"Command: `{experiments['command']}`", ""]
+        lines += ["### Experiments and decisions", ""]
+        if _load(eval_dir / "classification_previous_config.json"):
+            lines += [
+                "Measured before colour constancy was shipped: here and in the comparison below, `shipped` and "
+                "`models` are the classifier shipped then (`models/eval/classification_previous_config.json`, "
+                "validation `models/eval/classification_val_previous.json`).",
+                "",
+            ]
+        lines += [f"Command: `{experiments['command']}`", ""]
         lines += [
             _table(
                 ["experiment", "result", "decision"],
@@ -568,6 +594,7 @@ def classification_section(config: dict, eval_dir: Path) -> list[str]:
             "",
         ]
     compared = _load(eval_dir / "classification_comparison.json")
+    before = _load(eval_dir / "classification_previous_config.json")
     if compared:
         lines += [
             "### Classifiers compared",
@@ -576,7 +603,8 @@ def classification_section(config: dict, eval_dir: Path) -> list[str]:
             "--json models/eval/classification_comparison.json` (validation metrics from each export at its own "
             "Youden threshold; `image ms` = the serving path for one 256x256 image, medians measured in one "
             "process, interleaved). Each run's training command is in its JSON config; the shipped one is above. "
-            "`models` is the shipped classifier; a run whose arch lists several networks is an ensemble exported "
+            + ("`models` is the classifier then shipped" if before else "`models` is the shipped classifier")
+            + "; a run whose arch lists several networks is an ensemble exported "
             "by `melanoma export RUN --ensemble RUN ...` (its epochs and training minutes are its members' "
             "together; a setting its members differ in is listed per member); `classification-zero-hflip` is the "
             "Lite0 alone as shipped before, served with hflip test-time flips; `int8-set` is the shipped models "
@@ -645,6 +673,7 @@ def classification_section(config: dict, eval_dir: Path) -> list[str]:
             "",
         ]
     lines += consistency_section(_load(eval_dir / "bench_consistency.json"))
+    lines += colour_constancy_section(config, eval_dir)
     lines += cross_validation_section(
         _load(eval_dir / "classification_cv5.json"),
         "### Cross-validation over train: five settings and ensembles of them, all five folds",
@@ -656,6 +685,96 @@ def classification_section(config: dict, eval_dir: Path) -> list[str]:
     return lines + cross_validation_section(
         _load(eval_dir / "classification_cv_ema.json"),
         "### Cross-validation over train: a moving average of the weights, fold 0 on the CPU",
+    )
+
+
+def colour_constancy_section(config: dict, eval_dir: Path) -> list[str]:
+    """Why the shipped classifier divides out the colour cast: validation, acquisition shifts, a held-out train fold."""
+    paired = _load(eval_dir / "classification_val_sog_vs_previous.json")
+    previous = _load(eval_dir / "classification_previous_config.json")
+    shifts = (_load(eval_dir / "bench_consistency.json") or {}).get("acquisition", {})
+    before = (_load(eval_dir / "bench_consistency_previous.json") or {}).get("acquisition")
+    if not (paired and previous and shifts and before):
+        return []
+    lost = max(row["auc_vs_clean"]["difference"] * -1 for name, row in before.items() if name != "clean")
+    sensitivity = min(row["sensitivity"] for name, row in before.items() if name != "clean")
+    gain = paired["vs_baseline"]
+    minutes = [sum(r["epoch_seconds"] for r in m["training"]["history"]) / 60 for m in _members(config)]
+    commands = " and ".join(f"`{m['training']['command']}`" for m in _members(config))
+    versus = {name: row["auc_vs_baseline"] for name, row in shifts.items() if name != "clean"}
+    better = [name for name, g in versus.items() if g["ci95"][0] > 0]
+    worse = [name for name, g in versus.items() if g["ci95"][1] < 0]
+    moved = [row["auc_vs_clean"]["difference"] for name, row in shifts.items() if name != "clean"]
+    shift_text = "; ".join(
+        f"{shifts[name]['what']}: {g['other_auc']:.4f} against {g['baseline_auc']:.4f}, gain {_gain_text(g)}"
+        for name, g in versus.items()
+    )
+    lines = [
+        "### Colour constancy (Shades of Gray): shipped",
+        "",
+        "Another clinic's camera or light tints and exposes its photos differently, and the classifier shipped "
+        f"before lost up to {lost:.3f} validation AUC under such shifts, and its sensitivity at its threshold fell "
+        f"from {before['clean']['sensitivity']:.3f} to as low as {sensitivity:.3f} (the same command then: "
+        "`models/eval/bench_consistency_previous.json`). `model.colour_constancy: "
+        "shades_of_gray` (in `configs/classification.yaml` since) puts Shades-of-Gray colour constancy "
+        "(Finlayson & Trezzi 2004, Minkowski norm p = 6; used for dermoscopy by Barata et al. 2015) in front of each "
+        "network's stem, inside the exported ONNX graph: each channel of each image is scaled so that its 6-norm "
+        "mean becomes the same grey level, which divides out a per-channel gain (colour cast, exposure) up to "
+        f"clipping. Both members were trained again with it ({commands}; "
+        f"{' + '.join(f'{m:.1f}' for m in minutes)} = {sum(minutes):.1f} minutes, sums of `epoch_seconds`) and "
+        f"exported by `melanoma export {config['ensemble']['members'][0]['run']} --ensemble "
+        f"{config['ensemble']['members'][1]['run']} --out models`.",
+        "",
+        "- Validation, paired with the classifier shipped before (`melanoma evaluate classification --images "
+        "$DATA/images/val --labels $DATA/labels/ISIC-2017_Validation_Part3_GroundTruth.csv --models models "
+        f"--baseline {gain['models_dir']} --json models/eval/classification_val_sog_vs_previous.json`, where "
+        f"`{gain['models_dir']}` holds `models/` of commit 9c9670f): AUC {gain['other_auc']:.4f} against "
+        f"{gain['baseline_auc']:.4f}, gain {_gain_text(gain)}, {gain['decision']}; at its own Youden threshold "
+        f"({paired['threshold']:.4f}) sensitivity {paired['sensitivity']:.3f} and specificity "
+        f"{paired['specificity']:.3f} against {previous['validation']['sensitivity']:.3f} and "
+        f"{previous['validation']['specificity']:.3f}.",
+        f"- The same validation images under the acquisition shifts (last column of the table above: "
+        f"`{shifts and _load(eval_dir / 'bench_consistency.json')['command']}`): {shift_text}. Its AUC moves by "
+        f"{min(moved):+.4f} to {max(moved):+.4f} from the unshifted images'. Better with an interval above 0 under "
+        f"{len(better)} of {len(versus)} shifts ({', '.join(better) or 'none'}), worse under "
+        f"{', '.join(worse) or 'none'}. JPEG re-compression is not a gain, so colour constancy does not help with "
+        "it.",
+    ]
+    speed = {Path(r["run"]).name: r for r in _load(eval_dir / "classification_sog_speed.json") or []}
+    if {"models", Path(gain["models_dir"]).name} <= set(speed):
+        now_ms, before_ms = speed["models"]["image_ms"], speed[Path(gain["models_dir"]).name]["image_ms"]
+        lines.append(
+            f"- Serving cost: the classifier's path for one 256x256 image takes {now_ms} ms against {before_ms} ms "
+            f"without it, medians measured side by side in one run ({now_ms / before_ms:.2f}x; `python "
+            f"benchmarks/compare_runs.py --task classification {gain['models_dir']} models --json "
+            "models/eval/classification_sog_speed.json`)."
+        )
+    cv = _load(eval_dir / "classification_cv_sog.json")
+    met = bool(better) and not worse and gain["ci95"][1] >= 0
+    if cv:
+        row = {r["name"]: r for r in cv["settings"]}["lite2-sog"]
+        pooled = row["pooled_vs_baseline"]
+        met = met and pooled["ci95"][1] >= 0
+        lines.append(
+            "- A held-out fold of train (the Lite2 member's recipe with and without it, fold 0 of the 5-fold split, "
+            f"400 images; study below): AUC {row['pooled_out_of_fold_auc']:.4f}, gain {_gain_text(pooled)}, "
+            f"{pooled['decision']}."
+        )
+    lines += [
+        "",
+        "Decision rule, set before the held-out fold was scored: ship when the paired validation interval and the "
+        "held-out fold's are not below 0 and it is better under at least one acquisition shift (interval above 0) "
+        "and worse under none. "
+        + (
+            "It meets it, so it is shipped: the classifier is no less accurate on ISIC 2017's own images and holds "
+            "its AUC under another camera's colour cast and exposure, which an external clinic's images bring."
+            if met
+            else "It does not meet it."
+        ),
+        "",
+    ]
+    return lines + cross_validation_section(
+        cv, "### Cross-validation over train: colour constancy on the Lite2 member, fold 0 on the CPU"
     )
 
 
@@ -1038,14 +1157,15 @@ def precision_section(eval_dir: Path) -> list[str]:
         "### bf16 autocast against fp32 on a held-out train fold (segmentation, CPU, 128 px)",
     )
     evaluated = _load(eval_dir / "classification_val_bf16_triple.json")
-    shipped = _load(eval_dir / "classification_val.json")
+    shipped = _load(eval_dir / "classification_val_previous.json") or _load(eval_dir / "classification_val.json")
+    then = "then-shipped" if _load(eval_dir / "classification_val_previous.json") else "shipped"
     if triple and evaluated and shipped:
         auc_ci = evaluated["ci95"]["auc"]
         lines += [
             "### The cross-validation's best classifier ensemble, trained with bf16 autocast",
             "",
             "The 5-fold cross-validation's best ensemble (Lite0 + Lite2 + Lite0 with strong augmentation, pooled "
-            "out-of-fold AUC 0.850 against 0.847 for the shipped pair; its folds were trained with bf16 autocast "
+            f"out-of-fold AUC 0.850 against 0.847 for the {then} pair; its folds were trained with bf16 autocast "
             "on a GPU) needed 128 minutes of this CPU in fp32, over the ~90-minute budget. With `amp=bf16` its "
             "three networks trained on the official split in 84 minutes (28 + 33 + 23, sums of `epoch_seconds`): "
             "`melanoma train classification --config configs/classification.yaml --out runs/cls-bf16-lite0 "
@@ -1057,7 +1177,7 @@ def precision_section(eval_dir: Path) -> list[str]:
             "models/eval/classification_val_bf16_triple.json`) "
             f"it scored AUC {evaluated['auc']:.4f} (95% CI "
             f"{auc_ci[0]:.3f}-{auc_ci[1]:.3f}) and average precision {evaluated['average_precision']:.3f} against "
-            f"the shipped {shipped['auc']:.4f} and {shipped['average_precision']:.3f}, but at its own Youden "
+            f"the {then} {shipped['auc']:.4f} and {shipped['average_precision']:.3f}, but at its own Youden "
             f"threshold ({evaluated['threshold']:.4f}) sensitivity {evaluated['sensitivity']:.3f} and specificity "
             f"{evaluated['specificity']:.3f} against {shipped['sensitivity']:.3f} and {shipped['specificity']:.3f}: "
             "a gain within noise (paired stratified bootstrap below), mixed operating-point metrics and a third "

@@ -91,10 +91,12 @@ def test_readme_states_the_ensemble_decision():
     experiments = {row["name"]: row for row in _load("classification_experiments.json")["rows"]}
     lite0 = next(row for name, row in experiments.items() if name.startswith("Lite0 alone (shipped before"))
     lite0_auc = float(lite0["result"].split()[2].rstrip(";"))  # "val AUC 0.8639; gain vs ..."
-    assert f"shipped ensemble scores AUC {shipped['auc']:.3f} against the Lite0's {lite0_auc:.3f}" in readme
+    before = _load("classification_val_previous.json")  # the same pair before colour constancy
+    assert f"that ensemble (then without colour constancy) scored AUC {before['auc']:.3f} against the" in readme
+    assert f"the Lite0's {lite0_auc:.3f}" in readme
     runs = {Path(row["run"]).name: row for row in _load("classification_comparison.json")}
     extra = runs["classification-zero-lite2-hflip"]["image_ms"] - runs["models"]["image_ms"]
-    assert f"costs {extra:.0f} ms more per image" in readme  # the same ensemble served with hflip flips
+    assert f"cost {extra:.0f} ms more per image" in readme  # the same ensemble served with hflip flips
     low, high = shipped["ci95"]["youden_threshold"]
     before = _load("classification_val_lite0.json")["ci95"]["youden_threshold"]
     assert f"ranges {low:.2f}-{high:.2f} over bootstrap resamples, against {before[0]:.2f}-{before[1]:.2f}" in readme
@@ -216,14 +218,15 @@ def _bf16_sentences() -> list[str]:
     fp32 = [n["channels_last_speedup_none"] for n in speed["networks"]]
     bf16 = {row["name"]: row for row in _load("segmentation_cv128_bf16.json")["settings"]}["bf16"]
     fold = bf16["pooled_vs_baseline"]
-    triple, shipped = _load("classification_val_bf16_triple.json"), _load("classification_val.json")
+    triple, shipped = _load("classification_val_bf16_triple.json"), _load("classification_val_previous.json")
     (row,) = [r for r in _load("classification_bf16_triple.json")["rows"] if r["name"].startswith("ensemble")]
     ci = row["result"].split("95% CI ")[1]
     return [
         "; ".join(rates),
         f"in bf16: {'; '.join(layout)}; in fp32 {min(fp32):.1f}-{max(fp32):.1f}x",
         f"scored {_fold_gain(fold, ' in fp32')}",
-        f"AUC {triple['auc']:.4f} against the shipped {shipped['auc']:.4f} (paired gain within noise, 95% CI {ci})",
+        f"AUC {triple['auc']:.4f} against the then-shipped {shipped['auc']:.4f} "
+        f"(paired gain within noise, 95% CI {ci})",
         f"sensitivity {triple['sensitivity']:.3f} and specificity {triple['specificity']:.3f} at its threshold against "
         f"{shipped['sensitivity']:.3f} and {shipped['specificity']:.3f}",
     ]
@@ -296,11 +299,11 @@ def _rerun_sentences() -> list[str]:
 def _classifier_rerun_sentences() -> list[str]:
     """The README's sentence on the shipped classification recipe trained again in the channels-last layout."""
     rerun = _load("classification_rerun_config.json")["ensemble"]["members"]
-    shipped = json.loads((REPO / "models" / "classification.json").read_text())
+    shipped = _load("classification_previous_config.json")  # the pair shipped then, before colour constancy
     evaluation = _load("classification_val_rerun_vs_shipped.json")
     gain = evaluation["vs_baseline"]
     assert gain["baseline_auc"] == shipped["validation"]["auc"]  # against the shipped classifier
-    assert gain["ci95"][0] <= 0  # README: the shipped classifier stays
+    assert gain["ci95"][0] <= 0  # README: noise
     before, now = (
         [sum(r["epoch_seconds"] for r in m["training"]["history"]) / 60 for m in members]
         for members in (shipped["ensemble"]["members"], rerun)
@@ -308,7 +311,8 @@ def _classifier_rerun_sentences() -> list[str]:
     low, high = gain["ci95"]
     return [
         f"the pair took {' + '.join(f'{m:.1f}' for m in now)} = {sum(now):.1f} minutes ({sum(before) / sum(now):.2f}x "
-        f"faster) and scored validation AUC {evaluation['auc']:.4f} against the shipped {gain['baseline_auc']:.4f} "
+        f"faster) and scored validation AUC {evaluation['auc']:.4f} against the then-shipped "
+        f"{gain['baseline_auc']:.4f} "
         f"(paired gain {gain['difference']:+.4f}, 95% CI {low:+.4f} to {high:+.4f}",
         f"now trains in about {sum(now):.0f} minutes",
     ]
@@ -331,4 +335,34 @@ def _epochs_sentences() -> list[str]:
     + _classifier_rerun_sentences(),
 )
 def test_readme_states_the_bf16_lite2_and_failure_studies(sentence):
+    assert sentence in " ".join((REPO / "README.md").read_text().split())
+
+
+def _colour_constancy_sentences() -> list[str]:
+    """The README's sentence on why the shipped classifier has colour constancy (acquisition shifts, validation)."""
+    now = _load("bench_consistency.json")["acquisition"]
+    before = _load("bench_consistency_previous.json")["acquisition"]  # the pair shipped before, same command
+    better = [name for name, row in now.items() if name != "clean" and row["auc_vs_baseline"]["ci95"][0] > 0]
+    assert better and not [n for n, r in now.items() if r["auc_vs_baseline"]["ci95"][1] < 0]  # the decision rule
+    lost_before = [-before[name]["auc_vs_clean"]["difference"] for name in better]
+    lost_now = [-now[name]["auc_vs_clean"]["difference"] for name in better]
+    gains = [now[name]["auc_vs_baseline"]["difference"] for name in better]
+    gain = _load("classification_val_sog_vs_previous.json")["vs_baseline"]
+    assert gain["ci95"][0] <= 0 <= gain["ci95"][1]  # README: within noise
+    fold = {row["name"]: row for row in _load("classification_cv_sog.json")["settings"]}["lite2-sog"]
+    fold = fold["pooled_vs_baseline"]
+    assert fold["ci95"][0] <= 0 <= fold["ci95"][1]  # README: no evidence either way
+    return [
+        f"the pair without it lost {min(lost_before):.3f} to {max(lost_before):.3f} AUC and with it "
+        f"{min(lost_now):.3f} to {max(lost_now):.3f}, an AUC gain of {min(gains):+.3f} to {max(gains):+.3f} over it "
+        "with 95% CIs above 0",
+        f"it scored AUC {gain['other_auc']:.3f} against {gain['baseline_auc']:.3f} (paired gain "
+        f"{gain['difference']:+.3f}, 95% CI {gain['ci95'][0]:+.3f} to {gain['ci95'][1]:+.3f}: within noise",
+        f"the Lite2 member with it scored AUC {fold['other_auc']:.3f} against {fold['baseline_auc']:.3f} without (gain "
+        f"{fold['difference']:+.3f}, 95% CI {fold['ci95'][0]:+.3f} to {fold['ci95'][1]:+.3f}: no evidence either way",
+    ]
+
+
+@pytest.mark.parametrize("sentence", _colour_constancy_sentences())
+def test_readme_states_why_the_classifier_has_colour_constancy(sentence):
     assert sentence in " ".join((REPO / "README.md").read_text().split())
