@@ -749,6 +749,18 @@ def colour_constancy_section(config: dict, eval_dir: Path) -> list[str]:
             f"benchmarks/compare_runs.py --task classification {gain['models_dir']} models --json "
             "models/eval/classification_sog_speed.json`)."
         )
+    flips = _load(eval_dir / "classification_tta_sog.json")
+    if flips:
+        rows = [r for r in flips["rows"] if r["name"].startswith("test-time augmentation")]
+        lines.append(
+            "- Test-time flips for it, which would make mirroring harmless by construction (`"
+            + flips["command"]
+            + "`): "
+            + "; ".join(f"{r['name'].removeprefix('test-time augmentation: ')}: {r['result']}" for r in rows)
+            + ": "
+            + ", ".join(sorted({r["decision"] for r in rows}))
+            + ", for one or three more views per network, so it is served on one view, as the classifier before it."
+        )
     cv = _load(eval_dir / "classification_cv_sog.json")
     met = bool(better) and not worse and gain["ci95"][1] >= 0
     if cv:

@@ -349,6 +349,9 @@ def _colour_constancy_sentences() -> list[str]:
     gains = [now[name]["auc_vs_baseline"]["difference"] for name in better]
     gain = _load("classification_val_sog_vs_previous.json")["vs_baseline"]
     assert gain["ci95"][0] <= 0 <= gain["ci95"][1]  # README: within noise
+    rows = {row["name"]: row for row in _load("classification_tta_sog.json")["rows"]}
+    flips, one_view = rows["test-time augmentation: hflip"], rows["plain image (shipped)"]
+    assert flips["decision"] == "no AUC gain: within noise"  # README: as it does for the shipped pair
     fold = {row["name"]: row for row in _load("classification_cv_sog.json")["settings"]}["lite2-sog"]
     fold = fold["pooled_vs_baseline"]
     assert fold["ci95"][0] <= 0 <= fold["ci95"][1]  # README: no evidence either way
@@ -360,6 +363,8 @@ def _colour_constancy_sentences() -> list[str]:
         f"{gain['difference']:+.3f}, 95% CI {gain['ci95'][0]:+.3f} to {gain['ci95'][1]:+.3f}: within noise",
         f"the Lite2 member with it scored AUC {fold['other_auc']:.3f} against {fold['baseline_auc']:.3f} without (gain "
         f"{fold['difference']:+.3f}, 95% CI {fold['ci95'][0]:+.3f} to {fold['ci95'][1]:+.3f}: no evidence either way",
+        f"(hflip: validation {flips['result'].split(';')[0].removeprefix('val ')} against "
+        f"{one_view['result'].removeprefix('val AUC ')} on one view",
     ]
 
 
