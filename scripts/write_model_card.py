@@ -692,7 +692,8 @@ def colour_constancy_section(config: dict, eval_dir: Path) -> list[str]:
     """Why the shipped classifier divides out the colour cast: validation, acquisition shifts, a held-out train fold."""
     paired = _load(eval_dir / "classification_val_sog_vs_previous.json")
     previous = _load(eval_dir / "classification_previous_config.json")
-    shifts = (_load(eval_dir / "bench_consistency.json") or {}).get("acquisition", {})
+    consistency = _load(eval_dir / "bench_consistency.json") or {}
+    shifts = consistency.get("acquisition", {})
     before = (_load(eval_dir / "bench_consistency_previous.json") or {}).get("acquisition")
     if not (paired and previous and shifts and before):
         return []
@@ -734,7 +735,7 @@ def colour_constancy_section(config: dict, eval_dir: Path) -> list[str]:
         f"{paired['specificity']:.3f} against {previous['validation']['sensitivity']:.3f} and "
         f"{previous['validation']['specificity']:.3f}.",
         f"- The same validation images under the acquisition shifts (last column of the table above: "
-        f"`{shifts and _load(eval_dir / 'bench_consistency.json')['command']}`): {shift_text}. Its AUC moves by "
+        f"`{consistency['command']}`): {shift_text}. Its AUC moves by "
         f"{min(moved):+.4f} to {max(moved):+.4f} from the unshifted images'. Better with an interval above 0 under "
         f"{len(better)} of {len(versus)} shifts ({', '.join(better) or 'none'}), worse under "
         f"{', '.join(worse) or 'none'}. JPEG re-compression is not a gain, so colour constancy does not help with "
