@@ -18,7 +18,8 @@ A classifier that moves a lot under these is fragile: its probability depends on
 No threshold is asserted; the numbers go into the model card.
 
 With ``--baseline DIR``, each acquisition condition also gets the paired AUC gain of ``--models`` over the
-baseline's classifier on the same images (stratified bootstrap 95% interval).
+baseline's classifier on the same images (stratified bootstrap 95% interval) and, where both folders have a
+segmenter, the paired gain in mean per-image Jaccard over the baseline's segmenter (paired bootstrap 95% interval).
 
 Usage: python benchmarks/bench_consistency.py [--models DIR] [--data-dir DIR] [--baseline DIR] [--json FILE]
 """
@@ -143,7 +144,8 @@ def _resized_mask(mask: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
 
 def acquisition_shift(predictor: Predictor, images, labels, masks, baseline: Predictor | None = None) -> dict:
     """Scores on the validation images as delivered and under each of ``ACQUISITION_SHIFTS``; with ``baseline``
-    (other models), also the paired AUC gain over the baseline's classifier on the same shifted images."""
+    (other models), also the paired AUC gain over the baseline's classifier on the same shifted images and, when
+    both have a segmenter and there are masks, the paired mean-Jaccard gain over the baseline's segmenter."""
     conditions = {"clean": ("the images as delivered", None, None), **ACQUISITION_SHIFTS}
     report, clean = {}, None
     for name, (what, gains, quality) in conditions.items():
@@ -151,8 +153,12 @@ def acquisition_shift(predictor: Predictor, images, labels, masks, baseline: Pre
         result = _condition(predictor, moved, masks)
         row = {"what": what, "gains": gains, "jpeg_quality": quality, **_row(predictor, labels, result, clean)}
         if baseline is not None:
-            other = _classify(baseline, moved)
-            row["auc_vs_baseline"] = _round_gain(paired_auc_difference(labels, other, result["probabilities"]))
+            other = _condition(baseline, moved, masks)
+            row["auc_vs_baseline"] = _round_gain(
+                paired_auc_difference(labels, other["probabilities"], result["probabilities"])
+            )
+            if other["jaccard"] is not None and result["jaccard"] is not None:
+                row["jaccard_vs_baseline"] = _round_gain(paired_mean_difference(other["jaccard"], result["jaccard"]))
         report[name] = row
         clean = clean or result
     return report
@@ -164,7 +170,9 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--data-dir", help="ISIC 2017 data root (default: $MELANOMA_DATA or ../shared/data/isic2017)")
     parser.add_argument("--json", help="also write the JSON report here")
     parser.add_argument(
-        "--baseline", help="another model folder: paired AUC gain of --models over its classifier under each shift"
+        "--baseline",
+        help="another model folder: paired AUC (and mean-Jaccard) gain of --models over its classifier (segmenter)"
+        " under each shift",
     )
     args = parser.parse_args(argv)
     predictor = Predictor.from_dir(args.models)

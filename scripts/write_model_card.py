@@ -864,9 +864,11 @@ def acquisition_section(report: dict) -> list[str]:
         return []
     segmenter = "jaccard" in shifts["clean"]
     versus = "auc_vs_baseline" in shifts["clean"]
+    jaccard_versus = "jaccard_vs_baseline" in shifts["clean"]
     header = ["validation images", "AUC", "AUC change (95% CI)", "sens. / spec. at the threshold", "prob. change"]
     header += ["Jaccard", "Jaccard change (95% CI)", "thresholded Jaccard"] if segmenter else []
     header += ["AUC gain over the baseline (95% CI)"] if versus else []
+    header += ["Jaccard gain over the baseline (95% CI)"] if jaccard_versus else []
     rows = []
     for row in shifts.values():
         cells = [
@@ -884,6 +886,8 @@ def acquisition_section(report: dict) -> list[str]:
             ]
         if versus:
             cells.append(_gain_text(row["auc_vs_baseline"]))
+        if jaccard_versus:
+            cells.append(_gain_text(row["jaccard_vs_baseline"]))
         rows.append(cells)
     return [
         "### Another camera or light (acquisition shifts)",

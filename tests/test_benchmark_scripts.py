@@ -58,6 +58,7 @@ def test_bench_consistency_reports_each_path_to_the_same_lesion(tiny_models_dir,
     for name, row in shifts.items():
         assert 0 <= row["jaccard"] <= 1 and row["thresholded_jaccard"] <= row["jaccard"]
         assert row["auc_vs_baseline"]["difference"] == 0  # the same models as their own baseline
+        assert row["jaccard_vs_baseline"]["difference"] == 0 and row["jaccard_vs_baseline"]["ci95"] == [0, 0]
         if name != "clean":
             assert row["auc_vs_clean"]["difference"] == round(row["auc"] - shifts["clean"]["auc"], 4)
             assert row["jaccard_vs_clean"]["ci95"][0] <= row["jaccard_vs_clean"]["ci95"][1]
@@ -70,6 +71,7 @@ def test_bench_consistency_reports_each_path_to_the_same_lesion(tiny_models_dir,
     card = "\n".join(_load_card_writer().consistency_section(report))
     assert "| the image mirrored left-right | 4 |" in card and "original-size photo" in card
     assert "| re-compressed as JPEG at quality 40 |" in card and "AUC gain over the baseline" in card
+    assert "Jaccard gain over the baseline (95% CI) |" in card
     assert np.isfinite(report["resize_filter"]["auc_served"])
 
 
