@@ -16,6 +16,8 @@ PIPELINES = [
     pytest.param(classification_transforms, {"train": False}, id="classification-eval"),
     pytest.param(classification_transforms, {"train": True}, id="classification-train"),
     pytest.param(classification_transforms, {"train": True, "strong": True}, id="classification-strong"),
+    pytest.param(classification_transforms, {"train": True, "jpeg": True}, id="classification-jpeg"),
+    pytest.param(segmentation_transforms, {"train": True, "jpeg": True}, id="segmentation-jpeg"),
 ]
 
 
@@ -110,6 +112,21 @@ def test_strong_adds_transforms():
     assert len(classification_transforms(128, train=False, strong=True).transforms) == 1
     segmentation = {type(t).__name__ for t in segmentation_transforms(128, train=True, strong=True).transforms}
     assert "RandomGamma" in segmentation and "CoarseDropout" not in segmentation  # dropout would contradict the mask
+
+
+@pytest.mark.parametrize("factory", [segmentation_transforms, classification_transforms])
+def test_jpeg_recompresses_the_image_before_the_resize_only_in_training(factory):
+    image, mask = _asymmetric_lesion(256, 256)
+    pipeline = factory(128, train=True, jpeg=True)
+    first = pipeline.transforms[0]
+    assert isinstance(first, A.ImageCompression) and first.quality_range == (30, 90)
+    assert isinstance(pipeline.transforms[1], A.Resize)
+    assert not any(isinstance(t, A.ImageCompression) for t in factory(128, train=False, jpeg=True).transforms)
+    assert not any(isinstance(t, A.ImageCompression) for t in factory(128, train=True).transforms)
+    alone = A.Compose([A.ImageCompression(quality_range=(30, 30), p=1.0)])
+    out = alone(image=image, mask=mask)  # what the step does: blocky image, mask untouched
+    assert 0 < np.abs(out["image"].astype(int) - image).mean() < 10
+    np.testing.assert_array_equal(out["mask"], mask)
 
 
 @pytest.mark.parametrize("factory", [segmentation_transforms, classification_transforms])

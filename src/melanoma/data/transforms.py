@@ -16,9 +16,12 @@ _AFFINE = {"scale": (0.9, 1.1), "translate_percent": (-0.0625, 0.0625), "rotate"
 # Hue carries diagnostic meaning (blue-white veil, regression), so hue shifts stay small even when strong.
 _HUE_SATURATION_VALUE = {"hue_shift_limit": 5, "sat_shift_limit": 15, "val_shift_limit": 10}
 _STRONG_HUE_SATURATION_VALUE = {"hue_shift_limit": 10, "sat_shift_limit": 30, "val_shift_limit": 20}
+# Another camera, a PACS export or a web upload may compress harder than the ISIC archive; q40 is what
+# benchmarks/bench_consistency.py tests, so the range reaches below it.
+JPEG_QUALITY_RANGE = (30, 90)
 
 
-def segmentation_transforms(image_size: int, train: bool, strong: bool = False) -> A.Compose:
+def segmentation_transforms(image_size: int, train: bool, strong: bool = False, jpeg: bool = False) -> A.Compose:
     """Transforms for lesion segmentation: call with ``image=..., mask=...``.
 
     Args:
@@ -27,17 +30,19 @@ def segmentation_transforms(image_size: int, train: bool, strong: bool = False) 
             otherwise resize only.
         strong: with ``train``, the stronger colour jitter, gamma and illuminant shifts of the classifier's
             ``strong`` (no dropout: hiding part of the lesion would contradict its mask).
+        jpeg: with ``train``, re-compress half the images as JPEG at a quality in ``JPEG_QUALITY_RANGE`` before
+            resizing (the image only; the mask is untouched).
 
     Returns:
         An ``A.Compose`` returning uint8 ``image`` (``image_size x image_size x 3``) and ``mask``.
     """
-    steps = [_resize(image_size)]
+    steps = _jpeg(train and jpeg) + [_resize(image_size)]
     if train:
         steps += _geometric() + _photometric(strong=strong)
     return A.Compose(steps, strict=True)
 
 
-def classification_transforms(image_size: int, train: bool, strong: bool = False) -> A.Compose:
+def classification_transforms(image_size: int, train: bool, strong: bool = False, jpeg: bool = False) -> A.Compose:
     """Transforms for melanoma classification: call with ``image=...`` (a ``mask`` is transformed alike).
 
     Args:
@@ -46,11 +51,13 @@ def classification_transforms(image_size: int, train: bool, strong: bool = False
             otherwise resize only.
         strong: with ``train``, also stronger colour jitter, gamma, illuminant (colour temperature) shifts that
             mimic different dermatoscopes and lighting, and coarse dropout.
+        jpeg: with ``train``, re-compress half the images as JPEG at a quality in ``JPEG_QUALITY_RANGE`` before
+            resizing.
 
     Returns:
         An ``A.Compose`` returning a uint8 ``image`` of ``image_size x image_size x 3``.
     """
-    steps = [_resize(image_size)]
+    steps = _jpeg(train and jpeg) + [_resize(image_size)]
     if train:
         steps += _geometric() + _photometric(strong=strong)
         if strong:
@@ -63,6 +70,11 @@ def _resize(image_size: int) -> A.Resize:
         raise ValueError(f"image_size must be a positive number of pixels, got {image_size}")
     # Squash to a square without cropping, as the data was prepared; masks keep their values (nearest).
     return A.Resize(image_size, image_size, interpolation=cv2.INTER_LINEAR, mask_interpolation=cv2.INTER_NEAREST)
+
+
+def _jpeg(enabled: bool) -> list[A.BasicTransform]:
+    # Before the resize, as a compressed upload reaches the model: blocks at the stored size, then resampled.
+    return [A.ImageCompression(compression_type="jpeg", quality_range=JPEG_QUALITY_RANGE, p=0.5)] if enabled else []
 
 
 def _geometric() -> list[A.BasicTransform]:

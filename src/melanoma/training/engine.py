@@ -217,12 +217,12 @@ def make_loaders(config: TrainConfig, info: distributed.DistInfo):
             f"the validation split ({len(val_samples)} images) has only one class; model selection by AUC needs "
             "melanoma and non-melanoma images (raise data.limit_val or data.val_fraction)"
         )
-    size, strong = config.data.image_size, config.data.strong_augmentation
+    size, strong, jpeg = config.data.image_size, config.data.strong_augmentation, config.data.jpeg_augmentation
     if config.task == "segmentation":
-        train_tf = segmentation_transforms(size, train=True, strong=strong)
+        train_tf = segmentation_transforms(size, train=True, strong=strong, jpeg=jpeg)
         val_tf = segmentation_transforms(size, train=False)
     else:
-        train_tf = classification_transforms(size, train=True, strong=strong)
+        train_tf = classification_transforms(size, train=True, strong=strong, jpeg=jpeg)
         val_tf = classification_transforms(size, train=False)
     crop = config.data.crop_margin if config.task == "classification" and config.data.lesion_crop else None
     train_set = LesionDataset(train_samples, config.task, train_tf, crop_margin=crop, crop_jitter=True)
