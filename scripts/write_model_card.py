@@ -290,10 +290,79 @@ def segmentation_section(config: dict, eval_dir: Path) -> list[str]:
     lines += cross_validation_section(
         _load(eval_dir / "segmentation_cv.json"), "### Settings tried on held-out train folds (GPU, 256 px)"
     )
-    return lines + cross_validation_section(
+    lines += cross_validation_section(
         _load(eval_dir / "segmentation_cv_ep20.json"),
         "### Training length tried on held-out train folds (GPU, 256 px)",
     )
+    return lines + segmenter_colour_constancy_section(eval_dir)
+
+
+def _jaccard_gains(report: dict) -> dict[str, dict]:
+    """Per acquisition condition (clean included), the paired mean-Jaccard gain over the report's baseline."""
+    return {name: row["jaccard_vs_baseline"] for name, row in report["acquisition"].items()}
+
+
+def _shift_verdict(gains: dict[str, dict]) -> tuple[list[str], list[str]]:
+    better = [name for name, g in gains.items() if g["ci95"][0] > 0]
+    worse = [name for name, g in gains.items() if g["ci95"][1] < 0]
+    return better, worse
+
+
+def segmenter_colour_constancy_section(eval_dir: Path) -> list[str]:
+    """Shades-of-Gray colour constancy for the U-Net: a held-out train fold, those fold models under the acquisition
+    shifts, and the shipped recipe trained with it (when it was)."""
+    study = _load(eval_dir / "segmentation_cv128_sog.json")
+    fold_shifts = _load(eval_dir / "segmentation_cv128_sog_shifts.json")
+    if not (study and fold_shifts):
+        return []
+    lines = cross_validation_section(
+        study, "### Colour constancy (Shades of Gray) for the segmenter: a held-out train fold (CPU, 128 px)"
+    )
+    gains = _jaccard_gains(fold_shifts)
+    better, worse = _shift_verdict(gains)
+    lines += [
+        "The same two fold-0 segmenters on the 150 official validation images, as delivered and under the "
+        f"acquisition shifts (`{fold_shifts['command']}`). {fold_shifts['note']} With colour constancy, mean "
+        "Jaccard on "
+        + "; ".join(
+            f"{fold_shifts['acquisition'][name]['what']}: {g['other_mean']:.4f} against {g['baseline_mean']:.4f}, "
+            f"gain {_gain_text(g)}"
+            for name, g in gains.items()
+        )
+        + f". Better with an interval above 0 under {len(better)} of {len(gains)} conditions "
+        f"({', '.join(better) or 'none'}), worse under {', '.join(worse) or 'none'}.",
+        "",
+    ]
+    paired = _load(eval_dir / "segmentation_val_sog_vs_shipped.json")
+    shifts = _load(eval_dir / "segmentation_sog_shifts.json")
+    candidate = _load(eval_dir / "segmentation_sog_config.json")
+    if not (paired and shifts and candidate):
+        return lines
+    full_gains = _jaccard_gains(shifts)
+    full_better, full_worse = _shift_verdict(full_gains)
+    gain = paired["vs_baseline"]
+    minutes = sum(r["epoch_seconds"] for r in candidate["training"]["history"]) / 60
+    met = gain["ci95"][1] >= 0 and bool(full_better) and not full_worse
+    lines += [
+        "Step 3 of the rule: the shipped recipe trained with it on the official split (`"
+        f"{candidate['training']['command']}`, {minutes:.1f} minutes, sum of `epoch_seconds`; best epoch "
+        f"{int(candidate['training']['best_epoch'])}; exported with `--test-time-flips off`, its exported config "
+        "`models/eval/segmentation_sog_config.json`) against the segmenter shipped at the time, on the 150 "
+        f"validation images: {_paired_text(paired)}; "
+        f"thresholded Jaccard {paired['thresholded_jaccard']:.4f}, Dice {paired['dice']:.4f}. Under the acquisition "
+        f"shifts (`{shifts['command']}`): "
+        + "; ".join(
+            f"{shifts['acquisition'][name]['what']}: {g['other_mean']:.4f} against {g['baseline_mean']:.4f}, "
+            f"gain {_gain_text(g)}"
+            for name, g in full_gains.items()
+        )
+        + f". Better under {len(full_better)} of {len(full_gains)} conditions ({', '.join(full_better) or 'none'}), "
+        f"worse under {', '.join(full_worse) or 'none'}. Rule: ship when the validation interval is not below 0 and "
+        "it is better under at least one condition and worse under none. "
+        + ("It meets it, so it is shipped." if met else "It does not meet it, so it is not shipped."),
+        "",
+    ]
+    return lines
 
 
 def _failure_section(eval_dir: Path) -> list[str]:
