@@ -387,11 +387,18 @@ def _failure_section(eval_dir: Path) -> list[str]:
     rerun = (_load(eval_dir / "segmentation_val_rerun_vs_shipped.json") or {}).get("failures")
     if rerun:
         kinds = ("under_segmented", "over_segmented", "other")
-        shipped_ids = {image for kind in kinds for image in failures[kind]}
+        ep16 = _load(eval_dir / "segmentation_val_ep16.json")
+        recipe = (ep16 or {}).get("failures", failures)
+        whose = (
+            "the 16-epoch segmenter's (shipped before colour constancy; `models/eval/segmentation_val_ep16.json`)"
+            if ep16
+            else "the shipped segmenter's"
+        )
+        shipped_ids = {image for kind in kinds for image in recipe[kind]}
         rerun_ids = {image for kind in kinds for image in rerun[kind]}
         lines += [
-            f"The same recipe trained again (channels-last run above) fails on {len(rerun_ids)} validation images, "
-            f"{len(shipped_ids & rerun_ids)} of them among the shipped segmenter's {len(shipped_ids)}: the failures "
+            f"The 16-epoch recipe trained again (channels-last run above) fails on {len(rerun_ids)} validation images, "
+            f"{len(shipped_ids & rerun_ids)} of them among {whose} {len(shipped_ids)}: the failures "
             "are the same images from run to run, not noise, so a change of recipe within noise will not remove them.",
             "",
         ]
@@ -441,6 +448,12 @@ def _candidate_paragraph(eval_dir: Path, name: str, intro: str, overrides: str, 
     ]
 
 
+def _previous_segmenter(eval_dir: Path, shipped: dict) -> tuple[dict, str]:
+    """The segmenter config that the studies before colour constancy were measured against, and how to name it."""
+    previous = _load(eval_dir / "segmentation_ep16_config.json")
+    return (previous, "then-shipped") if previous else (shipped, "shipped")
+
+
 def _rerun_paragraph(eval_dir: Path, shipped: dict) -> list[str]:
     """The shipped recipe trained again in the channels-last layout: its speed against the shipped run, and how far
     two runs of one recipe (same seed, the arithmetic in another order) land apart on validation."""
@@ -448,15 +461,16 @@ def _rerun_paragraph(eval_dir: Path, shipped: dict) -> list[str]:
     paired = _load(eval_dir / "segmentation_val_rerun_vs_shipped.json")
     if not (rerun and paired):
         return []
+    shipped, name = _previous_segmenter(eval_dir, shipped)
     seconds = [row["epoch_seconds"] for row in rerun["training"]["history"]]
     before = statistics.median(row["epoch_seconds"] for row in shipped["training"]["history"])
     now = statistics.median(seconds)
     beats = paired["vs_baseline"]["ci95"][0] > 0
     return [
-        "The shipped recipe trained again after `channels_last: true` entered `configs/segmentation.yaml` (same "
+        f"The {name} recipe trained again after `channels_last: true` entered `configs/segmentation.yaml` (same "
         f"command and seed: `{rerun['training']['command']}`, exported with `--test-time-flips off`; its exported "
         "config is `models/eval/segmentation_rerun_config.json`) took a median epoch of "
-        f"{now:.1f} s against {before:.1f} s for the shipped run ({before / now:.2f}x faster; "
+        f"{now:.1f} s against {before:.1f} s for the {name} run ({before / now:.2f}x faster; "
         f"{sum(seconds) / 60:.1f} minutes in all, its first two epochs sharing the CPU with the test suite). On "
         f"validation (`--json models/eval/segmentation_val_rerun_vs_shipped.json`): {_paired_text(paired)}; "
         f"thresholded Jaccard {paired['thresholded_jaccard']:.4f}, Dice {paired['dice']:.4f} (best epoch "
@@ -464,9 +478,9 @@ def _rerun_paragraph(eval_dir: Path, shipped: dict) -> list[str]:
         "differ only in the order of floating-point arithmetic, so this is how far one recipe lands from run to run "
         "on these 150 images: differences of that size between recipes are noise. "
         + (
-            "It beats the shipped segmenter with an interval above 0, so it is shipped."
+            f"It beats the {name} segmenter with an interval above 0, so it is shipped."
             if beats
-            else "Its interval spans 0, so the shipped segmenter stays."
+            else f"Its interval spans 0, so the {name} segmenter " + ("stayed." if name == "then-shipped" else "stays.")
         ),
         "",
     ]
