@@ -402,6 +402,20 @@ def _colour_constancy_sentences() -> list[str]:
     ]
 
 
-@pytest.mark.parametrize("sentence", _colour_constancy_sentences())
+def _jpeg_augmentation_sentences() -> list[str]:
+    """The README's sentence on JPEG re-compression in training: the held-out fold and the fold models under JPEG."""
+    fold = {row["name"]: row for row in _load("classification_cv_jpeg.json")["settings"]}["lite2-sog-jpeg"]
+    fold = fold["pooled_vs_baseline"]
+    assert fold["decision"] == "reject" and fold["ci95"][1] < 0  # README: rejected
+    jpeg = _load("classification_cv_jpeg_shifts.json")["acquisition"]["jpeg_q40"]["auc_vs_baseline"]
+    return [
+        f"the Lite2 member with it scored AUC {fold['other_auc']:.4f} against {fold['baseline_auc']:.4f} without (gain "
+        f"{fold['difference']:+.4f}, 95% CI {fold['ci95'][0]:+.4f} to {fold['ci95'][1]:+.4f}: rejected",
+        f"under JPEG q40 differed by {jpeg['difference']:+.3f} (95% CI {jpeg['ci95'][0]:+.3f} to "
+        f"{jpeg['ci95'][1]:+.3f}; model card)",
+    ]
+
+
+@pytest.mark.parametrize("sentence", _colour_constancy_sentences() + _jpeg_augmentation_sentences())
 def test_readme_states_why_the_classifier_has_colour_constancy(sentence):
     assert sentence in " ".join((REPO / "README.md").read_text().split())
