@@ -342,8 +342,13 @@ def _segmenter_colour_constancy_sentences() -> list[str]:
     full_moves = [shifts[name]["jaccard_vs_baseline"]["difference"] for name in moves]
     jpeg = shifts["jpeg_q40"]["jaccard_vs_baseline"]
     minutes = sum(r["epoch_seconds"] for r in _load("segmentation_sog_config.json")["training"]["history"]) / 60
+    ensemble = {row["name"]: row for row in _load("segmentation_cv128_sog.json")["settings"]}["bf16+bf16-sog"]
+    ensemble = ensemble["pooled_vs_baseline"]
+    assert ensemble["decision"] == "no evidence"
     return [
         f"scored {_fold_gain(fold['pooled_vs_baseline'])}",
+        f'probability maps (`--ensemble "bf16+bf16-sog=bf16+bf16-sog"`) gained {ensemble["difference"]:+.4f} (95% CI '
+        f"{ensemble['ci95'][0]:+.4f} to {ensemble['ci95'][1]:+.4f}: no evidence)",
         f"gained {fold_shifts['clean']['jaccard_vs_baseline']['difference']:+.3f} mean Jaccard as delivered and "
         f"{min(fold_moves):+.3f} to {max(fold_moves):+.3f} under colour casts and exposure changes",
         f"model.colour_constancy=shades_of_gray`, {minutes:.1f} minutes on this CPU): validation Jaccard "
