@@ -220,6 +220,8 @@ def test_evaluate_segmentation_and_classification(tiny_models_dir, shared_synthe
     assert scores["n"] == 4
     expected_keys = {"auc", "average_precision", "threshold", "sensitivity", "specificity", "balanced_accuracy", "ci95"}
     assert expected_keys <= set(scores)
+    # 4 images cannot be split into 5 folds of each class: the cross-fitted operating point says so, run goes on
+    assert "needs at least 5 images of each class" in scores["cross_fitted"]["skipped"]
     assert (tmp_path / "plots" / "roc.png").is_file()
 
 

@@ -21,6 +21,7 @@ from melanoma.metrics import (
     bootstrap_ci,
     check_classification_inputs,
     classification_scores,
+    cross_fitted_operating_point,
     dice,
     jaccard,
     paired_auc_difference,
@@ -226,6 +227,53 @@ def test_youden_threshold_maximises_j_on_random_scores():
         assert j <= best_j + 1e-12
         if candidate > threshold:
             assert j < best_j - 1e-12  # no larger threshold ties
+
+
+def test_cross_fitted_operating_point_is_not_flattered_by_the_fit():
+    # Scores that carry no signal: Youden's threshold fitted on the same images finds a cut-point that suits them
+    # (balanced accuracy well above 0.5); fitted on other folds, the decisions are as good as chance.
+    labels = np.array([1] * 60 + [0] * 240)
+    in_sample, cross_fitted = [], []
+    for seed in range(5):
+        probabilities = np.random.default_rng(seed).random(300)
+        in_sample.append(classification_scores(labels, probabilities)["balanced_accuracy"])
+        point = cross_fitted_operating_point(labels, probabilities, folds=5, repeats=20)
+        cross_fitted.append(point["balanced_accuracy"])
+        assert point["balanced_accuracy"] == pytest.approx((point["sensitivity"] + point["specificity"]) / 2)
+        low, high = point["range95"]["balanced_accuracy"]
+        assert low <= point["balanced_accuracy"] <= high
+        assert (point["folds"], point["repeats"]) == (5, 20)
+    assert all(fitted > held_out + 0.02 for fitted, held_out in zip(in_sample, cross_fitted, strict=True))
+    assert abs(np.mean(cross_fitted) - 0.5) < 0.03
+
+
+def test_cross_fitted_operating_point_of_separable_scores_and_its_seed():
+    labels = [0] * 20 + [1] * 10
+    probabilities = [i / 100 for i in range(20)] + [0.5 + i / 100 for i in range(10)]
+    point = cross_fitted_operating_point(labels, probabilities, folds=5, repeats=3)
+    # Youden's threshold on the fit folds is their lowest melanoma score (ties go to the larger threshold): no
+    # benign image is ever flagged, and a held-out melanoma below every fitted one is missed, as on new images.
+    assert point["specificity"] == 1.0
+    assert 0.8 <= point["sensitivity"] < 1.0
+    assert 0.5 <= point["threshold"] <= 0.52
+    rng = np.random.default_rng(1)
+    labels, probabilities = rng.integers(0, 2, 100), rng.random(100)
+    assert cross_fitted_operating_point(labels, probabilities, seed=4) == cross_fitted_operating_point(
+        labels, probabilities, seed=4
+    )
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"folds": 5}, "at least 5 images of each class, the smaller class has 4: use fewer folds"),
+        ({"folds": 1}, "folds must be an integer >= 2"),
+        ({"repeats": 0}, "repeats must be a positive integer"),
+    ],
+)
+def test_cross_fitted_operating_point_rejects_what_it_cannot_estimate(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        cross_fitted_operating_point([1] * 4 + [0] * 10, np.linspace(0, 1, 14), **kwargs)
 
 
 @pytest.mark.parametrize(

@@ -367,6 +367,72 @@ def youden_threshold(labels: Any, probabilities: Any) -> float:
     return _youden_threshold(*check_classification_inputs(labels, probabilities))
 
 
+def cross_fitted_operating_point(
+    labels: Any, probabilities: Any, folds: int = 5, repeats: int = 50, seed: int = 0
+) -> dict[str, Any]:
+    """Sensitivity and specificity when Youden's threshold is fitted on other images than the ones it decides.
+
+    A threshold fitted by Youden's J on the images it is then scored on picks the cut-point that happens to suit
+    those images, so their sensitivity and specificity flatter it (more so on few melanomas). Cross-fitting removes
+    that: the images are split into ``folds`` stratified folds, each fold is decided at Youden's threshold fitted
+    on the other folds, and sensitivity and specificity are counted over every image's held-out decision. The split
+    is repeated ``repeats`` times with different shuffles; the result is the mean over repeats, with the 2.5th and
+    97.5th percentiles over repeats as ``range95`` (how much the estimate depends on the split: not a confidence
+    interval, which ``classification_scores``' bootstrap gives). It estimates the operating point a threshold fitted
+    on ``(folds - 1) / folds`` of these images reaches on new images like them.
+
+    Args:
+        labels: 0/1 ground truth, 1 = melanoma.
+        probabilities: melanoma probabilities (or any scores), one per label.
+        folds: number of folds; each class needs at least this many images.
+        repeats: number of shuffled splits.
+        seed: seed of the shuffles; the same seed gives the same result.
+
+    Returns:
+        ``folds``, ``repeats``, ``sensitivity``, ``specificity``, ``balanced_accuracy``, ``threshold`` (mean of the
+        fitted thresholds) and ``range95`` = {each of those four: [2.5th, 97.5th percentile over repeats]}.
+
+    Raises:
+        ValueError: on invalid inputs (see ``check_classification_inputs``), ``folds < 2``, ``repeats < 1``, or a
+            class with fewer than ``folds`` images.
+    """
+    from sklearn.model_selection import StratifiedKFold
+
+    label_array, probability_array = check_classification_inputs(labels, probabilities)
+    if not isinstance(folds, int) or folds < 2:
+        raise ValueError(f"folds must be an integer >= 2, got {folds!r}")
+    if not isinstance(repeats, int) or repeats < 1:
+        raise ValueError(f"repeats must be a positive integer, got {repeats!r}")
+    smallest = int(min(label_array.sum(), len(label_array) - label_array.sum()))
+    if smallest < folds:
+        raise ValueError(
+            f"cross-fitting over {folds} folds needs at least {folds} images of each class, the smaller class has "
+            f"{smallest}: use fewer folds or more labelled images"
+        )
+    values: dict[str, list[float]] = {"sensitivity": [], "specificity": [], "balanced_accuracy": [], "threshold": []}
+    for repeat in range(repeats):
+        flagged = np.zeros(len(label_array), dtype=bool)
+        thresholds = []
+        splitter = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed + repeat)
+        for fit, held_out in splitter.split(probability_array, label_array):
+            threshold = _youden_threshold(label_array[fit], probability_array[fit])
+            flagged[held_out] = probability_array[held_out] >= threshold
+            thresholds.append(threshold)
+        positives = label_array == 1
+        sensitivity = np.count_nonzero(flagged & positives) / np.count_nonzero(positives)
+        specificity = np.count_nonzero(~flagged & ~positives) / np.count_nonzero(~positives)
+        values["sensitivity"].append(float(sensitivity))
+        values["specificity"].append(float(specificity))
+        values["balanced_accuracy"].append(float(sensitivity + specificity) / 2)
+        values["threshold"].append(float(np.mean(thresholds)))
+    return {
+        "folds": folds,
+        "repeats": repeats,
+        **{name: float(np.mean(v)) for name, v in values.items()},
+        "range95": {name: [float(q) for q in np.quantile(v, [0.025, 0.975])] for name, v in values.items()},
+    }
+
+
 def _stratified_resamples(labels: np.ndarray, n_resamples: int, seed: int) -> Iterator[np.ndarray]:
     """Index arrays of bootstrap resamples that keep the number of positives and negatives fixed."""
     rng = np.random.default_rng(seed)
