@@ -110,6 +110,8 @@ def test_model_config_carries_preprocessing_threshold_metrics_and_provenance(tin
         assert {"jaccard", "thresholded_jaccard", "dice"} <= set(config["validation"])
     else:
         assert {"auc", "sensitivity", "specificity", "ci95"} <= set(config["validation"])
+        # 4 validation images cannot be cross-fitted over 5 folds: recorded as skipped, with the reason
+        assert "at least 5 images of each class" in config["validation"]["cross_fitted"]["skipped"]
         assert (tiny_models_dir / "roc_validation.png").stat().st_size > 1000
 
 

@@ -433,6 +433,25 @@ def cross_fitted_operating_point(
     }
 
 
+def cross_fitted_summary(labels: Any, probabilities: Any, folds: int = 5) -> dict[str, Any]:
+    """``cross_fitted_operating_point`` rounded for a JSON report, with a sentence on what it is; when these images
+    cannot be split (a class with fewer than ``folds`` images), ``{"skipped": reason}`` instead of an error."""
+    try:
+        point = cross_fitted_operating_point(labels, probabilities, folds=folds)
+    except ValueError as error:
+        return {"skipped": str(error)}
+    return {
+        "what": (
+            f"Youden's threshold fitted on {folds - 1} of {folds} stratified folds of these images, each fold decided "
+            f"at the threshold fitted on the others; mean over {point['repeats']} shuffles (range95: 2.5th-97.5th "
+            "percentile over shuffles). Unlike sensitivity/specificity at a threshold fitted on these same images, "
+            "not flattered by the fit."
+        ),
+        **{k: (round(v, 4) if isinstance(v, float) else v) for k, v in point.items() if k != "range95"},
+        "range95": {k: [round(x, 4) for x in v] for k, v in point["range95"].items()},
+    }
+
+
 def _stratified_resamples(labels: np.ndarray, n_resamples: int, seed: int) -> Iterator[np.ndarray]:
     """Index arrays of bootstrap resamples that keep the number of positives and negatives fixed."""
     rng = np.random.default_rng(seed)

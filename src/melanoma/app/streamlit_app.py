@@ -202,8 +202,19 @@ def _threshold_line(config: dict[str, Any]) -> str:
     return (
         f"- **Threshold** {threshold:.1%}, chosen on the validation images. At it the model flagged "
         f"{_with_interval(validation, 'sensitivity', '{:.0%}')} of the melanomas (sensitivity) and cleared "
-        f"{_with_interval(validation, 'specificity', '{:.0%}')} of the other lesions (specificity). "
+        f"{_with_interval(validation, 'specificity', '{:.0%}')} of the other lesions (specificity)"
+        f"{_cross_fitted_clause(validation.get('cross_fitted'))}. "
         "A lower threshold would miss fewer melanomas but raise more false alarms; a higher one the reverse."
+    )
+
+
+def _cross_fitted_clause(point: dict[str, Any] | None) -> str:
+    """Those figures flatter a threshold fitted on the same images; the cross-fitted ones (export) do not."""
+    if not point or "sensitivity" not in point:
+        return ""
+    return (
+        f"; fitted on part of them and applied to the rest, the same rule flagged {point['sensitivity']:.0%} and "
+        f"cleared {point['specificity']:.0%}, a less flattered estimate for new images"
     )
 
 

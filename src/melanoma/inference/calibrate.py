@@ -19,7 +19,7 @@ from melanoma.data.samples import Sample
 from melanoma.inference.image_io import load_image
 from melanoma.inference.postprocess import lesion_mask, resize_mask
 from melanoma.inference.predictor import TASK_CONFIGS, Model, Predictor, load_model, onnx_session
-from melanoma.metrics import SegmentationMeter, classification_scores
+from melanoma.metrics import SegmentationMeter, classification_scores, cross_fitted_summary
 
 THRESHOLDS = tuple(round(t, 2) for t in np.arange(0.30, 0.71, 0.05))
 POSTPROCESS_VARIANTS = {
@@ -134,6 +134,7 @@ def calibrate_classification(
         pass
     validation = {k: (round(v, 4) if isinstance(v, float) else v) for k, v in scores.items()}
     validation["note"] = "threshold chosen on these validation images (Youden's J); measured through the ONNX model"
+    validation["cross_fitted"] = cross_fitted_summary(labels, probabilities)
     return {"threshold": scores["threshold"], "validation": validation}
 
 

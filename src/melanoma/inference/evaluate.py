@@ -25,7 +25,7 @@ from melanoma.metrics import (
     FAILURE_JACCARD,
     SegmentationMeter,
     classification_scores,
-    cross_fitted_operating_point,
+    cross_fitted_summary,
     segmentation_failure,
 )
 
@@ -84,25 +84,6 @@ def evaluate_segmentation(
     }
 
 
-def _cross_fitted(truth: list[int], probabilities: list[float], folds: int = 5) -> dict[str, Any]:
-    """The operating point of a Youden threshold fitted on other images than those it decides (see
-    ``cross_fitted_operating_point``), or why it could not be estimated on these images."""
-    try:
-        point = cross_fitted_operating_point(np.asarray(truth), np.asarray(probabilities), folds=folds)
-    except ValueError as error:
-        return {"skipped": str(error)}
-    return {
-        "what": (
-            f"Youden's threshold fitted on {folds - 1} of {folds} stratified folds of these images, each fold decided "
-            f"at the threshold fitted on the others; mean over {point['repeats']} shuffles (range95: 2.5th-97.5th "
-            "percentile over shuffles). Unlike sensitivity/specificity at a threshold fitted on these same images, "
-            "not flattered by the fit."
-        ),
-        **{k: (round(v, 4) if isinstance(v, float) else v) for k, v in point.items() if k != "range95"},
-        "range95": {k: [round(x, 4) for x in v] for k, v in point["range95"].items()},
-    }
-
-
 def evaluate_classification(
     predictor: Predictor,
     images_dir: Path,
@@ -138,7 +119,7 @@ def evaluate_classification(
     if "ci95" in rounded:
         rounded["ci95"] = {k: [round(x, 4) for x in v] for k, v in rounded["ci95"].items()}
     if bootstrap > 0:
-        rounded["cross_fitted"] = _cross_fitted(truth, probabilities)
+        rounded["cross_fitted"] = cross_fitted_summary(truth, probabilities)
     return {
         **rounded,
         "images_dir": str(images_dir),
