@@ -294,7 +294,7 @@ def segmentation_section(config: dict, eval_dir: Path) -> list[str]:
         _load(eval_dir / "segmentation_cv_ep20.json"),
         "### Training length tried on held-out train folds (GPU, 256 px)",
     )
-    return lines + segmenter_colour_constancy_section(eval_dir)
+    return lines + segmenter_colour_constancy_section(eval_dir) + segmenter_jpeg_section(eval_dir)
 
 
 def _jaccard_gains(report: dict) -> dict[str, dict]:
@@ -363,6 +363,40 @@ def segmenter_colour_constancy_section(eval_dir: Path) -> list[str]:
         "",
     ]
     return lines
+
+
+def segmenter_jpeg_section(eval_dir: Path) -> list[str]:
+    """``data.jpeg_augmentation`` for the U-Net: a held-out train fold, then those fold models under the shifts."""
+    study = _load(eval_dir / "segmentation_cv128_jpeg.json")
+    fold_shifts = _load(eval_dir / "segmentation_cv128_jpeg_shifts.json")
+    if not (study and fold_shifts):
+        return []
+    gains = _jaccard_gains(fold_shifts)
+    better, worse = _shift_verdict(gains)
+    row = {r["name"]: r for r in study["settings"]}["bf16-jpeg"]
+    rejected = row["pooled_vs_baseline"]["ci95"][1] < 0
+    go_on = not rejected and "jpeg_q40" in better and not worse
+    return cross_validation_section(
+        study, "### JPEG re-compression in training for the segmenter: a held-out train fold (CPU, 128 px)"
+    ) + [
+        "The same two fold-0 segmenters on the 150 official validation images, as delivered and under the "
+        f"acquisition shifts (`{fold_shifts['command']}`). {fold_shifts['note']} With JPEG re-compression in "
+        "training, mean Jaccard on "
+        + "; ".join(
+            f"{fold_shifts['acquisition'][name]['what']}: {g['other_mean']:.4f} against {g['baseline_mean']:.4f}, "
+            f"gain {_gain_text(g)}"
+            for name, g in gains.items()
+        )
+        + f". Better with an interval above 0 under {', '.join(better) or 'none'}, worse under "
+        f"{', '.join(worse) or 'none'}. "
+        + (
+            "By the rule above, the shipped recipe is trained with it next."
+            if go_on
+            else "By the rule above it is not adopted: the shipped recipe was not trained with it, and "
+            "`data.jpeg_augmentation` stays off for the segmenter."
+        ),
+        "",
+    ]
 
 
 def _segmenter_decision(met: bool, paired: dict, better: list[str]) -> str:

@@ -363,6 +363,19 @@ def _segmenter_colour_constancy_sentences() -> list[str]:
     ]
 
 
+def _segmenter_jpeg_sentences() -> list[str]:
+    """The README's sentence on JPEG re-compression in the segmenter's training (held-out fold, fold models)."""
+    fold = {row["name"]: row for row in _load("segmentation_cv128_jpeg.json")["settings"]}["bf16-jpeg"]
+    shifts = _load("segmentation_cv128_jpeg_shifts.json")["acquisition"]
+    jpeg = shifts["jpeg_q40"]["jaccard_vs_baseline"]
+    assert jpeg["ci95"][0] <= 0  # README: not adopted (not better under JPEG q40)
+    return [
+        f"scored {_fold_gain(fold['pooled_vs_baseline'])}",
+        f"re-compressed at JPEG quality 40 differed by {jpeg['difference']:+.3f} (95% CI {jpeg['ci95'][0]:+.3f} to "
+        f"{jpeg['ci95'][1]:+.3f}), so by the rule",
+    ]
+
+
 @pytest.mark.parametrize(
     "sentence",
     _bf16_sentences()
@@ -371,7 +384,8 @@ def _segmenter_colour_constancy_sentences() -> list[str]:
     + _epochs_sentences()
     + _rerun_sentences()
     + _classifier_rerun_sentences()
-    + _segmenter_colour_constancy_sentences(),
+    + _segmenter_colour_constancy_sentences()
+    + _segmenter_jpeg_sentences(),
 )
 def test_readme_states_the_segmentation_and_training_studies(sentence):
     assert sentence in " ".join((REPO / "README.md").read_text().split())
