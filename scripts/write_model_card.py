@@ -1213,7 +1213,11 @@ def _evaluations(eval_dir: Path, names: list[str], keys: list[str]) -> list[str]
         result = _load(eval_dir / name)
         if result is None:
             continue
-        lines += [f"`{EVAL_COMMANDS[name]}`:", "", _table(keys, [[_fmt(result[k]) for k in keys]]), ""]
+        intervals = result.get("ci95", {})
+        note = " (95% bootstrap intervals in brackets)" if set(intervals) & set(keys) else ""
+        row = [_fmt(result[k]) + (f" ({_fmt(intervals[k][0])}-{_fmt(intervals[k][1])})" if k in intervals else "")
+               for k in keys]  # fmt: skip
+        lines += [f"`{EVAL_COMMANDS[name]}`{note}:", "", _table(keys, [row]), ""]
     return lines
 
 

@@ -193,6 +193,9 @@ def test_evaluate_segmentation_and_classification(tiny_models_dir, shared_synthe
     )
     seg = json.loads(seg_json.read_text())
     assert seg["n"] == 4 and {"jaccard", "thresholded_jaccard", "dice"} <= set(seg)
+    for name in ("jaccard", "thresholded_jaccard", "dice"):  # image-bootstrap 95% intervals around each score
+        low, high = seg["ci95"][name]
+        assert low <= seg[name] <= high
     # The calibrated threshold and post-processing came from the same 4 validation images, so the CLI
     # must reproduce the export-time validation scores exactly.
     config = json.loads((tiny_models_dir / "segmentation.json").read_text())
@@ -289,3 +292,20 @@ def test_train_and_export_through_the_cli(shared_synthetic_isic_dir, tmp_path):
 def test_train_rejects_a_config_of_the_other_task(shared_synthetic_isic_dir, tmp_path):
     with pytest.raises(SystemExit, match="segmentation config"):
         main(["train", "classification", "--config", "configs/tiny.yaml", "--out", str(tmp_path / "r")])
+
+
+def test_json_report_is_written_even_when_stdout_is_closed(tmp_path, monkeypatch):
+    # `melanoma evaluate ... --json FILE | head` closes stdout early: the file must not be lost with it.
+    from melanoma.reporting import emit_json
+
+    class ClosedPipe:
+        def write(self, text):
+            raise BrokenPipeError(32, "Broken pipe")
+
+        def flush(self):
+            pass
+
+    monkeypatch.setattr("sys.stdout", ClosedPipe())
+    with pytest.raises(BrokenPipeError):
+        emit_json({"jaccard": 0.8}, tmp_path / "scores.json")
+    assert json.loads((tmp_path / "scores.json").read_text()) == {"jaccard": 0.8}

@@ -140,6 +140,32 @@ def test_meter_streams_the_same_scores_as_the_batch_function():
     assert per_image == meter.compute()["per_image_jaccard"]
 
 
+def test_meter_bootstrap_intervals_bracket_the_scores_and_shrink_with_more_images():
+    rng = np.random.default_rng(2)
+    small, large = SegmentationMeter(), SegmentationMeter()
+    for meter, n in ((small, 30), (large, 600)):
+        meter._jaccards = list(rng.uniform(0.3, 1.0, n))  # per-image scores as update() would leave them
+        meter._dices = [2 * j / (1 + j) for j in meter._jaccards]
+    for meter in (small, large):
+        scores, intervals = meter.compute(), meter.bootstrap_ci(500, seed=1)
+        for name in ("jaccard", "thresholded_jaccard", "dice"):
+            low, high = intervals[name]
+            assert low < scores[name] < high
+    assert np.diff(large.bootstrap_ci(500)["jaccard"]) < np.diff(small.bootstrap_ci(500)["jaccard"]) / 3
+    assert small.bootstrap_ci(200, seed=3) == small.bootstrap_ci(200, seed=3)
+    # every image scores the same: no spread to resample
+    constant = SegmentationMeter.from_scores([0.8] * 10, [0.9] * 10)
+    assert constant.bootstrap_ci(100) == {
+        "jaccard": [pytest.approx(0.8)] * 2,
+        "thresholded_jaccard": [pytest.approx(0.8)] * 2,
+        "dice": [pytest.approx(0.9)] * 2,
+    }
+    with pytest.raises(ValueError, match="call update"):
+        SegmentationMeter().bootstrap_ci()
+    with pytest.raises(ValueError, match="n_resamples must be a positive integer"):
+        constant.bootstrap_ci(0)
+
+
 def test_segmentation_errors():
     with pytest.raises(ValueError, match="call update"):
         SegmentationMeter().compute()

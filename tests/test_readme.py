@@ -24,7 +24,10 @@ def _expected() -> list[str]:
     cls, speed, app = _load("classification_val.json"), _load("bench_inference.json"), _load("bench_app.json")
     low, high = cls["ci95"]["auc"]
     return [
-        f"Jaccard {seg['jaccard']:.4f}, thresholded Jaccard {seg['thresholded_jaccard']:.4f}, Dice {seg['dice']:.4f}",
+        ", ".join(
+            f"{label} {seg[key]:.4f} (95% CI {seg['ci95'][key][0]:.3f}-{seg['ci95'][key][1]:.3f})"
+            for label, key in (("Jaccard", "jaccard"), ("thresholded Jaccard", "thresholded_jaccard"), ("Dice", "dice"))
+        ),
         f"Jaccard {full['jaccard']:.4f}, Dice {full['dice']:.4f}",
         f"AUC {cls['auc']:.3f} (95% CI {low:.3f}-{high:.3f}), AP {cls['average_precision']:.3f}",
         f"threshold {cls['threshold']:.4f}: sensitivity {cls['sensitivity']:.2f}, specificity {cls['specificity']:.3f}",

@@ -218,6 +218,34 @@ class SegmentationMeter:
             "per_image_jaccard": list(self._jaccards),
         }
 
+    def bootstrap_ci(self, n_resamples: int = 1000, seed: int = 0, alpha: float = 0.05) -> dict[str, list[float]]:
+        """Percentile bootstrap intervals of the three scores over resamples of the images seen so far.
+
+        Each resample draws as many images as were scored, with replacement, and recomputes the mean Jaccard, the
+        thresholded Jaccard and the mean Dice on it (the images are the sampling unit, as in the challenge's
+        per-image mean). The same seed gives the same intervals.
+
+        Returns:
+            ``{"jaccard": [low, high], "thresholded_jaccard": [...], "dice": [...]}``.
+
+        Raises:
+            ValueError: when no image has been scored, ``n_resamples < 1`` or alpha not in (0, 1).
+        """
+        if not self._jaccards:
+            raise ValueError("no images were scored; call update(prediction, target) at least once first")
+        if not isinstance(n_resamples, int) or n_resamples < 1:
+            raise ValueError(f"n_resamples must be a positive integer, got {n_resamples!r}")
+        if not 0 < alpha < 1:
+            raise ValueError(f"alpha must be in (0, 1), got {alpha!r}; use 0.05 for a 95% interval")
+        jaccards, dices = np.asarray(self._jaccards), np.asarray(self._dices)
+        thresholded = np.where(jaccards >= THRESHOLDED_JACCARD_CUTOFF, jaccards, 0.0)
+        indices = np.random.default_rng(seed).integers(0, len(jaccards), size=(n_resamples, len(jaccards)))
+        intervals = {}
+        for name, values in (("jaccard", jaccards), ("thresholded_jaccard", thresholded), ("dice", dices)):
+            low, high = np.quantile(values[indices].mean(axis=1), [alpha / 2, 1 - alpha / 2])
+            intervals[name] = [float(low), float(high)]
+        return intervals
+
 
 def segmentation_scores(predictions: Iterable[np.ndarray], targets: Iterable[np.ndarray]) -> dict[str, Any]:
     """ISIC 2017 segmentation scores of paired predicted and ground-truth masks.

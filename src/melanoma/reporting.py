@@ -10,7 +10,7 @@ from typing import Any
 def emit_json(payload: Any, path: str | Path | None = None) -> str:
     """Print ``payload`` as indented JSON and, when ``path`` is given, write the same text there."""
     text = json.dumps(payload, indent=2)
-    print(text)
-    if path:
+    if path:  # written before printing, so a closed stdout (``... | head``) cannot lose the file
         Path(path).write_text(text + "\n")
+    print(text)
     return text

@@ -42,9 +42,10 @@ def _predictions(
 
 
 def evaluate_segmentation(
-    predictor: Predictor, images_dir: Path, masks_dir: Path, batch_size: int = 8
+    predictor: Predictor, images_dir: Path, masks_dir: Path, batch_size: int = 8, bootstrap: int = 1000
 ) -> dict[str, Any]:
-    """Official ISIC 2017 segmentation scores of the shipped segmenter on ``images_dir`` against ``masks_dir``."""
+    """Official ISIC 2017 segmentation scores of the shipped segmenter on ``images_dir`` against ``masks_dir``,
+    with image-bootstrap 95% intervals (``ci95``, ``bootstrap`` resamples)."""
     if predictor.segmenter is None:
         raise DataError(f"no segmentation model in {predictor.models_dir}")
     samples = read_image_folder(Path(images_dir), masks_dir=Path(masks_dir), require_masks=True)
@@ -66,6 +67,7 @@ def evaluate_segmentation(
     per_image = scores.pop("per_image_jaccard")
     return {
         **{k: (round(v, 4) if isinstance(v, float) else v) for k, v in scores.items()},
+        "ci95": {k: [round(x, 4) for x in v] for k, v in meter.bootstrap_ci(bootstrap).items()},
         "per_image": dict(zip([s.image_id for s in samples], [round(j, 4) for j in per_image], strict=True)),
         "threshold": predictor.segmenter.config["threshold"],
         "postprocess": predictor.segmenter.config.get("postprocess", {}),
