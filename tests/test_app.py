@@ -263,13 +263,16 @@ def test_model_line_says_what_the_classifier_sees() -> None:
 def test_threshold_line_adds_the_cross_fitted_operating_point_when_the_config_has_it() -> None:
     validation = {"sensitivity": 0.9, "specificity": 0.8167}
     config = {"threshold": 0.2455, "validation": validation}
-    assert "fitted on part of them" not in app._threshold_line(config)
+    assert "parts of those images" not in app._threshold_line(config)
     skipped = {**validation, "cross_fitted": {"skipped": "needs at least 5 images of each class"}}
-    assert "fitted on part of them" not in app._threshold_line({**config, "validation": skipped})
-    point = {"sensitivity": 0.8493, "specificity": 0.8215}
+    assert "parts of those images" not in app._threshold_line({**config, "validation": skipped})
+    point = {"folds": 5, "sensitivity": 0.8493, "specificity": 0.8215}
     line = app._threshold_line({**config, "validation": {**validation, "cross_fitted": point}})
     assert "flagged 90% of the melanomas (sensitivity) and cleared 82% of the other lesions (specificity); " in line
-    assert "fitted on part of them and applied to the rest, the same rule flagged 85% and cleared 82%" in line
+    assert (
+        "fitted on 4 of 5 parts of those images and applied to the part left out, it flagged 85% and cleared 82%"
+        in line
+    )
 
 
 def test_markdown_escape_shows_file_names_literally() -> None:

@@ -213,8 +213,10 @@ def _cross_fitted_clause(point: dict[str, Any] | None) -> str:
     if not point or "sensitivity" not in point:
         return ""
     return (
-        f"; fitted on part of them and applied to the rest, the same rule flagged {point['sensitivity']:.0%} and "
-        f"cleared {point['specificity']:.0%}, a less flattered estimate for new images"
+        f"; with the threshold fitted on {point.get('folds', 5) - 1} of {point.get('folds', 5)} parts of those "
+        "images and applied to the part left out, it flagged "
+        f"{point['sensitivity']:.0%} and cleared {point['specificity']:.0%} (an estimate for new images that the "
+        "fit does not flatter)"
     )
 
 
