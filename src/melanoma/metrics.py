@@ -53,6 +53,14 @@ Metric = Callable[[np.ndarray, np.ndarray], float]
 # --------------------------------------------------------------------------------------------------------------------
 
 
+def _check_bootstrap(n_resamples: int, alpha: float) -> None:
+    """Reject a bootstrap that cannot run: no resamples, or an interval level outside (0, 1)."""
+    if not isinstance(n_resamples, int) or n_resamples < 1:
+        raise ValueError(f"n_resamples must be a positive integer, got {n_resamples!r}")
+    if not 0 < alpha < 1:
+        raise ValueError(f"alpha must be in (0, 1), got {alpha!r}; use 0.05 for a 95% interval")
+
+
 def _as_lesion_mask(mask: np.ndarray, name: str) -> np.ndarray:
     """A boolean lesion mask (nonzero = lesion); float masks must already be thresholded to 0/1."""
     mask = np.asarray(mask)
@@ -233,10 +241,7 @@ class SegmentationMeter:
         """
         if not self._jaccards:
             raise ValueError("no images were scored; call update(prediction, target) at least once first")
-        if not isinstance(n_resamples, int) or n_resamples < 1:
-            raise ValueError(f"n_resamples must be a positive integer, got {n_resamples!r}")
-        if not 0 < alpha < 1:
-            raise ValueError(f"alpha must be in (0, 1), got {alpha!r}; use 0.05 for a 95% interval")
+        _check_bootstrap(n_resamples, alpha)
         jaccards, dices = np.asarray(self._jaccards), np.asarray(self._dices)
         thresholded = np.where(jaccards >= THRESHOLDED_JACCARD_CUTOFF, jaccards, 0.0)
         indices = np.random.default_rng(seed).integers(0, len(jaccards), size=(n_resamples, len(jaccards)))
@@ -324,13 +329,17 @@ def check_classification_inputs(labels: Any, probabilities: Any) -> tuple[np.nda
     return label_array, probability_array
 
 
-def _sensitivity_specificity(labels: np.ndarray, probabilities: np.ndarray, threshold: float) -> tuple[float, float]:
-    """Sensitivity and specificity of validated inputs (both classes present)."""
-    flagged = probabilities >= threshold
+def _rates(labels: np.ndarray, flagged: np.ndarray) -> tuple[float, float]:
+    """Sensitivity and specificity of boolean decisions ``flagged`` against validated labels (both classes)."""
     positives = labels == 1
     sensitivity = np.count_nonzero(flagged & positives) / np.count_nonzero(positives)
     specificity = np.count_nonzero(~flagged & ~positives) / np.count_nonzero(~positives)
     return float(sensitivity), float(specificity)
+
+
+def _sensitivity_specificity(labels: np.ndarray, probabilities: np.ndarray, threshold: float) -> tuple[float, float]:
+    """Sensitivity and specificity of validated inputs (both classes present)."""
+    return _rates(labels, probabilities >= threshold)
 
 
 def _check_threshold(threshold: float) -> float:
@@ -446,12 +455,10 @@ def cross_fitted_operating_point(
             threshold = _youden_threshold(label_array[fit], probability_array[fit])
             flagged[held_out] = probability_array[held_out] >= threshold
             thresholds.append(threshold)
-        positives = label_array == 1
-        sensitivity = np.count_nonzero(flagged & positives) / np.count_nonzero(positives)
-        specificity = np.count_nonzero(~flagged & ~positives) / np.count_nonzero(~positives)
-        values["sensitivity"].append(float(sensitivity))
-        values["specificity"].append(float(specificity))
-        values["balanced_accuracy"].append(float(sensitivity + specificity) / 2)
+        sensitivity, specificity = _rates(label_array, flagged)
+        values["sensitivity"].append(sensitivity)
+        values["specificity"].append(specificity)
+        values["balanced_accuracy"].append((sensitivity + specificity) / 2)
         values["threshold"].append(float(np.mean(thresholds)))
     return {
         "folds": folds,
@@ -503,10 +510,7 @@ def _bootstrap_intervals(
     alpha: float,
 ) -> dict[str, tuple[float, float]]:
     """Percentile intervals of several metrics over the same stratified resamples of validated inputs."""
-    if not isinstance(n_resamples, int) or n_resamples < 1:
-        raise ValueError(f"n_resamples must be a positive integer, got {n_resamples!r}")
-    if not 0 < alpha < 1:
-        raise ValueError(f"alpha must be in (0, 1), got {alpha!r}; use 0.05 for a 95% interval")
+    _check_bootstrap(n_resamples, alpha)
     values: dict[str, list[float]] = {name: [] for name in metrics}
     for indices in _stratified_resamples(labels, n_resamples, seed):
         for name, metric in metrics.items():
