@@ -1383,15 +1383,17 @@ def precision_section(eval_dir: Path) -> list[str]:
     evaluated = _load(eval_dir / "classification_val_bf16_triple.json")
     shipped = _load(eval_dir / "classification_val_previous.json") or _load(eval_dir / "classification_val.json")
     then = "then-shipped" if _load(eval_dir / "classification_val_previous.json") else "shipped"
-    if triple and evaluated and shipped:
+    folds = {row["name"]: row for row in (_load(eval_dir / "classification_cv5.json") or {}).get("settings", [])}
+    if triple and evaluated and shipped and {"base+lite2", "base+lite2+strong"} <= folds.keys():
         auc_ci = evaluated["ci95"]["auc"]
+        best, pair = (folds[name]["pooled_out_of_fold_auc"] for name in ("base+lite2+strong", "base+lite2"))
         lines += [
             "### The cross-validation's best classifier ensemble, trained with bf16 autocast",
             "",
             "The 5-fold cross-validation's best ensemble (Lite0 + Lite2 + Lite0 with strong augmentation, pooled "
-            f"out-of-fold AUC 0.850 against 0.847 for the {then} pair; its folds were trained with bf16 autocast "
-            "on a GPU) needed 128 minutes of this CPU in fp32, over the ~90-minute budget. With `amp=bf16` its "
-            "three networks trained on the official split in 84 minutes (28 + 33 + 23, sums of `epoch_seconds`): "
+            f"out-of-fold AUC {best:.3f} against {pair:.3f} for the {then} pair; its folds were trained with bf16 "
+            "autocast on a GPU) needed 128 minutes of this CPU in fp32, over the ~90-minute budget. With `amp=bf16` "
+            "its three networks trained on the official split in 84 minutes (28 + 33 + 23, sums of `epoch_seconds`): "
             "`melanoma train classification --config configs/classification.yaml --out runs/cls-bf16-lite0 "
             "amp=bf16`, the same with `--out runs/cls-bf16-lite2 model.arch=tf_efficientnet_lite2` and with "
             "`--out runs/cls-bf16-strong data.strong_augmentation=true`, exported by `melanoma export "
