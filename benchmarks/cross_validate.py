@@ -311,7 +311,7 @@ def ensemble_jaccards(configs: list[TrainConfig], run_dirs: list[Path], cache: P
     sums: dict[str, Any] = {}
     masks: dict[str, Any] = {}
     for config, run_dir in zip(configs, run_dirs, strict=True):
-        for image_id, probability, full in _probability_maps(config, run_dir):
+        for image_id, probability, full in probability_maps(config, run_dir):
             sums[image_id] = sums.get(image_id, 0) + probability
             masks[image_id] = full
     if any(len(sums) != len(load_split_ids(config)) for config in configs):
@@ -332,7 +332,7 @@ def load_split_ids(config: TrainConfig) -> set[str]:
     return {sample.image_id for sample in load_splits(config.data)[1]}
 
 
-def _probability_maps(config: TrainConfig, run_dir: Path):
+def probability_maps(config: TrainConfig, run_dir: Path):
     """Yield ``(image_id, lesion probability map, full-size mask)`` of ``run_dir/best.pt`` on its validation fold."""
     import dataclasses
 

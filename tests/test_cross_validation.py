@@ -399,7 +399,7 @@ def test_segmentation_study_pools_per_image_jaccards_and_reports_raw_weights(
 
     for fold in (0, 1):
         config = load_config(config_path, ["data.cv_folds=2", f"data.cv_fold={fold}"])
-        maps = [dict((i, (p, m)) for i, p, m in cross_validate._probability_maps(config, out / n / f"fold{fold}"))
+        maps = [dict((i, (p, m)) for i, p, m in cross_validate.probability_maps(config, out / n / f"fold{fold}"))
                 for n in ("base", "ema")]  # fmt: skip
         expected = {i: jaccard((maps[0][i][0] + maps[1][i][0]) / 2 >= 0.5, maps[0][i][1]) for i in maps[0]}
         cached = (out / "both" / f"fold{fold}" / "oof_jaccard.csv").read_text().split()[1:]
@@ -479,3 +479,82 @@ def test_bad_ensembles_are_errors(text, message):
     assert cross_validate.parse_ensemble("both=base+lr", ["base", "lr"]) == ("both", ["base", "lr"])
     with pytest.raises(SystemExit, match=message):
         cross_validate.parse_ensemble(text, ["base", "lr"])
+
+
+# --- post-processing on a held-out fold (benchmarks/segmentation_postprocess.py) ------------------------------------
+
+segmentation_postprocess = _load_module("segmentation_postprocess")
+
+
+def _disk(size: int = 64, radius: int = 20):
+    import numpy as np
+
+    rows, cols = np.mgrid[:size, :size]
+    return (rows - size // 2) ** 2 + (cols - size // 2) ** 2 <= radius**2
+
+
+def test_convex_hulls_fill_concavities_and_keep_convex_masks():
+    import numpy as np
+
+    disk = _disk()
+    crescent = disk & ~np.roll(disk, 12, axis=1)  # concave: the disk with a bite taken out of its right side
+    hull = segmentation_postprocess.convex_hull_each(crescent)
+    assert crescent.sum() < hull.sum() <= disk.sum() and (hull | crescent).sum() == hull.sum()
+    square = np.zeros((64, 64), bool)
+    square[10:20, 10:20] = True
+    assert (segmentation_postprocess.convex_hull_each(square) == square).all()  # already convex: unchanged
+    two = square | np.roll(square, 30, axis=1)  # two squares in a row: each kept, the hull of all bridges them
+    assert (segmentation_postprocess.convex_hull_each(two) == two).all()
+    assert segmentation_postprocess.convex_hull_all(two)[15, 25] and not two[15, 25]
+    assert not segmentation_postprocess.convex_hull_all(np.zeros((8, 8), bool)).any()
+
+
+def test_score_variants_pairs_each_variant_with_none_and_bounds_it_with_the_oracle():
+    import numpy as np
+
+    disk = _disk()
+    crescent = disk & ~np.roll(disk, 12, axis=1)
+    # The model is sure of the crescent and half sure of the bite: 0.5 misses the bite, a per-image 0.3 finds it.
+    probability = np.where(crescent, 0.9, np.where(disk, 0.4, 0.0)).astype(np.float32)
+    report = segmentation_postprocess.score_variants([(probability, disk), (disk.astype(np.float32), disk)])
+    variants = report["variants"]
+    assert report["images"] == 2 and "vs_none" not in variants["none"]
+    none = (crescent.sum() / disk.sum() + 1.0) / 2
+    assert variants["none"]["jaccard"] == pytest.approx(none)
+    assert variants["convex_hull_each"]["vs_none"]["difference"] > 0  # the hull recovers part of the bite
+    assert variants["fill_holes"]["vs_none"]["difference"] == 0  # no holes to fill
+    assert report["oracle_threshold"]["jaccard"] == pytest.approx(1.0)
+    assert all(
+        report["oracle_threshold"]["jaccard"] >= row["jaccard"] for row in variants.values() if "hull" not in row
+    )
+    with pytest.raises(ValueError, match="differ in shape"):
+        segmentation_postprocess.score_variants([(probability, disk[:10])])
+    with pytest.raises(ValueError, match="no images"):
+        segmentation_postprocess.score_variants([])
+
+
+def test_postprocess_study_scores_a_fold_as_its_pooled_jaccard_does(shared_synthetic_isic_dir, tmp_path, capsys):
+    config_path = tmp_path / "segmentation.yaml"
+    save_config(tiny_config("segmentation", shared_synthetic_isic_dir), config_path)
+    out = tmp_path / "cv"
+    cross_validate.main(["--config", str(config_path), "--folds", "2", "--out", str(out), "--setting", "base",
+                         "--only-folds", "0"])  # fmt: skip
+    capsys.readouterr()
+    fold = out / "base" / "fold0"
+    report_path = tmp_path / "postprocess.json"
+    segmentation_postprocess.main([str(fold), "--json", str(report_path)])
+    report = json.loads(report_path.read_text())
+    assert json.loads(capsys.readouterr().out) == report
+    pooled = [float(line.split(",")[1]) for line in (fold / "oof_jaccard.csv").read_text().split()[1:]]
+    assert report["images"] == len(pooled)
+    assert report["variants"]["none"]["jaccard"] == pytest.approx(sum(pooled) / len(pooled), abs=1e-6)
+    assert report["command"].startswith("python benchmarks/segmentation_postprocess.py ")
+
+    with pytest.raises(SystemExit, match="has no config.yaml or best.pt: pass a trained fold run folder"):
+        segmentation_postprocess.main([str(tmp_path)])
+    plain = tmp_path / "plain"
+    plain.mkdir()
+    save_config(tiny_config("segmentation", shared_synthetic_isic_dir), plain / "config.yaml")
+    shutil.copy(fold / "best.pt", plain / "best.pt")
+    with pytest.raises(SystemExit, match="not a fold of a segmentation cross-validation study"):
+        segmentation_postprocess.main([str(plain)])

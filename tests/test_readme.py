@@ -269,6 +269,12 @@ def _segmenter_rows() -> list[str]:
         "| not adopted"
     )
 
+    hulls = _load("segmentation_postprocess_fold0.json")
+    gains = [hulls["variants"][name]["vs_none"] for name in ("convex_hull_each", "convex_hull_all")]
+    assert all(gain["ci95"][1] < 0 for gain in gains)  # README: rejected
+    cells = "; ".join(f"{gain['difference']:+.4f} ({_ci(*gain['ci95'], 4)})" for gain in gains)
+    rows.append(f"{hulls['images']} images | {cells} | rejected")
+
     flips = config["validation"]["test_time_flips_best_jaccard"]
     assert config["test_time_flips"] == []  # served on one view
     rows.append(f"{flips['hflip+vflip'] - flips['none']:+.4f} for three times the serving cost | not served")
