@@ -7,6 +7,7 @@ command beside each table. Usage: python scripts/write_model_card.py [models]
 from __future__ import annotations
 
 import json
+import re
 import statistics
 import sys
 from pathlib import Path
@@ -1525,7 +1526,29 @@ def render(models: Path) -> str:
             lines += section(config, eval_dir)
     lines += precision_section(eval_dir)
     lines += speed_section(models, eval_dir) + runtimes_section(eval_dir) + app_section(eval_dir) + LIMITS
-    return "\n".join(lines)
+    head = 4  # the title, the generated-by line and their blank lines
+    return "\n".join(lines[:head] + contents(lines[head:]) + lines[head:])
+
+
+def _anchor(title: str) -> str:
+    """GitHub's anchor for a Markdown heading: lower case, punctuation dropped, spaces to hyphens."""
+    return re.sub(r"[^\w\- ]", "", title.strip().lower()).replace(" ", "-")
+
+
+def contents(lines: list[str]) -> list[str]:
+    """A table of contents of the ``##`` and ``###`` headings in ``lines`` (nested bullets linking to them)."""
+    entries, seen = [], {}
+    for line in lines:
+        match = re.match(r"(#{2,6}) (.+)", line)
+        if not match:
+            continue
+        anchor = _anchor(match.group(2))
+        count = seen.get(anchor, 0)
+        seen[anchor] = count + 1  # GitHub numbers repeated headings: title, title-1, title-2, ...
+        if len(match.group(1)) <= 3:
+            indent = "  " * (len(match.group(1)) - 2)
+            entries.append(f"{indent}- [{match.group(2)}](#{anchor}{f'-{count}' if count else ''})")
+    return ["Contents:", "", *entries, ""] if entries else []
 
 
 def main() -> None:

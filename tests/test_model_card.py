@@ -35,3 +35,24 @@ def test_card_states_how_uncertain_the_youden_cut_point_is():
     text = stability({"n_positive": 30, "ci95": {"youden_threshold": [0.18, 0.75]}})
     assert "on 30 melanomas" in text and "0.18-0.75" in text
     assert stability({"n_positive": 30, "ci95": {"auc": [0.7, 0.9]}}) == "" == stability(None)
+
+
+def test_contents_link_every_section_with_githubs_anchors():
+    writer = _writer()
+    lines = ["## Lesion segmentation (`segmentation.onnx`)", "text", "### Settings compared", "#### Too deep",
+             "### Settings compared", "## bf16 autocast: 2.1x, CPU's"]  # fmt: skip
+    assert writer.contents(lines) == [
+        "Contents:",
+        "",
+        "- [Lesion segmentation (`segmentation.onnx`)](#lesion-segmentation-segmentationonnx)",
+        "  - [Settings compared](#settings-compared)",
+        "  - [Settings compared](#settings-compared-1)",  # GitHub numbers a repeated heading
+        "- [bf16 autocast: 2.1x, CPU's](#bf16-autocast-21x-cpus)",
+        "",
+    ]
+    assert writer.contents(["no headings"]) == []
+    card = (REPO / "models" / "MODEL_CARD.md").read_text().splitlines()
+    headings = [line.split(" ", 1)[1] for line in card if line.startswith(("## ", "### "))]
+    listed = [line for line in card if line.lstrip().startswith("- [") and "](#" in line]
+    assert len(listed) == len(headings)
+    assert all(f"[{title}]" in entry for title, entry in zip(headings, listed, strict=True))
