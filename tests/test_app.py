@@ -79,6 +79,20 @@ def test_start_page_has_disclaimer_uploader_and_model_facts(app_test: AppTest) -
     assert "Intended use and limits" in [header.value for header in app_test.sidebar.subheader]
 
 
+def test_sidebar_quotes_the_shipped_validation_metrics_as_the_readme_does() -> None:
+    # Two decimals would show a mean Jaccard of 0.7962 as 0.80, the target it misses.
+    segmenter = json.loads((REPO_ROOT / "models" / "segmentation.json").read_text())
+    classifier = json.loads((REPO_ROOT / "models" / "classification.json").read_text())
+    seg, cls = segmenter["validation"], classifier["validation"]
+    facts = app._segmenter_facts(segmenter)
+    assert (
+        f"Jaccard {seg['jaccard']:.3f}, thresholded Jaccard {seg['thresholded_jaccard']:.3f}, Dice {seg['dice']:.3f}"
+        in facts
+    )
+    low, high = cls["ci95"]["auc"]
+    assert f"AUC {cls['auc']:.3f} (95% CI {low:.3f}–{high:.3f})" in app._classifier_facts(classifier)
+
+
 def test_valid_image_shows_probability_decision_and_measurements(app_test: AppTest) -> None:
     _upload(app_test, [("lesion.jpg", _lesion_jpeg())])
     (marker,) = _probability_texts(app_test)

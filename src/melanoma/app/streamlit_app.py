@@ -186,8 +186,8 @@ def _classifier_facts(config: dict[str, Any]) -> str:
     if "auc" in validation:
         lines.append(
             f"- **Validation** on {_count(validation.get('n'), validation.get('n_positive'))}: "
-            f"AUC {_with_interval(validation, 'auc', '{:.2f}')}, "
-            f"average precision {_with_interval(validation, 'average_precision', '{:.2f}')}"
+            f"AUC {_with_interval(validation, 'auc', '{:.3f}')}, "
+            f"average precision {_with_interval(validation, 'average_precision', '{:.3f}')}"
         )
     lines.append(_threshold_line(config))
     lines.append(_small_validation_warning(validation.get("n")))
@@ -225,9 +225,9 @@ def _segmenter_facts(config: dict[str, Any]) -> str:
     lines = [_model_line(config), _training_data_line(config)]
     if "jaccard" in validation:
         lines.append(
-            f"- **Validation** on {_count(validation.get('n'), None)}: Jaccard {validation['jaccard']:.2f}, "
-            f"thresholded Jaccard {validation.get('thresholded_jaccard', float('nan')):.2f}, "
-            f"Dice {validation.get('dice', float('nan')):.2f}"
+            f"- **Validation** on {_count(validation.get('n'), None)}: Jaccard {validation['jaccard']:.3f}, "
+            f"thresholded Jaccard {validation.get('thresholded_jaccard', float('nan')):.3f}, "
+            f"Dice {validation.get('dice', float('nan')):.3f}"
         )
     lines.append(f"- **Mask threshold** {float(config['threshold']):.2f} on the lesion probability")
     lines.append(_small_validation_warning(validation.get("n")))
