@@ -11,14 +11,17 @@ at threshold 0.5, scored against the annotation at the mask's size, as ``val_jac
 - ``none``: the thresholded map, as the shipped segmenter serves it;
 - ``largest_component`` and ``fill_holes``: the two steps ``melanoma export`` can switch on;
 - ``convex_hull_each``: every connected component replaced by its convex hull;
-- ``convex_hull_all``: the convex hull of all predicted pixels.
+- ``convex_hull_all``: the convex hull of all predicted pixels;
+- ``learned_threshold``: a threshold chosen per image (0.05-0.95) from the map alone by random forests fitted on the
+  other images, cross-fitted in 5 parts (``learned_threshold_jaccards``; with at least 20 images).
 
 The convex hulls target where the shipped segmenter fails on validation: it outlines a lesion's dark core where
 the annotator drew a generous, smooth outline (model card, "Where the segmenter fails"). Every variant is paired
 image by image with ``none`` (``paired_mean_difference``: gain in mean Jaccard with a paired bootstrap 95%
 interval; better / worse / within noise) and reports its thresholded Jaccard (images below 0.65 count as 0).
 ``oracle_threshold`` is no method: per image the best of the thresholds 0.02, 0.04, ..., 0.98, chosen with the
-annotation. It bounds what any per-image choice of threshold on these maps could reach (failure analysis).
+annotation. It bounds what any per-image choice of threshold on these maps could reach (failure analysis), and
+``learned_threshold`` asks how much of that a choice without the annotation recovers.
 Prints JSON (and writes it to --json FILE). Needs the ``[train]`` extra (PyTorch, OpenCV).
 """
 
@@ -44,6 +47,9 @@ from melanoma.metrics import THRESHOLDED_JACCARD_CUTOFF, jaccard, paired_mean_di
 from melanoma.reporting import emit_json  # noqa: E402
 
 ORACLE_THRESHOLDS = np.round(np.arange(0.02, 0.99, 0.02), 2)
+# The thresholds a learned per-image choice picks from (0.5 included: "keep the global threshold").
+CHOICE_THRESHOLDS = np.array([0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95])
+MIN_IMAGES_TO_LEARN = 20
 
 
 def _filled_hull(points: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
@@ -82,6 +88,46 @@ def thresholded_mean(jaccards: list[float]) -> float:
     return float(np.where(values >= THRESHOLDED_JACCARD_CUTOFF, values, 0.0).mean())
 
 
+def threshold_features(probability: np.ndarray) -> np.ndarray:
+    """What a per-image threshold choice may look at (never the annotation): the map's area above each of
+    ``CHOICE_THRESHOLDS`` as a fraction of the image and relative to the area above 0.5, the peak probability, and
+    the uncertain area (probability in 0.05-0.95) relative to the area above 0.5."""
+    areas = np.array([(probability >= t).mean() for t in CHOICE_THRESHOLDS]) + 1e-4
+    at_half = areas[list(CHOICE_THRESHOLDS).index(0.5)]
+    uncertain = ((probability > 0.05) & (probability < 0.95)).mean() / at_half
+    return np.concatenate([areas, areas / at_half, [float(probability.max()), uncertain]])
+
+
+def learned_threshold_jaccards(features: np.ndarray, jaccards: np.ndarray, folds: int = 5) -> np.ndarray:
+    """Per-image Jaccard of a threshold chosen per image from ``threshold_features``, cross-fitted.
+
+    The images are split into ``folds`` parts (seed 0). On the other parts a random forest per candidate threshold
+    learns the Jaccard gain of that threshold over 0.5 from the features; on the part left out each image gets the
+    threshold with the largest predicted gain, or 0.5 when no gain is predicted. Each image's choice is thus made
+    by models that never saw its annotation.
+
+    Args:
+        features: ``(images, k)`` from ``threshold_features``.
+        jaccards: ``(images, len(CHOICE_THRESHOLDS))``, each image's Jaccard at each candidate threshold.
+        folds: number of parts.
+
+    Returns:
+        ``(images,)`` Jaccard at the chosen thresholds.
+    """
+    from sklearn.ensemble import RandomForestRegressor
+    from sklearn.model_selection import KFold
+
+    base = list(CHOICE_THRESHOLDS).index(0.5)
+    gains = jaccards - jaccards[:, [base]]
+    chosen = np.empty(len(jaccards))
+    for train, held_out in KFold(folds, shuffle=True, random_state=0).split(features):
+        forest = RandomForestRegressor(n_estimators=200, min_samples_leaf=10, random_state=0, n_jobs=1)
+        predicted = forest.fit(features[train], gains[train]).predict(features[held_out])
+        pick = np.where(predicted.max(axis=1) > 0, predicted.argmax(axis=1), base)
+        chosen[held_out] = jaccards[held_out, pick]
+    return chosen
+
+
 def score_variants(pairs: Iterable[tuple[np.ndarray, np.ndarray]], threshold: float = 0.5) -> dict[str, Any]:
     """Score every variant on ``(probability map, annotation)`` pairs of the same size.
 
@@ -89,12 +135,14 @@ def score_variants(pairs: Iterable[tuple[np.ndarray, np.ndarray]], threshold: fl
         ``{"images", "variants": {name: {"jaccard", "thresholded_jaccard", "failures", "vs_none"}},
         "oracle_threshold": {"jaccard", "thresholded_jaccard", "failures"}}``; ``vs_none`` is
         ``paired_mean_difference`` against ``none`` (absent for ``none`` itself); ``failures`` counts the images
-        below the thresholded-Jaccard cut-off.
+        below the thresholded-Jaccard cut-off. ``learned_threshold`` is among the variants from
+        ``MIN_IMAGES_TO_LEARN`` images on.
 
     Raises:
         ValueError: when there are no pairs, or a map and its annotation differ in shape.
     """
     per_image: dict[str, list[float]] = {name: [] for name in [*VARIANTS, "oracle_threshold"]}
+    features, choices = [], []
     for probability, annotation in pairs:
         probability, annotation = np.asarray(probability, dtype=np.float32), np.asarray(annotation).astype(bool)
         if probability.shape != annotation.shape:
@@ -103,6 +151,8 @@ def score_variants(pairs: Iterable[tuple[np.ndarray, np.ndarray]], threshold: fl
         for name, variant in VARIANTS.items():
             per_image[name].append(jaccard(variant(mask), annotation))
         per_image["oracle_threshold"].append(max(jaccard(probability >= t, annotation) for t in ORACLE_THRESHOLDS))
+        features.append(threshold_features(probability))
+        choices.append([jaccard(probability >= t, annotation) for t in CHOICE_THRESHOLDS])
     if not per_image["none"]:
         raise ValueError("no images to score: the run's validation fold is empty")
 
@@ -114,10 +164,13 @@ def score_variants(pairs: Iterable[tuple[np.ndarray, np.ndarray]], threshold: fl
             "failures": failures,
         }
 
-    variants = {name: summary(per_image[name]) for name in VARIANTS}
-    for name in VARIANTS:
-        if name != "none":
-            variants[name]["vs_none"] = paired_mean_difference(per_image["none"], per_image[name])
+    names = list(VARIANTS)
+    if len(features) >= MIN_IMAGES_TO_LEARN:
+        per_image["learned_threshold"] = list(learned_threshold_jaccards(np.array(features), np.array(choices)))
+        names.append("learned_threshold")
+    variants = {name: summary(per_image[name]) for name in names}
+    for name in names[1:]:
+        variants[name]["vs_none"] = paired_mean_difference(per_image["none"], per_image[name])
     return {
         "images": len(per_image["none"]),
         "variants": variants,

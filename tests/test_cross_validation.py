@@ -558,3 +558,23 @@ def test_postprocess_study_scores_a_fold_as_its_pooled_jaccard_does(shared_synth
     shutil.copy(fold / "best.pt", plain / "best.pt")
     with pytest.raises(SystemExit, match="not a fold of a segmentation cross-validation study"):
         segmentation_postprocess.main([str(plain)])
+
+
+def test_learned_threshold_finds_a_rim_the_map_itself_announces():
+    import numpy as np
+
+    disk, core = _disk(radius=20), _disk(radius=12)
+    rng = np.random.default_rng(0)
+    pairs = []
+    for index in range(40):
+        # Half the images: the annotation is the whole disk, and the map marks its rim at 0.3 (a lower threshold
+        # finds it, and the map's area above 0.3 says so); the other half: only the core, no rim in the map.
+        noise = rng.uniform(0, 0.02, disk.shape)
+        if index % 2:
+            pairs.append((np.where(core, 0.9, np.where(disk, 0.3, 0.0)) + noise, disk))
+        else:
+            pairs.append((np.where(core, 0.9, 0.0) + noise, core))
+    report = segmentation_postprocess.score_variants(pairs)
+    learned = report["variants"]["learned_threshold"]
+    assert learned["vs_none"]["decision"] == "better" and learned["jaccard"] == pytest.approx(1.0)
+    assert "learned_threshold" not in segmentation_postprocess.score_variants(pairs[:10])["variants"]

@@ -274,6 +274,9 @@ def _segmenter_rows() -> list[str]:
     assert all(gain["ci95"][1] < 0 for gain in gains)  # README: rejected
     cells = "; ".join(f"{gain['difference']:+.4f} ({_ci(*gain['ci95'], 4)})" for gain in gains)
     rows.append(f"{hulls['images']} images | {cells} | rejected")
+    learned = hulls["variants"]["learned_threshold"]["vs_none"]
+    assert learned["decision"] == "within noise"  # README: no evidence
+    rows.append(f"{hulls['images']} images | {learned['difference']:+.4f} ({_ci(*learned['ci95'], 4)}) | no evidence")
 
     flips = config["validation"]["test_time_flips_best_jaccard"]
     assert config["test_time_flips"] == []  # served on one view
