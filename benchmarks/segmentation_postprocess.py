@@ -21,7 +21,9 @@ image by image with ``none`` (``paired_mean_difference``: gain in mean Jaccard w
 interval; better / worse / within noise) and reports its thresholded Jaccard (images below 0.65 count as 0).
 ``oracle_threshold`` is no method: per image the best of the thresholds 0.02, 0.04, ..., 0.98, chosen with the
 annotation. It bounds what any per-image choice of threshold on these maps could reach (failure analysis), and
-``learned_threshold`` asks how much of that a choice without the annotation recovers.
+``learned_threshold`` asks how much of that a choice without the annotation recovers. ``by_annotation_smoothness``
+splits the images into thirds by how their annotation was drawn (``annotation_smoothness``: a few-click polygon or an
+outline that follows the pigment) and reports each third's mean Jaccard and failures, without post-processing.
 Prints JSON (and writes it to --json FILE). Needs the ``[train]`` extra (PyTorch, OpenCV).
 """
 
@@ -43,7 +45,12 @@ from cross_validate import probability_maps  # noqa: E402  (a sibling script)
 
 from melanoma.config import load_config  # noqa: E402
 from melanoma.inference.postprocess import fill_holes, largest_component  # noqa: E402
-from melanoma.metrics import THRESHOLDED_JACCARD_CUTOFF, jaccard, paired_mean_difference  # noqa: E402
+from melanoma.metrics import (  # noqa: E402
+    THRESHOLDED_JACCARD_CUTOFF,
+    jaccard,
+    paired_mean_difference,
+    segmentation_failure,
+)
 from melanoma.reporting import emit_json  # noqa: E402
 
 ORACLE_THRESHOLDS = np.round(np.arange(0.02, 0.99, 0.02), 2)
@@ -128,6 +135,44 @@ def learned_threshold_jaccards(features: np.ndarray, jaccards: np.ndarray, folds
     return chosen
 
 
+def annotation_smoothness(annotation: np.ndarray) -> float:
+    """Corners per boundary pixel of an annotation's largest outline (OpenCV's Douglas-Peucker at 1 px tolerance).
+
+    A polygon drawn with a few clicks scores low (long straight edges); an outline that follows the pigment pixel
+    by pixel scores high. NaN for an empty annotation.
+    """
+    contours, _ = cv2.findContours(annotation.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)
+    if not contours:
+        return float("nan")
+    outline = max(contours, key=cv2.contourArea)
+    return len(cv2.approxPolyDP(outline, 1.0, True)) / max(cv2.arcLength(outline, True), 1.0)
+
+
+def by_annotation_smoothness(smoothness: list[float], jaccards: list[float], kinds: list[str | None]) -> dict:
+    """Mean Jaccard and failures in thirds of the images sorted by ``annotation_smoothness`` (smoothest first),
+    and the median smoothness of all images and of the under-segmented failures (``segmentation_failure``)."""
+    values = np.asarray(smoothness, dtype=float)
+    scores = np.asarray(jaccards, dtype=float)
+    order = np.argsort(values, kind="stable")
+    thirds = []
+    for part in (part for part in np.array_split(order, 3) if part.size):  # fewer than 3 images: fewer parts
+        thirds.append({
+            "smoothness": [float(values[part].min()), float(values[part].max())],
+            "images": int(part.size),
+            "jaccard": float(scores[part].mean()),
+            "failures": int((scores[part] < THRESHOLDED_JACCARD_CUTOFF).sum()),
+            "under_segmented": int(sum(kinds[i] == "under" for i in part)),
+        })  # fmt: skip
+    under = [value for value, kind in zip(values, kinds, strict=True) if kind == "under"]
+    return {
+        "measure": "corners per boundary pixel of the annotation's outline, Douglas-Peucker at 1 px: low = a few-click "
+        "polygon, high = an outline that follows the pigment",
+        "thirds": thirds,
+        "median_all": float(np.nanmedian(values)),
+        "median_under_segmented": float(np.nanmedian(under)) if under else None,
+    }
+
+
 def score_variants(pairs: Iterable[tuple[np.ndarray, np.ndarray]], threshold: float = 0.5) -> dict[str, Any]:
     """Score every variant on ``(probability map, annotation)`` pairs of the same size.
 
@@ -142,7 +187,7 @@ def score_variants(pairs: Iterable[tuple[np.ndarray, np.ndarray]], threshold: fl
         ValueError: when there are no pairs, or a map and its annotation differ in shape.
     """
     per_image: dict[str, list[float]] = {name: [] for name in [*VARIANTS, "oracle_threshold"]}
-    features, choices = [], []
+    features, choices, smoothness, kinds = [], [], [], []
     for probability, annotation in pairs:
         probability, annotation = np.asarray(probability, dtype=np.float32), np.asarray(annotation).astype(bool)
         if probability.shape != annotation.shape:
@@ -153,6 +198,8 @@ def score_variants(pairs: Iterable[tuple[np.ndarray, np.ndarray]], threshold: fl
         per_image["oracle_threshold"].append(max(jaccard(probability >= t, annotation) for t in ORACLE_THRESHOLDS))
         features.append(threshold_features(probability))
         choices.append([jaccard(probability >= t, annotation) for t in CHOICE_THRESHOLDS])
+        smoothness.append(annotation_smoothness(annotation))
+        kinds.append(segmentation_failure(mask, annotation))
     if not per_image["none"]:
         raise ValueError("no images to score: the run's validation fold is empty")
 
@@ -175,6 +222,7 @@ def score_variants(pairs: Iterable[tuple[np.ndarray, np.ndarray]], threshold: fl
         "images": len(per_image["none"]),
         "variants": variants,
         "oracle_threshold": summary(per_image["oracle_threshold"]),
+        "by_annotation_smoothness": by_annotation_smoothness(smoothness, per_image["none"], kinds),
     }
 
 

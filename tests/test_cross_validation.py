@@ -578,3 +578,25 @@ def test_learned_threshold_finds_a_rim_the_map_itself_announces():
     learned = report["variants"]["learned_threshold"]
     assert learned["vs_none"]["decision"] == "better" and learned["jaccard"] == pytest.approx(1.0)
     assert "learned_threshold" not in segmentation_postprocess.score_variants(pairs[:10])["variants"]
+
+
+def test_annotation_smoothness_tells_a_few_click_polygon_from_a_traced_outline():
+    import numpy as np
+
+    polygon = np.zeros((64, 64), bool)
+    polygon[8:56, 8:56] = True  # four corners
+    traced = polygon.copy()
+    rng = np.random.default_rng(0)
+    for column in range(8, 56):  # a ragged top edge, as an outline that follows the pigment pixel by pixel
+        traced[8 : 8 + rng.integers(0, 4), column] = False
+    smooth, ragged = (segmentation_postprocess.annotation_smoothness(m) for m in (polygon, traced))
+    assert smooth < 0.05 < ragged
+    assert np.isnan(segmentation_postprocess.annotation_smoothness(np.zeros((8, 8), bool)))
+    split = segmentation_postprocess.by_annotation_smoothness(
+        [0.3, 0.01, 0.2, 0.02, 0.1, 0.03], [0.9, 0.5, 0.9, 0.6, 0.8, 0.7], [None, "under", None, "under", None, None]
+    )
+    assert [third["images"] for third in split["thirds"]] == [2, 2, 2]
+    smoothest = split["thirds"][0]
+    assert smoothest["smoothness"] == [0.01, 0.02] and smoothest["jaccard"] == pytest.approx(0.55)
+    assert (smoothest["failures"], smoothest["under_segmented"]) == (2, 2)
+    assert split["median_under_segmented"] == pytest.approx(0.015)
