@@ -22,8 +22,9 @@ interval; better / worse / within noise) and reports its thresholded Jaccard (im
 ``oracle_threshold`` is no method: per image the best of the thresholds 0.02, 0.04, ..., 0.98, chosen with the
 annotation. It bounds what any per-image choice of threshold on these maps could reach (failure analysis), and
 ``learned_threshold`` asks how much of that a choice without the annotation recovers. ``by_annotation_smoothness``
-splits the images into thirds by how their annotation was drawn (``annotation_smoothness``: a few-click polygon or an
-outline that follows the pigment) and reports each third's mean Jaccard and failures, without post-processing.
+compares, within each third of lesion sizes, the half of the images whose annotation is smoother
+(``annotation_smoothness``: a few-click polygon rather than an outline that follows the pigment) with the other half:
+mean Jaccard and failures without post-processing.
 Prints JSON (and writes it to --json FILE). Needs the ``[train]`` extra (PyTorch, OpenCV).
 """
 
@@ -148,28 +149,56 @@ def annotation_smoothness(annotation: np.ndarray) -> float:
     return len(cv2.approxPolyDP(outline, 1.0, True)) / max(cv2.arcLength(outline, True), 1.0)
 
 
-def by_annotation_smoothness(smoothness: list[float], jaccards: list[float], kinds: list[str | None]) -> dict:
-    """Mean Jaccard and failures in thirds of the images sorted by ``annotation_smoothness`` (smoothest first),
-    and the median smoothness of all images and of the under-segmented failures (``segmentation_failure``)."""
-    values = np.asarray(smoothness, dtype=float)
+def _group(indices: np.ndarray, scores: np.ndarray, kinds: list[str | None]) -> dict[str, Any]:
+    return {
+        "images": int(indices.size),
+        "jaccard": float(scores[indices].mean()) if indices.size else float("nan"),
+        "failures": int((scores[indices] < THRESHOLDED_JACCARD_CUTOFF).sum()),
+        "under_segmented": int(sum(kinds[i] == "under" for i in indices)),
+    }
+
+
+def by_annotation_smoothness(
+    smoothness: list[float], areas: list[float], jaccards: list[float], kinds: list[str | None]
+) -> dict[str, Any]:
+    """Mean Jaccard and failures of the smoother and the more detailed half of the annotations, within each third of
+    lesion sizes (a long outline has fewer corners per pixel, so smoothness alone would partly measure size).
+
+    Args:
+        smoothness: ``annotation_smoothness`` per image.
+        areas: the annotation's share of the image, per image.
+        jaccards: the prediction's Jaccard per image.
+        kinds: ``segmentation_failure`` per image ("under", "over", "other" or None).
+
+    Returns:
+        ``{"measure", "strata": [{"area": [low, high], "smoother": {...}, "more_detailed": {...}}], "smoother",
+        "more_detailed", "difference"}``; each ``{...}`` has ``images, jaccard, failures, under_segmented``, pooled
+        over the strata; ``difference`` is the smoother half's mean Jaccard minus the other's, with a bootstrap
+        95% interval (each half resampled, seed 0).
+    """
+    values, sizes = np.asarray(smoothness, dtype=float), np.asarray(areas, dtype=float)
     scores = np.asarray(jaccards, dtype=float)
-    order = np.argsort(values, kind="stable")
-    thirds = []
-    for part in (part for part in np.array_split(order, 3) if part.size):  # fewer than 3 images: fewer parts
-        thirds.append({
-            "smoothness": [float(values[part].min()), float(values[part].max())],
-            "images": int(part.size),
-            "jaccard": float(scores[part].mean()),
-            "failures": int((scores[part] < THRESHOLDED_JACCARD_CUTOFF).sum()),
-            "under_segmented": int(sum(kinds[i] == "under" for i in part)),
+    strata, halves = [], {"smoother": [], "more_detailed": []}
+    for stratum in (s for s in np.array_split(np.argsort(sizes, kind="stable"), 3) if s.size):
+        order = stratum[np.argsort(values[stratum], kind="stable")]
+        smoother, detailed = order[: (order.size + 1) // 2], order[(order.size + 1) // 2 :]
+        halves["smoother"].append(smoother)
+        halves["more_detailed"].append(detailed)
+        strata.append({
+            "area": [float(sizes[stratum].min()), float(sizes[stratum].max())],
+            "smoother": _group(smoother, scores, kinds),
+            "more_detailed": _group(detailed, scores, kinds),
         })  # fmt: skip
-    under = [value for value, kind in zip(values, kinds, strict=True) if kind == "under"]
+    smoother, detailed = (scores[np.concatenate(parts)] for parts in halves.values())
+    rng = np.random.default_rng(0)
+    resampled = [rng.choice(part, size=(2000, part.size)).mean(axis=1) for part in (smoother, detailed)]
+    low, high = (float(v) for v in np.quantile(resampled[0] - resampled[1], [0.025, 0.975]))
     return {
         "measure": "corners per boundary pixel of the annotation's outline, Douglas-Peucker at 1 px: low = a few-click "
-        "polygon, high = an outline that follows the pigment",
-        "thirds": thirds,
-        "median_all": float(np.nanmedian(values)),
-        "median_under_segmented": float(np.nanmedian(under)) if under else None,
+        "polygon, high = an outline that follows the pigment; compared within thirds of lesion size",
+        "strata": strata,
+        **{name: _group(np.concatenate(parts), scores, kinds) for name, parts in halves.items()},
+        "difference": {"jaccard": float(smoother.mean() - detailed.mean()), "ci95": [low, high]},
     }
 
 
@@ -187,7 +216,7 @@ def score_variants(pairs: Iterable[tuple[np.ndarray, np.ndarray]], threshold: fl
         ValueError: when there are no pairs, or a map and its annotation differ in shape.
     """
     per_image: dict[str, list[float]] = {name: [] for name in [*VARIANTS, "oracle_threshold"]}
-    features, choices, smoothness, kinds = [], [], [], []
+    features, choices, smoothness, areas, kinds = [], [], [], [], []
     for probability, annotation in pairs:
         probability, annotation = np.asarray(probability, dtype=np.float32), np.asarray(annotation).astype(bool)
         if probability.shape != annotation.shape:
@@ -199,6 +228,7 @@ def score_variants(pairs: Iterable[tuple[np.ndarray, np.ndarray]], threshold: fl
         features.append(threshold_features(probability))
         choices.append([jaccard(probability >= t, annotation) for t in CHOICE_THRESHOLDS])
         smoothness.append(annotation_smoothness(annotation))
+        areas.append(float(annotation.mean()))
         kinds.append(segmentation_failure(mask, annotation))
     if not per_image["none"]:
         raise ValueError("no images to score: the run's validation fold is empty")
@@ -222,7 +252,7 @@ def score_variants(pairs: Iterable[tuple[np.ndarray, np.ndarray]], threshold: fl
         "images": len(per_image["none"]),
         "variants": variants,
         "oracle_threshold": summary(per_image["oracle_threshold"]),
-        "by_annotation_smoothness": by_annotation_smoothness(smoothness, per_image["none"], kinds),
+        "by_annotation_smoothness": by_annotation_smoothness(smoothness, areas, per_image["none"], kinds),
     }
 
 

@@ -546,28 +546,39 @@ def _postprocess_fold_section(report: dict | None, threshold_search: list[dict])
 
 
 def _smoothness_lines(report: dict) -> list[str]:
-    """How the fold's Jaccard and failures split by how the annotation was drawn."""
+    """How the fold's Jaccard and failures split by how the annotation was drawn, within thirds of lesion size."""
     split = report.get("by_annotation_smoothness")
     if not split:
         return []
-    thirds = split["thirds"]
-    under = sum(third["under_segmented"] for third in thirds)
+    smoother, detailed, gain = split["smoother"], split["more_detailed"], split["difference"]
     rows = [
-        [name, f"{third['smoothness'][0]:.3f}-{third['smoothness'][1]:.3f}", third["images"],
-         f"{third['jaccard']:.4f}", third["failures"], third["under_segmented"]]
-        for name, third in zip(("smoothest", "middle", "most detailed"), thirds, strict=True)
+        [f"{stratum['area'][0]:.1%}-{stratum['area'][1]:.1%}", half.replace("_", " "), group["images"],
+         f"{group['jaccard']:.4f}", group["failures"], group["under_segmented"]]
+        for stratum in split["strata"]
+        for half, group in (("smoother", stratum["smoother"]), ("more_detailed", stratum["more_detailed"]))
     ]  # fmt: skip
     return [
-        "How the annotation was drawn explains much of it. Sorting the fold's images by how detailed their "
-        f"annotation's outline is ({split['measure']}) and cutting them into thirds, without post-processing: the "
-        f"smoothest third scores {thirds[0]['jaccard']:.4f} mean Jaccard against {thirds[1]['jaccard']:.4f} and "
-        f"{thirds[2]['jaccard']:.4f}, and holds {thirds[0]['under_segmented']} of the {under} under-segmented "
-        f"failures (median {split['median_under_segmented']:.3f} corners per boundary pixel among them, "
-        f"{split['median_all']:.3f} over all images). The segmenter follows the pigment; where an annotator "
-        "clicked a loose polygon around it, none of the post-processing above recovers the difference.",
+        "The failures go with how the annotation was drawn, not with lesion size alone. Within each third of lesion "
+        f"sizes, the fold's images were split at the median of how detailed their annotation's outline is "
+        f"({split['measure'].split('; compared')[0]}). Without "
+        f"post-processing the smoother half scores {smoother['jaccard']:.4f} mean Jaccard against "
+        f"{detailed['jaccard']:.4f} (difference {gain['jaccard']:+.4f}, 95% CI {gain['ci95'][0]:+.4f} to "
+        f"{gain['ci95'][1]:+.4f}) and holds {smoother['failures']} of the "
+        f"{smoother['failures'] + detailed['failures']} images below 0.65 and {smoother['under_segmented']} of the "
+        f"{smoother['under_segmented'] + detailed['under_segmented']} under-segmented ones. Whether the polygon "
+        "is the cause (a loose outline clicked around the pigment the segmenter follows) or a symptom (lesions with "
+        "fuzzy borders that invite a few clicks) this cannot tell; either way none of the post-processing above "
+        "recovers the difference.",
         "",
         _table(
-            ["annotation", "corners per boundary px", "images", "mean Jaccard", "images < 0.65", "under-segmented"],
+            [
+                "lesion size (share of image)",
+                "annotation",
+                "images",
+                "mean Jaccard",
+                "images < 0.65",
+                "under-segmented",
+            ],
             rows,
         ),  # fmt: skip
         "",

@@ -592,11 +592,16 @@ def test_annotation_smoothness_tells_a_few_click_polygon_from_a_traced_outline()
     smooth, ragged = (segmentation_postprocess.annotation_smoothness(m) for m in (polygon, traced))
     assert smooth < 0.05 < ragged
     assert np.isnan(segmentation_postprocess.annotation_smoothness(np.zeros((8, 8), bool)))
+    # Six images in three size strata of two; in each, the smoother annotation is the one that failed.
     split = segmentation_postprocess.by_annotation_smoothness(
-        [0.3, 0.01, 0.2, 0.02, 0.1, 0.03], [0.9, 0.5, 0.9, 0.6, 0.8, 0.7], [None, "under", None, "under", None, None]
+        smoothness=[0.3, 0.01, 0.2, 0.02, 0.1, 0.03],
+        areas=[0.01, 0.02, 0.1, 0.11, 0.5, 0.6],
+        jaccards=[0.9, 0.5, 0.9, 0.6, 0.8, 0.7],
+        kinds=[None, "under", None, "under", None, None],
     )
-    assert [third["images"] for third in split["thirds"]] == [2, 2, 2]
-    smoothest = split["thirds"][0]
-    assert smoothest["smoothness"] == [0.01, 0.02] and smoothest["jaccard"] == pytest.approx(0.55)
-    assert (smoothest["failures"], smoothest["under_segmented"]) == (2, 2)
-    assert split["median_under_segmented"] == pytest.approx(0.015)
+    assert [stratum["area"] for stratum in split["strata"]] == [[0.01, 0.02], [0.1, 0.11], [0.5, 0.6]]
+    assert [stratum["smoother"]["jaccard"] for stratum in split["strata"]] == [0.5, 0.6, 0.7]
+    assert split["smoother"] == {"images": 3, "jaccard": pytest.approx(0.6), "failures": 2, "under_segmented": 2}
+    assert split["more_detailed"]["jaccard"] == pytest.approx(0.8667, abs=1e-4)
+    low, high = split["difference"]["ci95"]
+    assert split["difference"]["jaccard"] == pytest.approx(0.6 - 0.8667, abs=1e-4) and low <= high < 0
