@@ -48,6 +48,8 @@ INTENDED_USE_LIMITS = (
     "Performance outside the population of the training data (other skin types, cameras, clinics) is unknown.",
     "The model sees one image; a clinician also uses the patient's history, the lesion's evolution and touch.",
     "A probability below the threshold does not rule out melanoma.",
+    "The lesion outline follows the visible pigment: where the border is faint or the lesion ill-defined, a "
+    "dermatologist may draw it wider, and the lesion measurements follow the outline shown.",
 )
 MEASUREMENT_NOTE = (
     "Descriptive numbers in the spirit of the dermoscopic ABCD rule, computed from the lesion outline; "
