@@ -99,6 +99,20 @@ def _evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _calibrate(args: argparse.Namespace) -> int:
+    from melanoma.inference.recalibrate import recalibrate_threshold
+    from melanoma.reporting import emit_json
+
+    summary = recalibrate_threshold(args.models, Path(args.images), Path(args.labels), Path(args.out))
+    emit_json(summary, args.json)
+    print(
+        f"models with the re-fitted threshold written to {args.out}: serve them with `melanoma app --models "
+        f"{args.out}` or `melanoma predict --models {args.out} ...`. {DISCLAIMER}",
+        file=sys.stderr,
+    )
+    return 0
+
+
 def _segmentation_gain(scores: dict, baseline, args: argparse.Namespace) -> dict:
     """The paired gain in mean Jaccard of the evaluated segmenter over ``baseline``'s on the same images."""
     from melanoma.inference.evaluate import evaluate_segmentation
@@ -258,6 +272,20 @@ def build_parser() -> argparse.ArgumentParser:
     )
     evaluate.set_defaults(func=_evaluate)
 
+    calibrate = commands.add_parser(
+        "calibrate",
+        help="re-fit the melanoma threshold on your own labelled images into a copy of the model folder",
+        description="Score the classifier on your labelled images, report how its current threshold does there, fit "
+        "Youden's threshold on them (bootstrap intervals, cross-fitted estimate) and write a copy of the model "
+        "folder with that threshold. The networks are unchanged. Needs at least 10 melanomas and 10 other lesions.",
+    )
+    calibrate.add_argument("--images", required=True, help="folder of your images")
+    calibrate.add_argument("--labels", required=True, help="CSV with image_id,melanoma (image_id = file stem)")
+    calibrate.add_argument("--out", required=True, help="new folder for the model copy with the re-fitted threshold")
+    calibrate.add_argument("--models", help="model folder to start from (default: the shipped models)")
+    calibrate.add_argument("--json", help="also write the summary to this file")
+    calibrate.set_defaults(func=_calibrate)
+
     predict = commands.add_parser("predict", help="predict images and folders; one CSV row per file")
     predict.add_argument("paths", nargs="+", help="image files and/or folders (searched recursively)")
     predict.add_argument("--models", help="model folder (default: the shipped models)")
@@ -299,7 +327,7 @@ def main(argv: list[str] | None = None) -> int:
         args.overrides = [*args.overrides, *extra]
     try:
         return args.func(args)
-    except (ValueError, FileNotFoundError, ImportError) as error:
+    except (ValueError, FileNotFoundError, FileExistsError, ImportError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
 

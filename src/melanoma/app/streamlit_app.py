@@ -202,12 +202,23 @@ def _threshold_line(config: dict[str, Any]) -> str:
     if "sensitivity" not in validation or "specificity" not in validation:
         return f"- **Threshold** {threshold:.1%} (not calibrated on validation data)"
     return (
-        f"- **Threshold** {threshold:.1%}, chosen on the validation images. At it the model flagged "
+        f"- **Threshold** {threshold:.1%}, {_threshold_source(config)}. At it the model flagged "
         f"{_with_interval(validation, 'sensitivity', '{:.0%}')} of the melanomas (sensitivity) and cleared "
         f"{_with_interval(validation, 'specificity', '{:.0%}')} of the other lesions (specificity)"
         f"{_cross_fitted_clause(validation.get('cross_fitted'))}. "
         "A lower threshold would miss fewer melanomas but raise more false alarms; a higher one the reverse."
     )
+
+
+def _threshold_source(config: dict[str, Any]) -> str:
+    """Where the threshold was fitted: the validation images, or a site's own (``melanoma calibrate``)."""
+    site = config.get("recalibration")
+    if not site:
+        return "chosen on the validation images"
+    previous = site.get("previous", {}).get("threshold")
+    was = f"; it was {float(previous):.1%} before" if previous is not None else ""
+    images = _count(config["validation"].get("n"), config["validation"].get("n_positive"))
+    return f"re-fitted for this site with `melanoma calibrate` on {images} from {Path(site['images_dir']).name}{was}"
 
 
 def _cross_fitted_clause(point: dict[str, Any] | None) -> str:

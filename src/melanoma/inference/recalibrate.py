@@ -1,0 +1,124 @@
+"""Re-fit the classifier's decision threshold on a site's own labelled images, into a new model folder.
+
+The shipped threshold is Youden's J on the 150 ISIC 2017 validation images, taken with ISIC's cameras. Another clinic
+(other dermatoscopes, light, population) may see the probabilities shift, and the same threshold then flags a
+different share of its melanomas. ``recalibrate_threshold`` scores the shipped models on the site's labelled images
+through the serving path, reports how the shipped threshold does there, fits Youden's threshold on those images
+(with bootstrap intervals and the cross-fitted estimate that the fit does not flatter), and writes a copy of the model
+folder whose classifier config carries the new threshold. The networks are not changed; serve the copy with
+``melanoma app --models OUT`` or ``melanoma predict --models OUT``.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from melanoma.data.samples import DataError
+from melanoma.inference.evaluate import evaluate_classification
+from melanoma.inference.predictor import TASK_CONFIGS, Predictor
+from melanoma.metrics import classification_scores, cross_fitted_summary
+
+MIN_PER_CLASS = 10  # fewer melanomas (or other lesions) than this, and Youden's cut-point is noise
+MODEL_FILES = ("*.onnx", "*.json", "*_train_config.yaml")  # what a served model folder needs (no card, no eval/)
+
+
+def _check_classes(labels: list[int], images_dir: Path) -> None:
+    positives = int(sum(labels))
+    negatives = len(labels) - positives
+    if min(positives, negatives) < MIN_PER_CLASS:
+        raise DataError(
+            f"{images_dir} has {positives} melanoma and {negatives} other labelled images; a threshold fitted on "
+            f"fewer than {MIN_PER_CLASS} of either would be noise: add labelled images of the missing kind"
+        )
+
+
+def _check_new_folder(out_dir: Path) -> None:
+    if out_dir.exists() and any(out_dir.iterdir()):  # also refuses the model folder itself
+        raise FileExistsError(f"{out_dir} already exists and is not empty: pass a new folder with --out")
+
+
+def _copy_models(models_dir: Path, out_dir: Path) -> None:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for pattern in MODEL_FILES:
+        for path in sorted(models_dir.glob(pattern)):
+            shutil.copy2(path, out_dir / path.name)
+
+
+def _rounded(scores: dict[str, Any]) -> dict[str, Any]:
+    result = {k: (round(v, 4) if isinstance(v, float) else v) for k, v in scores.items()}
+    if "ci95" in result:
+        result["ci95"] = {k: [round(x, 4) for x in v] for k, v in result["ci95"].items()}
+    return result
+
+
+def recalibrate_threshold(
+    models_dir: Path | str | None, images_dir: Path, labels_csv: Path, out_dir: Path, bootstrap: int = 1000
+) -> dict[str, Any]:
+    """Fit the classifier's threshold on ``images_dir`` (labels in ``labels_csv``) and write the models to ``out_dir``.
+
+    Args:
+        models_dir: the model folder to start from (None: the shipped models).
+        images_dir: the site's images.
+        labels_csv: ``image_id,melanoma`` for them (``image_id`` = file stem), at least ``MIN_PER_CLASS`` of each.
+        out_dir: a new (or empty) folder for the copy of the model folder with the re-fitted threshold.
+        bootstrap: stratified bootstrap resamples for the 95% intervals.
+
+    Returns:
+        ``{"out_dir", "n", "n_positive", "auc", "shipped_threshold": {...}, "refitted_threshold": {...}}``: the
+        operating point of the starting threshold on these images, and the new one's (in-sample, with ``ci95``
+        and ``cross_fitted``).
+
+    Raises:
+        DataError: unreadable images or labels, no classifier, or too few images of a class.
+        FileExistsError: ``out_dir`` exists and is not empty.
+    """
+    predictor = Predictor.from_dir(models_dir)
+    source = Path(predictor.models_dir)
+    out_dir = Path(out_dir)
+    _check_new_folder(out_dir)
+    shipped = evaluate_classification(predictor, Path(images_dir), Path(labels_csv), bootstrap=bootstrap)
+    per_image = shipped.pop("per_image")
+    labels = [row["melanoma"] for row in per_image.values()]
+    probabilities = [row["probability"] for row in per_image.values()]
+    _check_classes(labels, Path(images_dir))
+    fitted = classification_scores(np.asarray(labels), np.asarray(probabilities), None, bootstrap)
+    refitted = _rounded(fitted)
+    refitted["cross_fitted"] = cross_fitted_summary(labels, probabilities)
+
+    _copy_models(source, out_dir)
+    config_path = out_dir / TASK_CONFIGS["classification"]
+    config = json.loads(config_path.read_text())
+    previous = {"threshold": config["threshold"], "validation": config.get("validation", {})}
+    config["threshold"] = fitted["threshold"]  # unrounded: the cut-point itself, as export stores it
+    config["validation"] = {
+        **refitted,
+        "note": f"threshold re-fitted on these {len(labels)} images (Youden's J): the site's own, not ISIC 2017's",
+    }
+    config["recalibration"] = {
+        "images_dir": str(images_dir),
+        "labels_csv": str(labels_csv),
+        "date": datetime.now(UTC).isoformat(timespec="seconds"),
+        "from_models": str(source),
+        "previous": previous,
+        "previous_threshold_here": _operating_point(shipped),
+    }
+    config_path.write_text(json.dumps(config, indent=2) + "\n")
+    return {
+        "out_dir": str(out_dir),
+        "n": refitted["n"],
+        "n_positive": refitted["n_positive"],
+        "auc": refitted["auc"],
+        "shipped_threshold": _operating_point(shipped),
+        "refitted_threshold": {**_operating_point(refitted), "cross_fitted": refitted["cross_fitted"]},
+    }
+
+
+def _operating_point(scores: dict[str, Any]) -> dict[str, Any]:
+    keys = ("threshold", "sensitivity", "specificity", "balanced_accuracy", "ci95")
+    return {key: scores[key] for key in keys if key in scores}

@@ -1,0 +1,107 @@
+"""``melanoma calibrate``: the melanoma threshold re-fitted on a site's own labelled images, into a model copy."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import synthetic_lesion
+from PIL import Image
+
+from melanoma.app import streamlit_app as app
+from melanoma.cli import main
+from melanoma.data.samples import DataError
+from melanoma.inference.evaluate import evaluate_classification
+from melanoma.inference.predictor import Predictor
+from melanoma.inference.recalibrate import MIN_PER_CLASS, recalibrate_threshold
+from melanoma.metrics import youden_threshold
+
+
+def _site(base: Path, melanomas: int = 12, others: int = 14) -> tuple[Path, Path]:
+    """A site's labelled folder: synthetic lesions, darker and larger for the 'melanomas' so the scores differ."""
+    images = base / "site_images"
+    images.mkdir(parents=True)
+    rows = ["image_id,melanoma"]
+    for index in range(melanomas + others):
+        melanoma = int(index < melanomas)
+        image, _ = synthetic_lesion(96, seed=index, radius_fraction=0.35 if melanoma else 0.2)
+        if melanoma:
+            image = (image * 0.7).astype(np.uint8)
+        Image.fromarray(image).save(images / f"site_{index:03d}.jpg", quality=95)
+        rows.append(f"site_{index:03d},{melanoma}")
+    labels = base / "site_labels.csv"
+    labels.write_text("\n".join(rows) + "\n")
+    return images, labels
+
+
+def test_threshold_is_refitted_on_the_sites_images_and_the_networks_copied(tiny_models_dir, tmp_path):
+    images, labels = _site(tmp_path)
+    out = tmp_path / "site_models"
+    summary = recalibrate_threshold(tiny_models_dir, images, labels, out, bootstrap=50)
+
+    served = evaluate_classification(Predictor.from_dir(tiny_models_dir), images, labels, bootstrap=0)["per_image"]
+    truth = [row["melanoma"] for row in served.values()]
+    probabilities = [row["probability"] for row in served.values()]
+    expected = youden_threshold(truth, probabilities)
+    config = json.loads((out / "classification.json").read_text())
+    assert config["threshold"] == pytest.approx(expected)
+    assert summary["refitted_threshold"]["threshold"] == pytest.approx(expected, abs=1e-4)
+    original = json.loads((tiny_models_dir / "classification.json").read_text())
+    assert summary["shipped_threshold"]["threshold"] == pytest.approx(original["threshold"], abs=1e-4)
+    assert config["recalibration"]["previous"]["threshold"] == original["threshold"]
+    assert config["recalibration"]["images_dir"] == str(images)
+    assert (config["validation"]["n"], config["validation"]["n_positive"]) == (26, 12)
+    assert "cross_fitted" in config["validation"] and "ci95" in config["validation"]
+    # The networks and the segmenter are copied unchanged; the starting folder is left alone.
+    for name in ("classification.onnx", "segmentation.onnx", "segmentation.json"):
+        assert (out / name).read_bytes() == (tiny_models_dir / name).read_bytes()
+    assert json.loads((tiny_models_dir / "classification.json").read_text()) == original
+    reloaded = Predictor.from_dir(out)
+    assert reloaded.threshold == pytest.approx(expected)
+    # The app says where the threshold now comes from.
+    line = app._threshold_line(config)
+    assert "re-fitted for this site with `melanoma calibrate` on 26 images (12 melanoma) from site_images" in line
+    assert f"it was {original['threshold']:.1%} before" in line
+
+
+def test_too_few_images_of_a_class_or_an_occupied_folder_are_clear_errors(tiny_models_dir, tmp_path):
+    images, labels = _site(tmp_path, melanomas=MIN_PER_CLASS - 1, others=12)
+    with pytest.raises(DataError, match=f"has {MIN_PER_CLASS - 1} melanoma and 12 other labelled images"):
+        recalibrate_threshold(tiny_models_dir, images, labels, tmp_path / "out", bootstrap=0)
+    assert not (tmp_path / "out").exists()
+    with pytest.raises(FileExistsError, match="already exists and is not empty"):
+        recalibrate_threshold(tiny_models_dir, images, labels, tiny_models_dir, bootstrap=0)
+
+
+def test_calibrate_command_prints_the_summary_and_writes_the_models(tiny_models_dir, tmp_path, capsys):
+    images, labels = _site(tmp_path)
+    out, report = tmp_path / "site_models", tmp_path / "summary.json"
+    argv = ["calibrate", "--models", str(tiny_models_dir), "--images", str(images), "--labels", str(labels)]
+    assert main([*argv, "--out", str(out), "--json", str(report)]) == 0
+    captured = capsys.readouterr()
+    summary = json.loads(captured.out)
+    assert summary == json.loads(report.read_text()) and summary["out_dir"] == str(out)
+    assert {"shipped_threshold", "refitted_threshold", "auc"} <= set(summary)
+    assert f"melanoma app --models {out}" in captured.err and "not a medical device" in captured.err
+    assert main([*argv, "--out", str(out)]) == 2  # the folder is taken now: an error, not a traceback
+    assert "already exists and is not empty" in capsys.readouterr().err
+
+
+@pytest.mark.data
+def test_on_the_isic_validation_images_the_refitted_threshold_is_the_shipped_one(isic_data_dir, tmp_path):
+    # The shipped threshold is Youden's J on these images through the exported graph: re-fitting must find it again.
+    labels = isic_data_dir / "labels" / "ISIC-2017_Validation_Part3_GroundTruth.csv"
+    out = tmp_path / "models"
+    recalibrate_threshold(None, isic_data_dir / "images" / "val", labels, out, bootstrap=0)
+    shipped = json.loads((Path(Predictor.from_dir().models_dir) / "classification.json").read_text())
+    assert json.loads((out / "classification.json").read_text())["threshold"] == pytest.approx(shipped["threshold"])
+
+
+def test_recalibration_runs_on_the_serving_install_without_torch():
+    import subprocess
+    import sys
+
+    code = "import sys, melanoma.cli, melanoma.inference.recalibrate; assert 'torch' not in sys.modules, 'torch'"
+    subprocess.run([sys.executable, "-c", code], check=True)
