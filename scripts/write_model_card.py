@@ -1571,6 +1571,9 @@ LIMITS = [
     "- Trained on dermoscopic images of the ISIC 2017 challenge (mostly fair skin, a few clinics, resized to 256 px, "
     "squashed). Performance on other populations, devices or clinical (non-dermoscopic) photos is unknown.",
     "- The validation set is small (150 images, 30 melanomas): intervals are wide.",
+    "- The decision threshold is fitted on ISIC 2017's validation images and cameras; another site can re-fit it on "
+    "its own labelled images with `melanoma calibrate` (a copy of the model folder with the new threshold; the "
+    "networks are unchanged).",
     "- The segmenter's outline follows the visible pigment; where an annotator drew a looser outline (a few-click "
     'polygon around a faint border), it under-segments ("Where the segmenter fails"), and the lesion '
     "measurements follow the outline it draws.",
