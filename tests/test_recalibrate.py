@@ -105,3 +105,14 @@ def test_recalibration_runs_on_the_serving_install_without_torch():
 
     code = "import sys, melanoma.cli, melanoma.inference.recalibrate; assert 'torch' not in sys.modules, 'torch'"
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_a_site_the_classifier_ranks_clearly_worse_gets_a_warning():
+    from melanoma.inference.recalibrate import ranking_warning
+
+    reference = {"n": 150, "auc": 0.906}
+    worse = ranking_warning({"auc": 0.70, "ci95": {"auc": [0.61, 0.79]}}, reference)
+    assert worse and "AUC 0.700 (95% CI up to 0.790) against 0.906" in worse and "cannot make the ranking" in worse
+    assert ranking_warning({"auc": 0.85, "ci95": {"auc": [0.75, 0.93]}}, reference) is None  # within noise of it
+    assert ranking_warning({"auc": 0.70}, reference) is None  # no interval: no claim
+    assert ranking_warning({"auc": 0.70, "ci95": {"auc": [0.6, 0.8]}}, {}) is None  # nothing to compare with

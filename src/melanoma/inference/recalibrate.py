@@ -109,7 +109,7 @@ def recalibrate_threshold(
         "previous_threshold_here": _operating_point(shipped),
     }
     config_path.write_text(json.dumps(config, indent=2) + "\n")
-    return {
+    summary = {
         "out_dir": str(out_dir),
         "n": refitted["n"],
         "n_positive": refitted["n_positive"],
@@ -117,6 +117,22 @@ def recalibrate_threshold(
         "shipped_threshold": _operating_point(shipped),
         "refitted_threshold": {**_operating_point(refitted), "cross_fitted": refitted["cross_fitted"]},
     }
+    warning = ranking_warning(refitted, previous["validation"])
+    return {**summary, "warning": warning} if warning else summary
+
+
+def ranking_warning(site: dict[str, Any], reference: dict[str, Any]) -> str | None:
+    """A sentence when the classifier ranks the site's images clearly worse than the images its threshold came from
+    (the site's AUC interval lies below the reference AUC): a new threshold cannot repair the ranking itself."""
+    high = site.get("ci95", {}).get("auc", [None, None])[1]
+    if high is None or "auc" not in reference or high >= reference["auc"]:
+        return None
+    return (
+        f"the classifier ranks these images worse than the {reference.get('n', '?')} it was calibrated on: AUC "
+        f"{site['auc']:.3f} (95% CI up to {high:.3f}) against {reference['auc']:.3f}. A re-fitted threshold moves the "
+        "trade-off between missed melanomas and false alarms, it cannot make the ranking better: check image "
+        "quality and acquisition (dermoscopic close-ups, as in the ISIC archive) before relying on it."
+    )
 
 
 def _operating_point(scores: dict[str, Any]) -> dict[str, Any]:
