@@ -92,23 +92,14 @@ def recalibrate_threshold(
     refitted["cross_fitted"] = cross_fitted_summary(labels, probabilities)
 
     _copy_models(source, out_dir)
-    config_path = out_dir / TASK_CONFIGS["classification"]
-    config = json.loads(config_path.read_text())
-    previous = {"threshold": config["threshold"], "validation": config.get("validation", {})}
-    config["threshold"] = fitted["threshold"]  # unrounded: the cut-point itself, as export stores it
-    config["validation"] = {
-        **refitted,
-        "note": f"threshold re-fitted on these {len(labels)} images (Youden's J): the site's own, not ISIC 2017's",
-    }
-    config["recalibration"] = {
+    provenance = {
         "images_dir": str(images_dir),
         "labels_csv": str(labels_csv),
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
         "from_models": str(source),
-        "previous": previous,
         "previous_threshold_here": _operating_point(shipped),
     }
-    config_path.write_text(json.dumps(config, indent=2) + "\n")
+    previous = _write_config(out_dir / TASK_CONFIGS["classification"], fitted["threshold"], refitted, provenance)
     summary = {
         "out_dir": str(out_dir),
         "n": refitted["n"],
@@ -119,6 +110,21 @@ def recalibrate_threshold(
     }
     warning = ranking_warning(refitted, previous["validation"])
     return {**summary, "warning": warning} if warning else summary
+
+
+def _write_config(path: Path, threshold: float, scores: dict[str, Any], provenance: dict[str, Any]) -> dict:
+    """Put the re-fitted ``threshold`` (unrounded, as export stores it) and its ``scores`` into the classifier config
+    at ``path``, keeping the previous threshold and validation block under ``recalibration``; return those."""
+    config = json.loads(path.read_text())
+    previous = {"threshold": config["threshold"], "validation": config.get("validation", {})}
+    config["threshold"] = threshold
+    config["validation"] = {
+        **scores,
+        "note": f"threshold re-fitted on these {scores['n']} images (Youden's J): the site's own, not ISIC 2017's",
+    }
+    config["recalibration"] = {**provenance, "previous": previous}
+    path.write_text(json.dumps(config, indent=2) + "\n")
+    return previous
 
 
 def ranking_warning(site: dict[str, Any], reference: dict[str, Any]) -> str | None:
