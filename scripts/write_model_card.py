@@ -470,7 +470,7 @@ def _failure_section(eval_dir: Path) -> list[str]:
         lines += cross_validation_section(study, "#### Loss tried on a held-out train fold (CPU, 128 px)")
     config = _load(eval_dir.parent / "segmentation.json") or {}
     search = config.get("validation", {}).get("threshold_search", [])
-    return lines + _postprocess_fold_section(_load(eval_dir / "segmentation_postprocess_fold0.json"), search)
+    return lines + _postprocess_fold_section(_load(eval_dir / "segmentation_postprocess_cv128.json"), search)
 
 
 _POSTPROCESS_WORDS = {
@@ -480,6 +480,14 @@ _POSTPROCESS_WORDS = {
     "convex_hull_each": "convex hull of each component",
     "convex_hull_all": "convex hull of all predicted pixels",
 }
+
+
+def _fold_names(report: dict) -> str:
+    """``runs/.../fold0`` and ``runs/.../fold1`` -> "folds 0 and 1"; one run -> "fold 0"."""
+    numbers = [Path(run).name.removeprefix("fold") for run in report["runs"]]
+    if len(numbers) == 1:
+        return f"fold {numbers[0]}"
+    return f"folds {', '.join(numbers[:-1])} and {numbers[-1]}"
 
 
 def _postprocess_fold_section(report: dict | None, threshold_search: list[dict]) -> list[str]:
@@ -510,15 +518,28 @@ def _postprocess_fold_section(report: dict | None, threshold_search: list[dict])
     hulls = [report["variants"][name]["vs_none"] for name in ("convex_hull_each", "convex_hull_all")]
     verdict = "rejected" if all(gain["ci95"][1] < 0 for gain in hulls) else "not adopted"
     lines = [
-        "#### Post-processing tried on a held-out train fold (CPU, 128 px)",
+        "#### Post-processing tried on held-out train folds (CPU, 128 px)",
         "",
         "If the misses are generous, smooth annotations around a predicted core, a convex hull of the predicted "
         "mask might recover them. The two hulls, and the two steps `melanoma export` can switch on, were scored on "
-        f"the out-of-fold probability maps of held-out train fold 0 ({report['images']} train images; the "
-        "baseline fold model of the colour-constancy study at 128 px, `runs/cv128-sog/bf16/fold0`), each paired "
+        f"the out-of-fold probability maps of held-out train {_fold_names(report)} ({report['images']} train "
+        "images; the baseline fold models of the colour-constancy study at 128 px, "
+        f"{', '.join(f'`{run}`' for run in report['runs'])}), each paired "
         "image by image with no post-processing, by a rule written before the scores were seen (a hull passes "
-        "only with its gain's 95% CI above 0 and no lower thresholded Jaccard). Both hulls lose mean Jaccard "
-        f"({verdict}), so neither was tried on the validation images. The largest component gains {largest:+.4f} "
+        "only with its gain's 95% CI above 0 and no lower thresholded Jaccard)"
+        + (
+            "; fold 0 was scored first, and the other folds were added as a confirmation under a second rule, also "
+            "written before they were trained (the rejection stands only if both hulls' pooled intervals stay below "
+            "0). "
+            if len(report["runs"]) > 1
+            else ". "
+        )
+        + (
+            "Both hulls lose mean Jaccard (rejected)"
+            if verdict == "rejected"
+            else "The hulls do not gain (not adopted)"
+        )
+        + f", so neither was tried on the validation images. The largest component gains {largest:+.4f} "
         "here, below the 0.001 that `melanoma export` requires before it switches a step on. Command: "
         f"`{report['command']}`.",
         "",
@@ -559,7 +580,7 @@ def _smoothness_lines(report: dict) -> list[str]:
     ]  # fmt: skip
     return [
         "The failures go with how the annotation was drawn, not with lesion size alone. Within each third of lesion "
-        f"sizes, the fold's images were split at the median of how detailed their annotation's outline is "
+        f"sizes, the images were split at the median of how detailed their annotation's outline is "
         f"({split['measure'].split('; compared')[0]}). Without "
         f"post-processing the smoother half scores {smoother['jaccard']:.4f} mean Jaccard against "
         f"{detailed['jaccard']:.4f} (difference {gain['jaccard']:+.4f}, 95% CI {gain['ci95'][0]:+.4f} to "
@@ -596,7 +617,7 @@ def _learned_threshold_lines(report: dict) -> list[str]:
     return [
         "The `learned_threshold` row tries that: per image a threshold from 0.05 to 0.95, chosen from the map alone "
         "(its area above each threshold, the peak, the uncertain area) by random forests fitted on the other "
-        "images of the fold, cross-fitted in 5 parts so that no image's choice saw its annotation. It was added "
+        "images, cross-fitted in 5 parts so that no image's choice saw its annotation. It was added "
         "after the rows above were seen, as a follow-up of the bound, not under a pre-written rule. It scored "
         f"{row['jaccard']:.4f} against {gain['baseline_mean']:.4f} (gain {gain['difference']:+.4f}, 95% CI "
         f"{gain['ci95'][0]:+.4f} to {gain['ci95'][1]:+.4f}; {row['failures']} images below 0.65), {gain['decision']}"

@@ -67,6 +67,12 @@ def _runs(name: str) -> dict:
 # --- Measured ---------------------------------------------------------------------------------------------------
 
 
+def _fold_names(report: dict) -> str:
+    """The folds of a fold study's ``runs`` as README words them: "fold 0", "folds 0 and 1"."""
+    numbers = [Path(run).name.removeprefix("fold") for run in report["runs"]]
+    return f"fold {numbers[0]}" if len(numbers) == 1 else f"folds {', '.join(numbers[:-1])} and {numbers[-1]}"
+
+
 def _measured() -> list[str]:
     seg, full = _load("segmentation_val.json"), _load("segmentation_fullres_val.json")
     cls, speed, app = _load("classification_val.json"), _load("bench_inference.json"), _load("bench_app.json")
@@ -269,14 +275,18 @@ def _segmenter_rows() -> list[str]:
         "| not adopted"
     )
 
-    hulls = _load("segmentation_postprocess_fold0.json")
+    hulls = _load("segmentation_postprocess_cv128.json")
     gains = [hulls["variants"][name]["vs_none"] for name in ("convex_hull_each", "convex_hull_all")]
     assert all(gain["ci95"][1] < 0 for gain in gains)  # README: rejected
     cells = "; ".join(f"{gain['difference']:+.4f} ({_ci(*gain['ci95'], 4)})" for gain in gains)
-    rows.append(f"{hulls['images']} images | {cells} | rejected")
+    folds = _fold_names(hulls)
+    rows.append(f"train {folds}, 128 px, {hulls['images']} images | {cells} | rejected")
     learned = hulls["variants"]["learned_threshold"]["vs_none"]
     assert learned["decision"] == "within noise"  # README: no evidence
-    rows.append(f"{hulls['images']} images | {learned['difference']:+.4f} ({_ci(*learned['ci95'], 4)}) | no evidence")
+    rows.append(
+        f"train {folds}, 128 px, {hulls['images']} images | {learned['difference']:+.4f} "
+        f"({_ci(*learned['ci95'], 4)}) | no evidence"
+    )
 
     flips = config["validation"]["test_time_flips_best_jaccard"]
     assert config["test_time_flips"] == []  # served on one view
@@ -460,12 +470,14 @@ def _limit_sentences() -> list[str]:
     point = cls["cross_fitted"]
     low, high = cls["ci95"]["youden_threshold"]
     lite0 = _load("classification_val_lite0.json")["ci95"]["youden_threshold"]
-    split = _load("segmentation_postprocess_fold0.json")["by_annotation_smoothness"]
+    report = _load("segmentation_postprocess_cv128.json")
+    split = report["by_annotation_smoothness"]
     smoother, detailed = split["smoother"], split["more_detailed"]
     assert split["difference"]["ci95"][1] < 0  # README: the smoother half scores lower, beyond noise
     return [
-        "outline (fewer corners per boundary pixel: a few-click polygon) scores mean Jaccard "
-        f"{smoother['jaccard']:.3f} against {detailed['jaccard']:.3f} and holds {smoother['failures']} of the "
+        f"On held-out train {_fold_names(report)}, within each third of lesion sizes, the half of the images whose "
+        "annotation is the smoother outline (fewer corners per boundary pixel: a few-click polygon) scores mean "
+        f"Jaccard {smoother['jaccard']:.3f} against {detailed['jaccard']:.3f} and holds {smoother['failures']} of the "
         f"{smoother['failures'] + detailed['failures']} failures and {smoother['under_segmented']} of the "
         f"{smoother['under_segmented'] + detailed['under_segmented']} under-segmented ones",
         f"Of the 150 validation images, {sum(counts)} score below the thresholded-Jaccard cut-off 0.65: {counts[0]} "
