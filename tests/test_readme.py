@@ -194,25 +194,29 @@ def _segmenter_rows() -> list[str]:
     assert ep36["decision"] == "adopt"
     rows.append(f"{_fold_gain(ep36['pooled_vs_baseline'])} | adopted on the fold")
 
-    small, small_runs = _load("segmentation_val_128_vs_shipped.json"), _runs("segmentation_comparison_128.json")
-    assert small["vs_baseline"]["baseline_mean"] == previous() and small["vs_baseline"]["difference"] <= 0
+    def not_shipped(evaluation: str, comparison: str, run: str, label: str) -> str:
+        """A validation row of a candidate that did not beat the segmenter shipped before it."""
+        result, runs = _load(evaluation), _runs(comparison)
+        assert result["vs_baseline"]["baseline_mean"] == previous() and result["vs_baseline"]["difference"] <= 0
+        return (
+            f"{label.format(minutes=runs[run]['train_minutes'])} | validation | "
+            f"{_paired(result, 'the previously shipped')}, {runs[run]['image_ms']:.1f} ms per image "
+            f"instead of {runs['models']['image_ms']:.1f} | not shipped"
+        )
+
     rows.append(
-        f"(`configs/segmentation-128.yaml`, {small_runs['segmentation-128']['train_minutes']} minutes) | validation | "
-        f"{_paired(small, 'the previously shipped')}, {small_runs['segmentation-128']['image_ms']:.1f} ms per image "
-        f"instead of {small_runs['models']['image_ms']:.1f} | not shipped"
-    )
+        not_shipped("segmentation_val_128_vs_shipped.json", "segmentation_comparison_128.json", "segmentation-128",
+                    "(`configs/segmentation-128.yaml`, {minutes} minutes)")
+    )  # fmt: skip
     ema_run = _load("segmentation_val_ema_vs_shipped.json")
     assert ema_run["vs_baseline"]["baseline_mean"] == previous() and ema_run["vs_baseline"]["ci95"][0] <= 0
     minutes = _runs("segmentation_comparison.json")["segmentation-ema"]["train_minutes"]
     rows.append(f"({minutes} minutes) | validation | {_paired(ema_run, 'the previously shipped')} | not shipped")
 
-    lite2, lite2_runs = _load("segmentation_val_lite2_vs_shipped.json"), _runs("segmentation_comparison_lite2.json")
-    assert lite2["vs_baseline"]["baseline_mean"] == previous() and lite2["vs_baseline"]["difference"] <= 0
     rows.append(
-        f"({lite2_runs['seg-lite2-bf16']['train_minutes']} minutes in bf16) | validation | "
-        f"{_paired(lite2, 'the previously shipped')}, {lite2_runs['seg-lite2-bf16']['image_ms']:.1f} ms per image "
-        f"instead of {lite2_runs['models']['image_ms']:.1f} | not shipped"
-    )
+        not_shipped("segmentation_val_lite2_vs_shipped.json", "segmentation_comparison_lite2.json", "seg-lite2-bf16",
+                    "({minutes} minutes in bf16)")
+    )  # fmt: skip
 
     shipped, ep16 = _load("segmentation_val.json"), _load("segmentation_val_ep16_vs_shipped.json")
     assert ep16["jaccard"] == shipped["jaccard"] and ep16["vs_baseline"]["difference"] > 0  # it beat the one before
