@@ -509,6 +509,20 @@ def test_convex_hulls_fill_concavities_and_keep_convex_masks():
     assert not segmentation_postprocess.convex_hull_all(np.zeros((8, 8), bool)).any()
 
 
+def test_extend_to_edge_fills_a_faded_border_and_leaves_inner_masks_alone():
+    import numpy as np
+
+    lesion = np.zeros((32, 32), bool)
+    lesion[:, :12] = True  # the annotated lesion reaches the left edge
+    faded = lesion.copy()
+    faded[:, :2] = False  # the map fades in the last two columns
+    assert (segmentation_postprocess.extend_to_edge(faded) == lesion).all()
+    inner = _disk(32, 10)
+    assert (segmentation_postprocess.extend_to_edge(inner) == inner).all()
+    tiny = np.ones((5, 5), bool)
+    assert segmentation_postprocess.extend_to_edge(tiny) is tiny  # no inner mask to copy from
+
+
 def test_score_variants_pairs_each_variant_with_none_and_bounds_it_with_the_oracle():
     import numpy as np
 
