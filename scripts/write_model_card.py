@@ -470,7 +470,8 @@ def _failure_section(eval_dir: Path) -> list[str]:
         lines += cross_validation_section(study, "#### Loss tried on a held-out train fold (CPU, 128 px)")
     config = _load(eval_dir.parent / "segmentation.json") or {}
     search = config.get("validation", {}).get("threshold_search", [])
-    return lines + _postprocess_fold_section(_load(eval_dir / "segmentation_postprocess_cv128.json"), search)
+    lines += _postprocess_fold_section(_load(eval_dir / "segmentation_postprocess_cv128.json"), search)
+    return lines + _postprocess_shipped_recipe_section(_load(eval_dir / "segmentation_postprocess_cv256.json"))
 
 
 _POSTPROCESS_WORDS = {
@@ -479,6 +480,7 @@ _POSTPROCESS_WORDS = {
     "fill_holes": "hole filling",
     "convex_hull_each": "convex hull of each component",
     "convex_hull_all": "convex hull of all predicted pixels",
+    "extend_to_edge": "outer 3 pixels copied from 3 pixels in",
 }
 
 
@@ -488,6 +490,32 @@ def _fold_names(report: dict) -> str:
     if len(numbers) == 1:
         return f"fold {numbers[0]}"
     return f"folds {', '.join(numbers[:-1])} and {numbers[-1]}"
+
+
+_VARIANT_HEADER = [
+    "post-processing",
+    "mean Jaccard",
+    "thresholded Jaccard",
+    "images < 0.65",
+    "gain vs none [95% CI]",
+    "paired decision",
+]
+
+
+def _variant_rows(report: dict) -> list[list]:
+    """One table row per post-processing variant of a ``segmentation_postprocess.py`` report."""
+    rows = []
+    for name, row in report["variants"].items():
+        gain = row.get("vs_none")
+        verdict = "baseline" if gain is None else gain["decision"]
+        gain_text = (
+            "" if gain is None else f"{gain['difference']:+.4f} [{gain['ci95'][0]:+.4f}, {gain['ci95'][1]:+.4f}]"
+        )
+        rows.append(
+            [_POSTPROCESS_WORDS.get(name, name), f"{row['jaccard']:.4f}", f"{row['thresholded_jaccard']:.4f}",
+             row["failures"], gain_text or "-", verdict]
+        )  # fmt: skip
+    return rows
 
 
 def _postprocess_fold_section(report: dict | None, threshold_search: list[dict]) -> list[str]:
@@ -503,17 +531,7 @@ def _postprocess_fold_section(report: dict | None, threshold_search: list[dict])
             f"{max(scores) - min(scores):.4f} mean Jaccard of each other: `threshold_search` in `segmentation.json`)"
         )
     largest = report["variants"]["largest_component"]["vs_none"]["difference"]
-    rows = []
-    for name, row in report["variants"].items():
-        gain = row.get("vs_none")
-        verdict = "baseline" if gain is None else gain["decision"]
-        gain_text = (
-            "" if gain is None else f"{gain['difference']:+.4f} [{gain['ci95'][0]:+.4f}, {gain['ci95'][1]:+.4f}]"
-        )
-        rows.append(
-            [_POSTPROCESS_WORDS.get(name, name), f"{row['jaccard']:.4f}", f"{row['thresholded_jaccard']:.4f}",
-             row["failures"], gain_text or "-", verdict]
-        )  # fmt: skip
+    rows = _variant_rows(report)
     oracle, none = report["oracle_threshold"], report["variants"]["none"]
     hulls = [report["variants"][name]["vs_none"] for name in ("convex_hull_each", "convex_hull_all")]
     verdict = "rejected" if all(gain["ci95"][1] < 0 for gain in hulls) else "not adopted"
@@ -543,17 +561,7 @@ def _postprocess_fold_section(report: dict | None, threshold_search: list[dict])
         "here, below the 0.001 that `melanoma export` requires before it switches a step on. Command: "
         f"`{report['command']}`.",
         "",
-        _table(
-            [
-                "post-processing",
-                "mean Jaccard",
-                "thresholded Jaccard",
-                "images < 0.65",
-                "gain vs none [95% CI]",
-                "paired decision",
-            ],
-            rows,
-        ),  # fmt: skip
+        _table(_VARIANT_HEADER, rows),
         "",
         "Not a method but a bound: choosing each image's threshold with its annotation (`oracle_threshold`, the "
         f"best of 0.02, 0.04, ..., 0.98) would score {oracle['jaccard']:.4f} mean Jaccard and "
@@ -564,6 +572,51 @@ def _postprocess_fold_section(report: dict | None, threshold_search: list[dict])
         "",
     ]
     return lines + _learned_threshold_lines(report) + _smoothness_lines(report)
+
+
+def _gain_with_ci(gain: dict) -> str:
+    return f"{gain['difference']:+.4f} (95% CI {gain['ci95'][0]:+.4f} to {gain['ci95'][1]:+.4f})"
+
+
+def _postprocess_shipped_recipe_section(report: dict | None) -> list[str]:
+    """The same post-processing study on a held-out fold of the shipped recipe at 256 px, with ``extend_to_edge``."""
+    if not report:
+        return []
+    variants = report["variants"]
+    edge = variants["extend_to_edge"]["vs_none"]
+    passed = (
+        edge["ci95"][0] > 0
+        and variants["extend_to_edge"]["thresholded_jaccard"] >= variants["none"]["thresholded_jaccard"]
+    )
+    oracle, none = report["oracle_threshold"], variants["none"]
+    return [
+        "#### The same on a held-out fold of the shipped recipe (CPU, 256 px)",
+        "",
+        f"The out-of-fold maps of {', '.join(f'`{run}`' for run in report['runs'])} ({report['images']} train "
+        "images), a fold model trained by the shipped recipe itself (256 px, bf16, 16 epochs, weight average; trained "
+        "for the quality checks below), through the same script. It adds one candidate, `extend_to_edge`: the "
+        "segmenter's maps fade in the outer 2-3 pixels even where the annotated lesion reaches the image edge, so "
+        "the mask's outer 3 pixels are copied from 3 pixels in. Its rule, written before the fold finished "
+        "training, asked for a gain whose 95% CI lies above 0, with no lower thresholded Jaccard, before it would be "
+        f"tried on validation. It gained {_gain_with_ci(edge)}: "
+        + (
+            "passed."
+            if passed
+            else "not adopted, and not tried on validation (the fading strip is a few pixels of a few lesions)."
+        )
+        + " The hulls lose at this resolution too ("
+        f"{_gain_with_ci(variants['convex_hull_each']['vs_none'])} and "
+        f"{_gain_with_ci(variants['convex_hull_all']['vs_none'])}), and the per-image threshold learned from the map "
+        f"{_gain_with_ci(variants['learned_threshold']['vs_none'])}. The oracle bound: {oracle['jaccard']:.4f} "
+        f"against {none['jaccard']:.4f}, {oracle['failures']} images below 0.65 instead of {none['failures']}. "
+        "The two steps `melanoma export` can switch on gain "
+        f"{variants['largest_component']['vs_none']['difference']:+.5f} (largest component) and "
+        f"{variants['fill_holes']['vs_none']['difference']:+.5f} (hole filling), below the 0.001 it requires. "
+        f"Command: `{report['command']}`.",
+        "",
+        _table(_VARIANT_HEADER, _variant_rows(report)),
+        "",
+    ]
 
 
 def _smoothness_lines(report: dict) -> list[str]:
@@ -1584,6 +1637,88 @@ def precision_section(eval_dir: Path) -> list[str]:
     return lines
 
 
+def _check_row(name: str, data: str, summary: dict, reference: str, key: str) -> list:
+    check = summary[name]
+    found, gap = check[key], check["jaccard_flagged_vs_other"]
+    difference = (
+        "—"
+        if gap["difference"] is None
+        else f"{gap['flagged_mean']:.3f} vs {gap['other_mean']:.3f} ({gap['difference']:+.3f}, 95% CI "
+        f"{gap['ci95'][0]:+.3f} to {gap['ci95'][1]:+.3f})"
+    )
+    precision = "—" if found["precision"] is None else f"{found['precision']:.2f}"
+    return [
+        f"`{name}`",
+        data,
+        f"{found['flagged']} of {summary['images']}",
+        f"{found['flagged_and_reference']} of {found['reference']} {reference}",
+        f"{found['sensitivity']:.2f}",
+        precision,
+        difference,
+    ]
+
+
+def quality_checks_section(eval_dir: Path) -> list[str]:
+    """The Predictor's quality checks: thresholds fitted on a held-out train fold, checked on validation."""
+    report = _load(eval_dir / "quality_checks.json")
+    if not report:
+        return []
+    fit, validation = report["fit"], report["validation"]
+    low, high = report["uncertain_band"]
+    rows = []
+    for name, reference, key in (
+        ("outline_uncertain", "failures", "for_failures"),
+        ("lesion_at_edge", "annotations at the edge", "for_annotation_at_edge"),
+    ):
+        rows.append(_check_row(name, f"train fold ({fit['images']} held-out images), fitted", fit, reference, key))
+        rows.append(_check_row(name, "validation (150), shipped segmenter", validation, reference, key))
+    decisions = [
+        f"- `{name}`: shown only if {rule['rule']}: **{'met, shown' if rule['met'] else 'not met, not shown'}**."
+        for name, rule in report["ship_rules"].items()
+    ]
+    thresholds = fit["thresholds"]
+    return [
+        "## Quality checks shown with each prediction",
+        "",
+        f"Command: `{report['command']}`",
+        "",
+        "Every prediction (app, `melanoma predict` CSV column `quality_checks`, JSON downloads) lists the checks that "
+        "fire for its image; they change no output. `no_lesion`: the segmenter outlined nothing. "
+        f"`outline_uncertain`: the pixels of the segmenter's map between {low} and {high}, per pixel of the outlined "
+        f"lesion, exceed {thresholds['outline_uncertain']}; its reference is the failures, the images with Jaccard "
+        f"below {report['failure_jaccard']}. A candidate third check, `lesion_at_edge`, would fire when the outline "
+        "covers "
+        f"at least {thresholds['lesion_at_edge']:.0%} of one of the image's outermost {report['edge_rings']} "
+        "one-pixel rings (the segmenter's maps fade in the last 2-3 pixels even where the annotated lesion reaches "
+        "the edge), and its reference is an annotation covering at least "
+        f"{report['annotation_edge_fraction']:.0%} of the image's outermost ring: the lesion continues beyond the "
+        "photo, so its measurements describe only the visible part.",
+        "",
+        "Both thresholds were fitted (largest Youden's J on a grid) on the out-of-fold maps of "
+        f"{', '.join(f'`{run}`' for run in report['fit_runs'])}, a fold model of the shipped recipe (256 px, bf16, "
+        "16 epochs, weight average) that never trained on those images; the validation rows apply them unchanged to "
+        "the shipped segmenter. The rules for showing a check were written before the fold was trained; a first "
+        "look at the validation images with the shipped segmenter had shown the signal, which is why the "
+        "thresholds were not taken from there.",
+        "",
+        _table(
+            [
+                "check",
+                "data",
+                "flagged",
+                "of the reference",
+                "sensitivity",
+                "precision",
+                "mean Jaccard flagged vs other (difference)",
+            ],
+            rows,
+        ),  # fmt: skip
+        "",
+        *decisions,
+        "",
+    ]
+
+
 LIMITS = [
     "## Intended use and limits",
     "",
@@ -1616,6 +1751,7 @@ def render(models: Path) -> str:
         config = _load(models / f"{task}.json")
         if config:
             lines += section(config, eval_dir)
+    lines += quality_checks_section(eval_dir)
     lines += precision_section(eval_dir)
     lines += speed_section(models, eval_dir) + runtimes_section(eval_dir) + app_section(eval_dir) + LIMITS
     head = 4  # the title, the generated-by line and their blank lines

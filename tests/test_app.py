@@ -109,6 +109,17 @@ def test_valid_image_shows_probability_decision_and_measurements(app_test: AppTe
     assert len(app_test.get("download_button")) == 3
 
 
+def test_quality_checks_show_as_cautions_and_in_the_summary(app_test: AppTest, monkeypatch: pytest.MonkeyPatch) -> None:
+    import melanoma.inference.predictor as predictor_module
+    from melanoma.inference.checks import QUALITY_CHECKS
+
+    unsure = QUALITY_CHECKS["outline_uncertain"]
+    monkeypatch.setattr(predictor_module, "quality_checks", lambda probability, threshold: (unsure,))
+    _upload(app_test, [("unsure.jpg", _lesion_jpeg()), ("again.jpg", _lesion_jpeg(seed=2))])
+    assert sum(warning.value == unsure.message for warning in app_test.warning) == 2
+    assert list(app_test.dataframe[0].value["Checks"]) == ["outline uncertain", "outline uncertain"]
+
+
 def test_text_file_named_jpg_shows_an_error_naming_it(app_test: AppTest) -> None:
     _upload(app_test, [("notes.jpg", b"This is not an image, just a text file.\n" * 20)])
     (error,) = _errors(app_test)

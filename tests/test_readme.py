@@ -292,6 +292,17 @@ def _segmenter_rows() -> list[str]:
         f"({_ci(*learned['ci95'], 4)}) | no evidence"
     )
 
+    shipped_recipe = _load("segmentation_postprocess_cv256.json")
+    edge = shipped_recipe["variants"]["extend_to_edge"]["vs_none"]
+    assert edge["ci95"][0] <= 0  # README: not adopted
+    gains = [shipped_recipe["variants"][name]["vs_none"] for name in ("convex_hull_each", "convex_hull_all")]
+    assert all(gain["ci95"][1] < 0 for gain in gains)  # README: hulls rejected again
+    hull_cells = " and ".join(f"{gain['difference']:+.4f} ({_ci(*gain['ci95'], 4)})" for gain in gains)
+    rows.append(
+        f"train {_fold_names(shipped_recipe)} of the shipped recipe, 256 px, {shipped_recipe['images']} images | "
+        f"{edge['difference']:+.4f} ({_ci(*edge['ci95'], 4)}); hulls {hull_cells} | not adopted; hulls rejected again"
+    )
+
     flips = config["validation"]["test_time_flips_best_jaccard"]
     assert config["test_time_flips"] == []  # served on one view
     rows.append(f"{flips['hflip+vflip'] - flips['none']:+.4f} for three times the serving cost | not served")
@@ -505,3 +516,27 @@ def _limit_sentences() -> list[str]:
 @pytest.mark.parametrize("sentence", _limit_sentences())
 def test_readme_states_the_known_limits(sentence):
     assert sentence in _section("## Known limits")
+
+
+# --- The app: quality checks ----------------------------------------------------------------------------------
+
+
+def test_readme_states_what_the_quality_checks_measured():
+    report = _load("quality_checks.json")
+    unsure = report["validation"]["outline_uncertain"]
+    found, gap = unsure["for_failures"], unsure["jaccard_flagged_vs_other"]
+    edge = report["validation"]["lesion_at_edge"]["for_annotation_at_edge"]
+    assert report["ship_rules"]["outline_uncertain"]["met"] and not report["ship_rules"]["lesion_at_edge"]["met"]
+    low, high = report["uncertain_band"]
+    text = _section("## The app")
+    for sentence in (
+        f"the pixels of the segmenter's map between {low} and {high} exceed {unsure['threshold']} per pixel",
+        f"`outline_uncertain` flags {found['flagged']} of {report['validation']['images']}, whose mean Jaccard is "
+        f"{gap['flagged_mean']:.3f} against {gap['other_mean']:.3f} for the others (difference "
+        f"{gap['difference']:+.3f}, 95% CI {gap['ci95'][0]:+.3f} to {gap['ci95'][1]:+.3f}), among them "
+        f"{found['flagged_and_reference']} of the {found['reference']} failures",
+        f"fitted on {report['fit']['images']} held-out train images",
+        f"found {edge['flagged_and_reference']} of the {edge['reference']} such validation lesions",
+        "and is not shown",
+    ):
+        assert sentence in text

@@ -395,6 +395,7 @@ def _render_prediction(prediction: Prediction, options: OverlayOptions, key: str
         _render_probability(prediction)
         _render_downloads(prediction, overlay_png, key)
         st.caption(_timing_text(prediction))
+    _render_quality_checks(prediction)
     _render_measurements(prediction.measurements, prediction.image.shape[1::-1])
 
 
@@ -447,6 +448,13 @@ def _distinguishing_decimals(probability: float, threshold: float) -> int:
     while decimals < 3 and f"{probability:.{decimals}%}" == f"{threshold:.{decimals}%}":
         decimals += 1
     return decimals
+
+
+def _render_quality_checks(prediction: Prediction) -> None:
+    """One caution per quality check that fired (``no_lesion`` is said by the measurements section)."""
+    for check in prediction.quality_checks:
+        if check.code != "no_lesion":
+            st.warning(check.message, icon=":material/rule:")
 
 
 def _render_measurements(measurements: LesionMeasurements | None, analysed_size: tuple[int, int]) -> None:
@@ -536,6 +544,7 @@ def _render_summary(predictions: Sequence[Prediction], failed: int) -> None:
             "Melanoma probability": "—" if p.melanoma_probability is None else f"{p.melanoma_probability:.1%}",
             "Model output": p.decision_text,
             "Lesion area": "—" if p.lesion_area_fraction is None else f"{p.lesion_area_fraction:.1%}",
+            "Checks": ", ".join(check.code.replace("_", " ") for check in p.quality_checks) or "—",
         }
         for p in predictions
     ]
@@ -569,7 +578,8 @@ def result_record(prediction: Prediction) -> dict[str, Any]:
         prediction: the image's prediction.
 
     Returns:
-        A dict with the file name, probability, threshold, decision, measurements, sizes and timings.
+        A dict with the file name, probability, threshold, decision, measurements, sizes, timings and the quality
+        checks that fired.
     """
     analysed_height, analysed_width = prediction.image.shape[:2]
     return {
@@ -583,6 +593,7 @@ def result_record(prediction: Prediction) -> dict[str, Any]:
         "original_size": list(prediction.original_size),
         "analysed_size": [analysed_width, analysed_height],
         "timings_ms": dict(prediction.timings_ms),
+        "quality_checks": [{"code": c.code, "message": c.message} for c in prediction.quality_checks],
         "disclaimer": DISCLAIMER,
     }
 
@@ -600,6 +611,7 @@ def result_row(prediction: Prediction) -> dict[str, Any]:
     row["colours_present"] = "; ".join(measurements.get("colours_present", []))
     row["original_width"], row["original_height"] = record["original_size"]
     row["total_ms"] = record["timings_ms"].get("total")
+    row["quality_checks"] = ";".join(check["code"] for check in record["quality_checks"])
     return row
 
 

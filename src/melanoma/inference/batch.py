@@ -30,6 +30,7 @@ CSV_COLUMNS = (
     "width",
     "height",
     "milliseconds",
+    "quality_checks",
     "error",
 )
 
@@ -67,6 +68,7 @@ def prediction_row(path: Path, result: Prediction | Exception) -> dict[str, Any]
         )
     row["width"], row["height"] = result.original_size
     row["milliseconds"] = f"{result.timings_ms.get('total', 0):.1f}"
+    row["quality_checks"] = ";".join(check.code for check in result.quality_checks)
     return row
 
 

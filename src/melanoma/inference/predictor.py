@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
+from melanoma.inference.checks import QualityCheck, quality_checks
 from melanoma.inference.image_io import ImageLoadError, ImageSource, load_image_with_size
 from melanoma.inference.measurements import LesionMeasurements, measure_lesion
 from melanoma.inference.postprocess import lesion_mask, resize_mask
@@ -66,6 +67,8 @@ class Prediction:
         image: the decoded RGB image used for display (may be smaller than the original for big JPEGs).
         original_size: (width, height) of the original image after EXIF orientation.
         timings_ms: time spent in each stage.
+        quality_checks: reasons to trust the outline and measurements less (``melanoma.inference.checks``), empty
+            when none applies or without a segmenter.
     """
 
     name: str
@@ -79,6 +82,7 @@ class Prediction:
     image: np.ndarray
     original_size: tuple[int, int]
     timings_ms: dict[str, float] = field(default_factory=dict)
+    quality_checks: tuple[QualityCheck, ...] = ()
 
     @property
     def decision_text(self) -> str:
@@ -331,7 +335,9 @@ class Predictor:
         clock = time.perf_counter()
         height, width = image.shape[:2]
         mask = full_mask = measurements = area = None
+        checks: tuple[QualityCheck, ...] = ()
         if lesion_map is not None:
+            checks = quality_checks(lesion_map, float(self.segmenter.config["threshold"]))
             mask = self._lesion_mask(resize_mask(lesion_map, (width, height)))
             area = float(mask.mean())
             full_mask = mask if (width, height) == tuple(original_size) else _upsample_mask(mask, original_size)
@@ -359,4 +365,5 @@ class Predictor:
             image=image,
             original_size=tuple(original_size),
             timings_ms={k: round(v, 2) for k, v in timings.items()},
+            quality_checks=checks,
         )

@@ -1,0 +1,239 @@
+"""Quality checks on synthetic probability maps with known answers, and their place in every output."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import REPO_ROOT
+
+from melanoma.inference.checks import (
+    QUALITY_CHECKS,
+    UNCERTAIN_BAND,
+    UNCERTAIN_RATIO_THRESHOLD,
+    quality_checks,
+    uncertain_ratio,
+)
+
+
+def _disk(size: int = 64, radius: float = 20, centre: tuple[float, float] | None = None) -> np.ndarray:
+    rows, cols = np.mgrid[:size, :size]
+    cy, cx = centre or (size / 2, size / 2)
+    return (rows - cy) ** 2 + (cols - cx) ** 2 <= radius**2
+
+
+def _codes(probability: np.ndarray) -> list[str]:
+    return [check.code for check in quality_checks(probability)]
+
+
+def test_uncertain_ratio_counts_the_band_per_lesion_pixel():
+    core = _disk(radius=10)
+    rim = _disk(radius=16) & ~core
+    crisp = core.astype(np.float32)
+    assert uncertain_ratio(crisp) == 0.0
+    halo = np.where(core, 0.9, np.where(rim, 0.4, 0.05)).astype(np.float32)
+    assert uncertain_ratio(halo) == pytest.approx(rim.sum() / core.sum())
+    # The band's ends are not uncertain: exactly 0.2 and 0.8 count as confident.
+    assert uncertain_ratio(np.where(core, 0.8, np.where(rim, 0.2, 0.0)).astype(np.float32)) == 0.0
+    # Nothing at or above the threshold: the count is divided by one pixel.
+    assert uncertain_ratio(np.full((8, 8), 0.3, np.float32)) == 64.0
+
+
+def test_checks_fire_on_their_cases_only():
+    assert _codes(np.zeros((64, 64), np.float32)) == ["no_lesion"]
+    assert _codes(_disk().astype(np.float32)) == []
+    core = _disk(radius=10)
+    fuzzy = np.where(core, 0.95, np.where(_disk(radius=18), 0.4, 0.0)).astype(np.float32)
+    assert uncertain_ratio(fuzzy) > UNCERTAIN_RATIO_THRESHOLD and _codes(fuzzy) == ["outline_uncertain"]
+    corner = _disk(radius=20, centre=(1, 32)).astype(np.float32)
+    assert _codes(corner) == []  # a lesion at the image edge is not flagged (model card: that check is not shown)
+    assert all(QUALITY_CHECKS[code].message.endswith(".") for code in QUALITY_CHECKS)
+
+
+# --- in every output: Predictor, `melanoma predict` CSV, app downloads ----------------------------------------------
+
+
+class _ScriptedSession:
+    """Stands in for the segmenter's ONNX session: returns a fixed probability map for every image."""
+
+    def __init__(self, probability: np.ndarray):
+        self.probability = probability
+
+    def run(self, _outputs, feeds):
+        return [np.broadcast_to(self.probability, (len(feeds["image"]), 1, *self.probability.shape)).copy()]
+
+
+def _scripted_predictor(tiny_models_dir, probability):
+    from melanoma.inference.predictor import Model, Predictor
+
+    config = json.loads((tiny_models_dir / "segmentation.json").read_text())
+    return Predictor(Model(_ScriptedSession(probability), config), None, tiny_models_dir)
+
+
+def test_predictions_carry_their_checks_into_the_csv_and_the_app(tiny_models_dir):
+    from melanoma.app import streamlit_app as app
+    from melanoma.inference.batch import prediction_row
+
+    image = np.full((96, 128, 3), 180, np.uint8)
+    size = json.loads((tiny_models_dir / "segmentation.json").read_text())["input_size"]
+    core = _disk(size, radius=size / 6)
+    fuzzy = np.where(core, 0.95, np.where(_disk(size, radius=size / 3), 0.4, 0.0)).astype(np.float32)
+    (prediction,) = _scripted_predictor(tiny_models_dir, fuzzy).predict_arrays([image], [(128, 96)], ["fuzzy.png"])
+    assert [check.code for check in prediction.quality_checks] == ["outline_uncertain"]
+    assert prediction_row(Path("fuzzy.png"), prediction)["quality_checks"] == "outline_uncertain"
+    assert app.result_row(prediction)["quality_checks"] == "outline_uncertain"
+    assert app.result_record(prediction)["quality_checks"] == [
+        {"code": "outline_uncertain", "message": QUALITY_CHECKS["outline_uncertain"].message}
+    ]
+    assert prediction.lesion_area_fraction == pytest.approx(core.mean(), abs=0.02)  # the outline is unchanged
+    empty = np.zeros((size, size), np.float32)
+    (nothing,) = _scripted_predictor(tiny_models_dir, empty).predict_arrays([image], [(128, 96)], ["empty.png"])
+    assert [check.code for check in nothing.quality_checks] == ["no_lesion"]
+    assert nothing.measurements.area_pixels == 0
+    clear = _disk(size, radius=size / 4).astype(np.float32)
+    (fine,) = _scripted_predictor(tiny_models_dir, clear).predict_arrays([image], [(128, 96)], ["fine.png"])
+    assert fine.quality_checks == () and prediction_row(Path("fine.png"), fine)["quality_checks"] == ""
+
+
+# --- fitting and checking the thresholds (benchmarks/quality_checks.py) ----------------------------------------------
+
+
+def _study():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("quality_checks", REPO_ROOT / "benchmarks" / "quality_checks.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_edge_contact_sees_a_lesion_through_a_faded_border():
+    edge_contact = _study().edge_contact
+    assert edge_contact(_disk()) == 0.0  # keeps clear of the outer rings
+    cut = np.zeros((64, 64), bool)
+    cut[:, :16] = True  # the lesion is the left quarter of the image
+    ring = 4 * 64 - 4
+    assert edge_contact(cut) == pytest.approx((64 + 2 * 15) / ring)
+    faded = cut.copy()
+    faded[:, :2] = False  # the map fades in the last two columns, as the segmenter's maps do
+    faded[:2, :], faded[-2:, :] = False, False
+    assert edge_contact(faded, rings=1) == 0.0
+    assert edge_contact(faded) == pytest.approx((14 + 14 + 58) / (4 * 60 - 4))  # ring 2 still touches it
+    assert edge_contact(np.ones((6, 6), bool)) == 1.0
+    assert edge_contact(np.ones((1, 1), bool)) == 1.0  # tiny masks: only the rings that exist
+    with pytest.raises(ValueError, match="2-D"):
+        edge_contact(np.zeros((2, 2, 3), bool))
+
+
+def test_threshold_fit_maximises_youden_and_breaks_ties_towards_fewer_flags():
+    study = _study()
+    values = np.array([0.1, 0.2, 0.3, 0.6, 0.7, 0.9])
+    reference = np.array([False, False, False, True, True, True])
+    fitted = study.fit_threshold(values, reference, np.array([0.25, 0.35, 0.5, 0.65]), inclusive=False)
+    assert fitted["threshold"] == 0.5  # 0.35 and 0.5 both separate perfectly: the higher one flags no more
+    assert fitted["at_threshold"]["youden_j"] == 1.0 and fitted["at_threshold"]["precision"] == 1.0
+    assert [row["flagged"] for row in fitted["grid"]] == [4, 3, 3, 2]
+    inclusive = study.fit_threshold(values, reference, np.array([0.6, 0.7]), inclusive=True)
+    assert inclusive["threshold"] == 0.6  # ">= 0.6" keeps the 0.6 image
+    detected = study.detection(np.array([True, True, False, False]), np.array([True, False, True, False]))
+    assert detected == {
+        "flagged": 2,
+        "reference": 2,
+        "flagged_and_reference": 1,
+        "sensitivity": 0.5,
+        "specificity": 0.5,
+        "precision": 0.5,
+        "youden_j": 0.0,
+    }
+    assert study.detection(np.zeros(3, bool), np.ones(3, bool))["precision"] is None
+
+
+def test_group_difference_compares_flagged_images_with_the_rest():
+    study = _study()
+    values = np.array([0.2, 0.4, 0.9, 0.8, 1.0])
+    flagged = np.array([True, True, False, False, False])
+    result = study.group_difference(values, flagged)
+    assert result["flagged_mean"] == 0.3 and result["other_mean"] == 0.9 and result["difference"] == -0.6
+    low, high = result["ci95"]
+    assert -0.8 <= low <= -0.6 <= high <= -0.4
+    assert study.group_difference(values, np.zeros(5, bool))["difference"] is None
+
+
+def test_image_record_scores_the_map_and_reads_the_annotation_edge():
+    study = _study()
+    annotation = np.zeros((64, 64), bool)
+    annotation[:, :20] = True  # reaches the left edge
+    probability = np.where(annotation, 0.9, 0.0).astype(np.float32)
+    probability[:, :2] = 0.3  # the map fades at the edge, as the segmenter's do
+    record = study.image_record(probability, annotation)
+    assert record["annotation_at_edge"] is True
+    assert record["jaccard"] == pytest.approx(18 / 20)
+    assert record["edge_contact"] > 0 and record["uncertain_ratio"] == pytest.approx(2 / 18, abs=1e-5)
+    served = np.zeros((128, 128), bool)  # a served mask at another size is resized to the annotation's
+    served[:, :40] = True
+    assert study.image_record(probability, annotation, served)["jaccard"] == 1.0
+    assert study.image_record(probability, _disk())["annotation_at_edge"] is False
+
+
+def test_study_fits_on_a_fold_and_checks_the_exported_model(
+    shared_synthetic_isic_dir, tiny_models_dir, tmp_path, capsys
+):
+    from conftest import tiny_config
+
+    from melanoma.config import save_config
+
+    study = _study()
+    cross_validate = __import__("cross_validate")  # the study put benchmarks/ on sys.path
+    config_path = tmp_path / "segmentation.yaml"
+    save_config(tiny_config("segmentation", shared_synthetic_isic_dir), config_path)
+    out = tmp_path / "cv"
+    cross_validate.main(["--config", str(config_path), "--folds", "2", "--out", str(out), "--setting", "base",
+                         "--only-folds", "0"])  # fmt: skip
+    capsys.readouterr()
+    fold = out / "base" / "fold0"
+    report_path = tmp_path / "checks.json"
+    study.main(["--fit", str(fold), "--models", str(tiny_models_dir), "--data-dir", str(shared_synthetic_isic_dir),
+                "--json", str(report_path)])  # fmt: skip
+    report = json.loads(report_path.read_text())
+    assert json.loads(capsys.readouterr().out) == report
+    pooled = [float(line.split(",")[1]) for line in (fold / "oof_jaccard.csv").read_text().split()[1:]]
+    assert report["fit"]["images"] == len(pooled)
+    assert report["fit"]["mean_jaccard"] == pytest.approx(sum(pooled) / len(pooled), abs=1e-4)
+    assert report["fit"]["thresholds"]["outline_uncertain"] in study.UNCERTAIN_GRID
+    validation = report["validation"]
+    assert validation["images"] == len(report["validation_per_image"]) == 4  # the synthetic validation split
+    assert validation["outline_uncertain"]["threshold"] == report["fit"]["thresholds"]["outline_uncertain"]
+    assert report["command"].startswith("python benchmarks/quality_checks.py --fit ")
+    with pytest.raises(SystemExit, match="has no config.yaml or best.pt"):
+        study.main(["--fit", str(tmp_path)])
+
+
+def test_shown_checks_use_the_fitted_threshold_and_met_their_rules():
+    report = json.loads((REPO_ROOT / "models" / "eval" / "quality_checks.json").read_text())
+    assert report["fit"]["thresholds"]["outline_uncertain"] == UNCERTAIN_RATIO_THRESHOLD
+    assert report["uncertain_band"] == list(UNCERTAIN_BAND)
+    shown = {name for name, rule in report["ship_rules"].items() if rule["met"]}
+    assert shown == set(QUALITY_CHECKS) - {"no_lesion"}
+    assert report["ship_rules"] == _study().ship_decisions(report["validation"])
+
+
+@pytest.mark.data
+def test_on_the_validation_images_the_shipped_segmenter_flags_what_the_report_says(isic_data_dir):
+    from melanoma.data.isic import read_isic2017
+    from melanoma.inference.predictor import Predictor
+
+    report = json.loads((REPO_ROOT / "models" / "eval" / "quality_checks.json").read_text())
+    expected = {
+        r["image_id"] for r in report["validation_per_image"] if r["uncertain_ratio"] > UNCERTAIN_RATIO_THRESHOLD
+    }
+    predictor = Predictor.from_dir()
+    samples = read_isic2017(isic_data_dir, "val")
+    flagged = set()
+    for start in range(0, len(samples), 16):
+        chunk = samples[start : start + 16]
+        for sample, prediction in zip(chunk, predictor.predict_batch([s.image_path for s in chunk]), strict=True):
+            if any(check.code == "outline_uncertain" for check in prediction.quality_checks):
+                flagged.add(sample.image_id)
+    assert flagged == expected and len(flagged) == report["validation"]["outline_uncertain"]["for_failures"]["flagged"]
