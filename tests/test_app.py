@@ -283,6 +283,8 @@ def test_model_line_says_what_the_classifier_sees() -> None:
         "- **Network** an ensemble of 2 networks (`tf_efficientnet_lite0`, `tf_efficientnet_lite2`; their mean "
         "probability) at 224 px, exported 2026-11-27"
     )
+    digested = {**config, "onnx_sha256": "33ef33bcda2b4b302f628518830e6938d5672c15f8bf88c153fd5429d31b6562"}
+    assert app._model_line(digested).endswith("exported 2026-11-27; file SHA-256 `33ef33bcda2b…`, checked at load")
 
 
 def test_threshold_line_adds_the_cross_fitted_operating_point_when_the_config_has_it() -> None:

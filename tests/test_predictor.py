@@ -13,7 +13,13 @@ from corpus import build_corpus
 from PIL import Image
 
 from melanoma.inference.image_io import ImageLoadError
-from melanoma.inference.predictor import ModelsNotFoundError, Prediction, Predictor
+from melanoma.inference.predictor import (
+    ModelIntegrityError,
+    ModelsNotFoundError,
+    Prediction,
+    Predictor,
+    onnx_digest,
+)
 
 
 @pytest.fixture(scope="module")
@@ -93,6 +99,37 @@ def test_missing_models_say_what_to_do(tmp_path):
         Predictor.from_dir(tmp_path)
     with pytest.raises(ModelsNotFoundError, match="does not exist"):
         Predictor.from_dir(tmp_path / "nowhere")
+
+
+def test_a_network_its_config_was_not_exported_with_is_refused(tiny_models_dir, tmp_path, lesion_jpeg):
+    for path in tiny_models_dir.iterdir():
+        if path.is_file():
+            (tmp_path / path.name).write_bytes(path.read_bytes())
+    for task in ("segmentation", "classification"):
+        config = json.loads((tmp_path / f"{task}.json").read_text())
+        assert config["onnx_sha256"] == onnx_digest(tmp_path / config["onnx_file"])  # written by export
+    # The classifier's file put where the segmenter's belongs: loading must fail, naming the file and the fix.
+    (tmp_path / "segmentation.onnx").write_bytes((tmp_path / "classification.onnx").read_bytes())
+    with pytest.raises(ModelIntegrityError, match=r"segmentation\.onnx is not the network segmentation\.json"):
+        Predictor.from_dir(tmp_path)
+    # A Git LFS pointer instead of the network says what to run.
+    (tmp_path / "segmentation.onnx").write_text("version https://git-lfs.github.com/spec/v1\noid sha256:0\n")
+    with pytest.raises(ModelIntegrityError, match="git lfs pull"):
+        Predictor.from_dir(tmp_path)
+    # Configs exported before the digest was recorded still load.
+    (tmp_path / "segmentation.onnx").write_bytes((tiny_models_dir / "segmentation.onnx").read_bytes())
+    config = json.loads((tmp_path / "segmentation.json").read_text())
+    del config["onnx_sha256"]
+    (tmp_path / "segmentation.json").write_text(json.dumps(config))
+    assert Predictor.from_dir(tmp_path).predict(lesion_jpeg).lesion_mask is not None
+
+
+def test_the_shipped_configs_fit_the_shipped_networks():
+    from conftest import REPO_ROOT
+
+    for task in ("segmentation", "classification"):
+        config = json.loads((REPO_ROOT / "models" / f"{task}.json").read_text())
+        assert config["onnx_sha256"] == onnx_digest(REPO_ROOT / "models" / config["onnx_file"])
 
 
 def test_one_model_is_enough(tiny_models_dir, tmp_path, lesion_jpeg):

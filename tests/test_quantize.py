@@ -8,7 +8,7 @@ import pytest
 
 from melanoma.cli import main
 from melanoma.inference.image_io import load_image
-from melanoma.inference.predictor import Predictor, onnx_session
+from melanoma.inference.predictor import Predictor, onnx_digest, onnx_session
 from melanoma.inference.preprocess import resize_rgb, to_input
 from melanoma.inference.quantize import quantize_models
 
@@ -31,6 +31,7 @@ def test_quantized_folder_is_complete_and_says_how_it_was_made(tiny_models_dir, 
         assert config["input_size"] == float_config["input_size"] and config["mean"] == float_config["mean"]
         ops = {n.op_type for n in onnx.load(str(quantized_dir / config["onnx_file"])).graph.node}
         assert {"QuantizeLinear", "DequantizeLinear"} <= ops
+        assert config["onnx_sha256"] == onnx_digest(quantized_dir / config["onnx_file"]) != float_config["onnx_sha256"]
     assert {p.name for p in tiny_models_dir.iterdir() if p.is_file()} <= {p.name for p in quantized_dir.iterdir()}
 
 

@@ -264,8 +264,12 @@ def _model_line(config: dict[str, Any]) -> str:
         if members
         else f"`{config.get('arch', '?')}`"
     )
-    return f"- **Network** {network} at {config.get('input_size', '?')} px{sees}{averaged}" + (
-        f", exported {exported}" if exported else ""
+    digest = config.get("onnx_sha256")
+    checked = f"; file SHA-256 `{digest[:12]}…`, checked at load" if digest else ""
+    return (
+        f"- **Network** {network} at {config.get('input_size', '?')} px{sees}{averaged}"
+        + (f", exported {exported}" if exported else "")
+        + checked
     )
 
 

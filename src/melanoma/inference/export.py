@@ -19,6 +19,7 @@ import torch
 from torch import nn
 
 from melanoma.config import TrainConfig, from_dict
+from melanoma.inference.predictor import onnx_digest
 from melanoma.inference.preprocess import FLIPS
 from melanoma.models.factory import build_model
 from melanoma.models.pretrained import PRETRAINED_MEAN, PRETRAINED_STD
@@ -250,6 +251,7 @@ def export_run(
         from melanoma.inference.calibrate import calibrate_model
 
         model_config.update(calibrate_model(onnx_path, model_config, config, out_dir, flips, segmenter_dir))
+    model_config["onnx_sha256"] = onnx_digest(onnx_path)  # the Predictor refuses a network its config does not fit
     (out_dir / f"{task}.json").write_text(json.dumps(model_config, indent=2) + "\n")
     if model_config.get("input_crop") and segmenter_dir and not (out_dir / "segmentation.json").is_file():
         _copy_segmenter(Path(segmenter_dir), out_dir)

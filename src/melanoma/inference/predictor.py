@@ -7,6 +7,7 @@ single instance serves every app session.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import time
@@ -39,6 +40,19 @@ TASK_CONFIGS = {"segmentation": "segmentation.json", "classification": "classifi
 
 class ModelsNotFoundError(FileNotFoundError):
     """No exported model is installed where the Predictor looked."""
+
+
+class ModelIntegrityError(ValueError):
+    """An ONNX file is not the one its JSON config was exported with (replaced, damaged or a Git LFS pointer)."""
+
+
+def onnx_digest(path: Path) -> str:
+    """The SHA-256 of a model file, hex (recorded as ``onnx_sha256`` by ``melanoma export`` and ``quantize``)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def default_models_dir() -> Path:
@@ -149,7 +163,13 @@ def onnx_session(path: Path, threads: int | None = None, spinning: bool = False)
 
 
 def load_model(models_dir: Path, task: str, threads: int | None = None, spinning: bool = False) -> Model | None:
-    """The exported ``task`` model of ``models_dir`` (None when the folder has no config for it)."""
+    """The exported ``task`` model of ``models_dir`` (None when the folder has no config for it).
+
+    Raises:
+        ModelsNotFoundError: the config names an ONNX file that is missing.
+        ModelIntegrityError: the ONNX file's SHA-256 is not the config's ``onnx_sha256`` (configs without it, from
+            exports before it was recorded, load unchecked).
+    """
     config_path = models_dir / TASK_CONFIGS[task]
     if not config_path.is_file():
         return None
@@ -157,6 +177,14 @@ def load_model(models_dir: Path, task: str, threads: int | None = None, spinning
     onnx_path = models_dir / config["onnx_file"]
     if not onnx_path.is_file():
         raise ModelsNotFoundError(f"{config_path} names {onnx_path.name}, which is missing from {models_dir}")
+    expected = config.get("onnx_sha256")
+    if expected and onnx_digest(onnx_path) != expected:
+        raise ModelIntegrityError(
+            f"{onnx_path} is not the network {config_path.name} was exported with (its SHA-256 differs from the "
+            "config's onnx_sha256): the file was replaced or damaged, or is a Git LFS pointer (run `git lfs pull`). "
+            "Its threshold and preprocessing would not fit it: restore both files together, or export the model "
+            "again with `melanoma export RUN_DIR --out DIR`"
+        )
     return Model(onnx_session(onnx_path, threads, spinning), config)
 
 

@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from melanoma.inference.image_io import load_image
+from melanoma.inference.predictor import onnx_digest
 from melanoma.inference.preprocess import resize_for, to_input
 
 CALIBRATION_IMAGES = 64
@@ -148,6 +149,7 @@ def quantize_models(
         }
         rule = flips or config.get("test_time_flips_mode", "auto")
         quantized.update(calibrate_model(onnx_path, quantized, train_config, out_dir, rule, models_dir))
+        quantized["onnx_sha256"] = onnx_digest(onnx_path)  # the int8 file's, not the float model's
         (out_dir / f"{task}.json").write_text(json.dumps(quantized, indent=2) + "\n")
         written[task] = quantized
     for path in models_dir.iterdir():  # a quantized task's own files (its train config) replace older copies
