@@ -220,20 +220,37 @@ def test_shown_checks_use_the_fitted_threshold_and_met_their_rules():
 
 
 @pytest.mark.data
-def test_on_the_validation_images_the_shipped_segmenter_flags_what_the_report_says(isic_data_dir):
-    from melanoma.data.isic import read_isic2017
+def test_evaluate_on_the_validation_images_flags_what_the_report_says(isic_data_dir):
+    from melanoma.inference.evaluate import evaluate_segmentation
     from melanoma.inference.predictor import Predictor
 
     report = json.loads((REPO_ROOT / "models" / "eval" / "quality_checks.json").read_text())
+    unsure = report["validation"]["outline_uncertain"]
     expected = {
         r["image_id"] for r in report["validation_per_image"] if r["uncertain_ratio"] > UNCERTAIN_RATIO_THRESHOLD
     }
-    predictor = Predictor.from_dir()
-    samples = read_isic2017(isic_data_dir, "val")
-    flagged = set()
-    for start in range(0, len(samples), 16):
-        chunk = samples[start : start + 16]
-        for sample, prediction in zip(chunk, predictor.predict_batch([s.image_path for s in chunk]), strict=True):
-            if any(check.code == "outline_uncertain" for check in prediction.quality_checks):
-                flagged.add(sample.image_id)
-    assert flagged == expected and len(flagged) == report["validation"]["outline_uncertain"]["for_failures"]["flagged"]
+    scores = evaluate_segmentation(
+        Predictor.from_dir(), isic_data_dir / "images" / "val", isic_data_dir / "masks" / "val", bootstrap=10
+    )
+    summary = scores["quality_checks"]["outline_uncertain"]
+    assert summary["flagged"] == len(expected) == unsure["for_failures"]["flagged"]
+    assert summary["failures_flagged"] == unsure["for_failures"]["flagged_and_reference"]
+    assert summary["mean_jaccard_flagged"] == pytest.approx(
+        unsure["jaccard_flagged_vs_other"]["flagged_mean"], abs=1e-4
+    )
+    assert summary["mean_jaccard_other"] == pytest.approx(unsure["jaccard_flagged_vs_other"]["other_mean"], abs=1e-4)
+    assert scores["quality_checks"]["no_lesion"]["flagged"] == 0
+
+
+def test_check_summary_compares_flagged_images_with_the_others():
+    from melanoma.inference.evaluate import check_summary
+
+    summary = check_summary([0.2, 0.9, 0.5, 0.8], [True, False, True, False])
+    assert summary == {
+        "flagged": 2,
+        "mean_jaccard_flagged": 0.35,
+        "mean_jaccard_other": 0.85,
+        "failures_flagged": 2,
+        "failures": 2,
+    }
+    assert check_summary([0.9], [False])["mean_jaccard_flagged"] is None

@@ -200,6 +200,11 @@ def test_evaluate_segmentation_and_classification(tiny_models_dir, shared_synthe
     # must reproduce the export-time validation scores exactly.
     config = json.loads((tiny_models_dir / "segmentation.json").read_text())
     assert seg["jaccard"] == pytest.approx(config["validation"]["jaccard"], abs=2e-4)
+    failures = sum(len(ids) for kind, ids in seg["failures"].items() if kind != "rule")
+    for summary in seg["quality_checks"].values():  # each check: its images against the others
+        assert 0 <= summary["failures_flagged"] <= summary["flagged"] <= seg["n"]
+        assert summary["failures"] == failures
+    assert set(seg["quality_checks"]) == {"no_lesion", "outline_uncertain"}
     assert (
         main(
             [

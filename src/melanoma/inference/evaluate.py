@@ -18,6 +18,7 @@ from tqdm import tqdm
 
 from melanoma.data.folder import read_image_folder
 from melanoma.data.samples import DataError, Sample
+from melanoma.inference.checks import QUALITY_CHECKS
 from melanoma.inference.postprocess import resize_mask
 from melanoma.inference.predictor import Prediction, Predictor
 from melanoma.metrics import (
@@ -52,7 +53,9 @@ def evaluate_segmentation(
     meter = SegmentationMeter()
     sizes = set()
     failures: dict[str, list[str]] = {"under": [], "over": [], "other": []}
+    checks: list[set[str]] = []
     for sample, prediction in _predictions(predictor, samples, batch_size):
+        checks.append({check.code for check in prediction.quality_checks})
         with Image.open(sample.mask_path) as handle:
             target = np.asarray(handle.convert("L")) > 127
         predicted = prediction.lesion_mask
@@ -65,6 +68,7 @@ def evaluate_segmentation(
             failures[kind].append(sample.image_id)
     scores = meter.compute()
     per_image = scores.pop("per_image_jaccard")
+    flagged = {code: [code in fired for fired in checks] for code in QUALITY_CHECKS}
     return {
         **{k: (round(v, 4) if isinstance(v, float) else v) for k, v in scores.items()},
         "ci95": {k: [round(x, 4) for x in v] for k, v in meter.bootstrap_ci(bootstrap).items()},
@@ -83,6 +87,27 @@ def evaluate_segmentation(
             ),
             **{f"{kind}_segmented" if kind != "other" else kind: ids for kind, ids in failures.items()},
         },
+        "quality_checks": {code: check_summary(per_image, marks) for code, marks in flagged.items()},
+    }
+
+
+def check_summary(jaccards: Sequence[float], flagged: Sequence[bool]) -> dict[str, Any]:
+    """How the images one quality check flagged scored against the others: counts, mean Jaccards, failures.
+
+    A site can see on its own annotated images whether the check picks out the outlines to distrust.
+    """
+    values, marks = np.asarray(jaccards, dtype=float), np.asarray(flagged, dtype=bool)
+
+    def mean(selected: np.ndarray) -> float | None:
+        return round(float(selected.mean()), 4) if selected.size else None
+
+    failed = values < FAILURE_JACCARD
+    return {
+        "flagged": int(marks.sum()),
+        "mean_jaccard_flagged": mean(values[marks]),
+        "mean_jaccard_other": mean(values[~marks]),
+        "failures_flagged": int((failed & marks).sum()),
+        "failures": int(failed.sum()),
     }
 
 
