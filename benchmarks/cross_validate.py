@@ -59,6 +59,14 @@ from melanoma.metrics import classification_scores, paired_auc_difference, paire
 from melanoma.reporting import emit_json
 
 
+def require_fold_runs(run_dirs: list[Path]) -> None:
+    """Stop with a clear error unless every folder is a trained run (``config.yaml`` + ``best.pt``)."""
+    for run_dir in run_dirs:
+        missing = [name for name in ("config.yaml", "best.pt") if not (run_dir / name).is_file()]
+        if missing:
+            raise SystemExit(f"error: {run_dir} has no {' or '.join(missing)}: pass a trained fold run folder")
+
+
 def parse_setting(text: str) -> tuple[str, list[str]]:
     """``"NAME"`` or ``"NAME: key=value key=value"`` -> (name, overrides)."""
     name, _, rest = text.partition(":")

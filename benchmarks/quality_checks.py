@@ -38,6 +38,8 @@ from tqdm import tqdm
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from cross_validate import require_fold_runs  # noqa: E402  (a sibling script)
+
 from melanoma.data.isic import read_isic2017  # noqa: E402
 from melanoma.inference.checks import UNCERTAIN_BAND, uncertain_ratio  # noqa: E402
 from melanoma.inference.postprocess import resize_mask  # noqa: E402
@@ -248,10 +250,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--data-dir", help="ISIC 2017 data folder (default: $MELANOMA_DATA or ../shared/data/isic2017)")
     parser.add_argument("--json", type=Path, help="also write the JSON report to this file")
     args = parser.parse_args(argv)
-    for run_dir in args.fit:
-        missing = [name for name in ("config.yaml", "best.pt") if not (run_dir / name).is_file()]
-        if missing:
-            raise SystemExit(f"error: {run_dir} has no {' or '.join(missing)}: pass a trained fold run folder")
+    require_fold_runs(args.fit)
     fitted = fit(fold_records(args.fit, args.data_dir))
     validation = list(validation_records(args.models, args.data_dir))
     summary = summarise(validation, fitted["thresholds"])

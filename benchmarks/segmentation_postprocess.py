@@ -44,7 +44,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from cross_validate import probability_maps  # noqa: E402  (a sibling script)
+from cross_validate import probability_maps, require_fold_runs  # noqa: E402  (a sibling script)
 
 from melanoma.config import load_config  # noqa: E402
 from melanoma.inference.postprocess import fill_holes, largest_component  # noqa: E402
@@ -289,10 +289,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--data-dir", help="ISIC 2017 data folder (default: the runs' config, $MELANOMA_DATA)")
     parser.add_argument("--json", type=Path, help="also write the JSON report to this file")
     args = parser.parse_args(argv)
-    for run_dir in args.runs:
-        missing = [name for name in ("config.yaml", "best.pt") if not (run_dir / name).is_file()]
-        if missing:
-            raise SystemExit(f"error: {run_dir} has no {' or '.join(missing)}: pass a trained fold run folder")
+    require_fold_runs(args.runs)
     report = {
         "command": shlex.join(["python", "benchmarks/segmentation_postprocess.py", *(argv or sys.argv[1:])]),
         "runs": [str(run_dir) for run_dir in args.runs],

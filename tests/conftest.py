@@ -14,6 +14,18 @@ os.environ.setdefault("OMP_NUM_THREADS", "2")
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
+def load_script(name: str, folder: str = "benchmarks"):
+    """A repository script (``benchmarks/NAME.py``, ``scripts/NAME.py``) imported as module ``name``."""
+    import importlib.util
+    import sys
+
+    spec = importlib.util.spec_from_file_location(name, REPO_ROOT / folder / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module  # dataclasses look their module up by name
+    spec.loader.exec_module(module)
+    return module
+
+
 def _real_data_dir() -> Path:
     from melanoma.data.isic import resolve_data_dir
 
@@ -67,6 +79,23 @@ def tiny_config(task: str, data_dir: Path, **overrides):
 
     items = [f"task={task}", f"data.data_dir={data_dir}", *(f"{k}={v}" for k, v in overrides.items())]
     return load_config(REPO_ROOT / "configs" / "tiny.yaml", items)
+
+
+@pytest.fixture(scope="session")
+def tiny_segmentation_fold(shared_synthetic_isic_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Fold 0 of a 2-fold ``benchmarks/cross_validate.py`` study of the tiny segmenter (OUT/base/fold0, read-only)."""
+    import contextlib
+    import io
+
+    from melanoma.config import save_config
+
+    out = tmp_path_factory.mktemp("cv")
+    config_path = out / "segmentation.yaml"
+    save_config(tiny_config("segmentation", shared_synthetic_isic_dir), config_path)
+    with contextlib.redirect_stdout(io.StringIO()):  # the study's JSON report
+        load_script("cross_validate").main(["--config", str(config_path), "--folds", "2", "--out", str(out),
+                                            "--setting", "base", "--only-folds", "0"])  # fmt: skip
+    return out / "base" / "fold0"
 
 
 @pytest.fixture(scope="session")

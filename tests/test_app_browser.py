@@ -13,10 +13,10 @@ import importlib.util
 import json
 import os
 import shutil
-import sys
 from pathlib import Path
 
 import pytest
+from conftest import load_script
 
 from melanoma.app.server import AppServer
 
@@ -27,15 +27,7 @@ BIG_IMAGE_SIZE = (4000, 3000)  # 12 megapixels, a typical dermatoscope camera
 RESULT_TIMEOUT_S = 120.0
 
 
-def _load_bench_app():
-    spec = importlib.util.spec_from_file_location("bench_app", REPO_ROOT / "benchmarks" / "bench_app.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["bench_app"] = module  # dataclasses look their module up by name
-    spec.loader.exec_module(module)
-    return module
-
-
-bench_app = _load_bench_app()
+bench_app = load_script("bench_app")
 
 
 @pytest.fixture(scope="module")

@@ -6,7 +6,7 @@ import json
 import subprocess
 import sys
 
-from conftest import REPO_ROOT
+from conftest import REPO_ROOT, load_script
 
 
 def test_classification_experiments_compares_candidates_and_ensembles(
@@ -76,12 +76,7 @@ def test_bench_consistency_reports_each_path_to_the_same_lesion(tiny_models_dir,
 
 
 def _load_card_writer():
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location("write_model_card", REPO_ROOT / "scripts" / "write_model_card.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("write_model_card", "scripts")
 
 
 def test_bench_training_speed_measures_fp32_and_bf16_side_by_side(tmp_path):
@@ -118,11 +113,7 @@ def test_bench_inference_reports_side_by_side_ratios(tiny_models_dir, shared_syn
 
 
 def test_bench_inference_runs_an_ensembles_networks_only_when_asked():
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location("bench_inference", REPO_ROOT / "benchmarks" / "bench_inference.py")
-    bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)
+    bench = load_script("bench_inference")
     shipped = json.loads((REPO_ROOT / "models" / "classification.json").read_text())
     members = [m["training"]["config"]["model"]["arch"] for m in shipped["ensemble"]["members"]]
     assert len(members) == 2  # the shipped classifier is a Lite0 + Lite2 ensemble
@@ -133,15 +124,9 @@ def test_bench_inference_runs_an_ensembles_networks_only_when_asked():
 
 
 def test_acquisition_shifts_apply_gains_with_clipping_and_recompress():
-    import importlib.util
-
     import numpy as np
 
-    spec = importlib.util.spec_from_file_location(
-        "bench_consistency", REPO_ROOT / "benchmarks" / "bench_consistency.py"
-    )
-    bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)
+    bench = load_script("bench_consistency")
     image = np.full((16, 16, 3), 200, np.uint8)
     assert bench.shifted(image, (1.0, 0.5, 1.3), None)[0, 0].tolist() == [200, 100, 255]  # clipped at white
     noisy = np.random.default_rng(0).integers(0, 256, (32, 32, 3), dtype=np.uint8)

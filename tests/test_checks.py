@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import REPO_ROOT
+from conftest import REPO_ROOT, load_script
 
 from melanoma.inference.checks import (
     QUALITY_CHECKS,
@@ -101,12 +101,7 @@ def test_predictions_carry_their_checks_into_the_csv_and_the_app(tiny_models_dir
 
 
 def _study():
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location("quality_checks", REPO_ROOT / "benchmarks" / "quality_checks.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("quality_checks")
 
 
 def test_edge_contact_sees_a_lesion_through_a_faded_border():
@@ -178,21 +173,10 @@ def test_image_record_scores_the_map_and_reads_the_annotation_edge():
 
 
 def test_study_fits_on_a_fold_and_checks_the_exported_model(
-    shared_synthetic_isic_dir, tiny_models_dir, tmp_path, capsys
+    tiny_segmentation_fold, shared_synthetic_isic_dir, tiny_models_dir, tmp_path, capsys
 ):
-    from conftest import tiny_config
-
-    from melanoma.config import save_config
-
     study = _study()
-    cross_validate = __import__("cross_validate")  # the study put benchmarks/ on sys.path
-    config_path = tmp_path / "segmentation.yaml"
-    save_config(tiny_config("segmentation", shared_synthetic_isic_dir), config_path)
-    out = tmp_path / "cv"
-    cross_validate.main(["--config", str(config_path), "--folds", "2", "--out", str(out), "--setting", "base",
-                         "--only-folds", "0"])  # fmt: skip
-    capsys.readouterr()
-    fold = out / "base" / "fold0"
+    fold = tiny_segmentation_fold
     report_path = tmp_path / "checks.json"
     study.main(["--fit", str(fold), "--models", str(tiny_models_dir), "--data-dir", str(shared_synthetic_isic_dir),
                 "--json", str(report_path)])  # fmt: skip

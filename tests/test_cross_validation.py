@@ -2,28 +2,19 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import math
 import shutil
 from pathlib import Path
 
 import pytest
-from conftest import REPO_ROOT, tiny_config
+from conftest import load_script, tiny_config
 
 from melanoma.config import save_config
 from melanoma.data import Sample, read_isic2017
 from melanoma.training.datasets import cross_validation_split, load_splits
 
-
-def _load_module(name: str, folder: str = "benchmarks"):
-    spec = importlib.util.spec_from_file_location(name, REPO_ROOT / folder / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-cross_validate = _load_module("cross_validate")
+cross_validate = load_script("cross_validate")
 
 
 def _ids(samples: list[Sample]) -> list[str]:
@@ -250,7 +241,7 @@ def test_study_runs_end_to_end_and_resumes(shared_synthetic_isic_dir, tmp_path, 
         "better" if pooled["ci95"][0] > 0 else "worse" if pooled["ci95"][1] < 0 else "", "no evidence"
     )
     assert lr["decision"] in {"adopt", "reject", "no evidence"}
-    card = "\n".join(_load_module("write_model_card", "scripts").cross_validation_section(report))
+    card = "\n".join(load_script("write_model_card", "scripts").cross_validation_section(report))
     assert "completed folds: 2 of 2 (fold0, fold1)" in card and report["command"] in card
     assert f"| lr | optim.lr=0.01 | fold0: {lr['per_fold']['fold0']:.3f}, fold1: " in card
     assert "| base | - | fold0: " in card and card.count("| baseline | baseline | baseline |") == 1
@@ -283,7 +274,7 @@ def test_study_runs_end_to_end_and_resumes(shared_synthetic_isic_dir, tmp_path, 
     assert both["members"] == ["base", "lr"] and both["pooled_vs_baseline"]["images"] == len(train_ids)
     assert both["decision"] in {"adopt", "reject", "no evidence"}
     assert not list(copied.glob("*/*/*.pt"))
-    card = "\n".join(_load_module("write_model_card", "scripts").cross_validation_section(elsewhere, "### Elsewhere"))
+    card = "\n".join(load_script("write_model_card", "scripts").cross_validation_section(elsewhere, "### Elsewhere"))
     assert card.startswith("### Elsewhere") and "trained elsewhere" in card
 
     # --served: the same pooled analysis through each fold's ONNX export; it needs the exports, then matches best.pt.
@@ -305,7 +296,7 @@ def test_study_runs_end_to_end_and_resumes(shared_synthetic_isic_dir, tmp_path, 
             assert onnx.keys() == torch_.keys()
             assert all(onnx[k][0] == torch_[k][0] and abs(onnx[k][1] - torch_[k][1]) < 1e-4 for k in onnx)
     assert served["settings"][1]["pooled_vs_baseline"]["difference"] == pytest.approx(pooled["difference"], abs=1e-3)
-    served_card = "\n".join(_load_module("write_model_card", "scripts").cross_validation_section(served))
+    served_card = "\n".join(load_script("write_model_card", "scripts").cross_validation_section(served))
     assert "through the served path (secondary)" in served_card and "--served" in served_card
 
     # The same folder with another setting under an existing name is refused, not silently mixed.
@@ -385,7 +376,7 @@ def test_segmentation_study_pools_per_image_jaccards_and_reports_raw_weights(
     pooled = ema["pooled_vs_baseline"]
     assert pooled["images"] == len(train_ids)
     assert pooled["difference"] == pytest.approx(ema["pooled_mean_jaccard"] - base["pooled_mean_jaccard"])
-    card = "\n".join(_load_module("write_model_card", "scripts").cross_validation_section(report, "### Seg"))
+    card = "\n".join(load_script("write_model_card", "scripts").cross_validation_section(report, "### Seg"))
     assert "pooled mean Jaccard" in card and "(raw weights " in card
     assert f"({len(train_ids)} images) | {ema['decision']} |" in card
 
@@ -431,7 +422,7 @@ def test_model_card_renders_a_segmentation_study_with_one_fold_and_an_unfinished
             },
         ],
     }
-    card = "\n".join(_load_module("write_model_card", "scripts").cross_validation_section(report, "### Seg"))
+    card = "\n".join(load_script("write_model_card", "scripts").cross_validation_section(report, "### Seg"))
     assert "best validation mean Jaccard over its epochs" in card and "one fold only" in card
     assert "pooled" not in card.lower()
     assert "| base | - | fold0: 0.840 | baseline | baseline |" in card
@@ -455,7 +446,7 @@ def test_ensemble_row_averages_the_members_out_of_fold_probabilities():
     assert row["vs_baseline"]["differences"] == pytest.approx([1 - 14 / 15] * 2)  # base alone: 14 of 15 pairs right
     assert row["pooled_vs_baseline"]["images"] == 16 and row["pooled_vs_baseline"]["difference"] > 0
     card = "\n".join(
-        _load_module("write_model_card", "scripts").cross_validation_section(
+        load_script("write_model_card", "scripts").cross_validation_section(
             {"command": "cv", "task": "classification", "folds": 3, "decision_rule": "rule", "settings": [row]}
         )
     )
@@ -483,7 +474,7 @@ def test_bad_ensembles_are_errors(text, message):
 
 # --- post-processing on a held-out fold (benchmarks/segmentation_postprocess.py) ------------------------------------
 
-segmentation_postprocess = _load_module("segmentation_postprocess")
+segmentation_postprocess = load_script("segmentation_postprocess")
 
 
 def _disk(size: int = 64, radius: int = 20):
@@ -547,14 +538,10 @@ def test_score_variants_pairs_each_variant_with_none_and_bounds_it_with_the_orac
         segmentation_postprocess.score_variants([])
 
 
-def test_postprocess_study_scores_a_fold_as_its_pooled_jaccard_does(shared_synthetic_isic_dir, tmp_path, capsys):
-    config_path = tmp_path / "segmentation.yaml"
-    save_config(tiny_config("segmentation", shared_synthetic_isic_dir), config_path)
-    out = tmp_path / "cv"
-    cross_validate.main(["--config", str(config_path), "--folds", "2", "--out", str(out), "--setting", "base",
-                         "--only-folds", "0"])  # fmt: skip
-    capsys.readouterr()
-    fold = out / "base" / "fold0"
+def test_postprocess_study_scores_a_fold_as_its_pooled_jaccard_does(
+    tiny_segmentation_fold, shared_synthetic_isic_dir, tmp_path, capsys
+):
+    fold = tiny_segmentation_fold
     report_path = tmp_path / "postprocess.json"
     segmentation_postprocess.main([str(fold), "--json", str(report_path)])
     report = json.loads(report_path.read_text())

@@ -1,16 +1,11 @@
 """The committed model card is what scripts/write_model_card.py renders from the committed configs and eval JSONs."""
 
-import importlib.util
-from pathlib import Path
-
-REPO = Path(__file__).resolve().parents[1]
+from conftest import REPO_ROOT as REPO
+from conftest import load_script
 
 
 def _writer():
-    spec = importlib.util.spec_from_file_location("write_model_card", REPO / "scripts" / "write_model_card.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("write_model_card", "scripts")
 
 
 def test_committed_model_card_is_up_to_date():
