@@ -514,6 +514,24 @@ def test_extend_to_edge_fills_a_faded_border_and_leaves_inner_masks_alone():
     assert segmentation_postprocess.extend_to_edge(tiny) is tiny  # no inner mask to copy from
 
 
+def test_morphological_variants_move_the_outline_by_the_stated_pixels():
+    import numpy as np
+
+    square = np.zeros((32, 32), bool)
+    square[10:20, 10:20] = True
+    grown = np.zeros_like(square)
+    grown[9:21, 9:21] = True
+    assert (segmentation_postprocess.dilate_1px(square) == grown).all()
+    assert (segmentation_postprocess.erode_1px(grown) == square).all()
+    disk = _disk(32, 6)
+    two = segmentation_postprocess.dilate_2px(disk)
+    assert (two >= disk).all() and (two == _disk(32, 8)).mean() > 0.98  # about a disk of radius 8
+    notched = square.copy()
+    notched[14:16, 10:14] = False  # a 2 px notch cut into the square's edge
+    assert (segmentation_postprocess.close_7px(notched) == square).all()
+    assert (segmentation_postprocess.close_7px(square) == square).all()
+
+
 def test_score_variants_pairs_each_variant_with_none_and_bounds_it_with_the_oracle():
     import numpy as np
 

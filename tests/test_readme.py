@@ -12,6 +12,8 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
+# The morphological post-processing candidates of benchmarks/segmentation_postprocess.py, in README order.
+MORPHOLOGY = ("dilate_1px", "dilate_2px", "erode_1px", "close_7px")
 
 
 def _load(name: str) -> dict:
@@ -301,6 +303,14 @@ def _segmenter_rows() -> list[str]:
     rows.append(
         f"train {_fold_names(shipped_recipe)} of the shipped recipe, 256 px, {shipped_recipe['images']} images | "
         f"{edge['difference']:+.4f} ({_ci(*edge['ci95'], 4)}); hulls {hull_cells} | not adopted; hulls rejected again"
+    )
+
+    morphology = [shipped_recipe["variants"][name]["vs_none"] for name in MORPHOLOGY]
+    assert not any(gain["ci95"][0] > 0 for gain in morphology)  # README: none adopted
+    cells = "; ".join(f"{gain['difference']:+.4f} ({_ci(*gain['ci95'], 4)})" for gain in morphology)
+    rows.append(
+        f"train {_fold_names(shipped_recipe)} of the shipped recipe, 256 px, {shipped_recipe['images']} images | "
+        f"{cells} | none adopted"
     )
 
     flips = config["validation"]["test_time_flips_best_jaccard"]
