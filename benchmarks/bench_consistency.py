@@ -37,6 +37,7 @@ from PIL import Image
 from sklearn.metrics import roc_auc_score
 
 from melanoma.data.isic import read_isic2017, resolve_data_dir
+from melanoma.data.samples import read_mask
 from melanoma.inference.image_io import load_image
 from melanoma.inference.predictor import Model, Predictor
 from melanoma.metrics import (
@@ -215,7 +216,7 @@ def main(argv: list[str] | None = None) -> dict:
         }
     masks = None
     if all(s.mask_path is not None for s in samples):
-        masks = [np.asarray(Image.open(s.mask_path).convert("L")) > 127 for s in samples]
+        masks = [read_mask(s.mask_path) for s in samples]
     baseline = Predictor.from_dir(args.baseline) if args.baseline else None
     report["acquisition"] = acquisition_shift(predictor, images, labels, masks, baseline)
     if baseline is not None:

@@ -33,7 +33,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from PIL import Image
 from tqdm import tqdm
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -41,6 +40,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from cross_validate import require_fold_runs  # noqa: E402  (a sibling script)
 
 from melanoma.data.isic import read_isic2017  # noqa: E402
+from melanoma.data.samples import read_mask  # noqa: E402
 from melanoma.inference.checks import UNCERTAIN_BAND, uncertain_ratio  # noqa: E402
 from melanoma.inference.postprocess import resize_mask  # noqa: E402
 from melanoma.inference.predictor import Predictor  # noqa: E402
@@ -237,9 +237,7 @@ def validation_records(models_dir: Path, data_dir: str | None) -> Iterable[dict]
         prediction = predictor.predict(sample.image_path)
         image, _ = predictor.load(sample.image_path)
         (probability,) = predictor.segment([image])
-        with Image.open(sample.mask_path) as handle:
-            annotation = np.asarray(handle.convert("L")) > 127
-        record = image_record(probability, annotation, prediction.lesion_mask)
+        record = image_record(probability, read_mask(sample.mask_path), prediction.lesion_mask)
         yield {"image_id": sample.image_id, **record}
 
 

@@ -263,6 +263,32 @@ def test_evaluate_resizes_predictions_to_original_size_masks(tiny_models_dir, tm
     assert json.loads(out.read_text())["mask_sizes_predicted"] == ["1024x768"]
 
 
+def test_evaluate_reads_label_map_and_palette_masks_as_the_official_ones(tiny_models_dir, tmp_path):
+    from conftest import synthetic_lesion
+
+    images = tmp_path / "images"
+    images.mkdir()
+    official, label_map, palette = (tmp_path / name for name in ("official", "label_map", "palette"))
+    for folder in (official, label_map, palette):
+        folder.mkdir()
+    for seed in range(3):
+        image, mask = synthetic_lesion(64, seed=seed)
+        Image.fromarray(image).save(images / f"x{seed}.png")
+        lesion = mask > 127
+        Image.fromarray(lesion.astype(np.uint8) * 255).save(official / f"x{seed}_segmentation.png")
+        Image.fromarray(lesion.astype(np.uint8)).save(label_map / f"x{seed}_segmentation.png")
+        coloured = Image.fromarray(lesion.astype(np.uint8)).convert("P")
+        coloured.putpalette([0, 0, 0, 255, 0, 0] + [0] * 762)
+        coloured.save(palette / f"x{seed}_segmentation.png")
+    scores = {}
+    for folder in (official, label_map, palette):
+        out = tmp_path / f"{folder.name}.json"
+        args = ["evaluate", "segmentation", "--images", str(images), "--masks", str(folder), "--per-image"]
+        assert main([*args, "--models", str(tiny_models_dir), "--json", str(out)]) == 0
+        scores[folder.name] = json.loads(out.read_text())["per_image"]
+    assert scores["label_map"] == scores["official"] == scores["palette"]
+
+
 def test_console_script_help_lists_the_commands():
     output = subprocess.run(
         [sys.executable, "-m", "melanoma.cli", "--help"], capture_output=True, text=True, check=True

@@ -289,3 +289,64 @@ def test_check_lists_every_problem(samples):
     with pytest.raises(DataError, match=r"^6 problem\(s\) in the data") as error:
         check_samples(samples)
     assert str(error.value).count("cannot be read") == 6
+
+
+# --- Mask files from other tools --------------------------------------------------------------------------------
+
+
+def _lesion() -> np.ndarray:
+    mask = np.zeros((20, 30), bool)
+    mask[5:12, 8:20] = True
+    return mask
+
+
+def _palette(mask: np.ndarray, lesion_rgb: tuple[int, int, int]) -> Image.Image:
+    image = Image.fromarray(mask.astype(np.uint8), mode="L").convert("P")
+    image.putpalette([0, 0, 0, *lesion_rgb] + [0] * 762)
+    return image
+
+
+MASK_FORMATS = {
+    "official {0, 255}": lambda m: Image.fromarray(m.astype(np.uint8) * 255),
+    "label map {0, 1}": lambda m: Image.fromarray(m.astype(np.uint8)),
+    "bilevel": lambda m: Image.fromarray(m),
+    "16-bit {0, 65535}": lambda m: Image.fromarray(m.astype(np.uint16) * 65535),
+    "16-bit {0, 1}": lambda m: Image.fromarray(m.astype(np.uint16)),
+    "red lesion on black (RGB)": lambda m: Image.fromarray(np.stack([m * 255, m * 0, m * 0], -1).astype(np.uint8)),
+    "palette, red lesion": lambda m: _palette(m, (255, 0, 0)),
+    "palette, dark blue lesion": lambda m: _palette(m, (0, 0, 128)),
+}
+
+
+@pytest.mark.parametrize("kind", MASK_FORMATS)
+def test_read_mask_finds_the_lesion_whatever_tool_saved_it(tmp_path, kind):
+    from melanoma.data.samples import read_mask
+
+    mask = _lesion()
+    path = tmp_path / "m_segmentation.png"
+    MASK_FORMATS[kind](mask).save(path)
+    read = read_mask(path)
+    assert read.dtype == bool and read.shape == mask.shape
+    assert (read == mask).all()
+
+
+def test_read_mask_keeps_the_official_rule_for_interpolated_masks(tmp_path):
+    from melanoma.data.samples import read_mask
+
+    resized = Image.fromarray(_lesion().astype(np.uint8) * 255).resize((61, 41), Image.Resampling.BILINEAR)
+    assert len(np.unique(np.asarray(resized))) > 2  # soft edges: many gray values
+    resized.save(tmp_path / "soft.png")
+    assert (read_mask(tmp_path / "soft.png") == (np.asarray(resized) > 127)).all()
+    Image.fromarray(np.ones((4, 4), np.uint8)).save(tmp_path / "all_ones.png")
+    assert read_mask(tmp_path / "all_ones.png").all()  # a {0, 1} map that is lesion everywhere
+    Image.fromarray(np.zeros((4, 4), np.uint8)).save(tmp_path / "empty.png")
+    assert not read_mask(tmp_path / "empty.png").any()
+
+
+def test_read_mask_names_an_unreadable_file(tmp_path):
+    from melanoma.data.samples import read_mask
+
+    path = tmp_path / "broken_segmentation.png"
+    path.write_bytes(b"not a png")
+    with pytest.raises(DataError, match="broken_segmentation.png"):
+        read_mask(path)

@@ -257,7 +257,9 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate = commands.add_parser("evaluate", help="score the exported models on labelled images (official metrics)")
     evaluate.add_argument("task", choices=["segmentation", "classification"])
     evaluate.add_argument("--images", required=True, help="folder of images")
-    evaluate.add_argument("--masks", help="segmentation: folder of <stem>_segmentation.png masks")
+    evaluate.add_argument(
+        "--masks", help="segmentation: folder of <stem>_segmentation.png masks ({0,255}, {0,1} or two-valued)"
+    )
     evaluate.add_argument("--labels", help="classification: CSV with image_id,melanoma")
     evaluate.add_argument("--models", help="model folder (default: the shipped models)")
     evaluate.add_argument("--json", help="also write the scores to this file")

@@ -4,7 +4,8 @@ Layout::
 
     images_dir/<image_id>.{jpg,jpeg,png,bmp,tif,tiff}
     labels_csv: image_id,melanoma            (image_id = the image file's stem, melanoma 0 or 1)
-    masks_dir/<image_id>_segmentation.png    (binary lesion mask, same size as the image)
+    masks_dir/<image_id>_segmentation.png    (binary lesion mask, same size as the image; read by
+                                             ``melanoma.data.samples.read_mask``: {0,255}, {0,1} or two-valued)
 """
 
 from __future__ import annotations

@@ -6,6 +6,9 @@ import csv
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+from PIL import Image
+
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff")
 MASK_SUFFIX = "_segmentation.png"
 
@@ -74,3 +77,33 @@ def read_labels_csv(path: Path) -> dict[str, int]:
 def mask_path_for(masks_dir: Path, image_id: str) -> Path:
     """Where the mask of ``image_id`` lives: ``<masks_dir>/<image_id>_segmentation.png``."""
     return masks_dir / f"{image_id}{MASK_SUFFIX}"
+
+
+def read_mask(path: Path | str) -> np.ndarray:
+    """A lesion mask file as a bool array (True = lesion), at the file's size.
+
+    The official ISIC 2017 masks hold {0, 255}, and a pixel is lesion when its gray value is above 127, as in the
+    challenge's scoring. Masks from other tools are often stored otherwise, and read by the same rule they would
+    come out empty; so, on the gray values (palette and colour masks are converted to gray first):
+
+    - values only in {0, 1} (a label map saved as is): 1 is lesion;
+    - exactly two values (e.g. a palette mask with a coloured lesion on black): the brighter one is lesion;
+    - anything else (a {0, 255} mask resized with interpolation, or one value only): above 127 is lesion.
+
+    Raises:
+        DataError: when the file cannot be read as an image.
+    """
+    try:
+        with Image.open(path) as image:
+            mode = image.mode
+            if mode == "P" or mode.startswith(("RGB", "LA", "CMYK")):
+                image = image.convert("RGB")
+            gray = np.asarray(image.convert("L"))
+    except (OSError, ValueError) as error:
+        raise DataError(f"mask {path} cannot be read as an image ({error}); replace it with a PNG mask") from error
+    values = np.unique(gray)
+    if values.max(initial=0) <= 1:
+        return gray == 1
+    if values.size == 2:
+        return gray == values[1]
+    return gray > 127

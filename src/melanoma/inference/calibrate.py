@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
-from melanoma.data.samples import Sample
+from melanoma.data.samples import Sample, read_mask
 from melanoma.inference.image_io import load_image
 from melanoma.inference.postprocess import lesion_mask, resize_mask
 from melanoma.inference.predictor import TASK_CONFIGS, Model, Predictor, load_model, onnx_session
@@ -69,12 +69,7 @@ def calibrate_segmentation(
     """
     if flips not in FLIP_MODES:
         raise ValueError(f"unknown test-time flips mode {flips!r}; valid: {', '.join(FLIP_MODES)}")
-    from PIL import Image
-
-    targets = []
-    for sample in samples:
-        with Image.open(sample.mask_path) as handle:
-            targets.append(np.asarray(handle.convert("L")) > 127)
+    targets = [read_mask(sample.mask_path) for sample in samples]
     plain = _threshold_scores(Model(session, {**model_config, "test_time_flips": []}), samples, targets)
     flipped = _threshold_scores(Model(session, {**model_config, "test_time_flips": TTA_FLIPS}), samples, targets)
     use_flips = flips == "auto" and _best_jaccard(flipped) - _best_jaccard(plain) >= MIN_GAIN

@@ -13,11 +13,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from PIL import Image
 from tqdm import tqdm
 
 from melanoma.data.folder import read_image_folder
-from melanoma.data.samples import DataError, Sample
+from melanoma.data.samples import DataError, Sample, read_mask
 from melanoma.inference.checks import QUALITY_CHECKS
 from melanoma.inference.postprocess import resize_mask
 from melanoma.inference.predictor import Prediction, Predictor
@@ -56,8 +55,7 @@ def evaluate_segmentation(
     checks: list[set[str]] = []
     for sample, prediction in _predictions(predictor, samples, batch_size):
         checks.append({check.code for check in prediction.quality_checks})
-        with Image.open(sample.mask_path) as handle:
-            target = np.asarray(handle.convert("L")) > 127
+        target = read_mask(sample.mask_path)
         predicted = prediction.lesion_mask
         sizes.add(predicted.shape)
         if predicted.shape != target.shape:

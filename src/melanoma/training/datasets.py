@@ -12,6 +12,7 @@ from torch.utils.data import Dataset
 
 from melanoma.config import DataConfig
 from melanoma.data import Sample, read_isic2017
+from melanoma.data.samples import read_mask
 from melanoma.inference.preprocess import crop_box, lesion_box
 from melanoma.models.pretrained import PRETRAINED_MEAN, PRETRAINED_STD
 
@@ -21,9 +22,8 @@ def _read_rgb(path) -> np.ndarray:
         return np.asarray(image.convert("RGB"))
 
 
-def _read_mask(path) -> np.ndarray:
-    with Image.open(path) as image:
-        return (np.asarray(image.convert("L")) > 127).astype(np.uint8)
+def _mask_uint8(path) -> np.ndarray:
+    return read_mask(path).astype(np.uint8)
 
 
 def normalize(image: np.ndarray, mean=PRETRAINED_MEAN, std=PRETRAINED_STD) -> torch.Tensor:
@@ -70,7 +70,7 @@ class LesionDataset(Dataset):
             raise ValueError("classification training needs a melanoma label for every image")
         with ThreadPoolExecutor(4) as pool:
             self.images = list(pool.map(lambda s: _read_rgb(s.image_path), samples))
-            self.masks = list(pool.map(lambda s: _read_mask(s.mask_path), samples)) if needs_masks else []
+            self.masks = list(pool.map(lambda s: _mask_uint8(s.mask_path), samples)) if needs_masks else []
 
     def __len__(self) -> int:
         return len(self.samples)
