@@ -350,3 +350,22 @@ def test_read_mask_names_an_unreadable_file(tmp_path):
     path.write_bytes(b"not a png")
     with pytest.raises(DataError, match="broken_segmentation.png"):
         read_mask(path)
+
+
+def test_labels_csv_as_spreadsheets_save_it(user_folder):
+    images_dir, labels_csv, _ = user_folder
+    rows = labels_csv.read_text().splitlines()
+    named = [rows[0]] + [f"{row.split(',')[0]}.JPG,{row.split(',', 1)[1]}" for row in rows[1:]]
+    labels_csv.write_bytes(("\n".join(named) + "\n").encode("utf-8-sig"))  # byte-order mark, ids as file names
+    expected = {row.split(",")[0]: int(row.split(",")[1]) for row in rows[1:]}
+    assert {s.image_id: s.melanoma for s in read_image_folder(images_dir, labels_csv)} == expected
+
+
+def test_labels_csv_with_an_image_listed_twice(user_folder):
+    images_dir, labels_csv, _ = user_folder
+    text = labels_csv.read_text()
+    labels_csv.write_text(text + "lesion_03,0,again\n")  # same label again: fine
+    assert len(read_image_folder(images_dir, labels_csv)) == 6
+    labels_csv.write_text(text + "lesion_03,1,again\n")
+    with pytest.raises(DataError, match=r"line 8: image 'lesion_03' is listed again with another label"):
+        read_image_folder(images_dir, labels_csv)

@@ -47,12 +47,15 @@ def list_images(folder: Path) -> list[Path]:
 def read_labels_csv(path: Path) -> dict[str, int]:
     """Read ``image_id,melanoma`` rows into a dict; other columns are ignored.
 
+    As spreadsheets save them: a UTF-8 byte-order mark before the header is skipped, and an ``image_id`` given as a
+    file name (``ISIC_0000000.jpg``) counts by its stem. An image listed twice must have the same label both times.
+
     Raises:
-        DataError: when the file is missing, lacks a column, or a label is not 0/1.
+        DataError: when the file is missing, lacks a column, a label is not 0/1, or an image has two labels.
     """
     if not path.is_file():
         raise DataError(f"labels CSV {path} does not exist")
-    with path.open(newline="") as handle:
+    with path.open(newline="", encoding="utf-8-sig") as handle:
         reader = csv.DictReader(handle)
         columns = reader.fieldnames or []
         missing = [c for c in ("image_id", "melanoma") if c not in columns]
@@ -70,8 +73,20 @@ def read_labels_csv(path: Path) -> dict[str, int]:
                 value = -1.0
             if value not in (0.0, 1.0):
                 raise DataError(f"labels CSV {path}, line {line}: melanoma label {raw!r} is not 0 or 1")
-            labels[row["image_id"].strip()] = int(value)
+            image_id = _image_stem((row["image_id"] or "").strip())
+            if labels.get(image_id, int(value)) != int(value):
+                raise DataError(
+                    f"labels CSV {path}, line {line}: image {image_id!r} is listed again with another label "
+                    f"({int(value)} here, {labels[image_id]} before); keep one row per image"
+                )
+            labels[image_id] = int(value)
     return labels
+
+
+def _image_stem(image_id: str) -> str:
+    """``ISIC_0000000.jpg`` -> ``ISIC_0000000``; an id without an image suffix is returned as it is."""
+    stem, dot, suffix = image_id.rpartition(".")
+    return stem if dot and stem and f".{suffix.lower()}" in IMAGE_SUFFIXES else image_id
 
 
 def mask_path_for(masks_dir: Path, image_id: str) -> Path:
