@@ -56,6 +56,27 @@ def test_predict_folder_with_bad_files_writes_a_row_each_and_overlays(
         assert overlay.mode == "RGB"
 
 
+def test_predict_folders_skip_os_metadata_masks_and_superpixel_maps(tmp_path):
+    from conftest import synthetic_lesion
+
+    from melanoma.inference.batch import expand_paths
+
+    folder = tmp_path / "unzipped"
+    (folder / "__MACOSX").mkdir(parents=True)
+    (folder / ".thumbnails").mkdir()
+    (folder / "clinic b").mkdir()
+    image, mask = synthetic_lesion(32, seed=0)
+    for name in ("a.jpg", "clinic b/b.png"):
+        Image.fromarray(image).save(folder / name)
+    Image.fromarray(mask).save(folder / "a_segmentation.png")
+    Image.fromarray(mask).save(folder / "a_superpixels.png")
+    for junk in ("._a.jpg", "__MACOSX/._a.jpg", ".thumbnails/a.jpg"):
+        (folder / junk).write_bytes(b"\x00\x05\x16\x07 AppleDouble resource fork")
+    assert expand_paths([folder]) == [folder / "a.jpg", folder / "clinic b" / "b.png"]
+    named = folder / "a_segmentation.png"
+    assert expand_paths([named]) == [named]  # a file named on the command line is kept
+
+
 def test_parallel_workers_write_the_same_rows_in_input_order(tiny_models_dir, shared_synthetic_isic_dir, tmp_path):
     import io
     import threading

@@ -369,3 +369,10 @@ def test_labels_csv_with_an_image_listed_twice(user_folder):
     labels_csv.write_text(text + "lesion_03,1,again\n")
     with pytest.raises(DataError, match=r"line 8: image 'lesion_03' is listed again with another label"):
         read_image_folder(images_dir, labels_csv)
+
+
+def test_hidden_files_are_not_images(user_folder):
+    images_dir, labels_csv, masks_dir = user_folder
+    (images_dir / "._lesion_00.jpg").write_bytes(b"\x00\x05\x16\x07 AppleDouble resource fork")
+    samples = read_image_folder(images_dir, labels_csv, masks_dir=masks_dir, require_masks=True)
+    assert len(samples) == 6 and not any(s.image_id.startswith(".") for s in samples)

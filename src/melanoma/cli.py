@@ -291,7 +291,11 @@ def build_parser() -> argparse.ArgumentParser:
     calibrate.set_defaults(func=_calibrate)
 
     predict = commands.add_parser("predict", help="predict images and folders; one CSV row per file")
-    predict.add_argument("paths", nargs="+", help="image files and/or folders (searched recursively)")
+    predict.add_argument(
+        "paths",
+        nargs="+",
+        help="image files and/or folders (searched recursively; hidden files, masks and superpixel maps skipped)",
+    )
     predict.add_argument("--models", help="model folder (default: the shipped models)")
     predict.add_argument("--out", help="CSV file to write (default: standard output)")
     predict.add_argument("--overlays", help="folder for overlay PNGs (lesion contour and fill)")

@@ -17,10 +17,17 @@ from pathlib import Path
 
 from PIL import Image
 
-from melanoma.data.samples import MASK_SUFFIX, DataError, Sample, list_images, mask_path_for, read_labels_csv
+from melanoma.data.samples import (
+    MASK_SUFFIX,
+    DataError,
+    Sample,
+    is_companion,
+    list_images,
+    mask_path_for,
+    read_labels_csv,
+)
 
 # Files that sit next to images in ISIC-style folders but are not images to classify.
-_NOT_IMAGE_SUFFIXES = (MASK_SUFFIX, "_superpixels.png")
 # Image modes PIL converts to RGB without losing meaning; 16-bit and float images need the user's attention.
 _IMAGE_MODES = ("RGB", "RGBA", "L", "LA", "P", "CMYK", "YCbCr", "1")
 _MASK_MODES = ("L", "1", "P", "RGB", "RGBA", "LA")
@@ -144,7 +151,7 @@ def _as_path(path: Path | str | None) -> Path | None:
 
 def _list_lesion_images(images_dir: Path) -> list[Path]:
     """Images in the folder, without masks and superpixel maps kept beside them; unique stems."""
-    paths = [p for p in list_images(images_dir) if not p.name.lower().endswith(_NOT_IMAGE_SUFFIXES)]
+    paths = [p for p in list_images(images_dir) if not is_companion(p)]
     if not paths:
         raise DataError(f"image folder {images_dir} holds only masks or superpixel maps; pass the image folder")
     by_stem: dict[str, Path] = {}

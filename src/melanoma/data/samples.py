@@ -11,6 +11,8 @@ from PIL import Image
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff")
 MASK_SUFFIX = "_segmentation.png"
+# Files the ISIC archives keep beside the images that are not lesion photos: masks and superpixel maps.
+COMPANION_SUFFIXES = (MASK_SUFFIX, "_superpixels.png")
 
 
 class DataError(ValueError):
@@ -34,11 +36,25 @@ class Sample:
     melanoma: int | None = None
 
 
+def is_hidden(path: Path, root: Path | None = None) -> bool:
+    """A hidden file, or one in a hidden folder below ``root``: dotfiles, the ``._`` files macOS adds to archives
+    and folders it copies to other disks, and ``__MACOSX`` folders. They are never lesion images."""
+    parts = path.relative_to(root).parts if root is not None else (path.name,)
+    return any(part.startswith(".") or part == "__MACOSX" for part in parts)
+
+
+def is_companion(path: Path) -> bool:
+    """A mask or superpixel map kept beside the images (``COMPANION_SUFFIXES``)."""
+    return path.name.lower().endswith(COMPANION_SUFFIXES)
+
+
 def list_images(folder: Path) -> list[Path]:
-    """All image files directly in ``folder`` (sorted), or a DataError when there are none."""
+    """All image files directly in ``folder`` (sorted, hidden files left out), or a DataError when there are none."""
     if not folder.is_dir():
         raise DataError(f"image folder {folder} does not exist; pass the folder that holds the images")
-    paths = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+    paths = sorted(
+        p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES and not is_hidden(p)
+    )
     if not paths:
         raise DataError(f"image folder {folder} is empty: expected files ending in {', '.join(IMAGE_SUFFIXES)}")
     return paths

@@ -13,6 +13,7 @@ from typing import Any, TextIO
 
 from tqdm import tqdm
 
+from melanoma.data.samples import is_companion, is_hidden
 from melanoma.inference.image_io import ImageLoadError
 from melanoma.inference.predictor import Prediction, Predictor
 
@@ -36,14 +37,27 @@ CSV_COLUMNS = (
 
 
 def expand_paths(paths: Iterable[str | Path]) -> list[Path]:
-    """Files as given, plus image files found recursively in folders (sorted); missing paths are kept (they fail)."""
+    """Files as given, plus image files found recursively in folders (sorted); missing paths are kept (they fail).
+
+    In folders, hidden files (``is_hidden``: dotfiles, macOS ``._`` files, ``__MACOSX``) and the masks and superpixel
+    maps kept beside ISIC images (``is_companion``) are left out; a file named on the command line is always kept.
+    """
     found: list[Path] = []
     for item in map(Path, paths):
         if item.is_dir():
-            found += sorted(p for p in item.rglob("*") if p.is_file() and p.suffix.lower() in PREDICT_SUFFIXES)
+            found += sorted(p for p in item.rglob("*") if _is_lesion_image(p, item))
         else:
             found.append(item)
     return found
+
+
+def _is_lesion_image(path: Path, folder: Path) -> bool:
+    return (
+        path.is_file()
+        and path.suffix.lower() in PREDICT_SUFFIXES
+        and not is_hidden(path, folder)
+        and not is_companion(path)
+    )
 
 
 def prediction_row(path: Path, result: Prediction | Exception) -> dict[str, Any]:
