@@ -11,7 +11,7 @@ from conftest import synthetic_lesion
 from PIL import Image
 
 from melanoma.data.folder import check_samples, read_image_folder, stratified_split
-from melanoma.data.samples import DataError, Sample
+from melanoma.data.samples import DataError, Sample, read_mask
 
 SUFFIXES = (".jpg", ".png", ".bmp", ".tif", ".jpeg", ".tiff")
 
@@ -320,8 +320,6 @@ MASK_FORMATS = {
 
 @pytest.mark.parametrize("kind", MASK_FORMATS)
 def test_read_mask_finds_the_lesion_whatever_tool_saved_it(tmp_path, kind):
-    from melanoma.data.samples import read_mask
-
     mask = _lesion()
     path = tmp_path / "m_segmentation.png"
     MASK_FORMATS[kind](mask).save(path)
@@ -331,8 +329,6 @@ def test_read_mask_finds_the_lesion_whatever_tool_saved_it(tmp_path, kind):
 
 
 def test_read_mask_keeps_the_official_rule_for_interpolated_masks(tmp_path):
-    from melanoma.data.samples import read_mask
-
     resized = Image.fromarray(_lesion().astype(np.uint8) * 255).resize((61, 41), Image.Resampling.BILINEAR)
     assert len(np.unique(np.asarray(resized))) > 2  # soft edges: many gray values
     resized.save(tmp_path / "soft.png")
@@ -344,8 +340,6 @@ def test_read_mask_keeps_the_official_rule_for_interpolated_masks(tmp_path):
 
 
 def test_read_mask_names_an_unreadable_file(tmp_path):
-    from melanoma.data.samples import read_mask
-
     path = tmp_path / "broken_segmentation.png"
     path.write_bytes(b"not a png")
     with pytest.raises(DataError, match="broken_segmentation.png"):
@@ -376,3 +370,14 @@ def test_hidden_files_are_not_images(user_folder):
     (images_dir / "._lesion_00.jpg").write_bytes(b"\x00\x05\x16\x07 AppleDouble resource fork")
     samples = read_image_folder(images_dir, labels_csv, masks_dir=masks_dir, require_masks=True)
     assert len(samples) == 6 and not any(s.image_id.startswith(".") for s in samples)
+
+
+@pytest.mark.parametrize("kind", ["label map {0, 1}", "16-bit {0, 1}", "palette, red lesion"])
+def test_pre_training_check_accepts_the_masks_read_mask_reads(user_folder, kind):
+    images_dir, labels_csv, masks_dir = user_folder
+    samples = read_image_folder(images_dir, labels_csv, masks_dir=masks_dir, require_masks=True)
+    for sample in samples:
+        lesion = read_mask(sample.mask_path)
+        MASK_FORMATS[kind](lesion).save(sample.mask_path)
+        assert (read_mask(sample.mask_path) == lesion).all()
+    check_samples(samples)  # decodes every image and mask: no error

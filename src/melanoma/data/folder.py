@@ -27,10 +27,10 @@ from melanoma.data.samples import (
     read_labels_csv,
 )
 
-# Files that sit next to images in ISIC-style folders but are not images to classify.
 # Image modes PIL converts to RGB without losing meaning; 16-bit and float images need the user's attention.
 _IMAGE_MODES = ("RGB", "RGBA", "L", "LA", "P", "CMYK", "YCbCr", "1")
-_MASK_MODES = ("L", "1", "P", "RGB", "RGBA", "LA")
+# Mask modes read_mask reads (16-bit label maps included).
+_MASK_MODES = ("L", "1", "P", "RGB", "RGBA", "LA", "I;16", "I;16B", "I;16L", "I")
 _MAX_LISTED_PROBLEMS = 10
 
 
@@ -228,7 +228,7 @@ def _pixel_problems(sample: Sample) -> list[str]:
     if sample.mask_path is None:
         return []
     try:
-        mask_size = _load_size(Path(sample.mask_path), _MASK_MODES, "an 8-bit single-channel PNG with values 0/255")
+        mask_size = _load_size(Path(sample.mask_path), _MASK_MODES, "a PNG mask: values 0/255, 0/1 or two values")
     except DataError as error:
         return [str(error)]
     if mask_size != image_size:
