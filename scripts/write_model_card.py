@@ -1060,6 +1060,7 @@ def classification_section(config: dict, eval_dir: Path) -> list[str]:
     lines += consistency_section(_load(eval_dir / "bench_consistency.json"))
     lines += colour_constancy_section(config, eval_dir)
     lines += jpeg_augmentation_section(eval_dir)
+    lines += metadata_section(eval_dir)
     lines += cross_validation_section(
         _load(eval_dir / "classification_cv5.json"),
         "### Cross-validation over train: five settings and ensembles of them, all five folds",
@@ -1223,6 +1224,51 @@ def jpeg_augmentation_section(eval_dir: Path) -> list[str]:
     return lines + cross_validation_section(
         study, "### Cross-validation over train: JPEG re-compression on the Lite2 member, fold 0 on the CPU"
     )
+
+
+def metadata_section(eval_dir: Path) -> list[str]:
+    """The patient's age and sex beside the image: a held-out train fold, then validation."""
+    report = _load(eval_dir / "classification_metadata.json")
+    if not report:
+        return []
+    fold, val = report["fold"], report["validation"]
+    passed = fold["ci95"][0] > 0
+
+    def row(name: str, study: dict, data: str) -> list:
+        gain = f"{study['gain']:+.4f} ({study['ci95'][0]:+.4f} to {study['ci95'][1]:+.4f})"
+        return [name, data, study["images"], study["melanomas"], study["image_auc"], study["combined_auc"], gain]
+
+    return [
+        "### The patient's age and sex beside the image: not adopted",
+        "",
+        "ISIC 2017 gives each training and validation image the patient's approximate age (5-year steps) and sex "
+        "(`DATA/metadata`); melanoma is rarer in the young. The candidate adds the metadata's likelihood ratio to "
+        "the image's log-odds, as a naive Bayes model would: `logit(p_image) + logit(p_metadata) - logit(rate)`, "
+        "where `p_metadata` is a logistic regression on age, an age-unknown flag and sex, fit on training images "
+        "outside the scored set, and `rate` is their melanoma rate. The weight is fixed at 1: nothing is fitted on "
+        f"held-out predictions. Command: `{report['command']}`.",
+        "",
+        _table(
+            ["scored on", "image model", "images", "melanomas", "image AUC", "image + metadata AUC", "gain (95% CI)"],
+            [
+                row("held-out train fold 0", fold, f"`{fold['oof']}` (Lite2 member's recipe)"),
+                row("validation", val, "the shipped classifier"),
+            ],
+        ),
+        "",
+        "Decision rule, written before either was scored: adopt it as an optional input (age and sex in predict, "
+        "evaluate and the app) only if the fold's paired bootstrap interval lies above 0 and then validation's gain "
+        "is above 0 with an interval not below 0. "
+        + (
+            "The fold passes."
+            if passed
+            else "The fold's interval reaches below 0, so it is not adopted (the validation row was computed by "
+            "the same command and is reported, not used). Both point estimates are gains: a larger fold, or the "
+            "other folds, could settle it; the test set has no metadata here, so it could not move the test score "
+            "either way."
+        ),
+        "",
+    ]
 
 
 def _per_member(value) -> str:

@@ -132,3 +132,50 @@ def test_acquisition_shifts_apply_gains_with_clipping_and_recompress():
     noisy = np.random.default_rng(0).integers(0, 256, (32, 32, 3), dtype=np.uint8)
     compressed = bench.shifted(noisy, None, 40)
     assert compressed.shape == noisy.shape and compressed.dtype == np.uint8 and not np.array_equal(compressed, noisy)
+
+
+def test_metadata_likelihood_ratio_follows_the_fit_and_is_zero_at_the_base_rate():
+    import numpy as np
+
+    study = load_script("classification_metadata")
+    # Melanomas in the old only: the older the patient, the larger the ratio; unknown ages take the median age.
+    fit = [(20.0, "female"), (25.0, "male"), (30.0, "female"), (70.0, "male"), (75.0, "female"), (80.0, "male")]
+    labels = np.array([0, 0, 0, 1, 1, 1])
+    llr = study.metadata_log_likelihood_ratio(fit, labels, [(20.0, "female"), (80.0, "female"), (None, "unknown")])
+    assert llr[0] < 0 < llr[1]
+    rows = study.features([(None, "unknown"), (40.0, "male")], median_age=50.0)
+    np.testing.assert_allclose(rows, [[0.5, 1, 0, 1], [0.4, 0, 1, 0]])
+    # Metadata that says nothing (the same for every image) leaves the image's log-odds where they were.
+    flat = study.metadata_log_likelihood_ratio([(50.0, "male")] * 6, labels, [(50.0, "male")])
+    np.testing.assert_allclose(flat, [0.0], atol=1e-6)
+
+
+def test_classification_metadata_scores_a_fold_and_validation(tiny_models_dir, synthetic_isic_dir, tmp_path):
+    from melanoma.data import read_isic2017
+
+    meta = synthetic_isic_dir / "metadata"
+    meta.mkdir()
+    for split, name in (("train", "Training"), ("val", "Validation")):
+        samples = read_isic2017(synthetic_isic_dir, split)
+        rows = ["image_id,age_approximate,sex"]
+        rows += [f"{s.image_id},{80 if s.melanoma else 10 + i},female"
+                 for i, s in enumerate(samples)]  # fmt: skip
+        (meta / f"ISIC-2017_{name}_Data_metadata.csv").write_text("\n".join(rows) + "\n")
+    train = read_isic2017(synthetic_isic_dir, "train")
+    held_out = train[:2] + train[-2:]  # 2 melanomas, 2 others
+    oof = tmp_path / "oof.csv"
+    oof.write_text("image_id,label,probability\n" + "".join(
+        f"{s.image_id},{int(s.melanoma)},{p}\n" for s, p in zip(held_out, (0.31, 0.30, 0.32, 0.2), strict=True)
+    ))  # fmt: skip
+    out = tmp_path / "metadata.json"
+    command = [sys.executable, str(REPO_ROOT / "benchmarks" / "classification_metadata.py"), "--oof", str(oof)]
+    command += ["--models", str(tiny_models_dir), "--data-dir", str(synthetic_isic_dir), "--json", str(out)]
+    subprocess.run(command, check=True, capture_output=True, text=True)
+    report = json.loads(out.read_text())
+    assert report["fold"]["images"] == 4 and report["fold"]["melanomas"] == 2
+    assert report["fold"]["image_auc"] == 0.5  # 0.31 and 0.30 against 0.32 and 0.2
+    assert report["fold"]["combined_auc"] == 1.0  # the melanomas are the old patients here
+    assert report["validation"]["images"] == 4 and report["validation"]["melanomas"] == 2
+    assert report["validation"]["gain"] == round(
+        report["validation"]["combined_auc"] - report["validation"]["image_auc"], 4
+    )

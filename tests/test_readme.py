@@ -455,6 +455,18 @@ def _classifier_rows() -> list[str]:
         f"{jpeg_fold['difference']:+.4f}, {_ci(*jpeg_fold['ci95'], 4)}); q40 {jpeg['difference']:+.3f} "
         f"({_ci(*jpeg['ci95'], 3)}) | rejected"
     )
+
+    metadata = _load("classification_metadata.json")
+    fold, val = metadata["fold"], metadata["validation"]
+    assert fold["ci95"][0] <= 0  # the pre-written rule needs the fold's interval above 0
+    rows.append(
+        " ".join(
+            f"{name}: AUC {s['combined_auc']:.4f} against {s['image_auc']:.4f} (gain {s['gain']:+.4f}, "
+            f"{_ci(*s['ci95'], 4)}){end}"
+            for name, s, end in (("fold", fold, ";"), ("validation", val, ""))
+        ).replace("validation: AUC", "validation:")
+        + " | not adopted: the fold's interval reaches below 0"
+    )
     return rows
 
 
