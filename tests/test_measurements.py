@@ -232,3 +232,15 @@ def test_fast_on_a_1024x768_mask() -> None:
         measure_lesion(lesion, image)
         times.append(time.perf_counter() - start)
     assert np.median(times) < 0.020
+
+
+def test_rescaled_measurements_change_only_the_pixel_sizes() -> None:
+    yy, xx = np.mgrid[:200, :200]
+    mask = (xx - 100) ** 2 + (yy - 100) ** 2 <= 40**2
+    image = np.full((200, 200, 3), 120, np.uint8)
+    measured = measure_lesion(mask, image)
+    scaled = measured.rescaled(2.0, 3.0)
+    assert scaled.area_pixels == round(measured.area_pixels * 6)
+    assert scaled.equivalent_diameter_px == pytest.approx(measured.equivalent_diameter_px * 6**0.5)
+    unchanged = ("area_fraction", "asymmetry", "border_irregularity", "colour_variegation", "colour_spread")
+    assert all(getattr(scaled, name) == getattr(measured, name) for name in unchanged)

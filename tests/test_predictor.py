@@ -198,3 +198,21 @@ def test_worker_threads_sleep_between_calls_unless_asked(tiny_models_dir):
 
     assert spinning(Predictor.from_dir(tiny_models_dir)) == {"0"}
     assert spinning(Predictor.from_dir(tiny_models_dir, spinning=True)) == {"1"}
+
+
+def test_measurements_are_in_the_original_photos_pixels(predictor, tmp_path):
+    # The same lesion as a 400x300 photo and as a 2400x1800 one, which is analysed at 1024x768 (WORK_MAX_SIDE).
+    image, _ = synthetic_lesion(300, seed=3)
+    small = Image.fromarray(image).resize((400, 300))
+    small.save(tmp_path / "small.png")
+    small.resize((2400, 1800), Image.Resampling.BILINEAR).save(tmp_path / "big.png")
+    small_result, big_result = predictor.predict(tmp_path / "small.png"), predictor.predict(tmp_path / "big.png")
+    assert big_result.image.shape[:2] == (768, 1024)  # analysed smaller...
+    small_m, big_m = small_result.measurements, big_result.measurements
+    assert small_m.area_pixels > 0
+    # ...but measured in the photo's own pixels: 6x the diameter, 36x the area, the same shape numbers.
+    assert big_m.equivalent_diameter_px == pytest.approx(6 * small_m.equivalent_diameter_px, rel=0.03)
+    assert big_m.area_pixels == pytest.approx(36 * small_m.area_pixels, rel=0.06)
+    assert big_m.area_pixels == pytest.approx(big_result.lesion_mask.sum(), rel=0.03)
+    assert big_m.area_fraction == pytest.approx(small_m.area_fraction, abs=0.01)
+    assert big_m.asymmetry == pytest.approx(small_m.asymmetry, abs=0.05)

@@ -400,7 +400,7 @@ def _render_prediction(prediction: Prediction, options: OverlayOptions, key: str
         _render_downloads(prediction, overlay_png, key)
         st.caption(_timing_text(prediction))
     _render_quality_checks(prediction)
-    _render_measurements(prediction.measurements, prediction.image.shape[1::-1])
+    _render_measurements(prediction.measurements, prediction.original_size)
 
 
 def _overlay(prediction: Prediction, options: OverlayOptions):
@@ -461,7 +461,7 @@ def _render_quality_checks(prediction: Prediction) -> None:
             st.warning(check.message, icon=":material/rule:")
 
 
-def _render_measurements(measurements: LesionMeasurements | None, analysed_size: tuple[int, int]) -> None:
+def _render_measurements(measurements: LesionMeasurements | None, original_size: tuple[int, int]) -> None:
     st.markdown("**Lesion measurements**", help=MEASUREMENT_NOTE)
     if measurements is None:
         st.caption("No lesion segmenter is installed, so there are no measurements.")
@@ -469,21 +469,21 @@ def _render_measurements(measurements: LesionMeasurements | None, analysed_size:
     if measurements.area_pixels == 0:
         st.caption("The segmenter found no lesion in this image, so there is nothing to measure.")
         return
-    st.table(measurement_rows(measurements, analysed_size), hide_index=True)
+    st.table(measurement_rows(measurements, original_size), hide_index=True)
 
 
-def measurement_rows(measurements: LesionMeasurements, analysed_size: tuple[int, int]) -> list[dict[str, str]]:
+def measurement_rows(measurements: LesionMeasurements, original_size: tuple[int, int]) -> list[dict[str, str]]:
     """The measurements table: one row per measurement with its value and a short explanation.
 
     Args:
         measurements: the lesion measurements.
-        analysed_size: (width, height) of the image they were measured on.
+        original_size: (width, height) of the uploaded image, whose pixels the diameter is given in.
 
     Returns:
         Rows with the keys ``Measurement``, ``Value`` and ``What it means``.
     """
     colours = ", ".join(measurements.colours_present)
-    width, height = analysed_size
+    width, height = original_size
     rows = [
         ("Lesion area", f"{measurements.area_fraction:.1%}", "Share of the image that the segmenter marks as lesion."),
         ("Asymmetry", f"{measurements.asymmetry:.2f}", "0 = mirror-symmetric about both main axes; up to 1."),
@@ -492,7 +492,7 @@ def measurement_rows(measurements: LesionMeasurements, analysed_size: tuple[int,
         ("Colour variegation", f"{measurements.colour_variegation} of 6" + (f" ({colours})" if colours else ""),
          "How many of the six dermoscopic colours cover at least 5% of the lesion."),
         ("Diameter", f"{measurements.equivalent_diameter_px:.0f} px", f"Of a disc with the lesion's area, in pixels "
-         f"of the {width}×{height} analysed image; the image has no physical scale."),
+         f"of the {width}×{height} uploaded image; the image has no physical scale."),
     ]  # fmt: skip
     return [{"Measurement": name, "Value": value, "What it means": meaning} for name, value, meaning in rows]
 

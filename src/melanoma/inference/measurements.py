@@ -12,7 +12,7 @@ diameter); they are not a validated ABCD score and the model does not use them.
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 import numpy as np
 
@@ -86,6 +86,14 @@ class LesionMeasurements:
     colour_variegation: int
     colours_present: tuple[str, ...]
     colour_spread: float
+
+    def rescaled(self, scale_x: float, scale_y: float) -> LesionMeasurements:
+        """The same lesion in the pixels of the image resized by ``scale_x`` x ``scale_y`` (e.g. from the smaller
+        copy it was measured on to the original photo): the area and the diameter change, the shape and colour
+        numbers and the area fraction do not."""
+        area = self.area_pixels * scale_x * scale_y
+        diameter = self.equivalent_diameter_px * math.sqrt(scale_x * scale_y)
+        return replace(self, area_pixels=round(area), equivalent_diameter_px=diameter)
 
     def to_dict(self) -> dict[str, object]:
         """JSON-ready dict (tuples become lists)."""

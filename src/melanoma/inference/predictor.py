@@ -76,7 +76,8 @@ class Prediction:
         threshold: the classifier's decision threshold (chosen on validation data, see its config).
         lesion_mask: HxW bool lesion mask at the image's original size (None without a segmenter).
         lesion_area_fraction: fraction of the image covered by the lesion mask.
-        measurements: ABCD-style lesion measurements (see ``measure_lesion``).
+        measurements: ABCD-style lesion measurements (see ``measure_lesion``); areas and diameters in pixels of
+            the original image (``original_size``), whatever size it was analysed at.
         heatmap: float class activation map in [0, 1] at ``image``'s size (where the classifier found evidence).
         image: the decoded RGB image used for display (may be smaller than the original for big JPEGs).
         original_size: (width, height) of the original image after EXIF orientation.
@@ -371,7 +372,10 @@ class Predictor:
             full_mask = mask if (width, height) == tuple(original_size) else _upsample_mask(mask, original_size)
             timings["postprocess"] = (time.perf_counter() - clock) * 1000
             clock = time.perf_counter()
-            measurements = measure_lesion(mask, image)
+            # Measured on the work image, reported in the original photo's pixels (a big JPEG is decoded and
+            # analysed smaller: its diameter in those pixels would not be the photo's).
+            scale = (original_size[0] / width, original_size[1] / height)
+            measurements = measure_lesion(mask, image).rescaled(*scale)
             timings["measurements"] = (time.perf_counter() - clock) * 1000
         heatmap = None
         if cam is not None:
