@@ -238,3 +238,20 @@ def test_check_summary_compares_flagged_images_with_the_others():
         "failures": 2,
     }
     assert check_summary([0.9], [False])["mean_jaccard_flagged"] is None
+
+
+@pytest.mark.parametrize("decision", [True, False])
+def test_a_decision_on_an_image_without_a_lesion_says_so(decision):
+    from melanoma.inference.predictor import Prediction
+
+    def text(checks) -> str:
+        return Prediction(
+            name="x.png", melanoma_probability=0.4, decision=decision, threshold=0.25, lesion_mask=None,
+            lesion_area_fraction=0.0, measurements=None, heatmap=None, image=np.zeros((8, 8, 3), np.uint8),
+            original_size=(8, 8), quality_checks=checks,
+        ).decision_text  # fmt: skip
+
+    plain, flagged = text(()), text((QUALITY_CHECKS["no_lesion"],))
+    assert plain.startswith("above" if decision else "below") and "no lesion" not in plain
+    assert flagged == plain + "; but the segmenter found no lesion in this image, so check that it shows a skin lesion"
+    assert text((QUALITY_CHECKS["outline_uncertain"],)) == plain

@@ -49,7 +49,7 @@ QUALITY_CHECKS: dict[str, QualityCheck] = {
         QualityCheck(
             "no_lesion",
             "The segmenter outlined no lesion, so there are no measurements; the melanoma probability is about the "
-            "whole image.",
+            "whole image, and means little unless it is a dermoscopic image of a skin lesion.",
         ),
         QualityCheck(
             "outline_uncertain",

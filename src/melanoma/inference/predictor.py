@@ -104,9 +104,15 @@ class Prediction:
         """The decision phrased as a model output."""
         if self.decision is None:
             return "no classifier installed"
-        if self.decision:
-            return "above the model's melanoma threshold: dermatologist review advised"
-        return "below the model's melanoma threshold"
+        text = (
+            "above the model's melanoma threshold: dermatologist review advised"
+            if self.decision
+            else "below the model's melanoma threshold"
+        )
+        if any(check.code == "no_lesion" for check in self.quality_checks):
+            # Blank skin, a photo of something else, a black frame: the classifier still gives a number.
+            text += "; but the segmenter found no lesion in this image, so check that it shows a skin lesion"
+        return text
 
     @property
     def work_mask(self) -> np.ndarray | None:
