@@ -361,3 +361,31 @@ def test_json_report_is_written_even_when_stdout_is_closed(tmp_path, monkeypatch
     with pytest.raises(BrokenPipeError):
         emit_json({"jaccard": 0.8}, tmp_path / "scores.json")
     assert json.loads((tmp_path / "scores.json").read_text()) == {"jaccard": 0.8}
+
+
+def test_evaluate_refuses_a_mask_of_another_size_and_names_exif_rotation(tiny_models_dir, tmp_path, capsys):
+    from conftest import synthetic_lesion
+
+    images, masks = tmp_path / "images", tmp_path / "masks"
+    images.mkdir()
+    masks.mkdir()
+    image, mask = synthetic_lesion(64, seed=5)
+    command = ["evaluate", "segmentation", "--images", str(images), "--masks", str(masks)]
+    command += ["--models", str(tiny_models_dir)]
+    # Stored 96x64 with "rotate 90" in its EXIF, so shown and predicted as 64x96; its mask has the stored pixels' size.
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    Image.fromarray(image).resize((96, 64)).save(images / "rotated.jpg", exif=exif)
+    Image.fromarray(mask).resize((96, 64), Image.Resampling.NEAREST).save(masks / "rotated_segmentation.png")
+    assert main(command) == 2
+    error = capsys.readouterr().err
+    assert "rotated_segmentation.png is 96x64 but its image" in error and "is 64x96" in error
+    assert "EXIF orientation" in error
+    # A mask of another shape is not stretched onto the prediction either.
+    (images / "rotated.jpg").unlink()
+    (masks / "rotated_segmentation.png").unlink()
+    Image.fromarray(image).resize((120, 80)).save(images / "wide.png")
+    Image.fromarray(mask).save(masks / "wide_segmentation.png")
+    assert main(command) == 2
+    error = capsys.readouterr().err
+    assert "wide_segmentation.png is 64x64 but its image" in error and "at its image's size" in error

@@ -1,7 +1,7 @@
 """Score the exported models through the Predictor (the serving path) on a folder of images.
 
 Segmentation: each predicted mask is produced at its image's original size and compared with the ground-truth
-mask (resized to the mask's size if they differ), with the official ISIC 2017 metrics.
+mask, which must have the image's size (as shown, after EXIF orientation), with the official ISIC 2017 metrics.
 Classification: AUC, average precision, and sensitivity / specificity / balanced accuracy at the model's
 shipped threshold, with stratified bootstrap 95% intervals.
 """
@@ -18,7 +18,6 @@ from tqdm import tqdm
 from melanoma.data.folder import read_image_folder
 from melanoma.data.samples import DataError, Sample, read_mask
 from melanoma.inference.checks import QUALITY_CHECKS
-from melanoma.inference.postprocess import resize_mask
 from melanoma.inference.predictor import Prediction, Predictor
 from melanoma.metrics import (
     FAILURE_INSIDE,
@@ -58,8 +57,7 @@ def evaluate_segmentation(
         target = read_mask(sample.mask_path)
         predicted = prediction.lesion_mask
         sizes.add(predicted.shape)
-        if predicted.shape != target.shape:
-            predicted = resize_mask(predicted, (target.shape[1], target.shape[0])) >= 0.5
+        _check_mask_size(sample, predicted.shape, target.shape)
         meter.update(predicted, target)
         kind = segmentation_failure(predicted, target)
         if kind:
@@ -87,6 +85,25 @@ def evaluate_segmentation(
         },
         "quality_checks": {code: check_summary(per_image, marks) for code, marks in flagged.items()},
     }
+
+
+def _check_mask_size(sample: Sample, predicted: tuple[int, ...], target: tuple[int, ...]) -> None:
+    """The official scores compare masks pixel for pixel: a mask must have its image's size (as shown, after EXIF
+    orientation), as the data checks ask of training masks; stretching one onto the other would score a
+    misaligned outline."""
+    if predicted == target:
+        return
+    (height, width), (mask_height, mask_width) = predicted, target
+    hint = "save the mask at its image's size (nearest neighbour)"
+    if (mask_height, mask_width) == (width, height):
+        hint = (
+            "the image carries an EXIF orientation tag, which the Predictor applies as a photo viewer does, so its "
+            "mask was drawn on the stored pixels: rotate the mask the same way, or save the image without the tag"
+        )
+    raise DataError(
+        f"mask {sample.mask_path} is {mask_width}x{mask_height} but its image {sample.image_path} is "
+        f"{width}x{height}; {hint}"
+    )
 
 
 def check_summary(jaccards: Sequence[float], flagged: Sequence[bool]) -> dict[str, Any]:
