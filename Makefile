@@ -2,6 +2,7 @@
 PYTHON ?= python3
 VENV ?= .venv
 PORT ?= 8501
+ADDRESS ?= 127.0.0.1
 BIN := $(VENV)/bin
 export OMP_NUM_THREADS ?= 2
 export HF_HUB_OFFLINE = 1
@@ -15,7 +16,7 @@ $(BIN)/python:
 # Set up the serving install (no torch) and start the web app on the shipped models.
 app: $(BIN)/python
 	$(BIN)/pip install --quiet -e '.[app]'
-	$(BIN)/melanoma app --port $(PORT)
+	$(BIN)/melanoma app --port $(PORT) --address $(ADDRESS)
 
 # Set up everything (training, app, dev tools), lint, and run the whole test suite (slow tests included).
 test: $(BIN)/python

@@ -4,6 +4,7 @@ import csv
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -389,3 +390,68 @@ def test_evaluate_refuses_a_mask_of_another_size_and_names_exif_rotation(tiny_mo
     assert main(command) == 2
     error = capsys.readouterr().err
     assert "wide_segmentation.png is 64x64 but its image" in error and "at its image's size" in error
+
+
+def test_predict_keeps_going_past_a_file_name_that_is_not_utf8(tiny_models_dir, tmp_path):
+    import os
+
+    from conftest import synthetic_lesion
+
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    image, _ = synthetic_lesion(64, seed=1)
+    Image.fromarray(image).save(folder / "ok.png")
+    latin1 = os.fsencode(folder) + b"/les\xe9on.png"  # a Latin-1 name from an old archive
+    Image.fromarray(image).save(latin1, format="PNG")
+    out = tmp_path / "rows.csv"
+    assert main(["predict", str(folder), "--models", str(tiny_models_dir), "--out", str(out)]) == 0
+    names = [os.fsencode(Path(row["image"]).name) for row in _rows_bytes(out)]
+    assert sorted(names) == [b"les\xe9on.png", b"ok.png"]  # the name written back byte for byte
+
+
+def _rows_bytes(path):
+    with open(path, newline="", errors="surrogateescape") as handle:
+        return [row for row in csv.DictReader(handle) if not row["error"]]
+
+
+def test_usage_errors_are_caught_before_any_work(tiny_models_dir, tmp_path, capsys):
+    image = tmp_path / "x.png"
+    Image.fromarray(np.zeros((16, 16, 3), np.uint8)).save(image)
+    for option in ("--workers", "--batch-size"):
+        with pytest.raises(SystemExit) as exit_info:
+            main(["predict", str(image), option, "0"])
+        assert exit_info.value.code == 2 and f"argument {option}: must be at least 1, got 0" in capsys.readouterr().err
+    (tmp_path / "file").write_text("")
+    with pytest.raises(SystemExit, match="--overlays .* is a file; give a folder"):
+        main(["predict", str(image), "--models", str(tiny_models_dir), "--overlays", str(tmp_path / "file")])
+    # A wrong --baseline is named at once, before the evaluation runs.
+    command = ["evaluate", "classification", "--images", str(tmp_path), "--labels", str(tmp_path / "none.csv")]
+    assert main([*command, "--models", str(tiny_models_dir), "--baseline", str(tmp_path / "nope")]) == 2
+    error = capsys.readouterr().err
+    assert f"--baseline {tmp_path / 'nope'}: no exported models there" in error and "labels" not in error
+    # export of a folder that is no training run says what it needs.
+    assert main(["export", str(tmp_path)]) == 2
+    assert "give the folder of a training run" in capsys.readouterr().err
+
+
+def test_reports_create_their_folder_and_labels_headers_may_have_spaces(tmp_path):
+    from melanoma.data.samples import read_labels_csv
+    from melanoma.reporting import emit_json
+
+    emit_json({"n": 1}, tmp_path / "new" / "folder" / "scores.json")
+    assert json.loads((tmp_path / "new" / "folder" / "scores.json").read_text()) == {"n": 1}
+    labels = tmp_path / "labels.csv"
+    labels.write_text("image_id, melanoma\nISIC_0000001, 1\nISIC_0000002,0\n")
+    assert read_labels_csv(labels) == {"ISIC_0000001": 1, "ISIC_0000002": 0}
+
+
+def test_the_app_serves_this_machine_only_unless_asked(monkeypatch):
+    from melanoma import cli
+    from melanoma.app import server
+
+    calls = []
+    monkeypatch.setattr(server, "run_app", lambda **kwargs: calls.append(kwargs) or 0)
+    assert main(["app"]) == 0 and main(["app", "--address", "0.0.0.0", "--port", "8600"]) == 0
+    assert [(c["address"], c["port"]) for c in calls] == [("127.0.0.1", 8501), ("0.0.0.0", 8600)]
+    assert "--server.address=127.0.0.1" in server.streamlit_command(8501, calls[0]["address"])
+    assert cli.build_parser().parse_args(["app"]).address == "127.0.0.1"

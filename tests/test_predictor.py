@@ -122,6 +122,14 @@ def test_a_network_its_config_was_not_exported_with_is_refused(tiny_models_dir, 
     del config["onnx_sha256"]
     (tmp_path / "segmentation.json").write_text(json.dumps(config))
     assert Predictor.from_dir(tmp_path).predict(lesion_jpeg).lesion_mask is not None
+    # Without the digest, a damaged network or a config that is not JSON still fails with the file named, not a
+    # traceback from ONNX Runtime or the JSON parser.
+    (tmp_path / "segmentation.onnx").write_bytes(b"\x08\x07 not a protobuf")
+    with pytest.raises(ModelIntegrityError, match=r"ONNX Runtime cannot load .*segmentation\.onnx"):
+        Predictor.from_dir(tmp_path)
+    (tmp_path / "segmentation.json").write_text("{'threshold': 0.5")
+    with pytest.raises(ModelIntegrityError, match=r"segmentation\.json is not a model config"):
+        Predictor.from_dir(tmp_path)
 
 
 def test_the_shipped_configs_fit_the_shipped_networks():

@@ -78,25 +78,41 @@ def _evaluate(args: argparse.Namespace) -> int:
     from melanoma.inference.predictor import Predictor
 
     predictor = Predictor.from_dir(args.models)
+    baseline = _baseline_predictor(args.baseline)  # before the evaluation: a wrong folder fails at once
     if args.task == "segmentation":
         if not args.masks:
             raise SystemExit("error: evaluate segmentation needs --masks DIR")
         scores = evaluate_segmentation(predictor, Path(args.images), Path(args.masks))
-        if args.baseline:
-            scores["vs_baseline"] = _segmentation_gain(scores, Predictor.from_dir(args.baseline), args)
+        if baseline:
+            scores["vs_baseline"] = _segmentation_gain(scores, baseline, args)
     else:
         if not args.labels:
             raise SystemExit("error: evaluate classification needs --labels CSV")
         plots = Path(args.plots) if args.plots else None
         scores = evaluate_classification(predictor, Path(args.images), Path(args.labels), plots_dir=plots)
-        if args.baseline:
-            scores["vs_baseline"] = _classification_gain(scores, Predictor.from_dir(args.baseline), args)
+        if baseline:
+            scores["vs_baseline"] = _classification_gain(scores, baseline, args)
     if not args.per_image:
         scores.pop("per_image")
     from melanoma.reporting import emit_json
 
     emit_json(scores, args.json)
     return 0
+
+
+def _baseline_predictor(folder: str | None):
+    """The ``--baseline`` folder's Predictor, or None without one; a folder without models names the option."""
+    from melanoma.inference.predictor import ModelsNotFoundError, Predictor
+
+    if not folder:
+        return None
+    try:
+        return Predictor.from_dir(folder)
+    except ModelsNotFoundError as error:
+        raise ModelsNotFoundError(
+            f"--baseline {folder}: no exported models there; give a folder written by `melanoma export` "
+            "(segmentation.json / classification.json beside their ONNX files)"
+        ) from error
 
 
 def _calibrate(args: argparse.Namespace) -> int:
@@ -154,18 +170,22 @@ def _predict(args: argparse.Namespace) -> int:
     from melanoma.inference.batch import default_workers, expand_paths, predict_paths, threads_per_worker
     from melanoma.inference.predictor import Predictor
 
-    workers = args.workers or default_workers()
-    if workers < 1 or args.batch_size < 1:
-        raise SystemExit("error: --workers and --batch-size must be at least 1")
+    workers = default_workers() if args.workers is None else args.workers
     predictor = Predictor.from_dir(args.models, threads=threads_per_worker(workers))
     paths = expand_paths(args.paths)
     if not paths:
         raise SystemExit("error: no image files found in the given paths")
     overlays = Path(args.overlays) if args.overlays else None
+    if overlays is not None and overlays.exists() and not overlays.is_dir():
+        raise SystemExit(f"error: --overlays {overlays} is a file; give a folder (it is created if missing)")
+    # A file name that is not valid UTF-8 (e.g. Latin-1 bytes from an old archive) is written back byte for byte
+    # rather than stopping the run at its row.
     if args.out:
-        with open(args.out, "w", newline="") as handle:
+        with open(args.out, "w", newline="", errors="surrogateescape") as handle:
             succeeded, failed = predict_paths(predictor, paths, handle, overlays, args.batch_size, workers=workers)
     else:
+        if hasattr(sys.stdout, "reconfigure"):
+            sys.stdout.reconfigure(errors="surrogateescape")
         succeeded, failed = predict_paths(predictor, paths, sys.stdout, overlays, args.batch_size, workers=workers)
     print(f"{succeeded} predicted, {failed} failed. {DISCLAIMER}", file=sys.stderr)
     return 0 if succeeded else 1
@@ -174,7 +194,7 @@ def _predict(args: argparse.Namespace) -> int:
 def _app(args: argparse.Namespace) -> int:
     from melanoma.app.server import run_app
 
-    return run_app(port=args.port, models_dir=args.models)
+    return run_app(port=args.port, models_dir=args.models, address=args.address)
 
 
 def _prepare(args: argparse.Namespace) -> int:
@@ -183,6 +203,16 @@ def _prepare(args: argparse.Namespace) -> int:
     counts = prepare_isic2017(Path(args.archives), Path(args.out), download=not args.no_download)
     print(f"prepared {args.out}: {counts}")
     return 0
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -299,16 +329,22 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--models", help="model folder (default: the shipped models)")
     predict.add_argument("--out", help="CSV file to write (default: standard output)")
     predict.add_argument("--overlays", help="folder for overlay PNGs (lesion contour and fill)")
-    predict.add_argument("--batch-size", type=int, default=4, help="images per model call (default: 4)")
+    predict.add_argument("--batch-size", type=_positive_int, default=4, help="images per model call (default: 4)")
     predict.add_argument(
         "--workers",
-        type=int,
+        type=_positive_int,
         help="batches predicted at once, each on its own share of the cores (default: one per CPU, at most 8)",
     )
     predict.set_defaults(func=_predict)
 
     app = commands.add_parser("app", help="start the web app (headless Streamlit server) on the shipped models")
-    app.add_argument("--port", type=int, default=8501)
+    app.add_argument("--port", type=int, default=8501, help="TCP port (default: 8501)")
+    app.add_argument(
+        "--address",
+        default="127.0.0.1",
+        help="network interface to serve on (default: 127.0.0.1, this machine only: the app has no login; "
+        "0.0.0.0 serves every interface, for a server or a container behind your own access control)",
+    )
     app.add_argument("--models", help="model folder (default: the shipped models)")
     app.set_defaults(func=_app)
 

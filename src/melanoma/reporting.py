@@ -11,6 +11,7 @@ def emit_json(payload: Any, path: str | Path | None = None) -> str:
     """Print ``payload`` as indented JSON and, when ``path`` is given, write the same text there."""
     text = json.dumps(payload, indent=2)
     if path:  # written before printing, so a closed stdout (``... | head``) cannot lose the file
+        Path(path).parent.mkdir(parents=True, exist_ok=True)  # a long evaluation must not end in a missing folder
         Path(path).write_text(text + "\n")
     print(text)
     return text

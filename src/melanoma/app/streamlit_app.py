@@ -38,7 +38,7 @@ from melanoma.inference.predictor import (
 UPLOAD_TYPES = ("jpg", "jpeg", "png", "bmp", "tif", "tiff", "webp")
 PAGE_TITLE = "Melanoma detection (research)"
 FULL_DISCLAIMER = (
-    f"**{DISCLAIMER}** This app shows what two neural networks compute from a dermoscopic image. "
+    f"**{DISCLAIMER}** This app shows what neural networks compute from a dermoscopic image. "
     "It has not been clinically validated and must not be used to diagnose, rule out or treat anything. "
     "Whatever it shows, have any skin lesion that worries you examined by a doctor."
 )
@@ -435,7 +435,7 @@ def _render_probability(prediction: Prediction) -> None:
     right.metric(
         "Decision threshold",
         f"{threshold:.{decimals}%}",
-        help="Chosen on validation images; see Model facts in the sidebar for what it trades off.",
+        help="See Model facts in the sidebar for the images it was fitted on and what it trades off.",
     )
     marker = probability_marker(probability, decimals)
     sentence = f"{marker} (threshold {threshold:.{decimals}%}) — {prediction.decision_text}."

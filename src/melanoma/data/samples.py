@@ -63,8 +63,9 @@ def list_images(folder: Path) -> list[Path]:
 def read_labels_csv(path: Path) -> dict[str, int]:
     """Read ``image_id,melanoma`` rows into a dict; other columns are ignored.
 
-    As spreadsheets save them: a UTF-8 byte-order mark before the header is skipped, and an ``image_id`` given as a
-    file name (``ISIC_0000000.jpg``) counts by its stem. An image listed twice must have the same label both times.
+    As spreadsheets save them: a UTF-8 byte-order mark before the header is skipped, spaces around column names
+    are ignored, and an ``image_id`` given as a file name (``ISIC_0000000.jpg``) counts by its stem. An image listed
+    twice must have the same label both times.
 
     Raises:
         DataError: when the file is missing, lacks a column, a label is not 0/1, or an image has two labels.
@@ -73,7 +74,8 @@ def read_labels_csv(path: Path) -> dict[str, int]:
         raise DataError(f"labels CSV {path} does not exist")
     with path.open(newline="", encoding="utf-8-sig") as handle:
         reader = csv.DictReader(handle)
-        columns = reader.fieldnames or []
+        # Column names as typed: "image_id, melanoma" (a space after the comma) names the same columns.
+        reader.fieldnames = columns = [name.strip() for name in reader.fieldnames or []]
         missing = [c for c in ("image_id", "melanoma") if c not in columns]
         if missing:
             raise DataError(

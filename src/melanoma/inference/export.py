@@ -86,7 +86,9 @@ def serving_graph(model: nn.Module | Sequence[nn.Module], task: str) -> nn.Modul
 
 def load_run_model(run_dir: Path, checkpoint: str = "best.pt") -> tuple[nn.Module, TrainConfig, dict[str, Any]]:
     """The trained model of a run (eval mode), its config and the checkpoint's extra fields."""
-    state = load_checkpoint(Path(run_dir) / checkpoint)
+    state = load_checkpoint(
+        Path(run_dir) / checkpoint, hint="give the folder of a training run (melanoma train ... --out RUN_DIR)"
+    )
     config = from_dict(TrainConfig, state["config"])
     config.model.pretrained = False  # the checkpoint holds all weights
     model = build_model(config.task, config.model)

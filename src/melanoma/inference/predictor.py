@@ -175,13 +175,20 @@ def load_model(models_dir: Path, task: str, threads: int | None = None, spinning
     Raises:
         ModelsNotFoundError: the config names an ONNX file that is missing.
         ModelIntegrityError: the ONNX file's SHA-256 is not the config's ``onnx_sha256`` (configs without it, from
-            exports before it was recorded, load unchecked).
+            exports before it was recorded, load unchecked), the config is not valid JSON, or ONNX Runtime cannot
+            load the network.
     """
     config_path = models_dir / TASK_CONFIGS[task]
     if not config_path.is_file():
         return None
-    config = json.loads(config_path.read_text())
-    onnx_path = models_dir / config["onnx_file"]
+    try:
+        config = json.loads(config_path.read_text())
+        onnx_path = models_dir / config["onnx_file"]
+    except (json.JSONDecodeError, KeyError, TypeError) as error:
+        raise ModelIntegrityError(
+            f"{config_path} is not a model config written by `melanoma export` ({type(error).__name__}: {error}): "
+            "restore it together with its ONNX file, or export the model again with `melanoma export RUN_DIR --out DIR`"
+        ) from error
     if not onnx_path.is_file():
         raise ModelsNotFoundError(f"{config_path} names {onnx_path.name}, which is missing from {models_dir}")
     expected = config.get("onnx_sha256")
@@ -192,7 +199,15 @@ def load_model(models_dir: Path, task: str, threads: int | None = None, spinning
             "Its threshold and preprocessing would not fit it: restore both files together, or export the model "
             "again with `melanoma export RUN_DIR --out DIR`"
         )
-    return Model(onnx_session(onnx_path, threads, spinning), config)
+    try:
+        session = onnx_session(onnx_path, threads, spinning)
+    except Exception as error:  # onnxruntime's InvalidProtobuf, Fail, ... share no public base class
+        raise ModelIntegrityError(
+            f"ONNX Runtime cannot load {onnx_path} ({type(error).__name__}: {str(error).strip()[:300]}): the file is "
+            "damaged or not an ONNX model; restore it together with its config, or export the model again with "
+            "`melanoma export RUN_DIR --out DIR`"
+        ) from error
+    return Model(session, config)
 
 
 def _work_image(image: np.ndarray) -> np.ndarray:

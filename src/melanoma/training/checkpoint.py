@@ -17,9 +17,9 @@ def save_checkpoint(path: str | Path, **state: Any) -> None:
     os.replace(tmp, path)
 
 
-def load_checkpoint(path: str | Path) -> dict[str, Any]:
-    """Load a checkpoint written by ``save_checkpoint``."""
+def load_checkpoint(path: str | Path, hint: str = "train first (melanoma train ...)") -> dict[str, Any]:
+    """Load a checkpoint written by ``save_checkpoint``; a missing file's error ends with ``hint``."""
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"no checkpoint at {path}; train first (melanoma train ...) or drop --resume")
+        raise FileNotFoundError(f"no checkpoint at {path}; {hint}")
     return torch.load(path, map_location="cpu", weights_only=True)

@@ -317,7 +317,7 @@ def fit(
     ema = build_ema(config, model)
     start_epoch, best = 0, {"value": -math.inf, "row": None}
     if resume:
-        state = load_checkpoint(out / "last.pt")
+        state = load_checkpoint(out / "last.pt", hint="train first (melanoma train ...) or drop --resume")
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
