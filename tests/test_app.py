@@ -22,6 +22,7 @@ from streamlit.testing.v1 import AppTest
 
 from melanoma.app import MAX_UPLOAD_MB, PROBABILITY_PATTERN, parse_probability_marker, probability_marker, server
 from melanoma.app import streamlit_app as app
+from melanoma.inference.batch import CSV_COLUMNS
 from melanoma.inference.image_io import load_image_with_size
 from melanoma.inference.predictor import Predictor
 
@@ -236,9 +237,12 @@ def prediction(tiny_models_dir: Path):
 
 def test_results_csv_and_json(prediction) -> None:
     rows = list(csv.DictReader(io.StringIO(app.results_csv([prediction, prediction]))))
-    assert len(rows) == 2 and rows[0]["file"] == "lesion.jpg"
-    assert float(rows[0]["melanoma_probability"]) == pytest.approx(prediction.melanoma_probability)
+    assert len(rows) == 2 and rows[0]["image"] == "lesion.jpg"
+    assert tuple(rows[0]) == CSV_COLUMNS  # the columns of melanoma predict's CSV
+    assert float(rows[0]["melanoma_probability"]) == pytest.approx(prediction.melanoma_probability, abs=1e-6)
     assert rows[0]["model_output"] == prediction.decision_text
+    assert rows[0]["colours_present"] == ";".join(prediction.measurements.colours_present)
+    assert (rows[0]["width"], rows[0]["height"]) == ("128", "128") and rows[0]["error"] == ""
     document = json.loads(app.results_json([prediction]))
     assert document["disclaimer"] == app.DISCLAIMER
     (record,) = document["results"]

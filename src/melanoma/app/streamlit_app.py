@@ -23,6 +23,7 @@ import streamlit as st
 
 from melanoma.app import MAX_UPLOAD_MB, probability_marker
 from melanoma.cli import DISCLAIMER
+from melanoma.inference.batch import CSV_COLUMNS, prediction_row
 from melanoma.inference.image_io import ImageLoadError
 from melanoma.inference.measurements import LesionMeasurements
 from melanoma.inference.overlay import render_overlay, to_png_bytes
@@ -602,28 +603,17 @@ def result_record(prediction: Prediction) -> dict[str, Any]:
     }
 
 
-_CSV_MEASUREMENTS = ("asymmetry", "border_irregularity", "colour_variegation", "equivalent_diameter_px")
-
-
 def result_row(prediction: Prediction) -> dict[str, Any]:
-    """One flat CSV row for an image (measurement columns empty without a segmenter)."""
-    record = result_record(prediction)
-    measurements = record["measurements"] or {}
-    row = {key: record[key] for key in ("file", "melanoma_probability", "threshold", "model_output")}
-    row["lesion_area_fraction"] = record["lesion_area_fraction"]
-    row.update({name: measurements.get(name) for name in _CSV_MEASUREMENTS})
-    row["colours_present"] = "; ".join(measurements.get("colours_present", []))
-    row["original_width"], row["original_height"] = record["original_size"]
-    row["total_ms"] = record["timings_ms"].get("total")
-    row["quality_checks"] = ";".join(check["code"] for check in record["quality_checks"])
-    return row
+    """One CSV row for an image: the columns of ``melanoma predict``'s CSV (``CSV_COLUMNS``), so files from both
+    can be put together."""
+    return prediction_row(prediction.name, prediction)
 
 
 def results_csv(predictions: Sequence[Prediction]) -> str:
     """The results of ``predictions`` as CSV text, one row per image (see ``result_row``)."""
     rows = [result_row(p) for p in predictions]
     buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=list(rows[0]) if rows else ["file"], lineterminator="\n")
+    writer = csv.DictWriter(buffer, fieldnames=CSV_COLUMNS, lineterminator="\n")
     writer.writeheader()
     writer.writerows(rows)
     return buffer.getvalue()

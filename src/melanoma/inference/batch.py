@@ -22,11 +22,13 @@ CSV_COLUMNS = (
     "image",
     "melanoma_probability",
     "decision",
+    "model_output",
     "threshold",
     "lesion_area_fraction",
     "asymmetry",
     "border_irregularity",
     "colour_variegation",
+    "colours_present",
     "equivalent_diameter_px",
     "width",
     "height",
@@ -60,8 +62,10 @@ def _is_lesion_image(path: Path, folder: Path) -> bool:
     )
 
 
-def prediction_row(path: Path, result: Prediction | Exception) -> dict[str, Any]:
-    """One CSV row: the prediction's numbers, or the error message."""
+def prediction_row(path: Path | str, result: Prediction | Exception) -> dict[str, Any]:
+    """One CSV row (``CSV_COLUMNS``, the same for ``melanoma predict`` and the app's download): the prediction's
+    numbers, or the error message. Sizes are the original image's; ``model_output`` is the decision as the app
+    phrases it (with its caveat when no lesion was found)."""
     row: dict[str, Any] = dict.fromkeys(CSV_COLUMNS, "")
     row["image"] = str(path)
     if not isinstance(result, Prediction):
@@ -70,6 +74,7 @@ def prediction_row(path: Path, result: Prediction | Exception) -> dict[str, Any]
     if result.melanoma_probability is not None:
         row["melanoma_probability"] = f"{result.melanoma_probability:.6f}"
         row["decision"] = "above_threshold" if result.decision else "below_threshold"
+        row["model_output"] = result.decision_text
         row["threshold"] = f"{result.threshold:.6f}"
     if result.lesion_area_fraction is not None:
         row["lesion_area_fraction"] = f"{result.lesion_area_fraction:.6f}"
@@ -78,6 +83,7 @@ def prediction_row(path: Path, result: Prediction | Exception) -> dict[str, Any]
             asymmetry=f"{m.asymmetry:.4f}",
             border_irregularity=f"{m.border_irregularity:.4f}",
             colour_variegation=m.colour_variegation,
+            colours_present=";".join(m.colours_present),
             equivalent_diameter_px=f"{m.equivalent_diameter_px:.1f}",
         )
     row["width"], row["height"] = result.original_size
