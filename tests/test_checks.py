@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import REPO_ROOT, load_script
+from conftest import REPO_ROOT, load_script, synthetic_lesion
 
 from melanoma.inference.checks import (
     QUALITY_CHECKS,
@@ -76,7 +76,7 @@ def test_predictions_carry_their_checks_into_the_csv_and_the_app(tiny_models_dir
     from melanoma.app import streamlit_app as app
     from melanoma.inference.batch import prediction_row
 
-    image = np.full((96, 128, 3), 180, np.uint8)
+    image = np.random.default_rng(0).integers(100, 200, (96, 128, 3), dtype=np.uint8)  # not blank
     size = json.loads((tiny_models_dir / "segmentation.json").read_text())["input_size"]
     core = _disk(size, radius=size / 6)
     fuzzy = np.where(core, 0.95, np.where(_disk(size, radius=size / 3), 0.4, 0.0)).astype(np.float32)
@@ -199,7 +199,7 @@ def test_shown_checks_use_the_fitted_threshold_and_met_their_rules():
     assert report["fit"]["thresholds"]["outline_uncertain"] == UNCERTAIN_RATIO_THRESHOLD
     assert report["uncertain_band"] == list(UNCERTAIN_BAND)
     shown = {name for name, rule in report["ship_rules"].items() if rule["met"]}
-    assert shown == set(QUALITY_CHECKS) - {"no_lesion"}
+    assert shown == set(QUALITY_CHECKS) - {"no_lesion", "blank_image"}  # those two are definitions, not fitted
     assert report["ship_rules"] == _study().ship_decisions(report["validation"])
 
 
@@ -255,3 +255,31 @@ def test_a_decision_on_an_image_without_a_lesion_says_so(decision):
     assert plain.startswith("above" if decision else "below") and "no lesion" not in plain
     assert flagged == plain + "; but the segmenter found no lesion in this image, so check that it shows a skin lesion"
     assert text((QUALITY_CHECKS["outline_uncertain"],)) == plain
+
+
+def test_blank_images_are_flagged_and_their_decision_says_so(tiny_models_dir):
+    from melanoma.inference.checks import image_checks
+    from melanoma.inference.predictor import Predictor
+
+    predictor = Predictor.from_dir(tiny_models_dir)
+    black, skin = np.zeros((300, 400, 3), np.uint8), np.full((300, 400, 3), (224, 172, 150), np.uint8)
+    for name, image in (("black.png", black), ("skin.png", skin)):
+        (result,) = predictor.predict_arrays([image], [(400, 300)], [name])
+        assert result.quality_checks[0].code == "blank_image"
+        caveat = "but the image is almost uniform, so it is probably not a photo of a skin lesion"
+        assert result.decision_text.endswith(caveat)
+    lesion, _ = synthetic_lesion(64, seed=2)
+    assert image_checks(lesion) == ()
+
+
+@pytest.mark.data
+def test_no_isic_2017_image_is_blank(isic_data_dir):
+    from PIL import Image
+
+    from melanoma.inference.checks import BLANK_STD_THRESHOLD, grey_std
+
+    paths = sorted(isic_data_dir.glob("images/*/*.jpg"))
+    assert len(paths) >= 2750
+    spreads = [grey_std(np.asarray(Image.open(path).convert("RGB"))) for path in paths]
+    assert min(spreads) > 2.5 * BLANK_STD_THRESHOLD  # the module doc: the least varied is 5.9
+    assert round(min(spreads), 1) == 5.9

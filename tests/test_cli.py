@@ -226,7 +226,7 @@ def test_evaluate_segmentation_and_classification(tiny_models_dir, shared_synthe
     for summary in seg["quality_checks"].values():  # each check: its images against the others
         assert 0 <= summary["failures_flagged"] <= summary["flagged"] <= seg["n"]
         assert summary["failures"] == failures
-    assert set(seg["quality_checks"]) == {"no_lesion", "outline_uncertain"}
+    assert set(seg["quality_checks"]) == {"blank_image", "no_lesion", "outline_uncertain"}
     assert (
         main(
             [

@@ -1,10 +1,15 @@
 """Quality checks shown with each prediction: when the lesion outline and its measurements deserve less trust.
 
-Each check reads the segmenter's lesion probability map at the model's input size (numpy only, well under a
-millisecond) and names a reason to look twice; none changes the outputs. The threshold of ``outline_uncertain`` was
-fitted on held-out train images of the shipped segmenter's recipe and checked on the ISIC 2017 validation set by
-``python benchmarks/quality_checks.py`` (report: ``models/eval/quality_checks.json``; model card, "Quality checks").
+Each check reads the segmenter's lesion probability map at the model's input size, or the image itself (numpy
+only, well under a millisecond), and names a reason to look twice; none changes the outputs. The threshold of
+``outline_uncertain`` was fitted on held-out train images of the shipped segmenter's recipe and checked on the ISIC
+2017 validation set by ``python benchmarks/quality_checks.py`` (report: ``models/eval/quality_checks.json``; model
+card, "Quality checks").
 
+- ``blank_image``: the image is almost uniform (grey-level standard deviation below ``BLANK_STD_THRESHOLD``): a
+  black frame, a lens cap, a solid colour. The least varied of the 2750 ISIC 2017 images has a standard deviation of
+  5.9 (``tests/test_checks.py`` checks that none fires), so the check cannot fire on a real dermoscopic image.
+  Shown with or without a segmenter.
 - ``no_lesion``: the segmenter outlined nothing; there is nothing to measure, and a classifier looks at the whole
   image anyway.
 - ``outline_uncertain``: many pixels of the map lie between 0.2 and 0.8 compared with the size of the outlined
@@ -21,14 +26,19 @@ from dataclasses import dataclass
 import numpy as np
 
 __all__ = [
+    "BLANK_STD_THRESHOLD",
     "QUALITY_CHECKS",
     "UNCERTAIN_BAND",
     "UNCERTAIN_RATIO_THRESHOLD",
     "QualityCheck",
+    "grey_std",
+    "image_checks",
     "quality_checks",
     "uncertain_ratio",
 ]
 
+#: ``blank_image`` fires below this standard deviation of the grey levels (0-255).
+BLANK_STD_THRESHOLD = 2.0
 #: Map values strictly between these two count as uncertain pixels.
 UNCERTAIN_BAND = (0.2, 0.8)
 #: ``outline_uncertain`` fires above this ``uncertain_ratio`` (fitted on held-out train images, see the module doc).
@@ -46,6 +56,11 @@ class QualityCheck:
 QUALITY_CHECKS: dict[str, QualityCheck] = {
     check.code: check
     for check in (
+        QualityCheck(
+            "blank_image",
+            "The image is almost uniform, with no visible structure: it is probably not a photo of a skin lesion "
+            "(a black frame, a lens cap, a solid colour), and the outputs mean nothing.",
+        ),
         QualityCheck(
             "no_lesion",
             "The segmenter outlined no lesion, so there are no measurements; the melanoma probability is about the "
@@ -89,3 +104,15 @@ def quality_checks(probability: np.ndarray, threshold: float = 0.5) -> tuple[Qua
     if uncertain_ratio(probability, threshold) > UNCERTAIN_RATIO_THRESHOLD:
         return (QUALITY_CHECKS["outline_uncertain"],)
     return ()
+
+
+def grey_std(image: np.ndarray) -> float:
+    """Standard deviation of an RGB uint8 image's grey levels (0-255), from about 128x128 evenly spaced pixels."""
+    step = max(1, max(np.shape(image)[:2]) // 128)  # the spread, not the detail, is asked: well under a millisecond
+    grey = np.asarray(image)[::step, ::step].astype(np.float32) @ np.array([0.299, 0.587, 0.114], np.float32)
+    return float(grey.std())
+
+
+def image_checks(image: np.ndarray) -> tuple[QualityCheck, ...]:
+    """The checks that fire for the image itself (HxWx3 uint8 RGB): ``blank_image``."""
+    return (QUALITY_CHECKS["blank_image"],) if grey_std(image) < BLANK_STD_THRESHOLD else ()

@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from melanoma.inference.checks import QualityCheck, quality_checks
+from melanoma.inference.checks import QualityCheck, image_checks, quality_checks
 from melanoma.inference.image_io import ImageLoadError, ImageSource, load_image_with_size
 from melanoma.inference.measurements import LesionMeasurements, measure_lesion
 from melanoma.inference.postprocess import lesion_mask, resize_mask
@@ -109,8 +109,11 @@ class Prediction:
             if self.decision
             else "below the model's melanoma threshold"
         )
-        if any(check.code == "no_lesion" for check in self.quality_checks):
-            # Blank skin, a photo of something else, a black frame: the classifier still gives a number.
+        # A black frame, blank skin, a photo of something else: the classifier still gives a number.
+        codes = {check.code for check in self.quality_checks}
+        if "blank_image" in codes:
+            text += "; but the image is almost uniform, so it is probably not a photo of a skin lesion"
+        elif "no_lesion" in codes:
             text += "; but the segmenter found no lesion in this image, so check that it shows a skin lesion"
         return text
 
@@ -385,9 +388,9 @@ class Predictor:
         clock = time.perf_counter()
         height, width = image.shape[:2]
         mask = full_mask = measurements = area = None
-        checks: tuple[QualityCheck, ...] = ()
+        checks: tuple[QualityCheck, ...] = image_checks(image)
         if lesion_map is not None:
-            checks = quality_checks(lesion_map, float(self.segmenter.config["threshold"]))
+            checks += quality_checks(lesion_map, float(self.segmenter.config["threshold"]))
             mask = self._lesion_mask(resize_mask(lesion_map, (width, height)))
             area = float(mask.mean())
             full_mask = mask if (width, height) == tuple(original_size) else _upsample_mask(mask, original_size)
