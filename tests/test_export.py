@@ -254,3 +254,34 @@ def test_ensemble_members_must_take_the_same_input(tiny_runs, shared_synthetic_i
     fit(tiny_config("classification", shared_synthetic_isic_dir, **{"data.image_size": 32}), small)
     with pytest.raises(ValueError, match="data.image_size 32 vs 64"):
         export_run(tiny_runs["classification"], tmp_path / "c", ensemble=[small])
+
+
+def test_a_failed_export_leaves_the_model_folder_as_it_was(second_classifier, tiny_models_dir, tmp_path, monkeypatch):
+    import shutil
+
+    from melanoma.inference import calibrate
+    from melanoma.inference.export import export_run
+    from melanoma.inference.predictor import Predictor
+
+    folder = tmp_path / "models"
+    shutil.copytree(tiny_models_dir, folder)
+    before = {path.name: path.read_bytes() for path in folder.iterdir() if path.is_file()}
+    # Another classifier (other weights) into the folder: refused arguments are refused before anything is written...
+    with pytest.raises(ValueError, match="unknown classifier flip"):
+        export_run(second_classifier, folder, classifier_flips=["rot90"])
+    assert {path.name: path.read_bytes() for path in folder.iterdir() if path.is_file()} == before
+
+    # ...and a failure (or Ctrl-C) during calibration leaves the folder's network and config a matching pair.
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(calibrate, "calibrate_model", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        export_run(second_classifier, folder)
+    assert {path.name: path.read_bytes() for path in folder.iterdir() if path.is_file()} == before
+    assert Predictor.from_dir(folder).classifier is not None
+    # Without the failure the new network replaces the old one, config and all.
+    monkeypatch.undo()
+    export_run(second_classifier, folder)
+    assert (folder / "classification.onnx").read_bytes() != before["classification.onnx"]
+    assert Predictor.from_dir(folder).classifier is not None

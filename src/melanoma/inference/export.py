@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import os
 import shutil
 from collections.abc import Sequence
 from pathlib import Path
@@ -205,16 +206,66 @@ def export_run(
     """
     run_dir = Path(run_dir)
     out_dir = Path(out_dir) if out_dir else run_dir / "export"
-    out_dir.mkdir(parents=True, exist_ok=True)
     model, config, state = load_run_model(run_dir)
     task = config.task
+    _check_export_arguments(task, classifier_flips)
     members = [(run_dir, model, config, state), *_ensemble_members(config, ensemble)]
+    out_dir.mkdir(parents=True, exist_ok=True)
+    if calibrate and task == "classification" and config.data.lesion_crop:
+        from melanoma.inference.calibrate import find_segmenter
+
+        find_segmenter([out_dir, *([Path(segmenter_dir)] if segmenter_dir else [])])  # before anything is written
     onnx_path = out_dir / MODEL_FILES[task]
-    export_onnx([m for _, m, _, _ in members] if ensemble else model, task, config.data.image_size, onnx_path)
+    # Written beside the model folder's files and put in place only once calibrated: a failed or interrupted export
+    # leaves the folder's current network and config as they were (they must stay a matching pair).
+    staged = out_dir / f".{onnx_path.name}.partial"
+    try:
+        export_onnx([m for _, m, _, _ in members] if ensemble else model, task, config.data.image_size, staged)
+        model_config = _model_config(run_dir, config, state, members, ensemble, onnx_path.name, classifier_flips)
+        if calibrate:
+            from melanoma.inference.calibrate import calibrate_model
+
+            model_config.update(calibrate_model(staged, model_config, config, out_dir, flips, segmenter_dir))
+        model_config["onnx_sha256"] = onnx_digest(staged)  # the Predictor refuses a network its config does not fit
+        config_path = out_dir / f"{task}.json"
+        staged_config = out_dir / f".{config_path.name}.partial"
+        staged_config.write_text(json.dumps(model_config, indent=2) + "\n")
+        os.replace(staged, onnx_path)
+        os.replace(staged_config, config_path)
+    finally:
+        for leftover in (staged, out_dir / f".{task}.json.partial"):
+            leftover.unlink(missing_ok=True)
+    if model_config.get("input_crop") and segmenter_dir and not (out_dir / "segmentation.json").is_file():
+        _copy_segmenter(Path(segmenter_dir), out_dir)
+    config_yaml = run_dir / "config.yaml"
+    if config_yaml.is_file():
+        shutil.copy(config_yaml, out_dir / f"{task}_train_config.yaml")
+    return out_dir
+
+
+def _check_export_arguments(task: str, classifier_flips: Sequence[str]) -> None:
+    unknown = [f for f in classifier_flips if f not in FLIPS]
+    if unknown:
+        raise ValueError(f"unknown classifier flip(s) {unknown}; valid: {', '.join(FLIPS)}")
+    if classifier_flips and task != "classification":
+        raise ValueError("classifier flips apply to classification runs; segmentation uses flips='auto'/'off'")
+
+
+def _model_config(
+    run_dir: Path,
+    config: TrainConfig,
+    state: dict[str, Any],
+    members: list,
+    ensemble: Sequence[Path],
+    onnx_file: str,
+    classifier_flips: Sequence[str],
+) -> dict[str, Any]:
+    """The JSON config of an exported network before calibration (threshold 0.5, no post-processing)."""
+    task = config.task
     model_config: dict[str, Any] = {
         "task": task,
         "format_version": 1,
-        "onnx_file": onnx_path.name,
+        "onnx_file": onnx_file,
         "arch": "+".join(c.model.arch for _, _, c, _ in members),
         "input_size": config.data.image_size,
         "resize": "squash",
@@ -243,24 +294,8 @@ def export_run(
         model_config.update(threshold=0.5, label="melanoma", activation_map_output="activation_map")
         if config.data.lesion_crop:
             model_config["input_crop"] = {"source": "lesion_mask", "margin": config.data.crop_margin}
-    unknown = [f for f in classifier_flips if f not in FLIPS]
-    if unknown:
-        raise ValueError(f"unknown classifier flip(s) {unknown}; valid: {', '.join(FLIPS)}")
-    if classifier_flips and task != "classification":
-        raise ValueError("classifier flips apply to classification runs; segmentation uses flips='auto'/'off'")
     model_config["test_time_flips"] = list(dict.fromkeys(classifier_flips))
-    if calibrate:
-        from melanoma.inference.calibrate import calibrate_model
-
-        model_config.update(calibrate_model(onnx_path, model_config, config, out_dir, flips, segmenter_dir))
-    model_config["onnx_sha256"] = onnx_digest(onnx_path)  # the Predictor refuses a network its config does not fit
-    (out_dir / f"{task}.json").write_text(json.dumps(model_config, indent=2) + "\n")
-    if model_config.get("input_crop") and segmenter_dir and not (out_dir / "segmentation.json").is_file():
-        _copy_segmenter(Path(segmenter_dir), out_dir)
-    config_yaml = run_dir / "config.yaml"
-    if config_yaml.is_file():
-        shutil.copy(config_yaml, out_dir / f"{task}_train_config.yaml")
-    return out_dir
+    return model_config
 
 
 def _training_record(run_dir: Path, config: TrainConfig, state: dict[str, Any]) -> dict[str, Any]:
