@@ -2,6 +2,7 @@
 
 import csv
 import math
+import re
 
 import pytest
 import torch
@@ -196,3 +197,29 @@ def test_channels_last_trains_the_same_model_in_another_memory_layout(shared_syn
 def test_resume_without_checkpoint_says_what_to_do(shared_synthetic_isic_dir, tmp_path):
     with pytest.raises(FileNotFoundError, match="drop --resume"):
         fit(tiny_config("segmentation", shared_synthetic_isic_dir), tmp_path / "empty", resume=True)
+
+
+def test_resume_refuses_a_config_that_trains_something_else(shared_synthetic_isic_dir, tmp_path):
+    import dataclasses
+
+    config = tiny_config("segmentation", shared_synthetic_isic_dir, **{"optim.epochs": 2})
+    config.command = "melanoma train segmentation --config tiny.yaml --out run"
+    fit(config, tmp_path / "run", stop_after=1)
+
+    def other(section: str, **values):
+        return dataclasses.replace(config, **{section: dataclasses.replace(getattr(config, section), **values)})
+
+    for key, changed in (
+        ("optim.epochs", other("optim", epochs=4)),
+        ("data.image_size", other("data", image_size=48)),
+        ("model.arch", other("model", arch="tf_efficientnet_lite1")),
+    ):
+        with pytest.raises(ValueError, match=rf"cannot resume .*last\.pt with another config \({re.escape(key)}: "):
+            fit(changed, tmp_path / "run", resume=True)
+    assert [r["epoch"] for r in _rows(tmp_path / "run")] == ["1"]  # nothing was trained on other terms
+    # Where the data lie and how fast it runs may change; the run keeps the command that started it.
+    faster = dataclasses.replace(config, threads=1, command="melanoma train ... --resume")
+    fit(faster, tmp_path / "run", resume=True)
+    assert [r["epoch"] for r in _rows(tmp_path / "run")] == ["1", "2"]
+    assert load_checkpoint(tmp_path / "run" / "last.pt")["config"]["command"] == config.command
+    assert load_config(tmp_path / "run" / "config.yaml").command == config.command

@@ -282,6 +282,39 @@ def _drop_rows_after(path: Path, epoch: int) -> None:
         writer.writerows(rows)
 
 
+#: Settings a resumed run may change: where the data lie and how fast it runs, not what is trained.
+RESUME_MAY_CHANGE = frozenset(
+    {"command", "threads", "data.num_workers", "data.data_dir", "data.images_dir", "data.masks_dir", "data.labels_csv"}
+)
+
+
+def check_resume_config(saved: dict[str, Any], config: TrainConfig, checkpoint: Path) -> None:
+    """Refuse to resume ``checkpoint`` (its config ``saved``) under a config that trains something else.
+
+    A changed epoch count, learning rate, image size, data split or network would continue the saved schedule and
+    weights on other terms and mix two runs in one ``metrics.csv``; only ``RESUME_MAY_CHANGE`` may differ.
+    """
+    before, now = _flatten(saved), _flatten(to_dict(config))
+    # Keys the saved config lacks were added to the schema after the run started: nothing to compare them with.
+    changed = sorted(k for k in before if k not in RESUME_MAY_CHANGE and before[k] != now.get(k))
+    if changed:
+        listed = "; ".join(f"{k}: {before.get(k)!r} -> {now.get(k)!r}" for k in changed)
+        raise ValueError(
+            f"cannot resume {checkpoint} with another config ({listed}): resume with the run's own settings "
+            f"(they are in {checkpoint.parent / 'config.yaml'}), or train the new settings into another --out"
+        )
+
+
+def _flatten(values: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    flat: dict[str, Any] = {}
+    for key, value in values.items():
+        if isinstance(value, dict):
+            flat.update(_flatten(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = list(value) if isinstance(value, tuple) else value
+    return flat
+
+
 def fit(
     config: TrainConfig, out_dir: str | Path, resume: bool = False, stop_after: int | None = None
 ) -> dict[str, Any]:
@@ -318,6 +351,8 @@ def fit(
     start_epoch, best = 0, {"value": -math.inf, "row": None}
     if resume:
         state = load_checkpoint(out / "last.pt", hint="train first (melanoma train ...) or drop --resume")
+        check_resume_config(state["config"], config, out / "last.pt")
+        config.command = state["config"].get("command", config.command)  # the command that started the run
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
