@@ -13,7 +13,7 @@ from PIL import Image
 from melanoma.data.folder import check_samples, read_image_folder, stratified_split
 from melanoma.data.samples import DataError, Sample, read_mask
 
-SUFFIXES = (".jpg", ".png", ".bmp", ".tif", ".jpeg", ".tiff")
+SUFFIXES = (".jpg", ".png", ".bmp", ".tif", ".webp", ".tiff")  # .jpeg counts as .jpg
 
 
 def _write_folder(root: Path, count: int = 6, positives: int = 2) -> tuple[Path, Path, Path]:
@@ -381,3 +381,21 @@ def test_pre_training_check_accepts_the_masks_read_mask_reads(user_folder, kind)
         MASK_FORMATS[kind](lesion).save(sample.mask_path)
         assert (read_mask(sample.mask_path) == lesion).all()
     check_samples(samples)  # decodes every image and mask: no error
+
+
+def test_training_data_is_checked_before_the_first_epoch(user_folder):
+    from melanoma.config import DataConfig
+    from melanoma.training.datasets import load_splits
+
+    images_dir, labels_csv, masks_dir = user_folder
+    data = DataConfig(source="folder", images_dir=str(images_dir), labels_csv=str(labels_csv), masks_dir=str(masks_dir))
+    train, val, _ = load_splits(data)
+    assert len(train) + len(val) == 6
+    # A mask of another size and a truncated image: both named, before any training.
+    Image.fromarray(np.zeros((16, 16), np.uint8)).save(masks_dir / "lesion_01_segmentation.png")
+    (jpeg,) = images_dir.glob("lesion_00.jpg")
+    jpeg.write_bytes(jpeg.read_bytes()[:200])
+    with pytest.raises(DataError) as error:
+        load_splits(data)
+    assert "lesion_01_segmentation.png is 16x16 but its image" in str(error.value)
+    assert "lesion_00.jpg cannot be read as an image" in str(error.value)

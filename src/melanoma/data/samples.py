@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff")
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 MASK_SUFFIX = "_segmentation.png"
 # Files the ISIC archives keep beside the images that are not lesion photos: masks and superpixel maps.
 COMPANION_SUFFIXES = (MASK_SUFFIX, "_superpixels.png")

@@ -204,6 +204,11 @@ def load_splits(data: DataConfig) -> tuple[list[Sample], list[Sample], dict[str,
         train = train[: data.limit_train]
     if data.limit_val:
         val = val[: data.limit_val]
+    # Every file decoded once before a long run starts: a truncated image or a mask of another size stops here with
+    # the file named, not as a traceback from a data-loader worker an hour in.
+    from melanoma.data.folder import check_samples
+
+    check_samples(train + val)
     provenance.update(n_train=len(train), n_validation=len(val))
     labelled = [s.melanoma for s in train if s.melanoma is not None]
     if labelled:
