@@ -319,7 +319,7 @@ def test_console_script_help_lists_the_commands():
         assert command in output.stdout
 
 
-def test_train_and_export_through_the_cli(shared_synthetic_isic_dir, tmp_path):
+def test_train_and_export_through_the_cli(shared_synthetic_isic_dir, tmp_path, capsys):
     run = tmp_path / "run"
     assert (
         main(
@@ -338,12 +338,23 @@ def test_train_and_export_through_the_cli(shared_synthetic_isic_dir, tmp_path):
         == 0
     )
     assert "melanoma train classification" in (run / "config.yaml").read_text()
+    capsys.readouterr()
     assert main(["export", str(run), "--out", str(tmp_path / "models")]) == 0
     assert (tmp_path / "models" / "classification.onnx").is_file()
+    # 4 validation images (2 melanoma): the threshold is fitted, with a warning in the config and on the terminal.
+    warning = json.loads((tmp_path / "models" / "classification.json").read_text())["validation"]["warning"]
+    assert warning.startswith("threshold fitted on 2 melanoma and 2 other validation images")
+    assert f"warning: {tmp_path / 'models' / 'classification.json'}: {warning}" in capsys.readouterr().err
+    # The same --out again without --resume would delete the run's metrics.csv: refused, saying what to do.
+    history = (run / "metrics.csv").read_text()
+    again = ["train", "classification", "--config", "configs/tiny.yaml", "--out", str(run), "task=classification"]
+    with pytest.raises(SystemExit, match="already holds a run .*pass --resume to continue it, or another --out"):
+        main(again)
+    assert (run / "metrics.csv").read_text() == history
 
 
 def test_train_rejects_a_config_of_the_other_task(shared_synthetic_isic_dir, tmp_path):
-    with pytest.raises(SystemExit, match="segmentation config"):
+    with pytest.raises(SystemExit, match="segmentation config.*or add the override task=classification"):
         main(["train", "classification", "--config", "configs/tiny.yaml", "--out", str(tmp_path / "r")])
 
 

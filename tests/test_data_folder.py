@@ -194,6 +194,13 @@ def test_split_needs_labels():
         stratified_split(samples)
 
 
+def test_a_set_without_any_label_is_split_at_random():
+    samples = [Sample(f"x{i}", Path(f"x{i}.jpg"), Path(f"x{i}_segmentation.png")) for i in range(10)]
+    train, val = stratified_split(samples, 0.2, seed=0)
+    assert len(train) == 8 and len(val) == 2 and {s.image_id for s in train + val} == {s.image_id for s in samples}
+    assert stratified_split(samples, 0.2, seed=0) == (train, val)
+
+
 def test_split_needs_two_samples_per_class():
     with pytest.raises(DataError, match="at least 2 samples"):
         stratified_split(_labelled(10, 1))
@@ -399,3 +406,15 @@ def test_training_data_is_checked_before_the_first_epoch(user_folder):
         load_splits(data)
     assert "lesion_01_segmentation.png is 16x16 but its image" in str(error.value)
     assert "lesion_00.jpg cannot be read as an image" in str(error.value)
+
+
+def test_a_segmentation_folder_needs_no_labels(user_folder):
+    from melanoma.config import DataConfig
+    from melanoma.training.datasets import load_splits
+
+    images_dir, _, masks_dir = user_folder
+    train, val, provenance = load_splits(
+        DataConfig(source="folder", images_dir=str(images_dir), masks_dir=str(masks_dir))
+    )
+    assert len(train) + len(val) == 6 and all(s.mask_path for s in train + val)
+    assert provenance["split"] == "random 80%/20%, seed 0" and provenance["masks_dir"] == str(masks_dir)

@@ -24,11 +24,19 @@ def _train(args: argparse.Namespace) -> int:
         overrides.append(f"data.data_dir={args.data_dir}")
     config = load_config(args.config, overrides)
     if config.task != args.task:
-        raise SystemExit(f"error: {args.config} is a {config.task} config, but you asked to train {args.task}")
+        raise SystemExit(
+            f"error: {args.config} is a {config.task} config, but you asked to train {args.task}: use a "
+            f"{args.task} config, or add the override task={args.task}"
+        )
     config.command = shlex.join(["melanoma", *args.argv])
     out = Path(args.out or f"runs/{args.task}-{time.strftime('%Y%m%d-%H%M%S')}")
     if args.resume and not (out / "last.pt").is_file():
         raise SystemExit(f"error: --resume needs {out / 'last.pt'}; pass the --out of the run to continue")
+    if not args.resume and (out / "last.pt").is_file():  # a new run would delete that run's metrics.csv
+        raise SystemExit(
+            f"error: {out} already holds a run (last.pt): pass --resume to continue it, or another --out "
+            "(delete the folder to train it again from scratch)"
+        )
 
     from melanoma.training.engine import fit
 
@@ -51,7 +59,20 @@ def _export(args: argparse.Namespace) -> int:
         ensemble=[Path(run) for run in args.ensemble],
     )
     print(f"exported to {out}")
+    _print_export_warning(Path(args.run_dir), out)
     return 0
+
+
+def _print_export_warning(run_dir: Path, out: Path) -> None:
+    """Say on the terminal what the exported config warns about (a threshold fitted on too few images)."""
+    import json
+
+    from melanoma.config import load_config
+
+    task = load_config(run_dir / "config.yaml").task
+    warning = json.loads((out / f"{task}.json").read_text()).get("validation", {}).get("warning")
+    if warning:
+        print(f"warning: {out / f'{task}.json'}: {warning}", file=sys.stderr)
 
 
 def _quantize(args: argparse.Namespace) -> int:
@@ -69,7 +90,10 @@ def _quantize(args: argparse.Namespace) -> int:
         before, after = config["quantization"]["float_validation"] or {}, config["validation"]
         metric = "jaccard" if task == "segmentation" else "auc"
         print(f"{task}: int8 validation {metric} {after[metric]} (float {before.get(metric)})")
-    print(f"quantized models written to {args.out}; check them with `melanoma evaluate --models {args.out}`")
+    print(
+        f"quantized models written to {args.out}; check them with `melanoma evaluate segmentation|classification "
+        f"--images DIR --masks DIR|--labels CSV --models {args.out} --baseline {args.models}`"
+    )
     return 0
 
 
@@ -277,7 +301,9 @@ def build_parser() -> argparse.ArgumentParser:
     quantize.add_argument(
         "--tasks", nargs="+", choices=["segmentation", "classification"], default=["segmentation", "classification"]
     )
-    quantize.add_argument("--calibration-images", type=int, default=64, help="training images for activation ranges")
+    quantize.add_argument(
+        "--calibration-images", type=_positive_int, default=64, help="training images for activation ranges"
+    )
     quantize.add_argument("--data-dir", help="ISIC layout root (default: the one the model was trained on)")
     quantize.add_argument(
         "--test-time-flips", choices=FLIP_MODES, help="segmentation flip rule (default: the float model's)"

@@ -79,10 +79,11 @@ def stratified_split(
 ) -> tuple[list[Sample], list[Sample]]:
     """Split labelled samples into train and validation sets with the same melanoma rate in each.
 
-    The split depends only on ``samples`` and ``seed``; both parts keep the input order.
+    Samples none of which has a label (images and masks for a segmenter) are split at random instead. The split
+    depends only on ``samples`` and ``seed``; both parts keep the input order.
 
     Args:
-        samples: labelled samples (``melanoma`` is 0 or 1 for each).
+        samples: labelled samples (``melanoma`` is 0 or 1 for each), or samples none of which is labelled.
         val_fraction: share of the samples that goes to validation, strictly between 0 and 1.
         seed: random seed; the same seed gives the same split.
 
@@ -90,13 +91,21 @@ def stratified_split(
         ``(train_samples, val_samples)``.
 
     Raises:
-        DataError: when a sample has no label, the fraction is out of range, or a class is too small to split.
+        DataError: when some samples have a label and others not, the fraction is out of range, or a class is too
+            small to split.
     """
     from sklearn.model_selection import train_test_split  # imported here: scikit-learn is slow to import
 
     if not 0.0 < val_fraction < 1.0:
         raise DataError(f"val_fraction must be between 0 and 1 (exclusive), got {val_fraction}")
     unlabelled = [s.image_id for s in samples if s.melanoma is None]
+    if unlabelled and len(unlabelled) == len(samples):  # a segmentation set: nothing to stratify by
+        if len(samples) < 2:
+            raise DataError(f"cannot split {len(samples)} sample(s) into train and validation: add images")
+        train_indices, val_indices = train_test_split(
+            list(range(len(samples))), test_size=val_fraction, random_state=seed, shuffle=True
+        )
+        return [samples[i] for i in sorted(train_indices)], [samples[i] for i in sorted(val_indices)]
     if unlabelled:
         raise DataError(
             f"cannot stratify by melanoma label: {len(unlabelled)} sample(s) have no label "

@@ -104,6 +104,10 @@ def calibrate_segmentation(
     }
 
 
+#: Fewer melanomas (or other lesions) than this, and Youden's cut-point is noise (export warns, calibrate refuses).
+MIN_PER_CLASS = 10
+
+
 def calibrate_classification(
     session, samples: Sequence[Sample], model_config: dict[str, Any], out_dir: Path, segmenter: Model | None = None
 ) -> dict[str, Any]:
@@ -130,6 +134,13 @@ def calibrate_classification(
     validation = {k: (round(v, 4) if isinstance(v, float) else v) for k, v in scores.items()}
     validation["note"] = "threshold chosen on these validation images (Youden's J); measured through the ONNX model"
     validation["cross_fitted"] = cross_fitted_summary(labels, probabilities)
+    positives = int(sum(labels))
+    if min(positives, len(labels) - positives) < MIN_PER_CLASS:
+        validation["warning"] = (
+            f"threshold fitted on {positives} melanoma and {len(labels) - positives} other validation images: "
+            f"with fewer than {MIN_PER_CLASS} of either, Youden's cut-point is noise; re-fit it with `melanoma "
+            "calibrate` on more labelled images before serving"
+        )
     return {"threshold": scores["threshold"], "validation": validation}
 
 

@@ -20,11 +20,11 @@ from typing import Any
 import numpy as np
 
 from melanoma.data.samples import DataError
+from melanoma.inference.calibrate import MIN_PER_CLASS
 from melanoma.inference.evaluate import evaluate_classification
 from melanoma.inference.predictor import TASK_CONFIGS, Predictor
 from melanoma.metrics import classification_scores, cross_fitted_summary
 
-MIN_PER_CLASS = 10  # fewer melanomas (or other lesions) than this, and Youden's cut-point is noise
 MODEL_FILES = ("*.onnx", "*.json", "*_train_config.yaml")  # what a served model folder needs (no card, no eval/)
 
 

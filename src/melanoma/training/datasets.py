@@ -189,7 +189,10 @@ def load_splits(data: DataConfig) -> tuple[list[Sample], list[Sample], dict[str,
         provenance = {
             "dataset": "user folder",
             "images_dir": data.images_dir,
-            "split": f"stratified {1 - data.val_fraction:.0%}/{data.val_fraction:.0%}, seed 0",
+            "split": f"{'stratified' if data.labels_csv else 'random'} "
+            f"{1 - data.val_fraction:.0%}/{data.val_fraction:.0%}, seed 0",
+            **({"labels_csv": data.labels_csv} if data.labels_csv else {}),
+            **({"masks_dir": data.masks_dir} if data.masks_dir else {}),
         }
     if data.cv_folds:
         stratified = all(s.melanoma is not None for s in train)
