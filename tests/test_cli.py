@@ -466,3 +466,31 @@ def test_the_app_serves_this_machine_only_unless_asked(monkeypatch):
     assert [(c["address"], c["port"]) for c in calls] == [("127.0.0.1", 8501), ("0.0.0.0", 8600)]
     assert "--server.address=127.0.0.1" in server.streamlit_command(8501, calls[0]["address"])
     assert cli.build_parser().parse_args(["app"]).address == "127.0.0.1"
+
+
+def test_export_finds_moved_data_with_data_dir_from_any_directory(shared_synthetic_isic_dir, tmp_path, monkeypatch):
+    import shutil
+
+    from melanoma.config import load_config
+
+    shutil.copytree(shared_synthetic_isic_dir, tmp_path / "data")
+    config = str(Path("configs/tiny.yaml").resolve())
+    monkeypatch.chdir(tmp_path)
+    train = ["train", "classification", "--config", config, "--data-dir", "data", "--out", "run", "task=classification"]
+    assert main(train) == 0
+    assert load_config(tmp_path / "run" / "config.yaml").data.data_dir == str(tmp_path / "data")  # not "data"
+    (tmp_path / "data").rename(tmp_path / "moved")
+    monkeypatch.chdir(tmp_path / "moved")  # export runs from elsewhere
+    assert main(["export", str(tmp_path / "run"), "--out", str(tmp_path / "a")]) == 2
+    assert (
+        main(["export", str(tmp_path / "run"), "--out", str(tmp_path / "a"), "--data-dir", str(tmp_path / "moved")])
+        == 0
+    )
+    assert (tmp_path / "a" / "classification.json").is_file()
+
+
+def test_data_dir_cannot_move_a_folder_run():
+    from melanoma.config import DataConfig, use_data_dir
+
+    with pytest.raises(ValueError, match="this run read a folder of its own"):
+        use_data_dir(DataConfig(source="folder", images_dir="/x/images"), "/y")

@@ -17,7 +17,7 @@ DISCLAIMER = "Research software, not a medical device: outputs are model estimat
 
 
 def _train(args: argparse.Namespace) -> int:
-    from melanoma.config import load_config
+    from melanoma.config import absolute_data_paths, load_config
 
     overrides = list(args.overrides)
     if args.data_dir:
@@ -29,6 +29,7 @@ def _train(args: argparse.Namespace) -> int:
             f"{args.task} config, or add the override task={args.task}"
         )
     config.command = shlex.join(["melanoma", *args.argv])
+    absolute_data_paths(config.data)  # export and quantize read them again, maybe from another directory
     out = Path(args.out or f"runs/{args.task}-{time.strftime('%Y%m%d-%H%M%S')}")
     if args.resume and not (out / "last.pt").is_file():
         raise SystemExit(f"error: --resume needs {out / 'last.pt'}; pass the --out of the run to continue")
@@ -57,6 +58,7 @@ def _export(args: argparse.Namespace) -> int:
         segmenter_dir=Path(args.segmenter) if args.segmenter else None,
         classifier_flips=args.classifier_flips,
         ensemble=[Path(run) for run in args.ensemble],
+        data_dir=args.data_dir,
     )
     print(f"exported to {out}")
     _print_export_warning(Path(args.run_dir), out)
@@ -263,6 +265,7 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("run_dir")
     export.add_argument("--out", help="model folder to write (default: <run_dir>/export)")
     export.add_argument("--no-calibrate", action="store_true", help="skip the threshold search on validation data")
+    export.add_argument("--data-dir", help="ISIC layout root, when the run's data moved since training")
     export.add_argument(
         "--test-time-flips",
         choices=FLIP_MODES,

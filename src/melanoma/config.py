@@ -225,3 +225,27 @@ def load_config(path: str | Path | None, overrides: list[str] | None = None) -> 
 def save_config(config: TrainConfig, path: str | Path) -> None:
     """Write the resolved config as YAML."""
     Path(path).write_text(yaml.safe_dump(to_dict(config), sort_keys=False))
+
+
+DATA_PATH_KEYS = ("data_dir", "images_dir", "masks_dir", "labels_csv")
+
+
+def absolute_data_paths(data: DataConfig) -> None:
+    """Make the data paths that were given absolute (in place), so that export, quantize and resume find the data
+    from any working directory; unset ones keep their defaults ($MELANOMA_DATA or ../shared/data/isic2017)."""
+    for key in DATA_PATH_KEYS:
+        value = getattr(data, key)
+        if value:
+            setattr(data, key, str(Path(value).expanduser().resolve()))
+
+
+def use_data_dir(data: DataConfig, data_dir: str | Path | None, option: str = "--data-dir") -> None:
+    """Point an ISIC-layout run's data at ``data_dir`` (in place; None leaves it); a folder run cannot be moved so."""
+    if not data_dir:
+        return
+    if data.source != "isic2017":
+        raise ValueError(
+            f"{option} is the root of an ISIC 2017 layout, but this run read a folder of its own "
+            f"(data.images_dir={data.images_dir}): put that folder back where the run found it"
+        )
+    data.data_dir = str(data_dir)

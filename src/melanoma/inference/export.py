@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from melanoma.config import TrainConfig, from_dict
+from melanoma.config import TrainConfig, from_dict, use_data_dir
 from melanoma.inference.predictor import onnx_digest
 from melanoma.inference.preprocess import FLIPS
 from melanoma.models.factory import build_model
@@ -193,8 +193,11 @@ def export_run(
     segmenter_dir: Path | None = None,
     classifier_flips: Sequence[str] = (),
     ensemble: Sequence[Path] = (),
+    data_dir: Path | None = None,
 ) -> Path:
     """Export ``run_dir/best.pt`` into ``out_dir`` (default ``run_dir/export``) and calibrate on validation data.
+
+    ``data_dir``: where an ISIC-layout run's data are now, when they moved since training.
 
     ``flips``: the segmenter's test-time flip rule for calibration ("auto" or "off", see ``calibrate_segmentation``).
     ``classifier_flips``: test-time flips a classifier is served (and calibrated) with, e.g. ``["hflip"]``: its
@@ -209,6 +212,7 @@ def export_run(
     model, config, state = load_run_model(run_dir)
     task = config.task
     _check_export_arguments(task, classifier_flips)
+    use_data_dir(config.data, data_dir)
     members = [(run_dir, model, config, state), *_ensemble_members(config, ensemble)]
     out_dir.mkdir(parents=True, exist_ok=True)
     if calibrate and task == "classification" and config.data.lesion_crop:

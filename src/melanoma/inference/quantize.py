@@ -117,7 +117,7 @@ def quantize_models(
     replace what ``out_dir`` had, so quantizing into an existing model folder updates one task consistently.
     Returns the new JSON configs by task.
     """
-    from melanoma.config import TrainConfig, from_dict
+    from melanoma.config import TrainConfig, from_dict, use_data_dir
     from melanoma.inference.calibrate import calibrate_model
 
     models_dir, out_dir = Path(models_dir), Path(out_dir)
@@ -133,8 +133,7 @@ def quantize_models(
         if config.get("quantization"):
             raise ValueError(f"{config_path} is already quantized ({config['quantization']['method']})")
         train_config = from_dict(TrainConfig, copy.deepcopy(config["training"]["config"]))
-        if data_dir:
-            train_config.data.data_dir = data_dir
+        use_data_dir(train_config.data, data_dir)
         paths = calibration_paths(train_config, calibration_images)
         onnx_path = out_dir / config["onnx_file"]
         quantize_onnx(models_dir / config["onnx_file"], onnx_path, paths, config)
