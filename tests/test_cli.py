@@ -494,3 +494,24 @@ def test_data_dir_cannot_move_a_folder_run():
 
     with pytest.raises(ValueError, match="this run read a folder of its own"):
         use_data_dir(DataConfig(source="folder", images_dir="/x/images"), "/y")
+
+
+def test_ctrl_c_ends_with_a_hint_not_a_traceback(monkeypatch, capsys, tmp_path):
+    import torch
+
+    from melanoma.training import checkpoint, engine
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(engine, "fit", interrupted)
+    command = ["train", "segmentation", "--config", "configs/tiny.yaml", "--out", str(tmp_path / "run")]
+    assert main(command) == 130
+    assert "interrupted (continue the run: the same command with --resume)" in capsys.readouterr().err
+    # Interrupted while writing a checkpoint: the previous file stays whole and no partial file is left.
+    checkpoint.save_checkpoint(tmp_path / "last.pt", epoch=1)
+    monkeypatch.setattr(torch, "save", lambda state, path: (Path(path).write_bytes(b"partial"), interrupted()))
+    with pytest.raises(KeyboardInterrupt):
+        checkpoint.save_checkpoint(tmp_path / "last.pt", epoch=2)
+    assert checkpoint.load_checkpoint(tmp_path / "last.pt")["epoch"] == 1
+    assert not (tmp_path / "last.pt.tmp").exists()

@@ -13,8 +13,11 @@ def save_checkpoint(path: str | Path, **state: Any) -> None:
     """Write ``state`` atomically (a crash mid-write never leaves a broken ``last.pt``)."""
     path = Path(path)
     tmp = path.with_suffix(path.suffix + ".tmp")
-    torch.save(state, tmp)
-    os.replace(tmp, path)
+    try:
+        torch.save(state, tmp)
+        os.replace(tmp, path)
+    finally:  # Ctrl-C mid-write: the old file stays, the partial one goes
+        tmp.unlink(missing_ok=True)
 
 
 def load_checkpoint(path: str | Path, hint: str = "train first (melanoma train ...)") -> dict[str, Any]:
