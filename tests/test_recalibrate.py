@@ -66,8 +66,11 @@ def test_threshold_is_refitted_on_the_sites_images_and_the_networks_copied(tiny_
     assert f"it was {original['threshold']:.1%} before" in line
 
 
-def test_too_few_images_of_a_class_or_an_occupied_folder_are_clear_errors(tiny_models_dir, tmp_path):
+def test_too_few_images_of_a_class_or_an_occupied_folder_are_clear_errors(tiny_models_dir, tmp_path, monkeypatch):
+    from melanoma.inference import recalibrate
+
     images, labels = _site(tmp_path, melanomas=MIN_PER_CLASS - 1, others=12)
+    monkeypatch.setattr(recalibrate, "evaluate_classification", None)  # refused before any image is scored
     with pytest.raises(DataError, match=f"has {MIN_PER_CLASS - 1} melanoma and 12 other labelled images"):
         recalibrate_threshold(tiny_models_dir, images, labels, tmp_path / "out", bootstrap=0)
     assert not (tmp_path / "out").exists()

@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from melanoma.data.folder import read_image_folder
 from melanoma.data.samples import DataError
 from melanoma.inference.calibrate import MIN_PER_CLASS
 from melanoma.inference.evaluate import evaluate_classification
@@ -82,6 +83,8 @@ def recalibrate_threshold(
     source = Path(predictor.models_dir)
     out_dir = Path(out_dir)
     _check_new_folder(out_dir)
+    # The class counts from the folder and CSV alone, before every image is scored.
+    _check_classes([s.melanoma for s in read_image_folder(Path(images_dir), Path(labels_csv))], Path(images_dir))
     shipped = evaluate_classification(predictor, Path(images_dir), Path(labels_csv), bootstrap=bootstrap)
     per_image = shipped.pop("per_image")
     labels = [row["melanoma"] for row in per_image.values()]
