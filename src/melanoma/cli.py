@@ -71,6 +71,8 @@ def _print_export_warning(run_dir: Path, out: Path) -> None:
 
     from melanoma.config import load_config
 
+    if not (run_dir / "config.yaml").is_file():  # the export itself reads the checkpoint; nothing to say
+        return
     task = load_config(run_dir / "config.yaml").task
     warning = json.loads((out / f"{task}.json").read_text()).get("validation", {}).get("warning")
     if warning:
