@@ -287,9 +287,8 @@ def out_of_fold_predictions(config: TrainConfig, run_dir: Path) -> dict[str, tup
     model.to(info.device)
     samples = load_splits(config.data)[1]
     crop = config.data.crop_margin if config.data.lesion_crop else None
-    dataset = LesionDataset(
-        samples, config.task, classification_transforms(config.data.image_size, False), crop_margin=crop
-    )
+    transform = classification_transforms(config.data.image_size, False)
+    dataset = LesionDataset(samples, config.task, transform, crop_margin=crop, prepared_size=config.data.prepared_size)
     loader = DataLoader(dataset, batch_size=config.data.batch_size, collate_fn=collate)
     result: dict[str, tuple[int, float]] = {}
     for batch, probabilities in predict_loader(model, loader, config, info):
@@ -360,7 +359,9 @@ def probability_maps(config: TrainConfig, run_dir: Path):
     model.to(info.device)
     samples = load_splits(config.data)[1]
     transform = segmentation_transforms(config.data.image_size, train=False)
-    dataset = LesionDataset(samples, config.task, transform, keep_full_mask=True)
+    dataset = LesionDataset(
+        samples, config.task, transform, keep_full_mask=True, prepared_size=config.data.prepared_size
+    )
     loader = DataLoader(dataset, batch_size=config.data.batch_size, collate_fn=collate)
     with torch.no_grad():
         for batch, maps in predict_loader(model, loader, config, info):

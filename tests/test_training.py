@@ -223,3 +223,92 @@ def test_resume_refuses_a_config_that_trains_something_else(shared_synthetic_isi
     assert [r["epoch"] for r in _rows(tmp_path / "run")] == ["1", "2"]
     assert load_checkpoint(tmp_path / "run" / "last.pt")["config"]["command"] == config.command
     assert load_config(tmp_path / "run" / "config.yaml").command == config.command
+
+
+# --- data.prepared_size: big photos are squashed once, when loaded, as the Predictor prepares an upload ------------
+
+
+def _big_photo(tmp_path, suffix: str, size=(900, 600)):
+    import numpy as np
+    from conftest import synthetic_lesion
+    from PIL import Image
+
+    image, mask = synthetic_lesion(64, seed=5)
+    image_path, mask_path = tmp_path / f"big{suffix}", tmp_path / "big_segmentation.png"
+    Image.fromarray(np.asarray(Image.fromarray(image).resize(size, Image.Resampling.BICUBIC))).save(image_path)
+    Image.fromarray(mask).resize(size, Image.Resampling.NEAREST).save(mask_path)
+    return image_path, mask_path
+
+
+@pytest.mark.parametrize("suffix", [".png", ".jpg"])
+def test_big_training_images_are_prepared_exactly_as_the_predictor_prepares_an_upload(tmp_path, suffix):
+    import numpy as np
+
+    from melanoma.inference.image_io import load_image
+    from melanoma.inference.preprocess import resize_rgb
+    from melanoma.training.datasets import _mask_uint8, _read_rgb
+
+    image_path, mask_path = _big_photo(tmp_path, suffix)
+    prepared = _read_rgb(image_path, 256)
+    # The Predictor: decode (a JPEG at reduced scale, keeping 256 px), then squash to the prepared size.
+    served = resize_rgb(load_image(image_path, min_side_for_draft=256), 256, "squash", "linear", prepared_size=256)
+    assert prepared.shape == (256, 256, 3)
+    np.testing.assert_array_equal(prepared, served)
+    assert _read_rgb(image_path, None).shape == (600, 900, 3)  # prepared_size=null: as stored
+    mask = _mask_uint8(mask_path, 256)
+    stored = _mask_uint8(mask_path, None)
+    assert mask.shape == (256, 256) and set(np.unique(mask)) == {0, 1}
+    assert mask.mean() == pytest.approx(stored.mean(), abs=0.01)  # the same lesion, squashed
+
+
+def test_a_dataset_of_big_photos_holds_them_at_the_prepared_size(tmp_path):
+    from melanoma.data.samples import Sample
+    from melanoma.data.transforms import segmentation_transforms
+    from melanoma.training.datasets import LesionDataset
+
+    image_path, mask_path = _big_photo(tmp_path, ".jpg", size=(1200, 800))
+    samples = [Sample("big", image_path, mask_path, 1)]
+    dataset = LesionDataset(samples, "segmentation", segmentation_transforms(64, train=False), prepared_size=256)
+    assert dataset.images[0].shape == (256, 256, 3) and dataset.masks[0].shape == (256, 256)
+    assert dataset[0]["image"].shape == (3, 64, 64)
+    as_stored = LesionDataset(samples, "segmentation", segmentation_transforms(64, train=False))
+    assert as_stored.images[0].shape == (800, 1200, 3)  # 36 times the memory of the prepared one
+
+
+def test_prepared_size_below_the_input_size_is_a_config_error():
+    from melanoma.config import ConfigError
+
+    with pytest.raises(ConfigError, match="data.prepared_size=128 is smaller than data.image_size=224"):
+        load_config(None, ["data.image_size=224", "data.prepared_size=128"])
+    assert load_config(None, ["data.image_size=512", "data.prepared_size=null"]).data.prepared_size is None
+    assert load_config(None).data.prepared_size == 256
+
+
+def test_runs_from_before_prepared_size_keep_loading_images_as_stored(tmp_path):
+    import yaml
+
+    from melanoma.config import TrainConfig, load_run_config, save_config, to_dict
+    from melanoma.inference.export import _prepared_size
+    from melanoma.training.engine import _keep_legacy_settings
+
+    values = to_dict(TrainConfig())
+    assert load_run_config(values).data.prepared_size == 256  # a run that recorded it keeps it
+    del values["data"]["prepared_size"]
+    assert "prepared_size" not in values["data"]
+    old = load_run_config(values)
+    assert old.data.prepared_size is None and "prepared_size" not in values["data"]  # the input is not changed
+    # Export: an old folder run has no prepared size; a new one records its own; a lesion-crop classifier none.
+    old.data.source = "folder"
+    assert _prepared_size(old) is None
+    assert _prepared_size(load_config(None, ["data.source=folder"])) == 256
+    assert _prepared_size(load_config(None, ["data.lesion_crop=true"])) is None
+    # Resume: an old run's config.yaml has no prepared_size, so the resumed run loads images as it began.
+    saved = tmp_path / "config.yaml"
+    saved.write_text(yaml.safe_dump(values))
+    config = load_config(None)
+    _keep_legacy_settings(config, saved)
+    assert config.data.prepared_size is None
+    save_config(load_config(None), saved)
+    config = load_config(None)
+    _keep_legacy_settings(config, saved)
+    assert config.data.prepared_size == 256

@@ -6,6 +6,7 @@ The resolved config is written as ``config.yaml`` into every run directory.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import types
 import typing
@@ -35,6 +36,11 @@ class DataConfig:
     cv_folds: int = 0  # >= 2: validate on a fold of the train split (k-fold CV; official val unused); 0: off
     cv_fold: int = 0  # which fold (0 .. cv_folds - 1) is the validation set when cv_folds >= 2
     image_size: int = 256
+    # every image (and mask) is squashed once, when loaded, to this side with Pillow's bilinear filter (masks:
+    # bilinear, then > 127), as `melanoma data prepare` prepares ISIC images; the export records it so that serving
+    # takes any upload through the same two steps. Keeps a folder of 12-megapixel photos at ~0.2 MB per image in
+    # memory instead of ~36 MB, and spares the model the aliasing of one big unfiltered resize. None: as stored.
+    prepared_size: int | None = 256
     batch_size: int = 16
     num_workers: int = 0
     strong_augmentation: bool = False
@@ -219,7 +225,41 @@ def load_config(path: str | Path | None, overrides: list[str] | None = None) -> 
     config = from_dict(TrainConfig, values)
     if config.task not in TASKS:
         raise ConfigError(f"task: {config.task!r} is not one of {', '.join(TASKS)}")
+    _check_sizes(config.data)
     return config
+
+
+def _check_sizes(data: DataConfig) -> None:
+    if data.image_size < 8:
+        raise ConfigError(f"data.image_size={data.image_size}: the model input needs at least 8 pixels per side")
+    if data.prepared_size is not None and data.prepared_size < data.image_size:
+        raise ConfigError(
+            f"data.prepared_size={data.prepared_size} is smaller than data.image_size={data.image_size}: every image "
+            f"would be shrunk and then enlarged again; set data.prepared_size={data.image_size} or larger, or "
+            "data.prepared_size=null to train on the images as stored"
+        )
+
+
+#: Keys added to the schema after runs were saved, with the value that reproduces how those runs trained: a run
+#: from before ``data.prepared_size`` loaded its images as stored.
+LEGACY_DEFAULTS: dict[str, Any] = {"data.prepared_size": None}
+
+
+def with_legacy_defaults(values: dict[str, Any]) -> dict[str, Any]:
+    """A copy of a saved run's config values with ``LEGACY_DEFAULTS`` filled in where the run predates a key."""
+    values = copy.deepcopy(values)
+    for dotted, value in LEGACY_DEFAULTS.items():
+        *sections, key = dotted.split(".")
+        node = values
+        for section in sections:
+            node = node.setdefault(section, {})
+        node.setdefault(key, value)
+    return values
+
+
+def load_run_config(values: dict[str, Any]) -> TrainConfig:
+    """The ``TrainConfig`` of a saved run (its checkpoint's ``config`` or a model JSON's ``training.config``)."""
+    return from_dict(TrainConfig, with_legacy_defaults(values))
 
 
 def save_config(config: TrainConfig, path: str | Path) -> None:

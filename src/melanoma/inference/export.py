@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from melanoma.config import TrainConfig, from_dict, use_data_dir
+from melanoma.config import TrainConfig, load_run_config, use_data_dir
 from melanoma.inference.predictor import onnx_digest
 from melanoma.inference.preprocess import FLIPS
 from melanoma.models.factory import build_model
@@ -90,7 +90,7 @@ def load_run_model(run_dir: Path, checkpoint: str = "best.pt") -> tuple[nn.Modul
     state = load_checkpoint(
         Path(run_dir) / checkpoint, hint="give the folder of a training run (melanoma train ... --out RUN_DIR)"
     )
-    config = from_dict(TrainConfig, state["config"])
+    config = load_run_config(state["config"])
     config.model.pretrained = False  # the checkpoint holds all weights
     model = build_model(config.task, config.model)
     model.load_state_dict(state["model"])
@@ -340,12 +340,17 @@ def _ensemble_members(
 
 
 def _prepared_size(config: TrainConfig) -> int | None:
-    """The side of the prepared (squashed, square) ISIC training images the run learned from; None when unknown.
+    """The side of the prepared (squashed, square) training images the run learned from; None when unknown.
 
-    A lesion-crop classifier crops before it resizes, so it has none; nor has a user's folder of images, whose
-    sizes vary.
+    ``data.prepared_size`` when the run set it (every image squashed to it when loaded); a lesion-crop classifier
+    crops before it resizes, so it has none. A run from before that option (its config.yaml has no
+    ``prepared_size`` key, see ``_recorded_prepared_size``): the side of its ISIC images, none for a folder.
     """
-    if config.data.source != "isic2017" or config.data.lesion_crop:
+    if config.data.lesion_crop:
+        return None
+    if config.data.prepared_size:
+        return config.data.prepared_size
+    if config.data.source != "isic2017":
         return None
     from PIL import Image
 

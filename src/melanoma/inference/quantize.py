@@ -10,7 +10,6 @@ config states what the int8 graph itself measures. Needs the [train] extra (``on
 
 from __future__ import annotations
 
-import copy
 import json
 import random
 import shutil
@@ -117,7 +116,7 @@ def quantize_models(
     replace what ``out_dir`` had, so quantizing into an existing model folder updates one task consistently.
     Returns the new JSON configs by task.
     """
-    from melanoma.config import TrainConfig, from_dict, use_data_dir
+    from melanoma.config import load_run_config, use_data_dir
     from melanoma.inference.calibrate import calibrate_model
 
     models_dir, out_dir = Path(models_dir), Path(out_dir)
@@ -132,7 +131,7 @@ def quantize_models(
         config = json.loads(config_path.read_text())
         if config.get("quantization"):
             raise ValueError(f"{config_path} is already quantized ({config['quantization']['method']})")
-        train_config = from_dict(TrainConfig, copy.deepcopy(config["training"]["config"]))
+        train_config = load_run_config(config["training"]["config"])
         use_data_dir(train_config.data, data_dir)
         paths = calibration_paths(train_config, calibration_images)
         onnx_path = out_dir / config["onnx_file"]

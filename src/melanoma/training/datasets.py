@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -17,13 +18,32 @@ from melanoma.inference.preprocess import crop_box, lesion_box
 from melanoma.models.pretrained import PRETRAINED_MEAN, PRETRAINED_STD
 
 
-def _read_rgb(path) -> np.ndarray:
+def _read_rgb(path, prepared_size: int | None = None) -> np.ndarray:
+    """The image as stored, RGB; with ``prepared_size``, squashed to that square side with Pillow's bilinear filter
+    (after a reduced-scale JPEG decode that keeps at least that side), exactly as the Predictor prepares an upload."""
     with Image.open(path) as image:
+        if prepared_size and image.size != (prepared_size, prepared_size):
+            if image.format == "JPEG" and min(image.size) > prepared_size:
+                image.draft("RGB", _draft_request(image.size, prepared_size))
+            rgb = image.convert("RGB").resize((prepared_size, prepared_size), Image.Resampling.BILINEAR)
+            return np.asarray(rgb)
         return np.asarray(image.convert("RGB"))
 
 
-def _mask_uint8(path) -> np.ndarray:
-    return read_mask(path).astype(np.uint8)
+def _draft_request(size: tuple[int, int], min_side: int) -> tuple[int, int]:
+    """The size to ask the JPEG decoder for so that the shorter side keeps ``min_side`` pixels (as serving asks)."""
+    scale = min_side / min(size)
+    return (math.ceil(size[0] * scale), math.ceil(size[1] * scale))
+
+
+def _mask_uint8(path, prepared_size: int | None = None) -> np.ndarray:
+    """The lesion mask as 0/1 uint8; with ``prepared_size``, squashed like its image (bilinear, then > 127, as
+    ``melanoma data prepare`` resizes the ISIC masks)."""
+    mask = read_mask(path)
+    if prepared_size and mask.shape != (prepared_size, prepared_size):
+        grey = Image.fromarray(mask.astype(np.uint8) * 255)
+        mask = np.asarray(grey.resize((prepared_size, prepared_size), Image.Resampling.BILINEAR)) > 127
+    return mask.astype(np.uint8)
 
 
 def normalize(image: np.ndarray, mean=PRETRAINED_MEAN, std=PRETRAINED_STD) -> torch.Tensor:
@@ -33,7 +53,8 @@ def normalize(image: np.ndarray, mean=PRETRAINED_MEAN, std=PRETRAINED_STD) -> to
 
 
 class LesionDataset(Dataset):
-    """Images (and masks or labels) for one task, held decoded in memory (2000 x 256 px is ~0.4 GB).
+    """Images (and masks or labels) for one task, held decoded in memory (2000 x 256 px is ~0.4 GB; bigger images
+    are squashed to ``prepared_size`` when loaded).
 
     Each item is a dict with ``image`` (normalised float CxHxW) and, for segmentation, ``mask``
     (float 1xHxW at the model size) and ``full_mask`` (uint8 HxW at the stored size, for the official
@@ -48,9 +69,11 @@ class LesionDataset(Dataset):
         keep_full_mask: bool = False,
         crop_margin: float | None = None,
         crop_jitter: bool = False,
+        prepared_size: int | None = None,
     ):
         """``crop_margin`` (classification): crop each image around its ground-truth lesion mask with this margin
-        (see ``lesion_box``) before ``transform``; ``crop_jitter`` randomises margin and centre (training)."""
+        (see ``lesion_box``) before ``transform``; ``crop_jitter`` randomises margin and centre (training).
+        ``prepared_size`` (``data.prepared_size``): squash every image and mask to this side once, when loaded."""
         self.samples = samples
         self.task = task
         self.transform = transform
@@ -69,8 +92,10 @@ class LesionDataset(Dataset):
         if task == "classification" and any(s.melanoma is None for s in samples):
             raise ValueError("classification training needs a melanoma label for every image")
         with ThreadPoolExecutor(4) as pool:
-            self.images = list(pool.map(lambda s: _read_rgb(s.image_path), samples))
-            self.masks = list(pool.map(lambda s: _mask_uint8(s.mask_path), samples)) if needs_masks else []
+            self.images = list(pool.map(lambda s: _read_rgb(s.image_path, prepared_size), samples))
+            self.masks = (
+                list(pool.map(lambda s: _mask_uint8(s.mask_path, prepared_size), samples)) if needs_masks else []
+            )
 
     def __len__(self) -> int:
         return len(self.samples)

@@ -19,12 +19,13 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
+import yaml
 from timm.utils import ModelEmaV3
 from torch import nn
 from torch.utils.data import DataLoader, DistributedSampler
 from tqdm import tqdm
 
-from melanoma.config import TrainConfig, save_config, to_dict
+from melanoma.config import LEGACY_DEFAULTS, TrainConfig, save_config, to_dict
 from melanoma.metrics import SegmentationMeter, classification_scores, dice, jaccard
 from melanoma.models.factory import build_model, encoder_parameters
 from melanoma.training import distributed
@@ -225,9 +226,17 @@ def make_loaders(config: TrainConfig, info: distributed.DistInfo):
         train_tf = classification_transforms(size, train=True, strong=strong, jpeg=jpeg)
         val_tf = classification_transforms(size, train=False)
     crop = config.data.crop_margin if config.task == "classification" and config.data.lesion_crop else None
-    train_set = LesionDataset(train_samples, config.task, train_tf, crop_margin=crop, crop_jitter=True)
+    prepared = config.data.prepared_size
+    train_set = LesionDataset(
+        train_samples, config.task, train_tf, crop_margin=crop, crop_jitter=True, prepared_size=prepared
+    )
     val_set = LesionDataset(
-        val_samples, config.task, val_tf, keep_full_mask=config.task == "segmentation", crop_margin=crop
+        val_samples,
+        config.task,
+        val_tf,
+        keep_full_mask=config.task == "segmentation",
+        crop_margin=crop,
+        prepared_size=prepared,
     )
     train_sampler = (
         DistributedSampler(train_set, info.world_size, info.rank, seed=config.seed) if info.enabled else None
@@ -315,6 +324,20 @@ def _flatten(values: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     return flat
 
 
+def _keep_legacy_settings(config: TrainConfig, saved_yaml: Path) -> None:
+    """A run resumed from before a key was added keeps training as it began (``LEGACY_DEFAULTS``), in place."""
+    if not saved_yaml.is_file():
+        return
+    saved = _flatten(yaml.safe_load(saved_yaml.read_text()) or {})
+    for dotted, value in LEGACY_DEFAULTS.items():
+        if dotted not in saved:
+            *sections, key = dotted.split(".")
+            node = config
+            for section in sections:
+                node = getattr(node, section)
+            setattr(node, key, value)
+
+
 def fit(
     config: TrainConfig, out_dir: str | Path, resume: bool = False, stop_after: int | None = None
 ) -> dict[str, Any]:
@@ -333,6 +356,8 @@ def fit(
         out.mkdir(parents=True, exist_ok=True)
     if config.threads:
         torch.set_num_threads(config.threads)
+    if resume:
+        _keep_legacy_settings(config, out / "config.yaml")
     seed_everything(config.seed)
     model = build_model(config.task, config.model).to(info.device)
     if config.channels_last:  # before the optimizer and the weight average see the parameters
