@@ -1765,8 +1765,9 @@ def quality_checks_section(eval_dir: Path) -> list[str]:
         f"Command: `{report['command']}`",
         "",
         "Every prediction (app, `melanoma predict` CSV column `quality_checks`, JSON downloads) lists the checks that "
-        "fire for its image; they change no number (after `blank_image` or `no_lesion` the decision text adds that "
-        "the image may not show a skin lesion). `blank_image`: the image's grey levels are almost uniform "
+        "fire for its image; they change no number (after `blank_image` the image is reported as not assessed; after "
+        "`no_lesion` the decision text adds that the image may not show a skin lesion; after `small_image`, that the "
+        "output is less reliable). `blank_image`: the image's grey levels are almost uniform "
         "(standard deviation below 2 of 255; the least varied of the 2750 ISIC 2017 images has 5.9, checked by "
         "`tests/test_checks.py`), a black frame or a solid colour. `no_lesion`: the segmenter outlined nothing. "
         f"`outline_uncertain`: the pixels of the segmenter's map between {low} and {high}, per pixel of the outlined "
@@ -1804,6 +1805,55 @@ def quality_checks_section(eval_dir: Path) -> list[str]:
     ]
 
 
+def small_images_section(eval_dir: Path) -> list[str]:
+    """The ``small_image`` check: how the outputs degrade on validation images shrunk to small sizes."""
+    report = _load(eval_dir / "small_images.json")
+    if not report:
+        return []
+    native = report["native"]
+
+    def difference(gain: dict) -> str:
+        low, high = gain["ci95"]
+        return f"{gain['difference']:+.4f} ({low:+.4f} to {high:+.4f})"
+
+    rows = [[f"{native['side']} (as prepared)", f"{native['mean_jaccard']:.4f}", "baseline", f"{native['auc']:.4f}",
+             "baseline", "-"]]  # fmt: skip
+    for row in report["sizes"]:
+        rows.append(
+            [
+                row["side"],
+                f"{row['mean_jaccard']:.4f}",
+                difference(row["jaccard_difference"]),
+                f"{row['auc']:.4f}",
+                difference(row["auc_difference"]),
+                "yes" if row["degraded"] else "no",
+            ]
+        )
+    side = report["min_reliable_side"]
+    result = (
+        f"the smallest size not degraded, with no degraded size above it, is {side} px: `small_image` fires on "
+        f"images whose shorter side is below {side} px (as uploaded, EXIF orientation applied)."
+        if side
+        else "no size was degraded, so no check is shown."
+    )
+    return [
+        "### Small images (`small_image`)",
+        "",
+        f"Command: `{report['command']}`",
+        "",
+        f"Each of the {report['images']} validation images ({report['melanomas']} melanomas; 256x256 as prepared) "
+        "shrunk with Pillow's LANCZOS filter to a side of s pixels and predicted by the shipped models as an upload "
+        "of that size; its mask is enlarged (nearest) to 256 px and scored against the annotation. Differences are "
+        "paired with the same images at 256 px (bootstrap 95% intervals). Rule, written before any of these "
+        "predictions was seen: " + report["rule"] + ".",
+        "",
+        _table(["side (px)", "mean Jaccard", "difference (95% CI)", "AUC", "difference (95% CI)", "degraded"], rows),
+        "",
+        f"Result: {result}",
+        "",
+    ]
+
+
 LIMITS = [
     "## Intended use and limits",
     "",
@@ -1836,7 +1886,7 @@ def render(models: Path) -> str:
         config = _load(models / f"{task}.json")
         if config:
             lines += section(config, eval_dir)
-    lines += quality_checks_section(eval_dir)
+    lines += quality_checks_section(eval_dir) + small_images_section(eval_dir)
     lines += precision_section(eval_dir)
     lines += speed_section(models, eval_dir) + runtimes_section(eval_dir) + app_section(eval_dir) + LIMITS
     head = 4  # the title, the generated-by line and their blank lines

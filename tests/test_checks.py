@@ -76,11 +76,11 @@ def test_predictions_carry_their_checks_into_the_csv_and_the_app(tiny_models_dir
     from melanoma.app import streamlit_app as app
     from melanoma.inference.batch import prediction_row
 
-    image = np.random.default_rng(0).integers(100, 200, (96, 128, 3), dtype=np.uint8)  # not blank
+    image = np.random.default_rng(0).integers(100, 200, (128, 160, 3), dtype=np.uint8)  # not blank, not small
     size = json.loads((tiny_models_dir / "segmentation.json").read_text())["input_size"]
     core = _disk(size, radius=size / 6)
     fuzzy = np.where(core, 0.95, np.where(_disk(size, radius=size / 3), 0.4, 0.0)).astype(np.float32)
-    (prediction,) = _scripted_predictor(tiny_models_dir, fuzzy).predict_arrays([image], [(128, 96)], ["fuzzy.png"])
+    (prediction,) = _scripted_predictor(tiny_models_dir, fuzzy).predict_arrays([image], [(160, 128)], ["fuzzy.png"])
     assert [check.code for check in prediction.quality_checks] == ["outline_uncertain"]
     assert prediction_row(Path("fuzzy.png"), prediction)["quality_checks"] == "outline_uncertain"
     assert app.result_row(prediction)["quality_checks"] == "outline_uncertain"
@@ -89,12 +89,15 @@ def test_predictions_carry_their_checks_into_the_csv_and_the_app(tiny_models_dir
     ]
     assert prediction.lesion_area_fraction == pytest.approx(core.mean(), abs=0.02)  # the outline is unchanged
     empty = np.zeros((size, size), np.float32)
-    (nothing,) = _scripted_predictor(tiny_models_dir, empty).predict_arrays([image], [(128, 96)], ["empty.png"])
+    (nothing,) = _scripted_predictor(tiny_models_dir, empty).predict_arrays([image], [(160, 128)], ["empty.png"])
     assert [check.code for check in nothing.quality_checks] == ["no_lesion"]
     assert nothing.measurements.area_pixels == 0
     clear = _disk(size, radius=size / 4).astype(np.float32)
-    (fine,) = _scripted_predictor(tiny_models_dir, clear).predict_arrays([image], [(128, 96)], ["fine.png"])
+    (fine,) = _scripted_predictor(tiny_models_dir, clear).predict_arrays([image], [(160, 128)], ["fine.png"])
     assert fine.quality_checks == () and prediction_row(Path("fine.png"), fine)["quality_checks"] == ""
+    (small,) = _scripted_predictor(tiny_models_dir, clear).predict_arrays([image[:127]], [(160, 127)], ["s.png"])
+    assert [check.code for check in small.quality_checks] == ["small_image"]
+    assert prediction_row(Path("s.png"), small)["quality_checks"] == "small_image"
 
 
 # --- fitting and checking the thresholds (benchmarks/quality_checks.py) ----------------------------------------------
@@ -199,7 +202,8 @@ def test_shown_checks_use_the_fitted_threshold_and_met_their_rules():
     assert report["fit"]["thresholds"]["outline_uncertain"] == UNCERTAIN_RATIO_THRESHOLD
     assert report["uncertain_band"] == list(UNCERTAIN_BAND)
     shown = {name for name, rule in report["ship_rules"].items() if rule["met"]}
-    assert shown == set(QUALITY_CHECKS) - {"no_lesion", "blank_image"}  # those two are definitions, not fitted
+    # blank_image and no_lesion are definitions, small_image has its own study (test_the_small_image_limit_...)
+    assert shown == set(QUALITY_CHECKS) - {"no_lesion", "blank_image", "small_image"}
     assert report["ship_rules"] == _study().ship_decisions(report["validation"])
 
 
@@ -266,10 +270,72 @@ def test_blank_images_are_flagged_and_their_decision_says_so(tiny_models_dir):
     for name, image in (("black.png", black), ("skin.png", skin)):
         (result,) = predictor.predict_arrays([image], [(400, 300)], [name])
         assert result.quality_checks[0].code == "blank_image"
-        caveat = "but the image is almost uniform, so it is probably not a photo of a skin lesion"
-        assert result.decision_text.endswith(caveat)
-    lesion, _ = synthetic_lesion(64, seed=2)
+        assert result.decision_text.startswith("not assessed: the image is almost uniform, so it is probably not")
+        assert not result.assessable
+    lesion, _ = synthetic_lesion(128, seed=2)
     assert image_checks(lesion) == ()
+
+
+def test_small_images_are_flagged_by_their_size_as_uploaded():
+    from melanoma.inference.checks import MIN_RELIABLE_SIDE, image_checks
+
+    lesion, _ = synthetic_lesion(MIN_RELIABLE_SIDE, seed=3)
+    assert image_checks(lesion) == ()
+    assert [c.code for c in image_checks(lesion[:-1])] == ["small_image"]  # one row short of the limit
+    assert [c.code for c in image_checks(lesion[:, :-1])] == ["small_image"]
+    # A big photo decoded at reduced scale is judged by its size as uploaded, and vice versa.
+    assert image_checks(lesion[:64, :64], original_size=(4000, 3000)) == ()
+    assert [c.code for c in image_checks(lesion, original_size=(100, 3000))] == ["small_image"]
+
+
+def test_the_small_image_limit_is_the_study_result():
+    from melanoma.inference.checks import MIN_RELIABLE_SIDE
+
+    study = load_script("small_images")
+    report = json.loads((REPO_ROOT / "models" / "eval" / "small_images.json").read_text())
+    assert report["min_reliable_side"] == MIN_RELIABLE_SIDE
+    assert study.min_reliable_side(report["sizes"]) == MIN_RELIABLE_SIDE  # the rule applied to the committed rows
+    for row in report["sizes"]:
+        assert row["degraded"] == study.degraded(row["jaccard_difference"], row["auc_difference"])
+        assert (row["side"] < MIN_RELIABLE_SIDE) == row["degraded"]  # here every smaller size is degraded
+
+
+def test_small_image_rule():
+    study = load_script("small_images")
+    worse = {"difference": -0.03, "ci95": [-0.05, -0.01]}
+    slightly = {"difference": -0.01, "ci95": [-0.02, -0.001]}  # below 0 but by less than 0.02: not degraded
+    noise = {"difference": -0.03, "ci95": [-0.07, 0.01]}
+    assert study.degraded(worse, noise) and study.degraded(noise, worse)
+    assert not study.degraded(slightly, noise) and not study.degraded(noise, noise)
+    rows = [{"side": 192, "degraded": False}, {"side": 128, "degraded": False}, {"side": 64, "degraded": True}]
+    assert study.min_reliable_side(rows) == 128
+    rows[0]["degraded"] = True  # a degraded larger size caps it, whatever follows
+    assert study.min_reliable_side(rows) == 256
+    assert study.min_reliable_side([{"side": 64, "degraded": False}]) is None  # nothing degraded: no check
+    image = np.zeros((256, 256, 3), np.uint8)
+    assert study.downscaled(image, 96).shape == (96, 96, 3) and study.downscaled(image, 256) is image
+
+
+@pytest.mark.data
+def test_small_image_study_runs_on_the_validation_images(isic_data_dir, capsys):
+    report = _run_small_study(isic_data_dir, ["--sizes", "96"])
+    assert report["images"] == 150 and report["melanomas"] == 30
+    committed = json.loads((REPO_ROOT / "models" / "eval" / "small_images.json").read_text())
+    (row,) = report["sizes"]
+    (same,) = [r for r in committed["sizes"] if r["side"] == 96]
+    assert row["mean_jaccard"] == pytest.approx(same["mean_jaccard"], abs=1e-6)
+    assert row["auc"] == pytest.approx(same["auc"], abs=1e-6)
+    assert report["native"]["mean_jaccard"] == pytest.approx(committed["native"]["mean_jaccard"], abs=1e-6)
+
+
+def _run_small_study(data_dir, extra):
+    import contextlib
+    import io
+
+    buffer = io.StringIO()
+    with contextlib.redirect_stdout(buffer):
+        assert load_script("small_images").main(["--data-dir", str(data_dir), *extra]) == 0
+    return json.loads(buffer.getvalue())
 
 
 @pytest.mark.data

@@ -586,3 +586,20 @@ def test_readme_states_what_the_quality_checks_measured():
         "and is not shown",
     ):
         assert sentence in text
+
+
+def test_readme_states_what_the_small_image_study_measured():
+    from melanoma.inference.checks import MIN_RELIABLE_SIDE
+
+    report = _load("small_images.json")
+    rows = {row["side"]: row for row in report["sizes"]}
+    first = max(side for side, row in rows.items() if row["degraded"])  # the largest degraded size
+    jaccard, auc = rows[first]["jaccard_difference"], rows[first]["auc_difference"]
+    text = _section("## The app")
+    for sentence in (
+        f"(shorter side below {MIN_RELIABLE_SIDE} px as uploaded;",
+        f"images shrunk to {first} px lost mean Jaccard {jaccard['difference']:+.3f} (95% CI {jaccard['ci95'][0]:+.3f} "
+        f"to {jaccard['ci95'][1]:+.3f}) and AUC {auc['difference']:+.3f} ({auc['ci95'][0]:+.3f} to "
+        f"{auc['ci95'][1]:+.3f}), at {report['min_reliable_side']} px neither loss reached the pre-written -0.02",
+    ):
+        assert sentence in text

@@ -10,13 +10,18 @@ card, "Quality checks").
   black frame, a lens cap, a solid colour. The least varied of the 2750 ISIC 2017 images has a standard deviation of
   5.9 (``tests/test_checks.py`` checks that none fires), so the check cannot fire on a real dermoscopic image.
   Shown with or without a segmenter.
+- ``small_image``: the image is smaller than ``MIN_RELIABLE_SIDE`` pixels on its shorter side (its size as uploaded,
+  EXIF orientation applied). The models see every image enlarged or reduced to their input size; the ISIC 2017
+  validation images shrunk to 96 px and below lost mean Jaccard and AUC beyond noise, at 128 px and above they did
+  not (``python benchmarks/small_images.py``, rule written before it ran; report ``models/eval/small_images.json``).
 - ``no_lesion``: the segmenter outlined nothing; there is nothing to measure, and a classifier looks at the whole
   image anyway.
 - ``outline_uncertain``: many pixels of the map lie between 0.2 and 0.8 compared with the size of the outlined
   lesion (``uncertain_ratio``), where the outline is most often far from a dermatologist's.
 
-A third check, "the lesion reaches the image edge", was tried by the same script and is not shown: on validation it
-found 11 of the 18 lesions whose annotation reaches the edge, short of the 0.7 sensitivity its rule asked for.
+Another check, "the lesion reaches the image edge", was tried by ``benchmarks/quality_checks.py`` and is not shown:
+on validation it found 11 of the 18 lesions whose annotation reaches the edge, short of the 0.7 sensitivity its rule
+asked for.
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ import numpy as np
 
 __all__ = [
     "BLANK_STD_THRESHOLD",
+    "MIN_RELIABLE_SIDE",
     "QUALITY_CHECKS",
     "UNCERTAIN_BAND",
     "UNCERTAIN_RATIO_THRESHOLD",
@@ -39,6 +45,9 @@ __all__ = [
 
 #: ``blank_image`` fires below this standard deviation of the grey levels (0-255).
 BLANK_STD_THRESHOLD = 2.0
+#: ``small_image`` fires when the shorter side of the image as uploaded is below this many pixels
+#: (``min_reliable_side`` of ``models/eval/small_images.json``).
+MIN_RELIABLE_SIDE = 128
 #: Map values strictly between these two count as uncertain pixels.
 UNCERTAIN_BAND = (0.2, 0.8)
 #: ``outline_uncertain`` fires above this ``uncertain_ratio`` (fitted on held-out train images, see the module doc).
@@ -60,6 +69,12 @@ QUALITY_CHECKS: dict[str, QualityCheck] = {
             "blank_image",
             "The image is almost uniform, with no visible structure: it is probably not a photo of a skin lesion "
             "(a black frame, a lens cap, a solid colour), and the outputs mean nothing.",
+        ),
+        QualityCheck(
+            "small_image",
+            f"The image is smaller than {MIN_RELIABLE_SIDE} pixels on its shorter side. Validation images this "
+            'small were outlined and ranked measurably worse than at full size (model card, "Quality checks"): '
+            "use a larger image if you have one.",
         ),
         QualityCheck(
             "no_lesion",
@@ -113,6 +128,16 @@ def grey_std(image: np.ndarray) -> float:
     return float(grey.std())
 
 
-def image_checks(image: np.ndarray) -> tuple[QualityCheck, ...]:
-    """The checks that fire for the image itself (HxWx3 uint8 RGB): ``blank_image``."""
-    return (QUALITY_CHECKS["blank_image"],) if grey_std(image) < BLANK_STD_THRESHOLD else ()
+def image_checks(image: np.ndarray, original_size: tuple[int, int] | None = None) -> tuple[QualityCheck, ...]:
+    """The checks that fire for the image itself (HxWx3 uint8 RGB): ``blank_image`` and ``small_image``.
+
+    ``original_size``: (width, height) of the image as uploaded, when ``image`` was decoded smaller (a big JPEG);
+    by default ``image``'s own size.
+    """
+    checks: tuple[QualityCheck, ...] = ()
+    if grey_std(image) < BLANK_STD_THRESHOLD:
+        checks += (QUALITY_CHECKS["blank_image"],)
+    width, height = original_size if original_size is not None else (image.shape[1], image.shape[0])
+    if min(width, height) < MIN_RELIABLE_SIDE:
+        checks += (QUALITY_CHECKS["small_image"],)
+    return checks

@@ -1,0 +1,145 @@
+"""How small an upload can be before the outputs degrade: the study behind the ``small_image`` quality check.
+
+Usage:
+    python benchmarks/small_images.py [--models DIR] [--data-dir DIR] [--sizes 192 160 ...] [--json FILE]
+
+Each of the 150 ISIC 2017 validation images (256x256) is downscaled with Pillow's LANCZOS filter to s x s and
+predicted by the Predictor as an upload of that size would be (the models upsample it to their input size). Its
+lesion mask, which comes back at s x s, is upsampled (nearest) to 256 x 256 and scored against the annotation; its
+melanoma probability is scored against the label. Per size, paired with the same images at 256 px: the paired
+bootstrap difference in mean per-image Jaccard and the paired stratified bootstrap difference in AUC.
+
+``RULE`` decides the check's limit (``melanoma.inference.checks.MIN_RELIABLE_SIDE``). Prints JSON (and writes it to
+--json FILE). Needs only the serving install.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import sys
+from typing import Any
+
+import numpy as np
+from PIL import Image
+from tqdm import tqdm
+
+from melanoma.data.isic import read_isic2017
+from melanoma.data.samples import read_mask
+from melanoma.inference.image_io import load_image
+from melanoma.inference.predictor import Predictor
+from melanoma.metrics import jaccard, paired_auc_difference, paired_mean_difference
+from melanoma.reporting import emit_json
+
+#: Written before any downscaled prediction was seen (runs/decision_rules.md, 2026-11-29 22:45 UTC).
+RULE = (
+    "a size is degraded when the paired difference in mean Jaccard or in AUC has its 95% interval below 0 with a "
+    "point estimate of -0.02 or less; the check's limit is the smallest studied size with neither it nor any larger "
+    "size degraded, and it fires on images whose shorter side is below that limit (no check when no size is degraded)"
+)
+SIZES = (192, 160, 128, 96, 64, 48, 32)
+NATIVE = 256
+#: A size is degraded when a paired difference's 95% interval lies below 0 and its point is at most this.
+DEGRADED_BY = -0.02
+
+
+def downscaled(image: np.ndarray, side: int) -> np.ndarray:
+    """``image`` as an upload of ``side`` x ``side`` pixels (Pillow LANCZOS, as an image editor would shrink it)."""
+    if image.shape[:2] == (side, side):
+        return image
+    return np.asarray(Image.fromarray(image).resize((side, side), Image.Resampling.LANCZOS))
+
+
+def predict_at(
+    predictor: Predictor, images: list[np.ndarray], masks: list[np.ndarray], side: int, batch: int = 16
+) -> tuple[list[float], list[float]]:
+    """(melanoma probabilities, per-image Jaccard at 256 px) for every image shown at ``side`` x ``side``."""
+    probabilities: list[float] = []
+    jaccards: list[float] = []
+    for start in range(0, len(images), batch):
+        small = [downscaled(image, side) for image in images[start : start + batch]]
+        names = [f"image {start + i}" for i in range(len(small))]
+        predictions = predictor.predict_arrays(small, [(side, side)] * len(small), names)
+        for prediction, mask in zip(predictions, masks[start : start + batch], strict=True):
+            probabilities.append(float(prediction.melanoma_probability))
+            outline = Image.fromarray(prediction.lesion_mask.astype(np.uint8) * 255)
+            full = np.asarray(outline.resize(mask.shape[::-1], Image.Resampling.NEAREST)) > 0
+            jaccards.append(jaccard(full, mask))
+    return probabilities, jaccards
+
+
+def degraded(jaccard_difference: dict[str, Any], auc_difference: dict[str, Any]) -> bool:
+    """The rule: either paired difference has its 95% interval below 0 and its point at ``DEGRADED_BY`` or less."""
+    return any(d["ci95"][1] < 0 and d["difference"] <= DEGRADED_BY for d in (jaccard_difference, auc_difference))
+
+
+def min_reliable_side(rows: list[dict[str, Any]]) -> int | None:
+    """The smallest studied size with neither it nor any larger one degraded (``NATIVE`` if the largest is);
+    ``None`` when no size is degraded (then no check is shipped)."""
+    ordered = sorted(rows, key=lambda row: -row["side"])
+    if not any(row["degraded"] for row in ordered):
+        return None
+    reliable = NATIVE
+    for row in ordered:
+        if row["degraded"]:
+            break
+        reliable = row["side"]
+    return reliable
+
+
+def study(predictor: Predictor, data_dir: str | None, sizes: tuple[int, ...]) -> dict[str, Any]:
+    samples = read_isic2017(data_dir, "val")
+    images = [load_image(sample.image_path) for sample in samples]
+    masks = [read_mask(sample.mask_path) > 0 for sample in samples]
+    labels = np.array([sample.melanoma for sample in samples])
+    base_probabilities, base_jaccards = predict_at(predictor, images, masks, NATIVE)
+    rows = []
+    for side in tqdm(sizes, desc="sizes", unit="size"):
+        probabilities, jaccards = predict_at(predictor, images, masks, side)
+        jaccard_difference = paired_mean_difference(base_jaccards, jaccards)
+        auc_difference = paired_auc_difference(labels, base_probabilities, probabilities)
+        rows.append(
+            {
+                "side": side,
+                "mean_jaccard": float(np.mean(jaccards)),
+                "jaccard_difference": jaccard_difference,
+                "auc": auc_difference["other_auc"],
+                "auc_difference": auc_difference,
+                "degraded": degraded(jaccard_difference, auc_difference),
+            }
+        )
+    return {
+        "images": len(samples),
+        "melanomas": int(labels.sum()),
+        "native": {
+            "side": NATIVE,
+            "mean_jaccard": float(np.mean(base_jaccards)),
+            "auc": rows[0]["auc_difference"]["baseline_auc"],
+        },
+        "sizes": rows,
+        "min_reliable_side": min_reliable_side(rows),
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--models", default=None, help="exported models folder (default: the shipped models)")
+    parser.add_argument("--data-dir", default=None, help="ISIC 2017 data (default: $MELANOMA_DATA or ../shared/...)")
+    parser.add_argument("--sizes", type=int, nargs="+", default=list(SIZES), help="sides to downscale to (px)")
+    parser.add_argument("--json", default=None, help="also write the report to this file")
+    args = parser.parse_args(argv)
+    if any(side < 8 or side >= NATIVE for side in args.sizes):
+        parser.error(f"--sizes must lie between 8 and {NATIVE - 1} px")
+    predictor = Predictor.from_dir(args.models)
+    if predictor.segmenter is None or predictor.classifier is None:
+        parser.error("--models must hold both a segmenter and a classifier")
+    report = study(predictor, args.data_dir, tuple(sorted(set(args.sizes), reverse=True)))
+    arguments = argv if argv is not None else sys.argv[1:]
+    report["command"] = shlex.join(["python", "benchmarks/small_images.py", *arguments])
+    report["rule"] = RULE
+    emit_json(report, args.json)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
