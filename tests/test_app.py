@@ -14,6 +14,7 @@ import shutil
 import tomllib
 from pathlib import Path
 
+import numpy as np
 import pytest
 from conftest import REPO_ROOT, synthetic_lesion
 from corpus import build_corpus
@@ -47,7 +48,9 @@ def _probability_texts(at: AppTest) -> list[str]:
 
 
 def _errors(at: AppTest) -> list[str]:
-    return [element.value.replace("\\", "") for element in at.error]
+    """Error boxes, except the one that says an almost uniform image was not assessed (a result, not a failure)."""
+    texts = [element.value.replace("\\", "") for element in at.error]
+    return [text for text in texts if "not assessed" not in text]
 
 
 @pytest.fixture
@@ -248,6 +251,80 @@ def test_results_csv_and_json(prediction) -> None:
     (record,) = document["results"]
     assert record["measurements"]["asymmetry"] == pytest.approx(prediction.measurements.asymmetry)
     assert record["original_size"] == [128, 128]
+
+
+def test_every_csv_row_and_saved_overlay_carries_the_disclaimer(prediction) -> None:
+    rows = list(csv.DictReader(io.StringIO(app.results_csv([prediction, app.FailedImage("bad.jpg", "Corrupt.")]))))
+    assert [row["disclaimer"] for row in rows] == [app.DISCLAIMER, app.DISCLAIMER]
+    overlay = app._overlay(prediction, app.OverlayOptions())
+    saved = Image.open(io.BytesIO(app.to_png_bytes(app.with_footer(overlay, app.DISCLAIMER))))
+    assert saved.info["Description"] == app.DISCLAIMER  # the PNG's text, and a strip below the image
+    assert saved.size[0] == overlay.shape[1] and saved.size[1] > overlay.shape[0]
+
+
+def test_the_combined_downloads_list_the_files_that_failed_too(prediction) -> None:
+    failed = app.FailedImage("notes.jpg", "'notes.jpg' is not a recognised image.")
+    rows = list(csv.DictReader(io.StringIO(app.results_csv([prediction, failed]))))
+    assert [row["image"] for row in rows] == ["lesion.jpg", "notes.jpg"]
+    assert rows[1]["error"] == failed.error and rows[1]["melanoma_probability"] == ""
+    document = json.loads(app.results_json([prediction, failed]))
+    assert document["results"][1] == {"file": "notes.jpg", "error": failed.error, "disclaimer": app.DISCLAIMER}
+    # The summary table keeps numbers as numbers, so that sorting by probability sorts by value.
+    row, bad = app.summary_row(prediction), app.summary_row(failed)
+    assert row["Melanoma probability"] == pytest.approx(100 * prediction.melanoma_probability, abs=1e-3)
+    assert isinstance(row["Lesion area"], float) and bad["Melanoma probability"] is None
+    assert bad["Model output"].startswith("not analysed: ")
+
+
+def test_summary_table_and_downloads_in_the_app_include_a_failed_file(app_test: AppTest) -> None:
+    _upload(app_test, [("lesion.jpg", _lesion_jpeg()), ("notes.jpg", b"not an image" * 10)])
+    table = app_test.dataframe[0].value
+    assert list(table["File"]) == ["lesion.jpg", "notes.jpg"]
+    assert table["Melanoma probability"].dtype.kind == "f"
+
+
+def test_no_outline_leaves_the_measurements_empty(tiny_models_dir: Path) -> None:
+    from dataclasses import replace
+
+    from melanoma.inference.batch import prediction_row
+    from melanoma.inference.measurements import measure_lesion
+
+    prediction = Predictor.from_dir(tiny_models_dir).predict(_lesion_jpeg(), name="lesion.jpg")
+    image = prediction.image
+    empty = replace(prediction, measurements=measure_lesion(np.zeros(image.shape[:2], bool), image))
+    row = prediction_row("x.jpg", empty)
+    for column in ("asymmetry", "border_irregularity", "colour_variegation", "equivalent_diameter_px"):
+        assert row[column] == ""  # not 0: an asymmetry of 0 would read "perfectly symmetric"
+    assert app.result_record(empty)["measurements"] is None
+    assert app.result_record(prediction)["measurements"] is not None
+
+
+def test_a_uniform_image_is_not_assessed(tiny_models_dir: Path) -> None:
+    from melanoma.inference.batch import prediction_row
+
+    (blank,) = Predictor.from_dir(tiny_models_dir).predict_arrays(
+        [np.zeros((300, 300, 3), np.uint8)], [(300, 300)], ["black.png"]
+    )
+    assert not blank.assessable and blank.decision_text.startswith("not assessed: the image is almost uniform")
+    assert "review advised" not in blank.decision_text
+    assert prediction_row("black.png", blank)["decision"] == "not_assessed"
+    assert app.result_record(blank)["above_threshold"] is None
+
+
+def test_an_incomplete_model_folder_says_what_is_wrong(
+    tiny_models_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    shutil.copy(tiny_models_dir / "classification.json", tmp_path / "classification.json")  # without its ONNX
+    monkeypatch.setenv("MELANOMA_MODELS", str(tmp_path))
+    at = AppTest.from_file(str(server.APP_SCRIPT), default_timeout=APP_TIMEOUT_S)
+    at.run()
+    (error,) = _errors(at)
+    assert "cannot be used" in error and "missing" in error and "No model is installed" not in error
+    monkeypatch.setenv("MELANOMA_MODELS", str(tmp_path / "nowhere"))
+    at = AppTest.from_file(str(server.APP_SCRIPT), default_timeout=APP_TIMEOUT_S)
+    at.run()
+    (error,) = _errors(at)
+    assert "does not exist" in error
 
 
 def test_measurement_rows_explain_each_value(prediction) -> None:

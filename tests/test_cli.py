@@ -49,7 +49,7 @@ def test_predict_folder_with_bad_files_writes_a_row_each_and_overlays(
     assert len(bad) == sum(not ok for ok in expected.values())
     for row in good:
         assert 0.0 <= float(row["melanoma_probability"]) <= 1.0
-        assert row["decision"] in {"above_threshold", "below_threshold"}
+        assert row["decision"] in {"above_threshold", "below_threshold", "not_assessed"}  # a blank image: not assessed
         assert 0.0 <= float(row["lesion_area_fraction"]) <= 1.0
     overlays = list((tmp_path / "ov").glob("*.png"))
     assert len(overlays) == len(good)
@@ -193,6 +193,37 @@ def test_evaluate_classification_against_a_baseline_pairs_the_images(
     )  # the baseline really is another classifier
 
 
+def test_evaluate_classification_checks_its_inputs_before_scoring(
+    tiny_models_dir, shared_synthetic_isic_dir, tmp_path, monkeypatch, capsys
+):
+    import importlib.util
+    import shutil
+
+    from melanoma.inference.predictor import Predictor
+
+    root = shared_synthetic_isic_dir
+    labels = root / "labels/ISIC-2017_Validation_Part3_GroundTruth.csv"  # 4 images, 2 melanomas
+    subset = tmp_path / "subset"
+    subset.mkdir()
+    rows = [line.split(",") for line in labels.read_text().splitlines()[1:]]
+    kept = [image_id for image_id, melanoma, _ in rows][:3]  # a subset scored with the full labels file
+    for image_id in kept:
+        shutil.copy(root / "images/val" / f"{image_id}.jpg", subset)
+    command = ["evaluate", "classification", "--images", str(subset), "--labels", str(labels)]
+    assert main([*command, "--models", str(tiny_models_dir), "--json", str(tmp_path / "e.json")]) == 0
+    assert json.loads((tmp_path / "e.json").read_text())["n"] == 3
+    # One class only, or plots without matplotlib: refused before any image is scored.
+    monkeypatch.setattr(Predictor, "predict_arrays", lambda *a, **k: pytest.fail("scored before the check"))
+    (subset / f"{kept[2]}.jpg").unlink()  # the two left are melanomas
+    assert main([*command, "--models", str(tiny_models_dir)]) == 2
+    assert "only one class is present" in capsys.readouterr().err
+    shutil.copy(root / "images/val" / f"{kept[2]}.jpg", subset)
+    real_find_spec = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda n, *a: None if n == "matplotlib" else real_find_spec(n))
+    assert main([*command, "--models", str(tiny_models_dir), "--plots", str(tmp_path / "plots")]) == 2
+    assert "--plots needs matplotlib" in capsys.readouterr().err
+
+
 def test_evaluate_segmentation_and_classification(tiny_models_dir, shared_synthetic_isic_dir, tmp_path):
     seg_json, cls_json = tmp_path / "seg.json", tmp_path / "cls.json"
     root = shared_synthetic_isic_dir
@@ -226,7 +257,7 @@ def test_evaluate_segmentation_and_classification(tiny_models_dir, shared_synthe
     for summary in seg["quality_checks"].values():  # each check: its images against the others
         assert 0 <= summary["failures_flagged"] <= summary["flagged"] <= seg["n"]
         assert summary["failures"] == failures
-    assert set(seg["quality_checks"]) == {"blank_image", "no_lesion", "outline_uncertain"}
+    assert set(seg["quality_checks"]) == {"blank_image", "small_image", "no_lesion", "outline_uncertain"}
     assert (
         main(
             [
@@ -507,7 +538,13 @@ def test_ctrl_c_ends_with_a_hint_not_a_traceback(monkeypatch, capsys, tmp_path):
     monkeypatch.setattr(engine, "fit", interrupted)
     command = ["train", "segmentation", "--config", "configs/tiny.yaml", "--out", str(tmp_path / "run")]
     assert main(command) == 130
-    assert "interrupted (continue the run: the same command with --resume)" in capsys.readouterr().err
+    # In the first epoch there is no last.pt yet: --resume would fail, so the hint says to start again.
+    assert "before the first epoch finished, so there is nothing to resume" in capsys.readouterr().err
+    (tmp_path / "run").mkdir(exist_ok=True)
+    checkpoint.save_checkpoint(tmp_path / "run" / "last.pt", epoch=0)
+    assert main([*command, "--resume"]) == 130
+    hint = f"interrupted (continue the run from its last finished epoch: the same command with --out {tmp_path / 'run'}"
+    assert hint in capsys.readouterr().err
     # Interrupted while writing a checkpoint: the previous file stays whole and no partial file is left.
     checkpoint.save_checkpoint(tmp_path / "last.pt", epoch=1)
     monkeypatch.setattr(torch, "save", lambda state, path: (Path(path).write_bytes(b"partial"), interrupted()))

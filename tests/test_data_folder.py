@@ -128,6 +128,13 @@ def test_label_without_image(user_folder):
         read_image_folder(images_dir, labels_csv)
 
 
+def test_rows_without_an_image_may_be_skipped_to_score_a_subset(user_folder):
+    images_dir, labels_csv, _ = user_folder
+    next(images_dir.glob("lesion_02.*")).unlink()
+    samples = read_image_folder(images_dir, labels_csv, ignore_rows_without_image=True)
+    assert [s.image_id for s in samples] == ["lesion_00", "lesion_01", "lesion_03", "lesion_04", "lesion_05"]
+
+
 def test_missing_csv(user_folder, tmp_path):
     with pytest.raises(DataError, match="does not exist"):
         read_image_folder(user_folder[0], tmp_path / "labels.csv")

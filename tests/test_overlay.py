@@ -155,3 +155,16 @@ def test_png_round_trip(shape: tuple[int, ...]) -> None:
 def test_png_rejects_non_uint8() -> None:
     with pytest.raises(ValueError, match="uint8"):
         to_png_bytes(np.zeros((4, 4, 3), np.float32))
+
+
+@pytest.mark.parametrize("width", [40, 300, 2000])
+def test_footer_adds_a_text_strip_below_an_unchanged_image(width):
+    from melanoma import DISCLAIMER
+    from melanoma.inference.overlay import with_footer
+
+    image = np.full((width // 2, width, 3), 200, np.uint8)
+    out = with_footer(image, DISCLAIMER)
+    assert out.shape[1] == width and out.shape[0] > image.shape[0]
+    np.testing.assert_array_equal(out[: image.shape[0]], image)
+    strip = out[image.shape[0] :]
+    assert (strip > 128).any() and (strip < 64).any()  # light text on a dark strip

@@ -224,3 +224,19 @@ def test_measurements_are_in_the_original_photos_pixels(predictor, tmp_path):
     assert big_m.area_pixels == pytest.approx(big_result.lesion_mask.sum(), rel=0.03)
     assert big_m.area_fraction == pytest.approx(small_m.area_fraction, abs=0.01)
     assert big_m.asymmetry == pytest.approx(small_m.asymmetry, abs=0.05)
+
+
+def test_loading_the_models_leaves_no_telemetry_files(tiny_models_dir, tmp_path):
+    """ONNX Runtime keeps a device id and usage events under ~/.cache and $TMPDIR unless the package opts out."""
+    import os
+    import subprocess
+    import sys
+
+    home, temp = tmp_path / "home", tmp_path / "tmp"
+    home.mkdir()
+    temp.mkdir()
+    environment = {k: v for k, v in os.environ.items() if k != "ORT_DISABLE_TELEMETRY"}
+    environment.update(HOME=str(home), TMPDIR=str(temp))
+    code = f"from melanoma.inference.predictor import Predictor; Predictor.from_dir({str(tiny_models_dir)!r})"
+    subprocess.run([sys.executable, "-c", code], env=environment, check=True, timeout=120)
+    assert [p for p in (*home.rglob("*"), *temp.rglob("*")) if p.is_file()] == []

@@ -102,3 +102,21 @@ def test_quantizing_into_a_model_folder_updates_that_task_only(tiny_models_dir, 
     assert (target / "MODEL_CARD.md").read_text() == "the card\n"
     assert (target / "classification.json").read_text() == classification_before
     assert "quantization" in json.loads((target / "segmentation.json").read_text())
+
+
+def test_default_tasks_are_the_models_the_folder_holds_and_a_missing_one_stops_before_any_work(
+    tiny_models_dir, tmp_path, capsys
+):
+    import shutil
+
+    segmenter_only = tmp_path / "seg"
+    segmenter_only.mkdir()
+    for name in ("segmentation.json", "segmentation.onnx"):
+        shutil.copy(tiny_models_dir / name, segmenter_only / name)
+    out = tmp_path / "nothing"
+    command = ["quantize", "--models", str(segmenter_only), "--calibration-images", "4"]
+    assert main([*command, "--out", str(out), "--tasks", "classification"]) == 2
+    assert "holds no classification model; use --tasks segmentation" in capsys.readouterr().err
+    assert not out.exists()  # nothing half-written
+    assert main([*command, "--out", str(tmp_path / "int8")]) == 0
+    assert sorted(p.name for p in (tmp_path / "int8").glob("*.json")) == ["segmentation.json"]

@@ -13,7 +13,7 @@ import sys
 import time
 from pathlib import Path
 
-DISCLAIMER = "Research software, not a medical device: outputs are model estimates, not diagnoses."
+from melanoma import DISCLAIMER
 
 
 def _train(args: argparse.Namespace) -> int:
@@ -24,13 +24,16 @@ def _train(args: argparse.Namespace) -> int:
         overrides.append(f"data.data_dir={args.data_dir}")
     config = load_config(args.config, overrides)
     if config.task != args.task:
+        overridden = any(item.lstrip("-").startswith("task=") for item in args.overrides)
+        source = f"{args.config} with the override task={config.task}" if overridden else args.config
         raise SystemExit(
-            f"error: {args.config} is a {config.task} config, but you asked to train {args.task}: use a "
+            f"error: {source} is a {config.task} config, but you asked to train {args.task}: use a "
             f"{args.task} config, or add the override task={args.task}"
         )
     config.command = shlex.join(["melanoma", *args.argv])
     absolute_data_paths(config.data)  # export and quantize read them again, maybe from another directory
     out = Path(args.out or f"runs/{args.task}-{time.strftime('%Y%m%d-%H%M%S')}")
+    args.out = str(out)  # a run folder named here is named in the Ctrl-C hint too
     if args.resume and not (out / "last.pt").is_file():
         raise SystemExit(f"error: --resume needs {out / 'last.pt'}; pass the --out of the run to continue")
     if not args.resume and (out / "last.pt").is_file():  # a new run would delete that run's metrics.csv
@@ -304,7 +307,11 @@ def build_parser() -> argparse.ArgumentParser:
     quantize.add_argument("--models", required=True, help="folder of exported float models (e.g. models)")
     quantize.add_argument("--out", required=True, help="new folder for the quantized model set")
     quantize.add_argument(
-        "--tasks", nargs="+", choices=["segmentation", "classification"], default=["segmentation", "classification"]
+        "--tasks",
+        nargs="+",
+        choices=["segmentation", "classification"],
+        default=None,
+        help="which models to quantize (default: every model the --models folder holds)",
     )
     quantize.add_argument(
         "--calibration-images", type=_positive_int, default=64, help="training images for activation ranges"
@@ -406,9 +413,18 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {error}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        hint = " (continue the run: the same command with --resume)" if args.command == "train" else ""
-        print(f"interrupted{hint}", file=sys.stderr)
+        print(f"interrupted{_interrupt_hint(args)}", file=sys.stderr)
         return 130
+
+
+def _interrupt_hint(args: argparse.Namespace) -> str:
+    """How to go on after Ctrl-C: a training run resumes from its last finished epoch, if it has one."""
+    if args.command != "train":
+        return ""
+    out = getattr(args, "out", None)
+    if out and (Path(out) / "last.pt").is_file():
+        return f" (continue the run from its last finished epoch: the same command with --out {out} --resume)"
+    return " before the first epoch finished, so there is nothing to resume: run the same command again"
 
 
 if __name__ == "__main__":

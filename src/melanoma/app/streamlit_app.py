@@ -21,12 +21,12 @@ from typing import Any
 
 import streamlit as st
 
+from melanoma import DISCLAIMER
 from melanoma.app import MAX_UPLOAD_MB, probability_marker
-from melanoma.cli import DISCLAIMER
 from melanoma.inference.batch import CSV_COLUMNS, prediction_row
 from melanoma.inference.image_io import ImageLoadError
 from melanoma.inference.measurements import LesionMeasurements
-from melanoma.inference.overlay import render_overlay, to_png_bytes
+from melanoma.inference.overlay import render_overlay, to_png_bytes, with_footer
 from melanoma.inference.predictor import (
     MODELS_ENV_VAR,
     TASK_CONFIGS,
@@ -36,7 +36,7 @@ from melanoma.inference.predictor import (
     default_models_dir,
 )
 
-UPLOAD_TYPES = ("jpg", "jpeg", "png", "bmp", "tif", "tiff", "webp")
+UPLOAD_TYPES = ("jpg", "jpeg", "png", "bmp", "tif", "tiff", "webp", "gif")
 PAGE_TITLE = "Melanoma detection (research)"
 FULL_DISCLAIMER = (
     f"**{DISCLAIMER}** This app shows what neural networks compute from a dermoscopic image. "
@@ -73,6 +73,17 @@ class UploadedImage:
     name: str
     data: bytes
     upload_id: str
+
+
+@dataclass(frozen=True)
+class FailedImage:
+    """A file that could not be analysed: its name and the message the page shows for it."""
+
+    name: str
+    error: str
+
+
+Outcome = Prediction | FailedImage
 
 
 @dataclass(frozen=True)
@@ -138,9 +149,17 @@ def _predictor_or_explanation() -> Predictor | None:
 
 def _render_missing_models(models_dir: Path, error: Exception) -> None:
     expected = " and/or ".join(f"`{name}`" for name in TASK_CONFIGS.values())
-    st.error("**No model is installed yet**, so there is nothing to analyse images with.")
+    if not models_dir.is_dir():
+        st.error(f"**The models folder `{models_dir}` does not exist**, so there is nothing to analyse images with.")
+        found = "The app found no folder there."
+    elif not any((models_dir / name).is_file() for name in TASK_CONFIGS.values()):
+        st.error("**No model is installed yet**, so there is nothing to analyse images with.")
+        found = f"The app looked in `{models_dir}` and found no exported model ({expected} with its `.onnx` file)."
+    else:  # a model is there but incomplete: say what is wrong with it first
+        st.error(f"**The models in `{models_dir}` cannot be used:** {_escape(_sentence(str(error)))}")
+        found = f"An exported model is {expected} with the `.onnx` file it names."
     st.markdown(
-        f"The app looked in `{models_dir}` and found no exported model ({expected} with its `.onnx` file).\n\n"
+        f"{found}\n\n"
         "To get one:\n"
         "1. **Train and export** a model (needs the `[train]` extra and the ISIC 2017 data):\n"
         "   `melanoma train classification --config configs/classification.yaml --out runs/classification`, then\n"
@@ -319,7 +338,8 @@ def _overlay_options(predictor: Predictor) -> OverlayOptions:
             value=False,
             disabled=no_heatmap,
             key="show_heatmap",
-            help="Where the classifier found the most melanoma evidence (class activation map); not a lesion outline.",
+            help="Where in each image the classifier found the most melanoma evidence (class activation map, scaled "
+            "to the image's own peak, so a low-probability image shows red too); not a lesion outline.",
         ),
         opacity=opacity.slider("Overlay opacity", 0.0, 1.0, 0.35, 0.05, key="opacity"),
     )
@@ -342,9 +362,10 @@ def render_results(predictor: Predictor, files: Sequence[UploadedImage], options
     for stale in set(cache) - set(keys):
         del cache[stale]
     outcomes = [_analyse(predictor, file.name, file.data, cache, key) for file, key in zip(files, keys, strict=True)]
-    predictions = [outcome for outcome in outcomes if isinstance(outcome, Prediction)]
     if len(files) > 1:
-        _render_summary(predictions, failed=len(outcomes) - len(predictions))
+        _render_summary(
+            [o if isinstance(o, Prediction) else FailedImage(f.name, o) for f, o in zip(files, outcomes, strict=True)]
+        )
     for index, (file, outcome) in enumerate(zip(files, outcomes, strict=True)):
         render_result(file.name, outcome, options, key=f"file{index}")
 
@@ -392,13 +413,14 @@ def _analyse(
 
 
 def _render_prediction(prediction: Prediction, options: OverlayOptions, key: str) -> None:
-    overlay_png = to_png_bytes(_overlay(prediction, options))
+    overlay = _overlay(prediction, options)
+    overlay_png = to_png_bytes(overlay)
     image_column, result_column = st.columns([3, 2], gap="large")
     # output_format="PNG": the bytes are already PNG, so Streamlit serves them as they are (no JPEG re-encode).
     image_column.image(overlay_png, caption=_overlay_caption(prediction, options), width="stretch", output_format="PNG")
     with result_column:
         _render_probability(prediction)
-        _render_downloads(prediction, overlay_png, key)
+        _render_downloads(prediction, lambda: to_png_bytes(with_footer(overlay, DISCLAIMER)), key)
         st.caption(_timing_text(prediction))
     _render_quality_checks(prediction)
     _render_measurements(prediction.measurements, prediction.original_size)
@@ -421,7 +443,10 @@ def _overlay_caption(prediction: Prediction, options: OverlayOptions) -> str:
     if prediction.lesion_mask is not None and (options.show_contour or options.show_fill):
         parts.append("green: the lesion as outlined by the segmenter")
     if options.show_heatmap and prediction.heatmap is not None:
-        parts.append("heatmap: red where the classifier found the most melanoma evidence, blue the least")
+        parts.append(
+            "heatmap: red where the classifier found the most melanoma evidence in this image, blue the least "
+            "(relative to this image's own peak, whatever its probability)"
+        )
     return ("; ".join(parts) or "the uploaded image").capitalize() + "."
 
 
@@ -440,7 +465,9 @@ def _render_probability(prediction: Prediction) -> None:
     )
     marker = probability_marker(probability, decimals)
     sentence = f"{marker} (threshold {threshold:.{decimals}%}) — {prediction.decision_text}."
-    if prediction.decision:
+    if not prediction.assessable:
+        st.error(sentence, icon=":material/block:")
+    elif prediction.decision:
         st.warning(sentence, icon=":material/visibility:")
     else:
         st.info(sentence, icon=":material/info:")
@@ -517,9 +544,10 @@ def _stage_order(stage: str) -> tuple[int, str]:
     return (_STAGES.index(stage) if stage in _STAGES else len(_STAGES), stage)
 
 
-def _render_downloads(prediction: Prediction, overlay_png: bytes, key: str) -> None:
+def _render_downloads(prediction: Prediction, overlay_png: Callable[[], bytes], key: str) -> None:
+    """The image's download buttons; the overlay PNG carries the disclaimer below the image (``with_footer``)."""
     stem = re.sub(r"[^\w.-]+", "_", prediction.name.rsplit(".", 1)[0]) or "image"
-    buttons: list[tuple[str, bytes | Callable[[], str], str, str]] = [
+    buttons: list[tuple[str, Callable[[], bytes | str], str, str]] = [
         ("Overlay PNG", overlay_png, f"{stem}_overlay.png", "image/png"),
         ("Results CSV", lambda: results_csv([prediction]), f"{stem}_results.csv", "text/csv"),
         ("Results JSON", lambda: results_json([prediction]), f"{stem}_results.json", "application/json"),
@@ -537,27 +565,25 @@ def _render_downloads(prediction: Prediction, overlay_png: bytes, key: str) -> N
             )
 
 
-def _render_summary(predictions: Sequence[Prediction], failed: int) -> None:
+def _render_summary(outcomes: Sequence[Outcome]) -> None:
+    """The table of every upload (numbers stay numbers, so the columns sort) and the combined downloads, which
+    list the files that could not be analysed too, with their errors, as ``melanoma predict``'s CSV does."""
     st.subheader("All images", anchor=False)
+    failed = sum(isinstance(outcome, FailedImage) for outcome in outcomes)
     if failed:
         st.caption(f"{failed} file(s) could not be analysed; see below.")
-    if not predictions:
-        return
-    table = [
-        {
-            "File": p.name,
-            "Melanoma probability": "—" if p.melanoma_probability is None else f"{p.melanoma_probability:.1%}",
-            "Model output": p.decision_text,
-            "Lesion area": "—" if p.lesion_area_fraction is None else f"{p.lesion_area_fraction:.1%}",
-            "Checks": ", ".join(check.code.replace("_", " ") for check in p.quality_checks) or "—",
-        }
-        for p in predictions
-    ]
-    st.dataframe(table, hide_index=True)
+    st.dataframe(
+        [summary_row(outcome) for outcome in outcomes],
+        hide_index=True,
+        column_config={
+            "Melanoma probability": st.column_config.NumberColumn(format="%.1f%%"),
+            "Lesion area": st.column_config.NumberColumn(format="%.1f%%"),
+        },
+    )
     with st.container(horizontal=True):
         st.download_button(
             "All results CSV",
-            lambda: results_csv(predictions),
+            lambda: results_csv(outcomes),
             file_name="melanoma_results.csv",
             mime="text/csv",
             on_click="ignore",
@@ -565,7 +591,7 @@ def _render_summary(predictions: Sequence[Prediction], failed: int) -> None:
         )
         st.download_button(
             "All results JSON",
-            lambda: results_json(predictions),
+            lambda: results_json(outcomes),
             file_name="melanoma_results.json",
             mime="application/json",
             on_click="ignore",
@@ -573,28 +599,52 @@ def _render_summary(predictions: Sequence[Prediction], failed: int) -> None:
         )
 
 
+def summary_row(outcome: Outcome) -> dict[str, Any]:
+    """One row of the "All images" table; percentages as numbers (0-100) or None, so that the columns sort."""
+    if isinstance(outcome, FailedImage):
+        return {
+            "File": outcome.name,
+            "Melanoma probability": None,
+            "Model output": f"not analysed: {outcome.error}",
+            "Lesion area": None,
+            "Checks": "—",
+        }
+    probability, area = outcome.melanoma_probability, outcome.lesion_area_fraction
+    return {
+        "File": outcome.name,
+        "Melanoma probability": None if probability is None else round(100 * probability, 3),
+        "Model output": outcome.decision_text,
+        "Lesion area": None if area is None else round(100 * area, 3),
+        "Checks": ", ".join(check.code.replace("_", " ") for check in outcome.quality_checks) or "—",
+    }
+
+
 # --- downloads ----------------------------------------------------------------------------------------------
 
 
-def result_record(prediction: Prediction) -> dict[str, Any]:
+def result_record(prediction: Outcome) -> dict[str, Any]:
     """Everything the page shows about one image, JSON-ready.
 
     Args:
-        prediction: the image's prediction.
+        prediction: the image's prediction, or the file that could not be analysed.
 
     Returns:
-        A dict with the file name, probability, threshold, decision, measurements, sizes, timings and the quality
-        checks that fired.
+        A dict with the file name, probability, threshold, decision (``above_threshold``: None when the image was
+        not assessed, see ``Prediction.assessable``), measurements (None when no lesion was outlined), sizes,
+        timings and the quality checks that fired; for a failed file its name and ``error``.
     """
+    if isinstance(prediction, FailedImage):
+        return {"file": prediction.name, "error": prediction.error, "disclaimer": DISCLAIMER}
     analysed_height, analysed_width = prediction.image.shape[:2]
+    measurements = prediction.measurements
     return {
         "file": prediction.name,
         "melanoma_probability": prediction.melanoma_probability,
         "threshold": prediction.threshold,
-        "above_threshold": prediction.decision,
+        "above_threshold": prediction.decision if prediction.assessable else None,
         "model_output": prediction.decision_text,
         "lesion_area_fraction": prediction.lesion_area_fraction,
-        "measurements": prediction.measurements.to_dict() if prediction.measurements else None,
+        "measurements": measurements.to_dict() if measurements and measurements.area_pixels > 0 else None,
         "original_size": list(prediction.original_size),
         "analysed_size": [analysed_width, analysed_height],
         "timings_ms": dict(prediction.timings_ms),
@@ -603,14 +653,16 @@ def result_record(prediction: Prediction) -> dict[str, Any]:
     }
 
 
-def result_row(prediction: Prediction) -> dict[str, Any]:
+def result_row(prediction: Outcome) -> dict[str, Any]:
     """One CSV row for an image: the columns of ``melanoma predict``'s CSV (``CSV_COLUMNS``), so files from both
-    can be put together."""
+    can be put together; a file that could not be analysed gets its ``error``, as there."""
+    if isinstance(prediction, FailedImage):
+        return prediction_row(prediction.name, prediction.error)
     return prediction_row(prediction.name, prediction)
 
 
-def results_csv(predictions: Sequence[Prediction]) -> str:
-    """The results of ``predictions`` as CSV text, one row per image (see ``result_row``)."""
+def results_csv(predictions: Sequence[Outcome]) -> str:
+    """The results of ``predictions`` as CSV text, one row per file (see ``result_row``)."""
     rows = [result_row(p) for p in predictions]
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=CSV_COLUMNS, lineterminator="\n")
@@ -619,7 +671,7 @@ def results_csv(predictions: Sequence[Prediction]) -> str:
     return buffer.getvalue()
 
 
-def results_json(predictions: Sequence[Prediction]) -> str:
+def results_json(predictions: Sequence[Outcome]) -> str:
     """The results of ``predictions`` as a JSON document (see ``result_record``)."""
     return json.dumps({"disclaimer": DISCLAIMER, "results": [result_record(p) for p in predictions]}, indent=2)
 

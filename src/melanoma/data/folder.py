@@ -39,6 +39,7 @@ def read_image_folder(
     labels_csv: Path | None = None,
     masks_dir: Path | None = None,
     require_masks: bool = False,
+    ignore_rows_without_image: bool = False,
 ) -> list[Sample]:
     """List the samples of a folder of dermoscopic images.
 
@@ -48,6 +49,8 @@ def read_image_folder(
             and every row an image. None leaves the labels unknown.
         masks_dir: folder holding ``<image_id>_segmentation.png`` masks. None means no masks.
         require_masks: when True every image must have its mask (for training a segmenter).
+        ignore_rows_without_image: when True, CSV rows whose image is not in the folder are skipped (scoring a
+            subset of images with the full labels file); by default they are an error (training: a lost image).
 
     Returns:
         One Sample per image, sorted by file name.
@@ -64,7 +67,7 @@ def read_image_folder(
         raise DataError(f"masks folder {masks_dir} does not exist; pass the folder that holds *{MASK_SUFFIX}")
     labels = read_labels_csv(labels_csv) if labels_csv is not None else None
     if labels is not None:
-        _check_label_coverage(image_paths, labels, labels_csv)
+        _check_label_coverage(image_paths, labels, labels_csv, ignore_rows_without_image)
     samples = []
     for image_path in image_paths:
         image_id = image_path.stem
@@ -174,7 +177,9 @@ def _list_lesion_images(images_dir: Path) -> list[Path]:
     return paths
 
 
-def _check_label_coverage(image_paths: list[Path], labels: dict[str, int], labels_csv: Path) -> None:
+def _check_label_coverage(
+    image_paths: list[Path], labels: dict[str, int], labels_csv: Path, ignore_rows_without_image: bool = False
+) -> None:
     image_ids = {p.stem for p in image_paths}
     unlabelled = [p for p in image_paths if p.stem not in labels]
     if unlabelled:
@@ -183,7 +188,7 @@ def _check_label_coverage(image_paths: list[Path], labels: dict[str, int], label
             f"add a row '{unlabelled[0].stem},<0 or 1>' or remove the image"
         )
     missing = sorted(image_id for image_id in labels if image_id not in image_ids)
-    if missing:
+    if missing and not ignore_rows_without_image:
         raise DataError(
             f"{labels_csv} lists image {missing[0]!r} but {image_paths[0].parent} has no image with that name "
             f"({len(missing)} missing); add the image or remove its row"

@@ -13,6 +13,7 @@ from typing import Any, TextIO
 
 from tqdm import tqdm
 
+from melanoma import DISCLAIMER
 from melanoma.data.samples import is_companion, is_hidden
 from melanoma.inference.image_io import ImageLoadError
 from melanoma.inference.predictor import Prediction, Predictor
@@ -35,6 +36,7 @@ CSV_COLUMNS = (
     "milliseconds",
     "quality_checks",
     "error",
+    "disclaimer",
 )
 
 
@@ -62,23 +64,27 @@ def _is_lesion_image(path: Path, folder: Path) -> bool:
     )
 
 
-def prediction_row(path: Path | str, result: Prediction | Exception) -> dict[str, Any]:
+def prediction_row(path: Path | str, result: Prediction | Exception | str) -> dict[str, Any]:
     """One CSV row (``CSV_COLUMNS``, the same for ``melanoma predict`` and the app's download): the prediction's
-    numbers, or the error message. Sizes are the original image's; ``model_output`` is the decision as the app
-    phrases it (with its caveat when no lesion was found)."""
+    numbers, or the error message (an exception or its text). Sizes are the original image's; ``model_output`` is
+    the decision as the app phrases it (with its caveat when no lesion was found); ``decision`` is
+    ``not_assessed`` for an image with no visible structure (``blank_image``); the lesion measurements are empty
+    when no lesion was outlined; every row carries the disclaimer, so that a file passed on still says it."""
     row: dict[str, Any] = dict.fromkeys(CSV_COLUMNS, "")
     row["image"] = str(path)
+    row["disclaimer"] = DISCLAIMER
     if not isinstance(result, Prediction):
         row["error"] = str(result)
         return row
     if result.melanoma_probability is not None:
         row["melanoma_probability"] = f"{result.melanoma_probability:.6f}"
-        row["decision"] = "above_threshold" if result.decision else "below_threshold"
+        row["decision"] = _decision_code(result)
         row["model_output"] = result.decision_text
         row["threshold"] = f"{result.threshold:.6f}"
     if result.lesion_area_fraction is not None:
         row["lesion_area_fraction"] = f"{result.lesion_area_fraction:.6f}"
-        m = result.measurements
+    m = result.measurements
+    if m is not None and m.area_pixels > 0:  # no outline: nothing measured (asymmetry 0 would read "symmetric")
         row.update(
             asymmetry=f"{m.asymmetry:.4f}",
             border_irregularity=f"{m.border_irregularity:.4f}",
@@ -92,9 +98,15 @@ def prediction_row(path: Path | str, result: Prediction | Exception) -> dict[str
     return row
 
 
+def _decision_code(prediction: Prediction) -> str:
+    if not prediction.assessable:
+        return "not_assessed"
+    return "above_threshold" if prediction.decision else "below_threshold"
+
+
 def write_overlay(prediction: Prediction, folder: Path, stem: str) -> Path:
     """Save the overlay PNG (contour + fill, heatmap when there is no mask) as ``<folder>/<stem>_overlay.png``."""
-    from melanoma.inference.overlay import render_overlay, to_png_bytes
+    from melanoma.inference.overlay import render_overlay, to_png_bytes, with_footer
 
     overlay = render_overlay(
         prediction.image,
@@ -103,7 +115,7 @@ def write_overlay(prediction: Prediction, folder: Path, stem: str) -> Path:
         show_heatmap=prediction.work_mask is None and prediction.heatmap is not None,
     )
     path = folder / f"{stem}_overlay.png"
-    path.write_bytes(to_png_bytes(overlay))
+    path.write_bytes(to_png_bytes(with_footer(overlay, DISCLAIMER)))
     return path
 
 

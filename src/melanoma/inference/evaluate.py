@@ -8,6 +8,7 @@ shipped threshold, with stratified bootstrap 95% intervals.
 
 from __future__ import annotations
 
+import importlib.util
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -23,6 +24,7 @@ from melanoma.metrics import (
     FAILURE_INSIDE,
     FAILURE_JACCARD,
     SegmentationMeter,
+    check_classification_inputs,
     classification_scores,
     cross_fitted_summary,
     segmentation_failure,
@@ -143,7 +145,10 @@ def evaluate_classification(
     """
     if predictor.classifier is None:
         raise DataError(f"no classification model in {predictor.models_dir}")
-    samples = read_image_folder(Path(images_dir), labels_csv=Path(labels_csv))
+    if plots_dir is not None and importlib.util.find_spec("matplotlib") is None:  # before the long scoring pass
+        raise ImportError("--plots needs matplotlib, which is not installed; install it with: pip install matplotlib")
+    samples = read_image_folder(Path(images_dir), labels_csv=Path(labels_csv), ignore_rows_without_image=True)
+    check_classification_inputs([s.melanoma for s in samples], [0.5] * len(samples))  # both classes, before scoring
     truth, probabilities, per_image = [], [], {}
     for sample, prediction in _predictions(predictor, samples, batch_size):
         truth.append(sample.melanoma)

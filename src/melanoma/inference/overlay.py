@@ -5,11 +5,12 @@ from __future__ import annotations
 import io
 
 import numpy as np
-from PIL import Image
+from PIL import Image, ImageDraw, ImageFont, PngImagePlugin
 
+from melanoma import DISCLAIMER
 from melanoma.inference.postprocess import as_bool_mask, resize_mask
 
-__all__ = ["contour_thickness", "jet_colormap", "mask_contour", "render_overlay", "to_png_bytes"]
+__all__ = ["contour_thickness", "jet_colormap", "mask_contour", "render_overlay", "to_png_bytes", "with_footer"]
 
 Colour = tuple[int, int, int]
 
@@ -111,13 +112,50 @@ def jet_colormap(values: np.ndarray) -> np.ndarray:
     return np.clip(1.5 - np.abs(4.0 * values[..., None] - 4.0 * centres), 0.0, 1.0)
 
 
-def to_png_bytes(array: np.ndarray, *, compress_level: int = 3) -> bytes:
+def with_footer(image: np.ndarray, text: str) -> np.ndarray:
+    """``image`` (HxWx3 uint8) with a dark strip below it that carries ``text``, so a saved overlay passed on
+    still says what it is (e.g. the disclaimer). Text that does not fit the width is shrunk, down to 8 px high, and
+    then wrapped; the image itself is unchanged."""
+    image = _check_image(image)
+    width = image.shape[1]
+    size = max(8, min(18, width // 40))
+    font = _fitting_font(text, width - 8, size)
+    lines = _wrap(text, font, width - 8)
+    line_height = int(font.size * 1.3)
+    strip = Image.new("RGB", (width, line_height * len(lines) + 6), (32, 32, 32))
+    draw = ImageDraw.Draw(strip)
+    for index, line in enumerate(lines):
+        draw.text((4, 3 + index * line_height), line, fill=(240, 240, 240), font=font)
+    return np.concatenate([image, np.asarray(strip)], axis=0)
+
+
+def _fitting_font(text: str, width: int, size: int) -> ImageFont.FreeTypeFont | ImageFont.ImageFont:
+    font = ImageFont.load_default(size=size)
+    while size > 8 and font.getlength(text) > width:
+        size -= 1
+        font = ImageFont.load_default(size=size)
+    return font
+
+
+def _wrap(text: str, font: ImageFont.FreeTypeFont | ImageFont.ImageFont, width: int) -> list[str]:
+    lines: list[str] = []
+    for word in text.split():
+        if lines and font.getlength(f"{lines[-1]} {word}") <= width:
+            lines[-1] = f"{lines[-1]} {word}"
+        else:
+            lines.append(word)
+    return lines or [""]
+
+
+def to_png_bytes(array: np.ndarray, *, compress_level: int = 3, description: str | None = DISCLAIMER) -> bytes:
     """Encode an HxW or HxWx3/4 uint8 array as PNG bytes (for downloads and ``st.image``).
 
     Args:
         array: uint8 image array.
         compress_level: zlib level 0..9; 3 is several times faster than Pillow's default 6 on large
             overlays for a few percent larger files.
+        description: stored in the PNG as its ``Description`` text (image viewers and ``exiftool`` show it);
+            the disclaimer by default, None for none.
 
     Returns:
         The PNG file's bytes.
@@ -131,8 +169,11 @@ def to_png_bytes(array: np.ndarray, *, compress_level: int = 3) -> bytes:
             f"expected a uint8 HxW, HxWx3 or HxWx4 array, got {array.dtype} of shape {array.shape}; "
             "convert with np.clip(x, 0, 255).astype(np.uint8)"
         )
+    info = PngImagePlugin.PngInfo()
+    if description:
+        info.add_itxt("Description", description)
     buffer = io.BytesIO()
-    Image.fromarray(np.ascontiguousarray(array)).save(buffer, format="PNG", compress_level=compress_level)
+    Image.fromarray(np.ascontiguousarray(array)).save(buffer, format="PNG", compress_level=compress_level, pnginfo=info)
     return buffer.getvalue()
 
 

@@ -100,21 +100,31 @@ class Prediction:
     quality_checks: tuple[QualityCheck, ...] = ()
 
     @property
+    def assessable(self) -> bool:
+        """False when the image shows no structure at all (``blank_image``): the outputs then mean nothing."""
+        return not any(check.code == "blank_image" for check in self.quality_checks)
+
+    @property
     def decision_text(self) -> str:
         """The decision phrased as a model output."""
         if self.decision is None:
             return "no classifier installed"
+        if not self.assessable:  # a black frame, a lens cap: the classifier still gives a number, but it is noise
+            return (
+                "not assessed: the image is almost uniform, so it is probably not a photo of a skin lesion and the "
+                "model's output means nothing"
+            )
         text = (
             "above the model's melanoma threshold: dermatologist review advised"
             if self.decision
             else "below the model's melanoma threshold"
         )
-        # A black frame, blank skin, a photo of something else: the classifier still gives a number.
+        # Blank skin, a photo of something else: the classifier still gives a number.
         codes = {check.code for check in self.quality_checks}
-        if "blank_image" in codes:
-            text += "; but the image is almost uniform, so it is probably not a photo of a skin lesion"
-        elif "no_lesion" in codes:
+        if "no_lesion" in codes:
             text += "; but the segmenter found no lesion in this image, so check that it shows a skin lesion"
+        if "small_image" in codes:
+            text += "; the image is small, which makes this output less reliable"
         return text
 
     @property
@@ -388,7 +398,7 @@ class Predictor:
         clock = time.perf_counter()
         height, width = image.shape[:2]
         mask = full_mask = measurements = area = None
-        checks: tuple[QualityCheck, ...] = image_checks(image)
+        checks: tuple[QualityCheck, ...] = image_checks(image, tuple(original_size))
         if lesion_map is not None:
             checks += quality_checks(lesion_map, float(self.segmenter.config["threshold"]))
             mask = self._lesion_mask(resize_mask(lesion_map, (width, height)))

@@ -98,16 +98,38 @@ def quantize_onnx(source: Path, target: Path, calibration: Sequence[Path], confi
         )
 
 
+def _configs_to_quantize(models_dir: Path, tasks: Sequence[str] | None) -> dict[str, dict[str, Any]]:
+    """The JSON config of each model to quantize, checked before any of them is (a late error would leave a
+    half-written folder)."""
+    present = [task for task in ("segmentation", "classification") if (models_dir / f"{task}.json").is_file()]
+    if tasks is None:
+        if not present:
+            raise FileNotFoundError(f"{models_dir} holds no exported model (segmentation.json, classification.json)")
+        tasks = present
+    configs = {}
+    for task in tasks:
+        config_path = models_dir / f"{task}.json"
+        if not config_path.is_file():
+            held = f"--tasks {' '.join(present)}" if present else "export a model first (`melanoma export`)"
+            raise FileNotFoundError(f"{config_path} is missing: {models_dir} holds no {task} model; use {held}")
+        config = json.loads(config_path.read_text())
+        if config.get("quantization"):
+            raise ValueError(f"{config_path} is already quantized ({config['quantization']['method']})")
+        configs[task] = config
+    return configs
+
+
 def quantize_models(
     models_dir: Path,
     out_dir: Path,
-    tasks: Sequence[str] = ("segmentation", "classification"),
+    tasks: Sequence[str] | None = None,
     calibration_images: int = CALIBRATION_IMAGES,
     data_dir: str | None = None,
     flips: str | None = None,
 ) -> dict[str, dict[str, Any]]:
     """Quantize the exported models in ``models_dir`` into ``out_dir`` and re-calibrate them on validation data.
 
+    ``tasks``: which models to quantize; None: every model ``models_dir`` holds. All are checked before any work.
     ``flips`` is the segmenter's test-time flip rule for re-calibration ("auto" or "off"); by default the float
     model's own rule.
 
@@ -122,15 +144,10 @@ def quantize_models(
     models_dir, out_dir = Path(models_dir), Path(out_dir)
     if models_dir.resolve() == out_dir.resolve():
         raise ValueError("write the quantized models to a new folder (--out), not over the float ones")
+    configs = _configs_to_quantize(models_dir, tasks)
     out_dir.mkdir(parents=True, exist_ok=True)
     written: dict[str, dict[str, Any]] = {}
-    for task in tasks:
-        config_path = models_dir / f"{task}.json"
-        if not config_path.is_file():
-            raise FileNotFoundError(f"{config_path} is missing: export a {task} model first (`melanoma export`)")
-        config = json.loads(config_path.read_text())
-        if config.get("quantization"):
-            raise ValueError(f"{config_path} is already quantized ({config['quantization']['method']})")
+    for task, config in configs.items():
         train_config = load_run_config(config["training"]["config"])
         use_data_dir(train_config.data, data_dir)
         paths = calibration_paths(train_config, calibration_images)
@@ -152,7 +169,7 @@ def quantize_models(
         written[task] = quantized
     for path in models_dir.iterdir():  # a quantized task's own files (its train config) replace older copies
         if path.is_file() and (
-            not (out_dir / path.name).exists() or path.name.startswith(tuple(f"{t}_" for t in tasks))
+            not (out_dir / path.name).exists() or path.name.startswith(tuple(f"{t}_" for t in configs))
         ):
             shutil.copy(path, out_dir / path.name)
     return written

@@ -84,7 +84,8 @@ def recalibrate_threshold(
     out_dir = Path(out_dir)
     _check_new_folder(out_dir)
     # The class counts from the folder and CSV alone, before every image is scored.
-    _check_classes([s.melanoma for s in read_image_folder(Path(images_dir), Path(labels_csv))], Path(images_dir))
+    samples = read_image_folder(Path(images_dir), Path(labels_csv), ignore_rows_without_image=True)
+    _check_classes([s.melanoma for s in samples], Path(images_dir))
     shipped = evaluate_classification(predictor, Path(images_dir), Path(labels_csv), bootstrap=bootstrap)
     per_image = shipped.pop("per_image")
     labels = [row["melanoma"] for row in per_image.values()]
