@@ -425,3 +425,102 @@ def test_a_segmentation_folder_needs_no_labels(user_folder):
     )
     assert len(train) + len(val) == 6 and all(s.mask_path for s in train + val)
     assert provenance["split"] == "random 80%/20%, seed 0" and provenance["masks_dir"] == str(masks_dir)
+
+
+# --- own-data mistakes: each named with the setting that fixes it --------------------------------------------------
+
+
+def _task_config(task: str, **data):
+    from melanoma.config import load_config
+
+    return load_config(None, [f"task={task}", "data.source=folder", *(f"data.{k}={v}" for k, v in data.items())])
+
+
+def test_a_classifier_without_labels_or_with_one_class_is_told_what_to_pass(user_folder, tmp_path):
+    from melanoma.training.datasets import load_splits
+    from melanoma.training.engine import check_task_data
+
+    images_dir, labels_csv, masks_dir = user_folder
+    config = _task_config("classification", images_dir=images_dir)
+    train, val, _ = load_splits(config.data)
+    with pytest.raises(ValueError, match="needs a melanoma label for every image.*pass data.labels_csv=FILE"):
+        check_task_data(config, train + val)
+    benign = tmp_path / "benign.csv"
+    benign.write_text("image_id,melanoma\n" + "".join(f"lesion_{i:02d},0\n" for i in range(6)))
+    config = _task_config("classification", images_dir=images_dir, labels_csv=benign)
+    train, val, _ = load_splits(config.data)
+    with pytest.raises(ValueError, match="all 6 images are labelled 0 .not melanoma.: a classifier needs melanomas"):
+        check_task_data(config, train + val)
+
+
+def test_a_segmenter_without_masks_is_told_where_they_should_be(user_folder, tmp_path):
+    from melanoma.training.datasets import load_splits
+    from melanoma.training.engine import check_task_data
+
+    images_dir, _, masks_dir = user_folder
+    config = _task_config("segmentation", images_dir=images_dir)
+    train, val, _ = load_splits(config.data)
+    with pytest.raises(ValueError, match="pass data.masks_dir=FOLDER holding <image_id>_segmentation.png"):
+        check_task_data(config, train + val)
+    for mask in masks_dir.iterdir():  # saved by another tool under another name
+        mask.rename(mask.with_name(mask.name.replace("_segmentation", "_mask")))
+    config = _task_config("segmentation", images_dir=images_dir, masks_dir=masks_dir)
+    train, val, _ = load_splits(config.data)
+    with pytest.raises(ValueError, match=r"expected lesion_\d\d_segmentation.png in .* \(it holds lesion_00_mask.png"):
+        check_task_data(config, train + val)
+
+
+def test_folder_keys_need_the_folder_source_and_the_isic_root_needs_the_isic_source():
+    from melanoma.config import ConfigError, load_config
+
+    with pytest.raises(ConfigError, match="data.images_dir set, but data.source is isic2017.*data.source=folder"):
+        load_config(None, ["data.images_dir=/x/images"])
+    with pytest.raises(ConfigError, match="data.data_dir / --data-dir .* but data.source is folder"):
+        load_config(None, ["data.source=folder", "data.images_dir=/x", "data.data_dir=/y"])
+    with pytest.raises(ConfigError, match="optim.epochs=0: train for at least one epoch"):
+        load_config(None, ["optim.epochs=0"])
+
+
+@pytest.mark.parametrize("encoding", ["cp1252", "utf-16"])
+def test_a_labels_csv_saved_in_another_encoding_says_how_to_save_it(tmp_path, encoding):
+    from melanoma.data.samples import read_labels_csv
+
+    path = tmp_path / "labels.csv"
+    path.write_bytes("image_id,melanoma,note\nlésion_01,1,tâche\n".encode(encoding))
+    with pytest.raises(DataError, match=r"labels.csv is not UTF-8 text .*save it as 'CSV UTF-8'"):
+        read_labels_csv(path)
+
+
+def test_images_in_class_subfolders_are_pointed_out(tmp_path):
+    for name in ("benign", "melanoma"):
+        (tmp_path / "images" / name).mkdir(parents=True)
+        Image.fromarray(synthetic_lesion(32)[0]).save(tmp_path / "images" / name / "a.jpg")
+    with pytest.raises(DataError, match="it holds only folders .benign, melanoma.: put the images directly in"):
+        read_image_folder(tmp_path / "images")
+
+
+def test_transparent_images_train_as_they_are_served(tmp_path):
+    from melanoma.inference.image_io import load_image
+    from melanoma.training.datasets import _read_rgb
+
+    rgba = np.zeros((40, 50, 4), np.uint8)
+    rgba[..., 0], rgba[..., 3] = 200, 120  # half-transparent red: served composited on white
+    Image.fromarray(rgba, "RGBA").save(tmp_path / "a.png")
+    np.testing.assert_array_equal(_read_rgb(tmp_path / "a.png"), load_image(tmp_path / "a.png"))
+
+
+def test_export_and_resume_refuse_data_that_changed_since_training(user_folder, tmp_path):
+    from melanoma.training.datasets import check_same_split, load_splits
+
+    images_dir, labels_csv, masks_dir = user_folder
+    config = _task_config("segmentation", images_dir=images_dir, masks_dir=masks_dir)
+    _, _, before = load_splits(config.data)
+    check_same_split(before, before, "calibrating the export")  # unchanged: fine
+    check_same_split({}, before, "resuming")  # a run from before the fingerprint: nothing to compare
+    for index in range(6, 9):  # the researcher adds images after training
+        image, mask = synthetic_lesion(32, seed=index)
+        Image.fromarray(image).save(images_dir / f"lesion_{index:02d}.png")
+        Image.fromarray(mask).save(masks_dir / f"lesion_{index:02d}_segmentation.png")
+    _, _, after = load_splits(config.data)
+    with pytest.raises(ValueError, match=r"the data changed since this run trained \(4 training and 2 validation"):
+        check_same_split(before, after, "calibrating the export")

@@ -6,7 +6,7 @@ import re
 
 import pytest
 import torch
-from conftest import tiny_config
+from conftest import REPO_ROOT, tiny_config
 
 from melanoma.config import load_config
 from melanoma.training.checkpoint import load_checkpoint
@@ -312,3 +312,38 @@ def test_runs_from_before_prepared_size_keep_loading_images_as_stored(tmp_path):
     config = load_config(None)
     _keep_legacy_settings(config, saved)
     assert config.data.prepared_size == 256
+
+
+REPO_CONFIG = REPO_ROOT / "configs" / "tiny.yaml"
+
+
+def test_a_folder_run_refuses_export_and_resume_once_images_were_added(tmp_path, capsys):
+    from conftest import synthetic_lesion
+    from PIL import Image
+
+    from melanoma.inference.export import export_run
+
+    images, masks = tmp_path / "images", tmp_path / "masks"
+    images.mkdir()
+    masks.mkdir()
+
+    def add(index):
+        image, mask = synthetic_lesion(64, seed=index)
+        Image.fromarray(image).save(images / f"lesion_{index:02d}.png")
+        Image.fromarray(mask).save(masks / f"lesion_{index:02d}_segmentation.png")
+
+    for index in range(6):
+        add(index)
+    folder = ["data.source=folder", f"data.images_dir={images}", f"data.masks_dir={masks}"]
+    config = load_config(REPO_CONFIG, ["task=segmentation", *folder])
+    run = tmp_path / "run"
+    fit(config, run)
+    assert len(load_checkpoint(run / "best.pt")["provenance"]["split_sha256"]) == 64
+    fit(load_config(REPO_CONFIG, ["task=segmentation", *folder]), run, resume=True)  # all epochs done
+    assert "already finished its 1 epochs: nothing to resume" in capsys.readouterr().err
+    add(6)
+    with pytest.raises(ValueError, match="the data changed since this run trained"):
+        export_run(run, tmp_path / "models")
+    assert not (tmp_path / "models" / "segmentation.json").exists()
+    with pytest.raises(ValueError, match="data changed since this run trained"):
+        fit(load_config(REPO_CONFIG, ["task=segmentation", *folder]), run, resume=True)

@@ -226,7 +226,28 @@ def load_config(path: str | Path | None, overrides: list[str] | None = None) -> 
     if config.task not in TASKS:
         raise ConfigError(f"task: {config.task!r} is not one of {', '.join(TASKS)}")
     _check_sizes(config.data)
+    _check_source(config.data)
+    if config.optim.epochs < 1:
+        raise ConfigError(f"optim.epochs={config.optim.epochs}: train for at least one epoch")
     return config
+
+
+_FOLDER_KEYS = ("images_dir", "labels_csv", "masks_dir")
+
+
+def _check_source(data: DataConfig) -> None:
+    """A folder key with the ISIC source (or the ISIC root with a folder) would silently train on other data."""
+    given = [f"data.{key}" for key in _FOLDER_KEYS if getattr(data, key)]
+    if data.source == "isic2017" and given:
+        raise ConfigError(
+            f"{', '.join(given)} set, but data.source is isic2017 (the ISIC layout under data.data_dir): add "
+            "data.source=folder to train on your own folder"
+        )
+    if data.source == "folder" and data.data_dir:
+        raise ConfigError(
+            f"data.data_dir / --data-dir ({data.data_dir}) is the root of an ISIC-layout data set, but data.source is "
+            "folder: a folder run reads data.images_dir, data.labels_csv and data.masks_dir; drop --data-dir"
+        )
 
 
 def _check_sizes(data: DataConfig) -> None:

@@ -11,7 +11,11 @@ def emit_json(payload: Any, path: str | Path | None = None) -> str:
     """Print ``payload`` as indented JSON and, when ``path`` is given, write the same text there."""
     text = json.dumps(payload, indent=2)
     if path:  # written before printing, so a closed stdout (``... | head``) cannot lose the file
-        Path(path).parent.mkdir(parents=True, exist_ok=True)  # a long evaluation must not end in a missing folder
-        Path(path).write_text(text + "\n")
+        try:
+            Path(path).parent.mkdir(parents=True, exist_ok=True)  # a long evaluation must not end in a missing folder
+            Path(path).write_text(text + "\n")
+        except OSError as error:
+            print(text)  # the results of a long evaluation are not lost with the file
+            raise OSError(f"cannot write {path}: {error.strerror or error}; the results are printed above") from error
     print(text)
     return text

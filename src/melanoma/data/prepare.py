@@ -157,7 +157,7 @@ def _ensure_archives(archives_dir: Path, download: bool, base_url: str, progress
     if missing and not download:
         raise DataError(
             f"missing ISIC 2017 archive(s) in {archives_dir}: {', '.join(missing)}; download them from "
-            f"{OFFICIAL_BASE_URL} into that folder, or allow downloading"
+            f"{OFFICIAL_BASE_URL} into that folder, or run the command without --no-download"
         )
     for name in missing:
         download_file(base_url.rstrip("/") + "/" + name, paths[name], progress=progress)

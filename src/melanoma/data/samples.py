@@ -56,7 +56,9 @@ def list_images(folder: Path) -> list[Path]:
         p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES and not is_hidden(p)
     )
     if not paths:
-        raise DataError(f"image folder {folder} is empty: expected files ending in {', '.join(IMAGE_SUFFIXES)}")
+        nested = [p.name for p in sorted(folder.iterdir()) if p.is_dir() and not is_hidden(p)][:3]
+        inside = f"; it holds only folders ({', '.join(nested)}): put the images directly in {folder}" if nested else ""
+        raise DataError(f"image folder {folder} is empty: expected files ending in {', '.join(IMAGE_SUFFIXES)}{inside}")
     return paths
 
 
@@ -72,6 +74,16 @@ def read_labels_csv(path: Path) -> dict[str, int]:
     """
     if not path.is_file():
         raise DataError(f"labels CSV {path} does not exist")
+    try:
+        return _read_labels(path)
+    except UnicodeDecodeError as error:
+        raise DataError(
+            f"labels CSV {path} is not UTF-8 text ({error.reason} at byte {error.start}): save it as 'CSV UTF-8' "
+            "(Excel: File > Save As > CSV UTF-8)"
+        ) from error
+
+
+def _read_labels(path: Path) -> dict[str, int]:
     with path.open(newline="", encoding="utf-8-sig") as handle:
         reader = csv.DictReader(handle)
         # Column names as typed: "image_id, melanoma" (a space after the comma) names the same columns.

@@ -157,9 +157,10 @@ def calibrate_model(
     ``flips`` ("auto" or "off") is the segmenter's test-time flip rule; classifiers ignore it. A lesion-crop
     classifier is calibrated with the segmenter it will be served with: ``out_dir``'s, else ``segmenter_dir``'s.
     """
-    from melanoma.training.datasets import load_splits
+    from melanoma.training.datasets import check_same_split, load_splits
 
-    _, val_samples, _ = load_splits(train_config.data)
+    _, val_samples, provenance = load_splits(train_config.data)
+    check_same_split(model_config.get("training", {}).get("data", {}), provenance, "calibrating the export")
     session = onnx_session(onnx_path)
     if model_config["task"] == "segmentation":
         return calibrate_segmentation(session, val_samples, model_config, flips)

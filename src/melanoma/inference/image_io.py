@@ -19,7 +19,7 @@ from typing import BinaryIO
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-__all__ = ["SUPPORTED_FORMATS", "ImageLoadError", "load_image", "load_image_with_size"]
+__all__ = ["SUPPORTED_FORMATS", "ImageLoadError", "load_image", "load_image_with_size", "to_rgb_array"]
 
 ImageSource = str | Path | bytes | bytearray | memoryview | BinaryIO
 
@@ -122,7 +122,7 @@ def load_image_with_size(
             _apply_draft(image, max(int(min_side_for_draft), MIN_SIDE))
         _load_pixels(image, label)
         oriented = _exif_transposed(image)
-        array = _to_rgb_array(oriented, label)
+        array = to_rgb_array(oriented, label)
         rotated = oriented.size != image.size
     width, height = stored_size
     return array, ((height, width) if rotated else (width, height))
@@ -258,7 +258,7 @@ def _exif_transposed(image: Image.Image) -> Image.Image:
         return image
 
 
-def _to_rgb_array(image: Image.Image, label: str) -> np.ndarray:
+def to_rgb_array(image: Image.Image, label: str) -> np.ndarray:
     """Convert any supported Pillow mode to an HxWx3 uint8 RGB array."""
     mode = image.mode
     if mode == "RGB":

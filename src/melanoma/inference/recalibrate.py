@@ -97,10 +97,10 @@ def recalibrate_threshold(
 
     _copy_models(source, out_dir)
     provenance = {
-        "images_dir": str(images_dir),
-        "labels_csv": str(labels_csv),
+        "images_dir": str(Path(images_dir).resolve()),  # absolute: the record holds from any working directory
+        "labels_csv": str(Path(labels_csv).resolve()),
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
-        "from_models": str(source),
+        "from_models": str(source.resolve()),
         "previous_threshold_here": _operating_point(shipped),
     }
     previous = _write_config(out_dir / TASK_CONFIGS["classification"], fitted["threshold"], refitted, provenance)

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import hashlib
 import math
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -19,15 +21,20 @@ from melanoma.models.pretrained import PRETRAINED_MEAN, PRETRAINED_STD
 
 
 def _read_rgb(path, prepared_size: int | None = None) -> np.ndarray:
-    """The image as stored, RGB; with ``prepared_size``, squashed to that square side with Pillow's bilinear filter
-    (after a reduced-scale JPEG decode that keeps at least that side), exactly as the Predictor prepares an upload."""
+    """The image's stored pixels as RGB, converted as the Predictor converts an upload (transparency on white,
+    greyscale, palette, CMYK); with ``prepared_size``, squashed to that square side with Pillow's bilinear filter
+    (after a reduced-scale JPEG decode that keeps at least that side), exactly as the Predictor prepares it."""
+    from melanoma.inference.image_io import to_rgb_array
+
     with Image.open(path) as image:
-        if prepared_size and image.size != (prepared_size, prepared_size):
-            if image.format == "JPEG" and min(image.size) > prepared_size:
-                image.draft("RGB", _draft_request(image.size, prepared_size))
-            rgb = image.convert("RGB").resize((prepared_size, prepared_size), Image.Resampling.BILINEAR)
-            return np.asarray(rgb)
-        return np.asarray(image.convert("RGB"))
+        resize = prepared_size and image.size != (prepared_size, prepared_size)
+        if resize and image.format == "JPEG" and min(image.size) > prepared_size:
+            image.draft("RGB", _draft_request(image.size, prepared_size))
+        image.load()
+        rgb = to_rgb_array(image, repr(Path(path).name))
+    if resize:
+        rgb = np.asarray(Image.fromarray(rgb).resize((prepared_size, prepared_size), Image.Resampling.BILINEAR))
+    return rgb
 
 
 def _draft_request(size: tuple[int, int], min_side: int) -> tuple[int, int]:
@@ -180,6 +187,30 @@ def cross_validation_split(samples: list[Sample], folds: int, fold: int) -> tupl
     return [samples[i] for i in sorted(train_indices)], [samples[i] for i in sorted(val_indices)]
 
 
+def split_digest(train: list[Sample], val: list[Sample]) -> str:
+    """A fingerprint of which images train and which validate: export, quantize and --resume compare it with the
+    run's, so that images added to (or removed from) a folder since training cannot slip into the split that picks
+    the threshold and reports the validation metrics."""
+    text = "train:" + "\n".join(s.image_id for s in train) + "\nvalidation:" + "\n".join(s.image_id for s in val)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def check_same_split(recorded: dict[str, Any], current: dict[str, Any], what: str) -> None:
+    """Refuse when the data now splits into other images than when the run trained (``split_sha256``); runs from
+    before the fingerprint have none and pass."""
+    before = recorded.get("split_sha256")
+    if before and before != current.get("split_sha256"):
+        counts = (
+            f"{recorded.get('n_train')} training and {recorded.get('n_validation')} validation images then, "
+            f"{current.get('n_train')} and {current.get('n_validation')} now"
+        )
+        raise ValueError(
+            f"the data changed since this run trained ({counts}): {what} would use another validation split, one "
+            "that may hold images the model trained on; restore the images and labels as they were, or train a new "
+            "run on the data as it is now"
+        )
+
+
 def load_splits(data: DataConfig) -> tuple[list[Sample], list[Sample], dict[str, Any]]:
     """(train, validation, provenance) for the data described by ``data``.
 
@@ -237,7 +268,7 @@ def load_splits(data: DataConfig) -> tuple[list[Sample], list[Sample], dict[str,
     from melanoma.data.folder import check_samples
 
     check_samples(train + val)
-    provenance.update(n_train=len(train), n_validation=len(val))
+    provenance.update(n_train=len(train), n_validation=len(val), split_sha256=split_digest(train, val))
     labelled = [s.melanoma for s in train if s.melanoma is not None]
     if labelled:
         provenance["n_train_melanoma"] = int(sum(labelled))

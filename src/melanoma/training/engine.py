@@ -30,7 +30,7 @@ from melanoma.metrics import SegmentationMeter, classification_scores, dice, jac
 from melanoma.models.factory import build_model, encoder_parameters
 from melanoma.training import distributed
 from melanoma.training.checkpoint import load_checkpoint, save_checkpoint
-from melanoma.training.datasets import LesionDataset, collate, load_splits
+from melanoma.training.datasets import LesionDataset, check_same_split, collate, load_splits
 from melanoma.training.losses import WeightedBCE, bce_dice_loss, bce_lovasz_loss, bce_tversky_loss, positive_weight
 
 MONITOR = {"segmentation": "val_jaccard", "classification": "val_auc"}
@@ -207,11 +207,46 @@ def evaluate(
     return result
 
 
+def check_task_data(config: TrainConfig, samples: list) -> None:
+    """What the task needs from every image, said with the setting that provides it: a label for each image and
+    both classes (classification), a mask for each image (segmentation)."""
+    data = config.data
+    if config.task == "classification":
+        unlabelled = [s for s in samples if s.melanoma is None]
+        if unlabelled:
+            raise ValueError(
+                f"classification needs a melanoma label for every image, and {len(unlabelled)} of {len(samples)} "
+                f"have none (first: {unlabelled[0].image_path}): pass data.labels_csv=FILE with the columns "
+                "image_id,melanoma"
+            )
+        classes = {s.melanoma for s in samples}
+        if len(classes) < 2:
+            (only,) = classes
+            raise ValueError(
+                f"all {len(samples)} images are labelled {only} ({'melanoma' if only else 'not melanoma'}): a "
+                "classifier needs melanomas and other lesions; add images of the other class"
+            )
+    if config.task == "segmentation" and any(s.mask_path is None for s in samples):
+        first = next(s for s in samples if s.mask_path is None)
+        if not data.masks_dir and data.source == "folder":
+            raise ValueError(
+                f"segmentation needs a lesion mask for every image ({first.image_path} has none): pass "
+                "data.masks_dir=FOLDER holding <image_id>_segmentation.png for each image"
+            )
+        held = sorted(p.name for p in Path(data.masks_dir).iterdir())[:3] if data.masks_dir else []
+        holds = "" if not data.masks_dir else f" (it holds {', '.join(held)}, ...)" if held else " (it is empty)"
+        raise ValueError(
+            f"segmentation needs a lesion mask for every image: {first.image_path} has none, expected "
+            f"{first.image_id}_segmentation.png in {data.masks_dir or 'the masks folder'}{holds}"
+        )
+
+
 def make_loaders(config: TrainConfig, info: distributed.DistInfo):
     """Datasets, samplers and loaders for the run (train augmented, validation resized only)."""
     from melanoma.data.transforms import classification_transforms, segmentation_transforms
 
     train_samples, val_samples, provenance = load_splits(config.data)
+    check_task_data(config, train_samples + val_samples)
     if config.task == "classification" and len({s.melanoma for s in val_samples}) < 2:
         # Fail before training, not after the first epoch: AUC (the model-selection metric) needs both classes.
         raise ValueError(
@@ -352,8 +387,6 @@ def fit(
     """
     info = distributed.setup()
     out = Path(out_dir)
-    if info.is_main:
-        out.mkdir(parents=True, exist_ok=True)
     if config.threads:
         torch.set_num_threads(config.threads)
     if resume:
@@ -363,6 +396,8 @@ def fit(
     if config.channels_last:  # before the optimizer and the weight average see the parameters
         model = model.to(memory_format=torch.channels_last)
     train_loader, val_loader, train_samples, provenance = make_loaders(config, info)
+    if info.is_main:  # after the data checks: a run refused for its data leaves no empty folder behind
+        out.mkdir(parents=True, exist_ok=True)
     loss_fn = build_loss(config, train_samples)
     if isinstance(loss_fn, nn.Module):
         loss_fn = loss_fn.to(info.device)
@@ -377,6 +412,7 @@ def fit(
     if resume:
         state = load_checkpoint(out / "last.pt", hint="train first (melanoma train ...) or drop --resume")
         check_resume_config(state["config"], config, out / "last.pt")
+        check_same_split(state.get("provenance", {}), provenance, "resuming")
         config.command = state["config"].get("command", config.command)  # the command that started the run
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
@@ -386,6 +422,10 @@ def fit(
                 raise ValueError(f"{out / 'last.pt'} has no weight average; resume with optim.ema_decay=0 as it ran")
             ema.module.load_state_dict(state["ema"])
         start_epoch, best = state["epoch"] + 1, state["best"]
+        if start_epoch >= config.optim.epochs:
+            if info.is_main:
+                print(f"{out} already finished its {config.optim.epochs} epochs: nothing to resume", file=sys.stderr)
+            return best
         if info.is_main:
             _drop_rows_after(out / "metrics.csv", start_epoch)
             print(f"resuming {out} at epoch {start_epoch + 1}", file=sys.stderr)
