@@ -18,22 +18,26 @@ app: $(BIN)/python
 	$(BIN)/pip install --quiet -e '.[app]'
 	$(BIN)/melanoma app --port $(PORT) --address $(ADDRESS)
 
-# Set up everything (training, app, dev tools), lint, and run the whole test suite (slow tests included).
-test: $(BIN)/python
+# Everything (training, app, dev tools), installed again whenever pyproject.toml changes.
+$(VENV)/.dev-installed: pyproject.toml | $(BIN)/python
 	$(BIN)/pip install --quiet -e '.[train,app,dev]'
+	touch $@
+
+# Set up everything, lint, and run the whole test suite (slow tests included).
+test: $(VENV)/.dev-installed
 	$(MAKE) --no-print-directory lint
 	$(BIN)/pytest -m "slow or not slow" $(PYTEST_ARGS); rc=$$?; \
 	  if [ $$rc -eq 5 ]; then echo "pytest collected no tests: that is a failure here"; exit 1; fi; exit $$rc
 
 # The quick local loop: no slow tests (distributed training, real browser).
-test-fast: $(BIN)/python
+test-fast: $(VENV)/.dev-installed
 	$(BIN)/pytest $(PYTEST_ARGS)
 
-lint:
+lint: $(VENV)/.dev-installed
 	$(BIN)/ruff check src tests benchmarks scripts
 	$(BIN)/ruff format --check src tests benchmarks scripts
 
-format:
+format: $(VENV)/.dev-installed
 	$(BIN)/ruff format src tests benchmarks scripts
 	$(BIN)/ruff check --fix src tests benchmarks scripts
 

@@ -406,6 +406,60 @@ def test_json_report_is_written_even_when_stdout_is_closed(tmp_path, monkeypatch
     assert json.loads((tmp_path / "scores.json").read_text()) == {"jaccard": 0.8}
 
 
+def test_a_report_that_cannot_be_written_is_still_printed(tmp_path, capsys):
+    from melanoma.reporting import emit_json
+
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    with pytest.raises(OSError, match="cannot write .*the results are printed above"):
+        emit_json({"jaccard": 0.8}, blocker / "scores.json")
+    assert json.loads(capsys.readouterr().out) == {"jaccard": 0.8}
+
+
+def test_unwritable_outputs_end_in_an_error_line_not_a_traceback(tiny_models_dir, tmp_path, capsys):
+    from conftest import synthetic_lesion
+    from PIL import Image
+
+    image = tmp_path / "lesion.png"
+    Image.fromarray(synthetic_lesion(128)[0]).save(image)
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    assert main(["predict", str(image), "--models", str(tiny_models_dir), "--out", str(blocker / "p.csv")]) == 2
+    assert capsys.readouterr().err.startswith(f"error: cannot use {blocker / 'p.csv'}: Not a directory")
+
+
+def test_train_refuses_a_run_folder_that_kept_only_best_pt_or_is_a_file(tmp_path):
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "best.pt").write_bytes(b"a finished run whose last.pt was deleted to save space")
+    command = ["train", "segmentation", "--config", "configs/tiny.yaml"]
+    with pytest.raises(SystemExit, match=r"already holds a run \(best.pt\): choose another --out"):
+        main([*command, "--out", str(run)])
+    with pytest.raises(SystemExit, match="is a file; pass a folder"):
+        main([*command, "--out", str(run / "best.pt")])
+
+
+def test_a_model_exported_without_calibration_is_flagged_where_it_is_served(tiny_models_dir, tmp_path, capsys):
+    import shutil
+
+    from conftest import synthetic_lesion
+    from PIL import Image
+
+    from melanoma.inference.predictor import Predictor
+
+    models = tmp_path / "models"
+    shutil.copytree(tiny_models_dir, models)
+    config = json.loads((models / "classification.json").read_text())
+    (models / "classification.json").write_text(json.dumps({**config, "calibrated": False}))
+    (warning,) = Predictor.from_dir(models).warnings
+    assert "classification.json" in warning and "--no-calibrate" in warning
+    assert Predictor.from_dir(tiny_models_dir).warnings == []
+    image = tmp_path / "lesion.png"
+    Image.fromarray(synthetic_lesion(128)[0]).save(image)
+    assert main(["predict", str(image), "--models", str(models)]) == 0
+    assert f"warning: {warning}" in capsys.readouterr().err
+
+
 def test_evaluate_refuses_a_mask_of_another_size_and_names_exif_rotation(tiny_models_dir, tmp_path, capsys):
     from conftest import synthetic_lesion
 

@@ -284,6 +284,7 @@ def test_study_runs_end_to_end_and_resumes(shared_synthetic_isic_dir, tmp_path, 
 
     for run in sorted(out.glob("*/fold*")):
         export_run(run, None, calibrate=False)
+        assert json.loads((run / "export" / "classification.json").read_text())["calibrated"] is False
     capsys.readouterr()
     cross_validate.main([*argv, "--served"])
     served = json.loads(capsys.readouterr().out)

@@ -36,9 +36,13 @@ def _train(args: argparse.Namespace) -> int:
     args.out = str(out)  # a run folder named here is named in the Ctrl-C hint too
     if args.resume and not (out / "last.pt").is_file():
         raise SystemExit(f"error: --resume needs {out / 'last.pt'}; pass the --out of the run to continue")
-    if not args.resume and (out / "last.pt").is_file():  # a new run would delete that run's metrics.csv
+    if out.exists() and not out.is_dir():
+        raise SystemExit(f"error: --out {out} is a file; pass a folder for the run")
+    held = [name for name in ("last.pt", "best.pt") if (out / name).is_file()]
+    if not args.resume and held:  # a new run would overwrite that run's checkpoints and metrics.csv
+        hint = "pass --resume to continue it, or" if "last.pt" in held else "choose"
         raise SystemExit(
-            f"error: {out} already holds a run (last.pt): pass --resume to continue it, or another --out "
+            f"error: {out} already holds a run ({', '.join(held)}): {hint} another --out "
             "(delete the folder to train it again from scratch)"
         )
 
@@ -203,6 +207,8 @@ def _predict(args: argparse.Namespace) -> int:
 
     workers = default_workers() if args.workers is None else args.workers
     predictor = Predictor.from_dir(args.models, threads=threads_per_worker(workers))
+    for warning in predictor.warnings:
+        print(f"warning: {warning}", file=sys.stderr)
     paths = expand_paths(args.paths)
     if not paths:
         raise SystemExit("error: no image files found in the given paths")
@@ -411,6 +417,12 @@ def main(argv: list[str] | None = None) -> int:
         return args.func(args)
     except (ValueError, FileNotFoundError, FileExistsError, ImportError) as error:
         print(f"error: {error}", file=sys.stderr)
+        return 2
+    except OSError as error:  # a read-only disk, a full disk, a folder without permission
+        where = f" {error.filename}" if error.filename else ""
+        print(
+            f"error: cannot use{where}: {error.strerror or error}; check the path and its permissions", file=sys.stderr
+        )
         return 2
     except KeyboardInterrupt:
         print(f"interrupted{_interrupt_hint(args)}", file=sys.stderr)

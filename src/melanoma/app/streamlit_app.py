@@ -104,6 +104,8 @@ def main() -> None:
     predictor = _predictor_or_explanation()
     if predictor is None:
         return
+    for warning in predictor.warnings:
+        st.error(_escape(_sentence(warning)), icon=":material/warning:")
     _render_model_facts(predictor.model_configs)
     uploads = st.file_uploader(
         "Dermoscopic images",

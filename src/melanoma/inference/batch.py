@@ -26,6 +26,7 @@ CSV_COLUMNS = (
     "model_output",
     "threshold",
     "lesion_area_fraction",
+    "area_px",
     "asymmetry",
     "border_irregularity",
     "colour_variegation",
@@ -86,6 +87,7 @@ def prediction_row(path: Path | str, result: Prediction | Exception | str) -> di
     m = result.measurements
     if m is not None and m.area_pixels > 0:  # no outline: nothing measured (asymmetry 0 would read "symmetric")
         row.update(
+            area_px=m.area_pixels,
             asymmetry=f"{m.asymmetry:.4f}",
             border_irregularity=f"{m.border_irregularity:.4f}",
             colour_variegation=m.colour_variegation,

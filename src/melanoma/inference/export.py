@@ -230,6 +230,8 @@ def export_run(
             from melanoma.inference.calibrate import calibrate_model
 
             model_config.update(calibrate_model(staged, model_config, config, out_dir, flips, segmenter_dir))
+        else:  # the Predictor says so wherever the model is served (threshold 0.5, nothing measured)
+            model_config["calibrated"] = False
         model_config["onnx_sha256"] = onnx_digest(staged)  # the Predictor refuses a network its config does not fit
         config_path = out_dir / f"{task}.json"
         staged_config = out_dir / f".{config_path.name}.partial"

@@ -294,6 +294,17 @@ class Predictor:
         return {task: model.config for task, model in models.items() if model is not None}
 
     @property
+    def warnings(self) -> list[str]:
+        """What a user of these models must know before trusting their outputs (shown by the app and predict)."""
+        return [
+            f"{TASK_CONFIGS[task]} in {self.models_dir} was exported with --no-calibrate: its threshold "
+            f"({config.get('threshold')}) was not fitted on validation data and no metrics were measured; it is a "
+            "quick check, not a model to serve (export it again without --no-calibrate)"
+            for task, config in self.model_configs.items()
+            if config.get("calibrated") is False
+        ]
+
+    @property
     def threshold(self) -> float | None:
         return float(self.classifier.config["threshold"]) if self.classifier else None
 
