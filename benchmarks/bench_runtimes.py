@@ -21,14 +21,18 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
-import onnxruntime as ort
 
 from melanoma.reporting import emit_json
+
+# onnxruntime is imported inside the functions, after melanoma: the package opts it out of telemetry, which only
+# works before its first import.
 
 Run = Callable[[np.ndarray], list[np.ndarray]]
 
 
 def ort_runner(path: Path, threads: int, level: str = "all") -> Run:
+    import onnxruntime as ort
+
     options = ort.SessionOptions()
     options.graph_optimization_level = {
         "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
@@ -93,6 +97,8 @@ def bench_model(path: Path, size: int, repeats: int, with_openvino: bool, prefix
 
 
 def main() -> None:
+    import onnxruntime as ort
+
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", default="models", help="float model folder (default: models)")
     parser.add_argument("--int8", help="the `melanoma quantize` output for the same models, timed alongside")

@@ -54,7 +54,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from melanoma.config import TrainConfig, load_config, to_dict
+import yaml
+
+from melanoma.config import TrainConfig, load_config, load_run_config, to_dict
 from melanoma.metrics import classification_scores, paired_auc_difference, paired_mean_difference
 from melanoma.reporting import emit_json
 
@@ -226,9 +228,13 @@ def _check_same_config(run_dir: Path, config: TrainConfig) -> None:
     saved_path = run_dir / "config.yaml"
     if not saved_path.is_file():
         return
-    saved, current = to_dict(load_config(saved_path)), to_dict(config)
+    saved = to_dict(load_run_config(yaml.safe_load(saved_path.read_text()) or {}))
+    current = to_dict(config)
     for values in (saved, current):  # how a run was computed, not what was trained: runs may differ in these
         del values["command"], values["channels_last"], values["threads"], values["data"]["num_workers"]
+    if saved["data"]["prepared_size"] is None and saved["data"]["source"] == "isic2017":
+        # A fold from before data.prepared_size read the 256 px ISIC images as stored: the same pixels.
+        saved["data"]["prepared_size"] = current["data"]["prepared_size"]
     if saved != current:
         raise SystemExit(
             f"error: {run_dir} was trained with another config than this setting now asks for; "
@@ -288,7 +294,8 @@ def out_of_fold_predictions(config: TrainConfig, run_dir: Path) -> dict[str, tup
     samples = load_splits(config.data)[1]
     crop = config.data.crop_margin if config.data.lesion_crop else None
     transform = classification_transforms(config.data.image_size, False)
-    dataset = LesionDataset(samples, config.task, transform, crop_margin=crop, prepared_size=config.data.prepared_size)
+    prepared = None if crop is not None else config.data.prepared_size  # as training (make_loaders) reads them
+    dataset = LesionDataset(samples, config.task, transform, crop_margin=crop, prepared_size=prepared)
     loader = DataLoader(dataset, batch_size=config.data.batch_size, collate_fn=collate)
     result: dict[str, tuple[int, float]] = {}
     for batch, probabilities in predict_loader(model, loader, config, info):

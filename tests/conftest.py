@@ -10,6 +10,7 @@ import pytest
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("OMP_NUM_THREADS", "2")
+os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")  # test modules import onnxruntime before melanoma can set it
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 

@@ -50,7 +50,7 @@ def _probability_texts(at: AppTest) -> list[str]:
 def _errors(at: AppTest) -> list[str]:
     """Error boxes, except the one that says an almost uniform image was not assessed (a result, not a failure)."""
     texts = [element.value.replace("\\", "") for element in at.error]
-    return [text for text in texts if "not assessed" not in text]
+    return [text for text in texts if "— not assessed: the image is almost uniform" not in text]
 
 
 @pytest.fixture
@@ -246,6 +246,7 @@ def test_results_csv_and_json(prediction) -> None:
     assert rows[0]["model_output"] == prediction.decision_text
     assert rows[0]["colours_present"] == ";".join(prediction.measurements.colours_present)
     assert (rows[0]["width"], rows[0]["height"]) == ("128", "128") and rows[0]["error"] == ""
+    assert int(rows[0]["area_px"]) == prediction.measurements.area_pixels > 0
     document = json.loads(app.results_json([prediction]))
     assert document["disclaimer"] == app.DISCLAIMER
     (record,) = document["results"]

@@ -211,7 +211,8 @@ def test_evaluate_classification_checks_its_inputs_before_scoring(
         shutil.copy(root / "images/val" / f"{image_id}.jpg", subset)
     command = ["evaluate", "classification", "--images", str(subset), "--labels", str(labels)]
     assert main([*command, "--models", str(tiny_models_dir), "--json", str(tmp_path / "e.json")]) == 0
-    assert json.loads((tmp_path / "e.json").read_text())["n"] == 3
+    report = json.loads((tmp_path / "e.json").read_text())
+    assert (report["n"], report["labels_without_image"]) == (3, 1)
     # One class only, or plots without matplotlib: refused before any image is scored.
     monkeypatch.setattr(Predictor, "predict_arrays", lambda *a, **k: pytest.fail("scored before the check"))
     (subset / f"{kept[2]}.jpg").unlink()  # the two left are melanomas

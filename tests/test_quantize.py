@@ -113,6 +113,8 @@ def test_default_tasks_are_the_models_the_folder_holds_and_a_missing_one_stops_b
     segmenter_only.mkdir()
     for name in ("segmentation.json", "segmentation.onnx"):
         shutil.copy(tiny_models_dir / name, segmenter_only / name)
+    config = json.loads((segmenter_only / "segmentation.json").read_text())
+    (segmenter_only / "segmentation.json").write_text(json.dumps({**config, "calibrated": False}))
     out = tmp_path / "nothing"
     command = ["quantize", "--models", str(segmenter_only), "--calibration-images", "4"]
     assert main([*command, "--out", str(out), "--tasks", "classification"]) == 2
@@ -120,3 +122,5 @@ def test_default_tasks_are_the_models_the_folder_holds_and_a_missing_one_stops_b
     assert not out.exists()  # nothing half-written
     assert main([*command, "--out", str(tmp_path / "int8")]) == 0
     assert sorted(p.name for p in (tmp_path / "int8").glob("*.json")) == ["segmentation.json"]
+    assert "calibrated" not in json.loads((tmp_path / "int8" / "segmentation.json").read_text())  # re-calibrated
+    assert not list((tmp_path / "int8").glob(".*.partial"))

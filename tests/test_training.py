@@ -284,12 +284,9 @@ def test_prepared_size_below_the_input_size_is_a_config_error():
     assert load_config(None).data.prepared_size == 256
 
 
-def test_runs_from_before_prepared_size_keep_loading_images_as_stored(tmp_path):
-    import yaml
-
-    from melanoma.config import TrainConfig, load_run_config, save_config, to_dict
+def test_runs_from_before_prepared_size_keep_loading_images_as_stored(shared_synthetic_isic_dir, tmp_path):
+    from melanoma.config import TrainConfig, load_run_config, to_dict
     from melanoma.inference.export import _prepared_size
-    from melanoma.training.engine import _keep_legacy_settings
 
     values = to_dict(TrainConfig())
     assert load_run_config(values).data.prepared_size == 256  # a run that recorded it keeps it
@@ -302,16 +299,19 @@ def test_runs_from_before_prepared_size_keep_loading_images_as_stored(tmp_path):
     assert _prepared_size(old) is None
     assert _prepared_size(load_config(None, ["data.source=folder"])) == 256
     assert _prepared_size(load_config(None, ["data.lesion_crop=true"])) is None
-    # Resume: an old run's config.yaml has no prepared_size, so the resumed run loads images as it began.
-    saved = tmp_path / "config.yaml"
-    saved.write_text(yaml.safe_dump(values))
-    config = load_config(None)
-    _keep_legacy_settings(config, saved)
-    assert config.data.prepared_size is None
-    save_config(load_config(None), saved)
-    config = load_config(None)
-    _keep_legacy_settings(config, saved)
-    assert config.data.prepared_size == 256
+    # Resume, again and again with the same command: an old run (its checkpoint has no prepared_size) keeps loading
+    # its images as stored, although the command's config now says 64.
+    run = tmp_path / "run"
+    command = {"optim.epochs": 3, "data.prepared_size": 64}
+    fit(tiny_config("segmentation", shared_synthetic_isic_dir, **command), run, stop_after=1)
+    state = torch.load(run / "last.pt", weights_only=False)
+    del state["config"]["data"]["prepared_size"]  # as a checkpoint written before the key existed
+    torch.save(state, run / "last.pt")
+    for epochs_done in (2, 3):
+        config = tiny_config("segmentation", shared_synthetic_isic_dir, **command)
+        fit(config, run, resume=True, stop_after=1)
+        assert config.data.prepared_size is None
+        assert load_checkpoint(run / "last.pt")["epoch"] + 1 == epochs_done
 
 
 REPO_CONFIG = REPO_ROOT / "configs" / "tiny.yaml"
@@ -334,16 +334,19 @@ def test_a_folder_run_refuses_export_and_resume_once_images_were_added(tmp_path,
 
     for index in range(6):
         add(index)
-    folder = ["data.source=folder", f"data.images_dir={images}", f"data.masks_dir={masks}"]
-    config = load_config(REPO_CONFIG, ["task=segmentation", *folder])
+    folder = ["task=segmentation", "data.source=folder", f"data.images_dir={images}", f"data.masks_dir={masks}"]
     run = tmp_path / "run"
-    fit(config, run)
+    fit(load_config(REPO_CONFIG, [*folder, "optim.epochs=2"]), run, stop_after=1)
     assert len(load_checkpoint(run / "best.pt")["provenance"]["split_sha256"]) == 64
-    fit(load_config(REPO_CONFIG, ["task=segmentation", *folder]), run, resume=True)  # all epochs done
-    assert "already finished its 1 epochs: nothing to resume" in capsys.readouterr().err
     add(6)
     with pytest.raises(ValueError, match="the data changed since this run trained"):
         export_run(run, tmp_path / "models")
     assert not (tmp_path / "models" / "segmentation.json").exists()
     with pytest.raises(ValueError, match="data changed since this run trained"):
-        fit(load_config(REPO_CONFIG, ["task=segmentation", *folder]), run, resume=True)
+        fit(load_config(REPO_CONFIG, [*folder, "optim.epochs=2"]), run, resume=True)
+    for path in (images / "lesion_06.png", masks / "lesion_06_segmentation.png"):  # as it was: resumes and exports
+        path.unlink()
+    fit(load_config(REPO_CONFIG, [*folder, "optim.epochs=2"]), run, resume=True)
+    export_run(run, tmp_path / "models")
+    fit(load_config(REPO_CONFIG, [*folder, "optim.epochs=2"]), run, resume=True)  # all epochs done
+    assert "already finished its 2 epochs: nothing to resume" in capsys.readouterr().err

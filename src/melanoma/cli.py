@@ -76,11 +76,14 @@ def _print_export_warning(run_dir: Path, out: Path) -> None:
     """Say on the terminal what the exported config warns about (a threshold fitted on too few images)."""
     import json
 
-    from melanoma.config import load_config
+    import yaml
 
     if not (run_dir / "config.yaml").is_file():  # the export itself reads the checkpoint; nothing to say
         return
-    task = load_config(run_dir / "config.yaml").task
+    # The run's task, read as saved: an old run's settings need not pass today's config checks to be exported.
+    task = (yaml.safe_load((run_dir / "config.yaml").read_text()) or {}).get("task")
+    if task not in ("segmentation", "classification"):
+        return
     warning = json.loads((out / f"{task}.json").read_text()).get("validation", {}).get("warning")
     if warning:
         print(f"warning: {out / f'{task}.json'}: {warning}", file=sys.stderr)
@@ -418,11 +421,15 @@ def main(argv: list[str] | None = None) -> int:
     except (ValueError, FileNotFoundError, FileExistsError, ImportError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # `melanoma predict ... | head`: the reader left; nothing more to say
+        sys.stdout = open(os.devnull, "w")  # noqa: SIM115 (Python flushes stdout at exit: not into the closed pipe)
+        return 1
     except OSError as error:  # a read-only disk, a full disk, a folder without permission
-        where = f" {error.filename}" if error.filename else ""
-        print(
-            f"error: cannot use{where}: {error.strerror or error}; check the path and its permissions", file=sys.stderr
-        )
+        if error.filename is None:  # already a sentence (e.g. emit_json's)
+            print(f"error: {error}", file=sys.stderr)
+        else:
+            reason = error.strerror or error
+            print(f"error: cannot use {error.filename}: {reason}; check the path and its permissions", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"interrupted{_interrupt_hint(args)}", file=sys.stderr)

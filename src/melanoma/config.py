@@ -40,6 +40,7 @@ class DataConfig:
     # bilinear, then > 127), as `melanoma data prepare` prepares ISIC images; the export records it so that serving
     # takes any upload through the same two steps. Keeps a folder of 12-megapixel photos at ~0.2 MB per image in
     # memory instead of ~36 MB, and spares the model the aliasing of one big unfiltered resize. None: as stored.
+    # A lesion-crop classifier (lesion_crop) always crops from the images as stored, as serving does.
     prepared_size: int | None = 256
     batch_size: int = 16
     num_workers: int = 0

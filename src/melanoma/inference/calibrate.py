@@ -160,7 +160,9 @@ def calibrate_model(
     from melanoma.training.datasets import check_same_split, load_splits
 
     _, val_samples, provenance = load_splits(train_config.data)
-    check_same_split(model_config.get("training", {}).get("data", {}), provenance, "calibrating the export")
+    members = model_config.get("ensemble", {}).get("members", [])
+    for training in [model_config.get("training", {}), *(member.get("training", {}) for member in members)]:
+        check_same_split(training.get("data", {}), provenance, "calibrating the export")
     session = onnx_session(onnx_path)
     if model_config["task"] == "segmentation":
         return calibrate_segmentation(session, val_samples, model_config, flips)

@@ -17,7 +17,7 @@ import numpy as np
 from tqdm import tqdm
 
 from melanoma.data.folder import read_image_folder
-from melanoma.data.samples import DataError, Sample, read_mask
+from melanoma.data.samples import DataError, Sample, read_labels_csv, read_mask
 from melanoma.inference.checks import QUALITY_CHECKS
 from melanoma.inference.predictor import Prediction, Predictor
 from melanoma.metrics import (
@@ -148,6 +148,8 @@ def evaluate_classification(
     if plots_dir is not None and importlib.util.find_spec("matplotlib") is None:  # before the long scoring pass
         raise ImportError("--plots needs matplotlib, which is not installed; install it with: pip install matplotlib")
     samples = read_image_folder(Path(images_dir), labels_csv=Path(labels_csv), ignore_rows_without_image=True)
+    # Rows of images not in the folder (the full ISIC CSV for a subset) are skipped: said in the report.
+    unscored_rows = len(read_labels_csv(Path(labels_csv))) - len(samples)
     check_classification_inputs([s.melanoma for s in samples], [0.5] * len(samples))  # both classes, before scoring
     truth, probabilities, per_image = [], [], {}
     for sample, prediction in _predictions(predictor, samples, batch_size):
@@ -171,6 +173,7 @@ def evaluate_classification(
         **rounded,
         "images_dir": str(images_dir),
         "labels_csv": str(labels_csv),
+        "labels_without_image": unscored_rows,
         "models_dir": str(predictor.models_dir),
         "per_image": per_image,
     }

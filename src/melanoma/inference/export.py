@@ -330,12 +330,13 @@ def _ensemble_members(
             "data.image_size": (member.data.image_size, config.data.image_size),
             "data.lesion_crop": (member.data.lesion_crop, config.data.lesion_crop),
             "data.crop_margin": (member.data.crop_margin, config.data.crop_margin),
+            "prepared size": (_prepared_size(member), _prepared_size(config)),
         }
         different = [f"{key} {mine} vs {theirs}" for key, (mine, theirs) in same_input.items() if mine != theirs]
         if different:
             raise ValueError(
                 f"ensemble member {run} does not take the same input as the first run ({'; '.join(different)}): "
-                "an ensemble is one ONNX graph with one input, so its members must share task, size and crop"
+                "an ensemble is one ONNX graph with one input, so its members must share task, sizes and crop"
             )
         members.append((run, model, member, state))
     return members
@@ -345,8 +346,9 @@ def _prepared_size(config: TrainConfig) -> int | None:
     """The side of the prepared (squashed, square) training images the run learned from; None when unknown.
 
     ``data.prepared_size`` when the run set it (every image squashed to it when loaded); a lesion-crop classifier
-    crops before it resizes, so it has none. A run from before that option (its config.yaml has no
-    ``prepared_size`` key, see ``_recorded_prepared_size``): the side of its ISIC images, none for a folder.
+    crops from the images as stored before it resizes, so it has none. A run from before that option (its
+    checkpoint's config has no ``prepared_size``: ``LEGACY_DEFAULTS``): the side of its ISIC images, none for a
+    folder.
     """
     if config.data.lesion_crop:
         return None

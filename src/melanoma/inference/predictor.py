@@ -82,8 +82,9 @@ class Prediction:
         image: the decoded RGB image used for display (may be smaller than the original for big JPEGs).
         original_size: (width, height) of the original image after EXIF orientation.
         timings_ms: time spent in each stage.
-        quality_checks: reasons to trust the outline and measurements less (``melanoma.inference.checks``), empty
-            when none applies or without a segmenter.
+        quality_checks: reasons to trust the outputs less (``melanoma.inference.checks``): the image's own
+            (``blank_image``, ``small_image``) with or without a segmenter, the outline's with one; empty when none
+            applies.
     """
 
     name: str

@@ -11,6 +11,7 @@ config states what the int8 graph itself measures. Needs the [train] extra (``on
 from __future__ import annotations
 
 import json
+import os
 import random
 import shutil
 import tempfile
@@ -98,9 +99,14 @@ def quantize_onnx(source: Path, target: Path, calibration: Sequence[Path], confi
         )
 
 
-def _configs_to_quantize(models_dir: Path, tasks: Sequence[str] | None) -> dict[str, dict[str, Any]]:
-    """The JSON config of each model to quantize, checked before any of them is (a late error would leave a
-    half-written folder)."""
+def _configs_to_quantize(
+    models_dir: Path, tasks: Sequence[str] | None, data_dir: str | None
+) -> dict[str, tuple[dict[str, Any], Any]]:
+    """The JSON config and the training config of each model to quantize, checked before any of them is (a late
+    error would leave a half-written folder): present, not quantized yet, and its data still split as it trained."""
+    from melanoma.config import load_run_config, use_data_dir
+    from melanoma.training.datasets import check_same_split, load_splits
+
     present = [task for task in ("segmentation", "classification") if (models_dir / f"{task}.json").is_file()]
     if tasks is None:
         if not present:
@@ -115,7 +121,10 @@ def _configs_to_quantize(models_dir: Path, tasks: Sequence[str] | None) -> dict[
         config = json.loads(config_path.read_text())
         if config.get("quantization"):
             raise ValueError(f"{config_path} is already quantized ({config['quantization']['method']})")
-        configs[task] = config
+        train_config = load_run_config(config["training"]["config"])
+        use_data_dir(train_config.data, data_dir)
+        check_same_split(config["training"].get("data", {}), load_splits(train_config.data)[2], "quantizing")
+        configs[task] = (config, train_config)
     return configs
 
 
@@ -138,38 +147,59 @@ def quantize_models(
     replace what ``out_dir`` had, so quantizing into an existing model folder updates one task consistently.
     Returns the new JSON configs by task.
     """
-    from melanoma.config import load_run_config, use_data_dir
-    from melanoma.inference.calibrate import calibrate_model
-
     models_dir, out_dir = Path(models_dir), Path(out_dir)
     if models_dir.resolve() == out_dir.resolve():
         raise ValueError("write the quantized models to a new folder (--out), not over the float ones")
-    configs = _configs_to_quantize(models_dir, tasks)
+    configs = _configs_to_quantize(models_dir, tasks, data_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     written: dict[str, dict[str, Any]] = {}
-    for task, config in configs.items():
-        train_config = load_run_config(config["training"]["config"])
-        use_data_dir(train_config.data, data_dir)
+    for task, (config, train_config) in configs.items():
         paths = calibration_paths(train_config, calibration_images)
         onnx_path = out_dir / config["onnx_file"]
-        quantize_onnx(models_dir / config["onnx_file"], onnx_path, paths, config)
-        quantized = {
-            **config,
-            "quantization": {
-                "method": "ONNX Runtime static quantization, QDQ: weights int8 per channel, activations uint8",
-                "float_ops": "the last convolution and everything after it (head, sigmoid, activation map)",
-                "calibration": f"{len(paths)} training images (seeded draw, stratified by label), min-max ranges",
-                "float_validation": config.get("validation"),
-            },
-        }
-        rule = flips or config.get("test_time_flips_mode", "auto")
-        quantized.update(calibrate_model(onnx_path, quantized, train_config, out_dir, rule, models_dir))
-        quantized["onnx_sha256"] = onnx_digest(onnx_path)  # the int8 file's, not the float model's
-        (out_dir / f"{task}.json").write_text(json.dumps(quantized, indent=2) + "\n")
-        written[task] = quantized
+        # Staged beside the folder's files and moved in with its config: a failure leaves a matching pair behind.
+        staged = out_dir / f".{onnx_path.name}.partial"
+        try:
+            _quantize_task(task, config, train_config, models_dir, out_dir, staged, paths, flips)
+        finally:
+            staged.unlink(missing_ok=True)
+            (out_dir / f".{task}.json.partial").unlink(missing_ok=True)
+        written[task] = json.loads((out_dir / f"{task}.json").read_text())
     for path in models_dir.iterdir():  # a quantized task's own files (its train config) replace older copies
         if path.is_file() and (
             not (out_dir / path.name).exists() or path.name.startswith(tuple(f"{t}_" for t in configs))
         ):
             shutil.copy(path, out_dir / path.name)
     return written
+
+
+def _quantize_task(
+    task: str,
+    config: dict[str, Any],
+    train_config: Any,
+    models_dir: Path,
+    out_dir: Path,
+    staged: Path,
+    paths: list[Path],
+    flips: str | None,
+) -> None:
+    """Quantize one model into ``staged``, re-calibrate it there, then put the network and its config in place."""
+    from melanoma.inference.calibrate import calibrate_model
+
+    quantize_onnx(models_dir / config["onnx_file"], staged, paths, config)
+    quantized = {
+        **config,
+        "quantization": {
+            "method": "ONNX Runtime static quantization, QDQ: weights int8 per channel, activations uint8",
+            "float_ops": "the last convolution and everything after it (head, sigmoid, activation map)",
+            "calibration": f"{len(paths)} training images (seeded draw, stratified by label), min-max ranges",
+            "float_validation": config.get("validation"),
+        },
+    }
+    quantized.pop("calibrated", None)  # re-calibrated here, whatever the float export skipped
+    rule = flips or config.get("test_time_flips_mode", "auto")
+    quantized.update(calibrate_model(staged, quantized, train_config, out_dir, rule, models_dir))
+    quantized["onnx_sha256"] = onnx_digest(staged)  # the int8 file's, not the float model's
+    staged_config = out_dir / f".{task}.json.partial"
+    staged_config.write_text(json.dumps(quantized, indent=2) + "\n")
+    os.replace(staged, out_dir / config["onnx_file"])
+    os.replace(staged_config, out_dir / f"{task}.json")

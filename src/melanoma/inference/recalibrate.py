@@ -127,6 +127,7 @@ def _write_config(path: Path, threshold: float, scores: dict[str, Any], provenan
         "note": f"threshold re-fitted on these {scores['n']} images (Youden's J): the site's own, not ISIC 2017's",
     }
     config["recalibration"] = {**provenance, "previous": previous}
+    config.pop("calibrated", None)  # the threshold is fitted now, whatever the export skipped
     path.write_text(json.dumps(config, indent=2) + "\n")
     return previous
 

@@ -23,7 +23,8 @@ from melanoma.models.pretrained import PRETRAINED_MEAN, PRETRAINED_STD
 def _read_rgb(path, prepared_size: int | None = None) -> np.ndarray:
     """The image's stored pixels as RGB, converted as the Predictor converts an upload (transparency on white,
     greyscale, palette, CMYK); with ``prepared_size``, squashed to that square side with Pillow's bilinear filter
-    (after a reduced-scale JPEG decode that keeps at least that side), exactly as the Predictor prepares it."""
+    (after a reduced-scale JPEG decode that keeps at least that side), exactly as the Predictor prepares it. The
+    EXIF orientation is not applied (the Predictor applies it): masks are drawn on the stored pixels."""
     from melanoma.inference.image_io import to_rgb_array
 
     with Image.open(path) as image:
@@ -64,8 +65,9 @@ class LesionDataset(Dataset):
     are squashed to ``prepared_size`` when loaded).
 
     Each item is a dict with ``image`` (normalised float CxHxW) and, for segmentation, ``mask``
-    (float 1xHxW at the model size) and ``full_mask`` (uint8 HxW at the stored size, for the official
-    metric); for classification ``label`` (float). ``index`` points back into ``samples``.
+    (float 1xHxW at the model size) and ``full_mask`` (uint8 HxW as loaded: at ``prepared_size`` when set, so a
+    folder of big photos is scored at 256 px during training while ``melanoma evaluate`` scores the original
+    size); for classification ``label`` (float). ``index`` points back into ``samples``.
     """
 
     def __init__(

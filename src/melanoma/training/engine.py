@@ -19,7 +19,6 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
-import yaml
 from timm.utils import ModelEmaV3
 from torch import nn
 from torch.utils.data import DataLoader, DistributedSampler
@@ -261,7 +260,8 @@ def make_loaders(config: TrainConfig, info: distributed.DistInfo):
         train_tf = classification_transforms(size, train=True, strong=strong, jpeg=jpeg)
         val_tf = classification_transforms(size, train=False)
     crop = config.data.crop_margin if config.task == "classification" and config.data.lesion_crop else None
-    prepared = config.data.prepared_size
+    # A lesion-crop classifier crops from the image as stored, as it is served (its export records no prepared size).
+    prepared = None if crop is not None else config.data.prepared_size
     train_set = LesionDataset(
         train_samples, config.task, train_tf, crop_margin=crop, crop_jitter=True, prepared_size=prepared
     )
@@ -359,18 +359,17 @@ def _flatten(values: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     return flat
 
 
-def _keep_legacy_settings(config: TrainConfig, saved_yaml: Path) -> None:
-    """A run resumed from before a key was added keeps training as it began (``LEGACY_DEFAULTS``), in place."""
-    if not saved_yaml.is_file():
-        return
-    saved = _flatten(yaml.safe_load(saved_yaml.read_text()) or {})
-    for dotted, value in LEGACY_DEFAULTS.items():
-        if dotted not in saved:
-            *sections, key = dotted.split(".")
-            node = config
-            for section in sections:
-                node = getattr(node, section)
-            setattr(node, key, value)
+def _follow_legacy_settings(config: TrainConfig, saved: dict[str, Any]) -> None:
+    """A resumed run keeps the ``LEGACY_DEFAULTS`` keys as it trained them (in place): its own value, or, for a run
+    from before the key existed, the value that reproduces how it began. Resuming with the same command again and
+    again must not change how the run reads its data."""
+    before = _flatten(saved)
+    for dotted, legacy in LEGACY_DEFAULTS.items():
+        *sections, key = dotted.split(".")
+        node = config
+        for section in sections:
+            node = getattr(node, section)
+        setattr(node, key, before.get(dotted, legacy))
 
 
 def fit(
@@ -389,8 +388,16 @@ def fit(
     out = Path(out_dir)
     if config.threads:
         torch.set_num_threads(config.threads)
+    state = None
     if resume:
-        _keep_legacy_settings(config, out / "config.yaml")
+        state = load_checkpoint(out / "last.pt", hint="train first (melanoma train ...) or drop --resume")
+        _follow_legacy_settings(config, state["config"])
+        check_resume_config(state["config"], config, out / "last.pt")
+        if state["epoch"] + 1 >= config.optim.epochs:  # before the data are decoded
+            if info.is_main:
+                print(f"{out} already finished its {config.optim.epochs} epochs: nothing to resume", file=sys.stderr)
+            distributed.teardown(info)
+            return state["best"]
     seed_everything(config.seed)
     model = build_model(config.task, config.model).to(info.device)
     if config.channels_last:  # before the optimizer and the weight average see the parameters
@@ -409,9 +416,7 @@ def fit(
     optimizer, scheduler = build_optimizer(config, model, steps)
     ema = build_ema(config, model)
     start_epoch, best = 0, {"value": -math.inf, "row": None}
-    if resume:
-        state = load_checkpoint(out / "last.pt", hint="train first (melanoma train ...) or drop --resume")
-        check_resume_config(state["config"], config, out / "last.pt")
+    if state is not None:
         check_same_split(state.get("provenance", {}), provenance, "resuming")
         config.command = state["config"].get("command", config.command)  # the command that started the run
         model.load_state_dict(state["model"])
@@ -422,10 +427,6 @@ def fit(
                 raise ValueError(f"{out / 'last.pt'} has no weight average; resume with optim.ema_decay=0 as it ran")
             ema.module.load_state_dict(state["ema"])
         start_epoch, best = state["epoch"] + 1, state["best"]
-        if start_epoch >= config.optim.epochs:
-            if info.is_main:
-                print(f"{out} already finished its {config.optim.epochs} epochs: nothing to resume", file=sys.stderr)
-            return best
         if info.is_main:
             _drop_rows_after(out / "metrics.csv", start_epoch)
             print(f"resuming {out} at epoch {start_epoch + 1}", file=sys.stderr)
