@@ -78,7 +78,8 @@ def tiny_config(task: str, data_dir: Path, **overrides):
     """configs/tiny.yaml for ``task`` on ``data_dir``, with extra ``section.key=value`` overrides."""
     from melanoma.config import load_config
 
-    items = [f"task={task}", f"data.data_dir={data_dir}", *(f"{k}={v}" for k, v in overrides.items())]
+    root = [] if overrides.get("data.source") == "folder" else [f"data.data_dir={data_dir}"]  # ISIC layout only
+    items = [f"task={task}", *root, *(f"{k}={v}" for k, v in overrides.items())]
     return load_config(REPO_ROOT / "configs" / "tiny.yaml", items)
 
 
