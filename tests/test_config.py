@@ -64,3 +64,10 @@ def test_saved_config_round_trips(tmp_path):
 
 def test_parse_overrides_nests():
     assert parse_overrides(["a.b.c=1", "a.d=x"]) == {"a": {"b": {"c": 1}, "d": "x"}}
+
+
+@pytest.mark.parametrize("folder", ["2024", "#1/images", "my data: v2/images", "true"])
+def test_data_paths_in_overrides_are_taken_as_typed(folder):
+    config = load_config(None, ["data.source=folder", f"data.images_dir={folder}"])
+    assert config.data.images_dir == folder
+    assert load_config(None, ["data.data_dir=null"]).data.data_dir is None

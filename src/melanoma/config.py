@@ -193,14 +193,25 @@ def _set_nested(values: dict[str, Any], dotted: str, value: Any) -> None:
 
 
 def parse_overrides(overrides: list[str]) -> dict[str, Any]:
-    """Turn ``["optim.lr=3e-4", "--data.image_size=192"]`` into a nested dict (values parsed as YAML)."""
+    """Turn ``["optim.lr=3e-4", "--data.image_size=192"]`` into a nested dict (values parsed as YAML).
+
+    Data paths are taken as typed (only ``null`` or nothing means unset): a folder named ``2024``, ``#1`` or
+    ``my data: v2`` is a path, not a number, a comment or a mapping.
+    """
     values: dict[str, Any] = {}
     for item in overrides:
         text = item[2:] if item.startswith("--") else item
         if "=" not in text:
             raise ConfigError(f"override {item!r} must look like --section.key=value")
         key, raw = text.split("=", 1)
-        _set_nested(values, key.strip(), yaml.safe_load(raw) if raw != "" else None)
+        key = key.strip()
+        if raw in ("", "null", "~"):
+            value = None
+        elif key in {f"data.{name}" for name in DATA_PATH_KEYS}:
+            value = raw
+        else:
+            value = yaml.safe_load(raw)
+        _set_nested(values, key, value)
     return values
 
 
