@@ -430,44 +430,37 @@ def test_a_segmentation_folder_needs_no_labels(user_folder):
 # --- own-data mistakes: each named with the setting that fixes it --------------------------------------------------
 
 
-def _task_config(task: str, **data):
+def _check_task(task: str, **data) -> None:
+    """A folder run's data read and checked for ``task`` as training does before its first epoch."""
     from melanoma.config import load_config
+    from melanoma.training.datasets import load_splits
+    from melanoma.training.engine import check_task_data
 
-    return load_config(None, [f"task={task}", "data.source=folder", *(f"data.{k}={v}" for k, v in data.items())])
+    config = load_config(None, [f"task={task}", "data.source=folder", *(f"data.{k}={v}" for k, v in data.items())])
+    train, val, _ = load_splits(config.data)
+    check_task_data(config, train + val)
 
 
 def test_a_classifier_without_labels_or_with_one_class_is_told_what_to_pass(user_folder, tmp_path):
-    from melanoma.training.datasets import load_splits
-    from melanoma.training.engine import check_task_data
-
     images_dir, labels_csv, masks_dir = user_folder
-    config = _task_config("classification", images_dir=images_dir)
-    train, val, _ = load_splits(config.data)
     with pytest.raises(ValueError, match="needs a melanoma label for every image.*pass data.labels_csv=FILE"):
-        check_task_data(config, train + val)
+        _check_task("classification", images_dir=images_dir)
     benign = tmp_path / "benign.csv"
     benign.write_text("image_id,melanoma\n" + "".join(f"lesion_{i:02d},0\n" for i in range(6)))
-    config = _task_config("classification", images_dir=images_dir, labels_csv=benign)
-    train, val, _ = load_splits(config.data)
     with pytest.raises(ValueError, match="all 6 images are labelled 0 .not melanoma.: a classifier needs melanomas"):
-        check_task_data(config, train + val)
+        _check_task("classification", images_dir=images_dir, labels_csv=benign)
+    _check_task("classification", images_dir=images_dir, labels_csv=labels_csv)  # both classes: fine
 
 
-def test_a_segmenter_without_masks_is_told_where_they_should_be(user_folder, tmp_path):
-    from melanoma.training.datasets import load_splits
-    from melanoma.training.engine import check_task_data
-
+def test_a_segmenter_without_masks_is_told_where_they_should_be(user_folder):
     images_dir, _, masks_dir = user_folder
-    config = _task_config("segmentation", images_dir=images_dir)
-    train, val, _ = load_splits(config.data)
     with pytest.raises(ValueError, match="pass data.masks_dir=FOLDER holding <image_id>_segmentation.png"):
-        check_task_data(config, train + val)
+        _check_task("segmentation", images_dir=images_dir)
+    _check_task("segmentation", images_dir=images_dir, masks_dir=masks_dir)  # every mask there: fine
     for mask in masks_dir.iterdir():  # saved by another tool under another name
         mask.rename(mask.with_name(mask.name.replace("_segmentation", "_mask")))
-    config = _task_config("segmentation", images_dir=images_dir, masks_dir=masks_dir)
-    train, val, _ = load_splits(config.data)
     with pytest.raises(ValueError, match=r"expected lesion_\d\d_segmentation.png in .* \(it holds lesion_00_mask.png"):
-        check_task_data(config, train + val)
+        _check_task("segmentation", images_dir=images_dir, masks_dir=masks_dir)
 
 
 def test_folder_keys_need_the_folder_source_and_the_isic_root_needs_the_isic_source():
@@ -510,17 +503,18 @@ def test_transparent_images_train_as_they_are_served(tmp_path):
 
 
 def test_export_and_resume_refuse_data_that_changed_since_training(user_folder, tmp_path):
+    from melanoma.config import DataConfig
     from melanoma.training.datasets import check_same_split, load_splits
 
     images_dir, labels_csv, masks_dir = user_folder
-    config = _task_config("segmentation", images_dir=images_dir, masks_dir=masks_dir)
-    _, _, before = load_splits(config.data)
+    data = DataConfig(source="folder", images_dir=str(images_dir), masks_dir=str(masks_dir))
+    _, _, before = load_splits(data)
     check_same_split(before, before, "calibrating the export")  # unchanged: fine
     check_same_split({}, before, "resuming")  # a run from before the fingerprint: nothing to compare
     for index in range(6, 9):  # the researcher adds images after training
         image, mask = synthetic_lesion(32, seed=index)
         Image.fromarray(image).save(images_dir / f"lesion_{index:02d}.png")
         Image.fromarray(mask).save(masks_dir / f"lesion_{index:02d}_segmentation.png")
-    _, _, after = load_splits(config.data)
+    _, _, after = load_splits(data)
     with pytest.raises(ValueError, match=r"the data changed since this run trained \(4 training and 2 validation"):
         check_same_split(before, after, "calibrating the export")
