@@ -151,6 +151,20 @@ def test_same_file_twice_shows_two_results(app_test: AppTest) -> None:
     _upload(app_test, [("lesion.jpg", data), ("lesion.jpg", data)])
     assert len(_probability_texts(app_test)) == 2
     assert not _errors(app_test)
+    # Told apart: each section, table row and download is named after its upload.
+    headings = [header.value.replace("\\", "") for header in app_test.main.subheader]
+    assert [h for h in headings if h.startswith("lesion.jpg")] == ["lesion.jpg", "lesion.jpg (2)"]
+    assert list(app_test.dataframe[0].value["File"]) == ["lesion.jpg", "lesion.jpg (2)"]
+    assert app.unique_names(["a.jpg", "b.jpg", "a.jpg", "a.jpg"]) == ["a.jpg", "b.jpg", "a.jpg (2)", "a.jpg (3)"]
+    assert [app._download_stem(n) for n in ("a.jpg (2)", "my scan (copy).jpg")] == ["a-2", "my_scan_copy_"]
+
+
+def test_a_uniform_image_shows_no_probability_as_a_result(app_test: AppTest) -> None:
+    buffer = io.BytesIO()
+    Image.new("RGB", (300, 300)).save(buffer, format="PNG")
+    _upload(app_test, [("black.png", buffer.getvalue())])
+    assert app_test.metric[0].value == "not assessed"
+    assert any("not assessed: the image is almost uniform" in error.value for error in app_test.error)
 
 
 def test_unexpected_error_in_one_file_does_not_break_the_others(

@@ -363,13 +363,34 @@ def render_results(predictor: Predictor, files: Sequence[UploadedImage], options
     # Forget files that were removed from the uploader, so a long session does not accumulate images.
     for stale in set(cache) - set(keys):
         del cache[stale]
-    outcomes = [_analyse(predictor, file.name, file.data, cache, key) for file, key in zip(files, keys, strict=True)]
+    names = unique_names([file.name for file in files])
+    outcomes = [
+        _analyse(predictor, name, file.data, cache, key) for name, file, key in zip(names, files, keys, strict=True)
+    ]
     if len(files) > 1:
         _render_summary(
-            [o if isinstance(o, Prediction) else FailedImage(f.name, o) for f, o in zip(files, outcomes, strict=True)]
+            [o if isinstance(o, Prediction) else FailedImage(n, o) for n, o in zip(names, outcomes, strict=True)]
         )
-    for index, (file, outcome) in enumerate(zip(files, outcomes, strict=True)):
-        render_result(file.name, outcome, options, key=f"file{index}")
+    for index, (name, outcome) in enumerate(zip(names, outcomes, strict=True)):
+        render_result(name, outcome, options, key=f"file{index}")
+
+
+def unique_names(names: Sequence[str]) -> list[str]:
+    """The file names, a repeated one numbered from its second upload on ("lesion.jpg (2)"), so that each section,
+    table row and download can be told apart."""
+    seen: dict[str, int] = {}
+    unique = []
+    for name in names:
+        seen[name] = seen.get(name, 0) + 1
+        unique.append(name if seen[name] == 1 else f"{name} ({seen[name]})")
+    return unique
+
+
+def _download_stem(name: str) -> str:
+    """A safe file-name stem for an upload's downloads: "lesion.jpg (2)" -> "lesion-2"."""
+    numbered = re.fullmatch(r"(.*) \((\d+)\)", name)
+    base, copy = (numbered.group(1), f"-{numbered.group(2)}") if numbered else (name, "")
+    return re.sub(r"[^\w.-]+", "_", base.rsplit(".", 1)[0] + copy) or "image"
 
 
 def render_result(name: str, outcome: Prediction | str, options: OverlayOptions, key: str) -> None:
@@ -459,7 +480,12 @@ def _render_probability(prediction: Prediction) -> None:
     probability, threshold = prediction.melanoma_probability, prediction.threshold
     decimals = _distinguishing_decimals(probability, threshold)
     left, right = st.columns(2)
-    left.metric("Melanoma probability", f"{probability:.{decimals}%}", help="The classifier's output for this image.")
+    if prediction.assessable:
+        left.metric(
+            "Melanoma probability", f"{probability:.{decimals}%}", help="The classifier's output for this image."
+        )
+    else:  # the number exists (CSV, JSON) but means nothing for an image without structure: not shown as a result
+        left.metric("Melanoma probability", "not assessed", help="The image is almost uniform; see below.")
     right.metric(
         "Decision threshold",
         f"{threshold:.{decimals}%}",
@@ -548,7 +574,7 @@ def _stage_order(stage: str) -> tuple[int, str]:
 
 def _render_downloads(prediction: Prediction, overlay_png: Callable[[], bytes], key: str) -> None:
     """The image's download buttons; the overlay PNG carries the disclaimer below the image (``with_footer``)."""
-    stem = re.sub(r"[^\w.-]+", "_", prediction.name.rsplit(".", 1)[0]) or "image"
+    stem = _download_stem(prediction.name)
     buttons: list[tuple[str, Callable[[], bytes | str], str, str]] = [
         ("Overlay PNG", overlay_png, f"{stem}_overlay.png", "image/png"),
         ("Results CSV", lambda: results_csv([prediction]), f"{stem}_results.csv", "text/csv"),
