@@ -518,3 +518,26 @@ def test_export_and_resume_refuse_data_that_changed_since_training(user_folder, 
     _, _, after = load_splits(data)
     with pytest.raises(ValueError, match=r"the data changed since this run trained \(4 training and 2 validation"):
         check_same_split(before, after, "calibrating the export")
+
+
+def test_training_reads_an_exif_rotated_photo_as_shown_like_evaluate_and_serving(tmp_path):
+    from melanoma.inference.image_io import load_image
+    from melanoma.training.datasets import _mask_uint8, _read_rgb
+
+    images, masks = tmp_path / "images", tmp_path / "masks"
+    images.mkdir()
+    masks.mkdir()
+    image, mask = synthetic_lesion(64, seed=5)
+    exif = Image.Exif()
+    exif[0x0112] = 6  # stored 96x64, shown turned a quarter: 64x96
+    Image.fromarray(image).resize((96, 64)).save(images / "rotated.jpg", exif=exif)
+    shown = np.asarray(Image.fromarray(mask).resize((96, 64), Image.Resampling.NEAREST).rotate(-90, expand=True))
+    Image.fromarray(shown).save(masks / "rotated_segmentation.png")  # drawn on the image as shown
+    samples = read_image_folder(images, masks_dir=masks, require_masks=True)
+    check_samples(samples)
+    np.testing.assert_array_equal(_read_rgb(images / "rotated.jpg"), load_image(images / "rotated.jpg"))
+    assert _read_rgb(images / "rotated.jpg").shape[:2] == _mask_uint8(masks / "rotated_segmentation.png").shape
+    # A mask drawn on the stored pixels instead: named, with the EXIF tag as the reason.
+    Image.fromarray(shown).rotate(90, expand=True).save(masks / "rotated_segmentation.png")
+    with pytest.raises(DataError, match=r"is 96x64 but its image .* is 64x96 as shown; the image carries an EXIF"):
+        check_samples(samples)

@@ -236,7 +236,7 @@ def _structure_problems(samples: Sequence[Sample]) -> list[str]:
 
 def _pixel_problems(sample: Sample) -> list[str]:
     try:
-        image_size = _load_size(Path(sample.image_path), _IMAGE_MODES, "an 8-bit RGB or grayscale image")
+        image_size = _load_size(Path(sample.image_path), _IMAGE_MODES, "an 8-bit RGB or grayscale image", True)
     except DataError as error:
         return [str(error)]
     if sample.mask_path is None:
@@ -246,19 +246,40 @@ def _pixel_problems(sample: Sample) -> list[str]:
     except DataError as error:
         return [str(error)]
     if mask_size != image_size:
+        hint = "resize the mask to the image's size (nearest neighbour)"
+        if mask_size == image_size[::-1]:
+            hint = (
+                "the image carries an EXIF orientation tag, which training, evaluation and the Predictor apply as a "
+                "photo viewer does, and its mask was drawn on the stored pixels: rotate the mask the same way, or "
+                "save the image without the tag"
+            )
         return [
             f"mask {sample.mask_path} is {mask_size[0]}x{mask_size[1]} but its image {sample.image_path} is "
-            f"{image_size[0]}x{image_size[1]}; resize the mask to the image's size (nearest neighbour)"
+            f"{image_size[0]}x{image_size[1]} as shown; {hint}"
         ]
     return []
 
 
-def _load_size(path: Path, modes: tuple[str, ...], expected: str) -> tuple[int, int]:
-    """Decode the whole file (``open`` only reads the header) and return its (width, height)."""
+#: EXIF orientations that turn the image by 90 degrees (width and height swap when it is shown).
+_QUARTER_TURNS = (5, 6, 7, 8)
+
+
+def _orientation(image: Image.Image) -> int:
+    try:
+        return int(image.getexif().get(0x0112, 1))
+    except (OSError, SyntaxError, ValueError, TypeError, KeyError):  # a damaged EXIF block: shown as stored
+        return 1
+
+
+def _load_size(path: Path, modes: tuple[str, ...], expected: str, oriented: bool = False) -> tuple[int, int]:
+    """Decode the whole file (``open`` only reads the header) and return its (width, height); with ``oriented``,
+    as shown, after its EXIF orientation."""
     try:
         with Image.open(path) as image:
             image.load()
             mode, size = image.mode, image.size
+            if oriented and _orientation(image) in _QUARTER_TURNS:
+                size = size[::-1]
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as error:
         raise DataError(f"{path} cannot be read as an image ({error}); re-export it or remove it") from error
     if mode not in modes:

@@ -19,7 +19,14 @@ from typing import BinaryIO
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-__all__ = ["SUPPORTED_FORMATS", "ImageLoadError", "load_image", "load_image_with_size", "to_rgb_array"]
+__all__ = [
+    "SUPPORTED_FORMATS",
+    "ImageLoadError",
+    "load_image",
+    "exif_transposed",
+    "load_image_with_size",
+    "to_rgb_array",
+]
 
 ImageSource = str | Path | bytes | bytearray | memoryview | BinaryIO
 
@@ -121,7 +128,7 @@ def load_image_with_size(
         if min_side_for_draft is not None and image.format in _JPEG_FORMATS:
             _apply_draft(image, max(int(min_side_for_draft), MIN_SIDE))
         _load_pixels(image, label)
-        oriented = _exif_transposed(image)
+        oriented = exif_transposed(image)
         array = to_rgb_array(oriented, label)
         rotated = oriented.size != image.size
     width, height = stored_size
@@ -248,7 +255,7 @@ def _load_pixels(image: Image.Image, label: str) -> None:
         ) from error
 
 
-def _exif_transposed(image: Image.Image) -> Image.Image:
+def exif_transposed(image: Image.Image) -> Image.Image:
     """The image as displayed; call after ``load()`` (reading a PNG's EXIF would otherwise decode it unchecked)."""
     # Orientation is metadata: a damaged EXIF block must not make a good photo unreadable.
     try:

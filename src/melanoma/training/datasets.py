@@ -24,15 +24,16 @@ def _read_rgb(path, prepared_size: int | None = None) -> np.ndarray:
     """The image's stored pixels as RGB, converted as the Predictor converts an upload (transparency on white,
     greyscale, palette, CMYK); with ``prepared_size``, squashed to that square side with Pillow's bilinear filter
     (after a reduced-scale JPEG decode that keeps at least that side), exactly as the Predictor prepares it. The
-    EXIF orientation is not applied (the Predictor applies it): masks are drawn on the stored pixels."""
-    from melanoma.inference.image_io import to_rgb_array
+    EXIF orientation is applied, as the Predictor, ``melanoma evaluate`` and a photo viewer do: a mask goes with the
+    image as it is shown (``check_samples`` says so when a mask has the stored pixels' rotated size)."""
+    from melanoma.inference.image_io import exif_transposed, to_rgb_array
 
     with Image.open(path) as image:
         resize = prepared_size and image.size != (prepared_size, prepared_size)
         if resize and image.format == "JPEG" and min(image.size) > prepared_size:
             image.draft("RGB", _draft_request(image.size, prepared_size))
         image.load()
-        rgb = to_rgb_array(image, repr(Path(path).name))
+        rgb = to_rgb_array(exif_transposed(image), repr(Path(path).name))
     if resize:
         rgb = np.asarray(Image.fromarray(rgb).resize((prepared_size, prepared_size), Image.Resampling.BILINEAR))
     return rgb
