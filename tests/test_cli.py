@@ -78,6 +78,48 @@ def test_predict_folders_skip_os_metadata_masks_and_superpixel_maps(tmp_path):
     assert expand_paths([named]) == [named]  # a file named on the command line is kept
 
 
+def test_predict_folders_follow_links_once_skip_old_overlays_and_warn_about_dead_links(tmp_path):
+    from conftest import synthetic_lesion
+
+    from melanoma.inference.batch import expand_paths
+
+    folder, elsewhere = tmp_path / "photos", tmp_path / "elsewhere"
+    folder.mkdir()
+    elsewhere.mkdir()
+    image, _ = synthetic_lesion(32, seed=0)
+    Image.fromarray(image).save(folder / "a.jpg")
+    Image.fromarray(image).save(elsewhere / "b.jpg")
+    Image.fromarray(image).save(folder / "00000_a_overlay.png")  # a previous run's --overlays output
+    (folder / "linked").symlink_to(elsewhere, target_is_directory=True)
+    (elsewhere / "loop").symlink_to(folder, target_is_directory=True)  # a link back up: must end
+    (folder / "gone.jpg").symlink_to(tmp_path / "deleted.jpg")
+    warnings: list[str] = []
+    assert expand_paths([folder], warn=warnings.append) == [folder / "a.jpg", folder / "linked" / "b.jpg"]
+    assert warnings == [f"{folder / 'gone.jpg'} is a link to nothing; left out"]
+
+
+def test_an_overlay_that_cannot_be_written_keeps_its_prediction(tiny_models_dir, tmp_path, monkeypatch):
+    import io
+
+    from conftest import synthetic_lesion
+
+    from melanoma.inference import batch
+    from melanoma.inference.predictor import Predictor
+
+    image = tmp_path / "lesion.png"
+    Image.fromarray(synthetic_lesion(128)[0]).save(image)
+
+    def full_disk(prediction, folder, stem):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(batch, "write_overlay", full_disk)
+    out = io.StringIO()
+    counts = batch.predict_paths(Predictor.from_dir(tiny_models_dir), [image], out, tmp_path / "ov", progress=False)
+    (row,) = csv.DictReader(io.StringIO(out.getvalue()))
+    assert counts == (1, 0) and row["melanoma_probability"] != ""
+    assert row["error"] == "overlay not written: [Errno 28] No space left on device"
+
+
 def test_parallel_workers_write_the_same_rows_in_input_order(tiny_models_dir, shared_synthetic_isic_dir, tmp_path):
     import io
     import threading
@@ -607,3 +649,20 @@ def test_ctrl_c_ends_with_a_hint_not_a_traceback(monkeypatch, capsys, tmp_path):
         checkpoint.save_checkpoint(tmp_path / "last.pt", epoch=2)
     assert checkpoint.load_checkpoint(tmp_path / "last.pt")["epoch"] == 1
     assert not (tmp_path / "last.pt.tmp").exists()
+
+
+def test_os_errors_name_the_path_and_a_moved_data_root_names_data_dir(tiny_models_dir, tmp_path, capsys):
+    from conftest import synthetic_lesion
+
+    from melanoma.config import DataConfig, use_data_dir
+
+    image = tmp_path / "lesion.png"
+    Image.fromarray(synthetic_lesion(128)[0]).save(image)
+    missing = tmp_path / "nodir" / "x.csv"
+    assert main(["predict", str(image), "--models", str(tiny_models_dir), "--out", str(missing)]) == 2
+    assert capsys.readouterr().err.startswith(f"error: cannot use {missing}: No such file or directory")
+    moved = DataConfig(data_dir=str(tmp_path / "isic2017-moved-away"))
+    with pytest.raises(ValueError, match="read its ISIC 2017 data from .* which no longer exists: pass --data-dir"):
+        use_data_dir(moved, None)
+    use_data_dir(moved, tmp_path)  # pointed at the new place
+    assert moved.data_dir == str(tmp_path)

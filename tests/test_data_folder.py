@@ -541,3 +541,13 @@ def test_training_reads_an_exif_rotated_photo_as_shown_like_evaluate_and_serving
     Image.fromarray(shown).rotate(90, expand=True).save(masks / "rotated_segmentation.png")
     with pytest.raises(DataError, match=r"is 96x64 but its image .* is 64x96 as shown; the image carries an EXIF"):
         check_samples(samples)
+
+
+def test_an_isic_layout_without_labels_points_at_its_labels_files(shared_synthetic_isic_dir):
+    from melanoma.config import load_config
+    from melanoma.training.engine import check_task_data
+
+    config = load_config(None, ["task=classification", f"data.data_dir={shared_synthetic_isic_dir}"])
+    unlabelled = [Sample("ISIC_0000001", Path("ISIC_0000001.jpg"))]
+    with pytest.raises(ValueError, match="labels/ISIC-2017_Training_Part3_GroundTruth.csv"):
+        check_task_data(config, unlabelled)

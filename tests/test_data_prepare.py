@@ -391,3 +391,14 @@ def test_download_shows_progress(archive_server, official_archives, tmp_path, ca
     name = "ISIC-2017_Training_Part3_GroundTruth.csv"
     download_file(archive_server.base_url + name, tmp_path / name, progress=True)
     assert name in capsys.readouterr().err
+
+
+def test_a_write_error_is_reported_as_the_disk_not_the_archive(tmp_path):
+    from melanoma.data import prepare
+
+    def full_disk(data, member):
+        prepare._save(Image.new("L", (4, 4)), tmp_path / "no-such-folder" / "x.png")
+
+    with pytest.raises(FileNotFoundError) as error:  # an OSError naming the file, not "delete the archive"
+        prepare._convert_member(full_disk, b"", "ISIC_0000000.jpg", tmp_path / "archive.zip")
+    assert "archive" not in str(error.value) and error.value.filename.endswith("x.png")

@@ -82,7 +82,9 @@ def test_crop_classifier_is_calibrated_and_served_with_the_segmenter(crop_run, t
         export_run(crop_run, tmp_path / "alone")
     out = export_run(crop_run, tmp_path / "models", segmenter_dir=tiny_models_dir)
     config = json.loads((out / "classification.json").read_text())
-    assert config["input_crop"] == {"source": "lesion_mask", "margin": 0.2}
+    segmenter = json.loads((tiny_models_dir / "segmentation.json").read_text())["onnx_sha256"]
+    # The segmenter whose crops fitted the threshold is recorded, so the Predictor can tell when it is replaced.
+    assert config["input_crop"] == {"source": "lesion_mask", "margin": 0.2, "segmenter_onnx_sha256": segmenter}
     assert 0 <= config["validation"]["auc"] <= 1
     assert (out / "segmentation.onnx").read_bytes() == (tiny_models_dir / "segmentation.onnx").read_bytes()
     predictor = Predictor.from_dir(out)  # the segmenter it was calibrated with came along

@@ -240,3 +240,21 @@ def test_loading_the_models_leaves_no_telemetry_files(tiny_models_dir, tmp_path)
     code = f"from melanoma.inference.predictor import Predictor; Predictor.from_dir({str(tiny_models_dir)!r})"
     subprocess.run([sys.executable, "-c", code], env=environment, check=True, timeout=120)
     assert [p for p in (*home.rglob("*"), *temp.rglob("*")) if p.is_file()] == []
+
+
+def test_a_crop_classifier_served_with_another_segmenter_than_it_was_fitted_with_is_flagged(tiny_models_dir, tmp_path):
+    import shutil
+
+    from melanoma.inference.predictor import Predictor
+
+    models = tmp_path / "models"
+    shutil.copytree(tiny_models_dir, models)
+    config = json.loads((models / "classification.json").read_text())
+    segmenter = json.loads((models / "segmentation.json").read_text())["onnx_sha256"]
+    crop = {"source": "lesion_mask", "margin": 0.2, "segmenter_onnx_sha256": segmenter}
+    (models / "classification.json").write_text(json.dumps({**config, "input_crop": crop}))
+    assert Predictor.from_dir(models).warnings == []  # the segmenter it was fitted with
+    crop["segmenter_onnx_sha256"] = "0" * 64  # fitted with another segmenter than the one beside it now
+    (models / "classification.json").write_text(json.dumps({**config, "input_crop": crop}))
+    (warning,) = Predictor.from_dir(models).warnings
+    assert "fitted with another segmenter than the one beside it now" in warning

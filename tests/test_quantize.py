@@ -124,3 +124,27 @@ def test_default_tasks_are_the_models_the_folder_holds_and_a_missing_one_stops_b
     assert sorted(p.name for p in (tmp_path / "int8").glob("*.json")) == ["segmentation.json"]
     assert "calibrated" not in json.loads((tmp_path / "int8" / "segmentation.json").read_text())  # re-calibrated
     assert not list((tmp_path / "int8").glob(".*.partial"))
+
+
+def test_quantize_refuses_a_site_threshold_and_a_crop_classifier_without_its_segmenter(tiny_models_dir, tmp_path):
+    import shutil
+
+    from melanoma.inference.quantize import _configs_to_quantize
+
+    site = tmp_path / "site"
+    shutil.copytree(tiny_models_dir, site)
+    (site / "MODEL_CARD.md").write_text("# the float models\n")
+    config = json.loads((site / "classification.json").read_text())
+    (site / "classification.json").write_text(json.dumps({**config, "recalibration": {"images_dir": "/site"}}))
+    with pytest.raises(ValueError, match="re-fitted for a site by `melanoma calibrate`.*quantize the exported models"):
+        _configs_to_quantize(site, ["classification"], None)
+    crop = tmp_path / "crop"
+    crop.mkdir()
+    shutil.copy(tiny_models_dir / "classification.onnx", crop)
+    (crop / "classification.json").write_text(json.dumps({**config, "input_crop": {"margin": 0.2}}))
+    with pytest.raises(FileNotFoundError, match="lesion-crop classifier.*holds no segmentation.json"):
+        _configs_to_quantize(crop, None, None)
+    # The float folder's card describes the float models: not copied into the int8 folder.
+    assert main(["quantize", "--models", str(site), "--out", str(tmp_path / "q"), "--tasks", "segmentation",
+                 "--calibration-images", "4"]) == 0  # fmt: skip
+    assert not (tmp_path / "q" / "MODEL_CARD.md").exists() and (tmp_path / "q" / "classification.json").exists()

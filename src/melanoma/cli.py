@@ -212,7 +212,7 @@ def _predict(args: argparse.Namespace) -> int:
     predictor = Predictor.from_dir(args.models, threads=threads_per_worker(workers))
     for warning in predictor.warnings:
         print(f"warning: {warning}", file=sys.stderr)
-    paths = expand_paths(args.paths)
+    paths = expand_paths(args.paths, warn=lambda message: print(f"warning: {message}", file=sys.stderr))
     if not paths:
         raise SystemExit("error: no image files found in the given paths")
     overlays = Path(args.overlays) if args.overlays else None
@@ -256,8 +256,10 @@ def _positive_int(text: str) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from melanoma.inference.calibrate import FLIP_MODES  # numpy + ONNX Runtime helpers only, no torch
-    from melanoma.inference.preprocess import FLIPS
+    from melanoma.inference.preprocess import (
+        FLIP_MODES,  # numpy + Pillow only: no scikit-learn, SciPy or torch
+        FLIPS,
+    )
 
     parser = argparse.ArgumentParser(
         prog="melanoma", description=f"Melanoma detection and lesion segmentation. {DISCLAIMER}"
@@ -418,16 +420,16 @@ def main(argv: list[str] | None = None) -> int:
         args.overrides = [*args.overrides, *extra]
     try:
         return args.func(args)
-    except (ValueError, FileNotFoundError, FileExistsError, ImportError) as error:
+    except (ValueError, ImportError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     except BrokenPipeError:  # `melanoma predict ... | head`: the reader left; nothing more to say
         sys.stdout = open(os.devnull, "w")  # noqa: SIM115 (Python flushes stdout at exit: not into the closed pipe)
         return 1
-    except OSError as error:  # a read-only disk, a full disk, a folder without permission
-        if error.filename is None:  # already a sentence (e.g. emit_json's)
+    except OSError as error:  # a missing or existing path, a read-only or full disk, a folder without permission
+        if error.filename is None:  # our own messages (FileNotFoundError("... : export a model first")) and emit_json's
             print(f"error: {error}", file=sys.stderr)
-        else:
+        else:  # the operating system's, e.g. [Errno 17] File exists: 'x'
             reason = error.strerror or error
             print(f"error: cannot use {error.filename}: {reason}; check the path and its permissions", file=sys.stderr)
         return 2

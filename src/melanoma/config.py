@@ -313,8 +313,17 @@ def absolute_data_paths(data: DataConfig) -> None:
 
 
 def use_data_dir(data: DataConfig, data_dir: str | Path | None, option: str = "--data-dir") -> None:
-    """Point an ISIC-layout run's data at ``data_dir`` (in place; None leaves it); a folder run cannot be moved so."""
+    """Point an ISIC-layout run's data at ``data_dir`` (in place; None leaves it); a folder run cannot be moved so.
+
+    With none given, a run whose recorded ISIC root is gone is refused with the option that moves it
+    ($MELANOMA_DATA does not: the run recorded where it read its data).
+    """
     if not data_dir:
+        if data.source == "isic2017" and data.data_dir and not Path(data.data_dir).is_dir():
+            raise ValueError(
+                f"this run read its ISIC 2017 data from {data.data_dir}, which no longer exists: pass {option} with "
+                "the folder where that data is now"
+            )
         return
     if data.source != "isic2017":
         raise ValueError(

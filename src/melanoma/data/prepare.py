@@ -23,6 +23,7 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from PIL import Image
@@ -266,6 +267,8 @@ def _read_members(zip_file: zipfile.ZipFile, members: list[str]) -> Iterator[tup
 def _convert_member(convert: Callable[[bytes, str], str], data: bytes, member: str, archive: Path) -> str:
     try:
         return convert(data, member)
+    except _WriteError as error:  # a full disk or an unwritable --out: the archive is fine
+        raise error.__cause__ from None
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as error:
         raise DataError(
             f"{archive}: {member} cannot be decoded ({error}); delete the archive and download it again"
@@ -296,7 +299,7 @@ def _write_image(data: bytes, path: Path, size: int) -> str:
     # Image.MAX_IMAGE_PIXELS stays at its default: the largest ISIC 2017 images (about 24 Mpx) are below it.
     with Image.open(io.BytesIO(data)) as image:
         resized = image.convert("RGB").resize((size, size), Image.Resampling.BILINEAR)
-    resized.save(path, quality=JPEG_QUALITY)
+    _save(resized, path, quality=JPEG_QUALITY)
     return path.stem
 
 
@@ -304,8 +307,19 @@ def _write_mask(data: bytes, path: Path, size: int) -> str:
     with Image.open(io.BytesIO(data)) as mask:
         resized = mask.convert("L").resize((size, size), Image.Resampling.BILINEAR)
     binary = np.where(np.asarray(resized) > MASK_THRESHOLD, 255, 0).astype(np.uint8)
-    Image.fromarray(binary).save(path)
+    _save(Image.fromarray(binary), path)
     return path.name.removesuffix(MASK_SUFFIX)
+
+
+class _WriteError(Exception):
+    """Writing a prepared file failed: the disk, not the archive (see ``_convert_member``)."""
+
+
+def _save(image: Image.Image, path: Path, **options: Any) -> None:
+    try:
+        image.save(path, **options)
+    except OSError as error:
+        raise _WriteError(error) from error
 
 
 def _copy_metadata(images_zip: Path, metadata_name: str | None, metadata_dir: Path) -> None:

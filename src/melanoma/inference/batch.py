@@ -6,7 +6,7 @@ import csv
 import os
 import sys
 from collections import deque
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TextIO
@@ -41,19 +41,41 @@ CSV_COLUMNS = (
 )
 
 
-def expand_paths(paths: Iterable[str | Path]) -> list[Path]:
+def expand_paths(paths: Iterable[str | Path], warn: Callable[[str], None] | None = None) -> list[Path]:
     """Files as given, plus image files found recursively in folders (sorted); missing paths are kept (they fail).
 
-    In folders, hidden files (``is_hidden``: dotfiles, macOS ``._`` files, ``__MACOSX``) and the masks and superpixel
-    maps kept beside ISIC images (``is_companion``) are left out; a file named on the command line is always kept.
+    In folders, hidden files (``is_hidden``: dotfiles, macOS ``._`` files, ``__MACOSX``), the masks and superpixel
+    maps kept beside ISIC images (``is_companion``) and earlier ``--overlays`` output are left out; a file named on
+    the command line is always kept. Symlinked folders are followed (each real folder once, so a link loop ends);
+    a folder that cannot be read, or a link to nothing, is passed to ``warn`` rather than skipped in silence.
     """
     found: list[Path] = []
     for item in map(Path, paths):
         if item.is_dir():
-            found += sorted(p for p in item.rglob("*") if _is_lesion_image(p, item))
+            found += sorted(_walk_images(item, warn or (lambda message: None)))
         else:
             found.append(item)
     return found
+
+
+def _walk_images(folder: Path, warn: Callable[[str], None]) -> Iterator[Path]:
+    seen: set[tuple[int, int]] = set()
+
+    def unreadable(error: OSError) -> None:
+        warn(f"{error.filename} cannot be read ({error.strerror}); its images are left out")
+
+    for root, dirs, files in os.walk(folder, onerror=unreadable, followlinks=True):
+        status = os.stat(root)
+        if (status.st_dev, status.st_ino) in seen:  # reached again through a symlink: a loop or a second link
+            dirs[:] = []
+            continue
+        seen.add((status.st_dev, status.st_ino))
+        for name in files:
+            path = Path(root) / name
+            if path.is_symlink() and not path.exists():
+                warn(f"{path} is a link to nothing; left out")
+            elif _is_lesion_image(path, folder):
+                yield path
 
 
 def _is_lesion_image(path: Path, folder: Path) -> bool:
@@ -62,6 +84,7 @@ def _is_lesion_image(path: Path, folder: Path) -> bool:
         and path.suffix.lower() in PREDICT_SUFFIXES
         and not is_hidden(path, folder)
         and not is_companion(path)
+        and not path.name.lower().endswith(OVERLAY_SUFFIX)  # a previous run's --overlays in the same folder
     )
 
 
@@ -106,6 +129,9 @@ def _decision_code(prediction: Prediction) -> str:
     return "above_threshold" if prediction.decision else "below_threshold"
 
 
+OVERLAY_SUFFIX = "_overlay.png"
+
+
 def write_overlay(prediction: Prediction, folder: Path, stem: str) -> Path:
     """Save the overlay PNG (contour + fill, heatmap when there is no mask) as ``<folder>/<stem>_overlay.png``."""
     from melanoma.inference.overlay import render_overlay, to_png_bytes, with_footer
@@ -116,7 +142,7 @@ def write_overlay(prediction: Prediction, folder: Path, stem: str) -> Path:
         prediction.heatmap,
         show_heatmap=prediction.work_mask is None and prediction.heatmap is not None,
     )
-    path = folder / f"{stem}_overlay.png"
+    path = folder / f"{stem}{OVERLAY_SUFFIX}"
     path.write_bytes(to_png_bytes(with_footer(overlay, DISCLAIMER)))
     return path
 
@@ -166,7 +192,8 @@ def predict_paths(
     succeeded = failed = 0
     bar = tqdm(total=len(paths), unit="img", disable=not progress, file=sys.stderr)
     starts = iter(range(0, len(paths), batch_size))
-    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="predict") as pool:
+    pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="predict")
+    try:
         pending: deque[tuple[int, Future]] = deque()
 
         def submit_next() -> None:
@@ -182,32 +209,45 @@ def predict_paths(
             results = future.result()
             submit_next()
             chunk = paths[start : start + batch_size]
-            for path, result in zip(chunk, results, strict=True):
-                writer.writerow(prediction_row(path, result))
+            for path, (result, overlay_error) in zip(chunk, results, strict=True):
+                row = prediction_row(path, result)
+                if overlay_error is not None:  # the prediction stands; only its overlay is missing
+                    row["error"] = f"overlay not written: {overlay_error}"
+                writer.writerow(row)
                 succeeded += isinstance(result, Prediction)
                 failed += not isinstance(result, Prediction)
             out.flush()
             bar.update(len(chunk))
+    except BaseException:  # Ctrl-C or a write error: drop the queued batches instead of finishing them first
+        pool.shutdown(wait=False, cancel_futures=True)
+        raise
+    pool.shutdown()
     bar.close()
     return succeeded, failed
 
 
+#: Overlay file names keep at most this much of the image's name (file systems allow 255 bytes per name).
+OVERLAY_STEM_CHARS = 100
+
+
 def _predict_chunk(
     predictor: Predictor, chunk: Sequence[Path], start: int, overlays_dir: Path | None
-) -> list[Prediction | Exception]:
-    """One batch's results (in a worker thread), overlays written; a failure becomes that file's result."""
+) -> list[tuple[Prediction | Exception, OSError | None]]:
+    """One batch's (result, overlay error) pairs (in a worker thread), overlays written; a failure to predict
+    becomes that file's result, a failure to write its overlay its overlay error."""
     try:
         results: list[Prediction | Exception] = list(predictor.predict_batch(chunk))
     except Exception:  # a batch-level failure: retry one by one so one bad file cannot sink the others
         results = [_predict_one(predictor, path) for path in chunk]
+    errors: list[OSError | None] = [None] * len(results)
     if overlays_dir is not None:
         for index, (path, result) in enumerate(zip(chunk, results, strict=True)):
             if isinstance(result, Prediction):
                 try:
-                    write_overlay(result, overlays_dir, f"{start + index:05d}_{path.stem}")
+                    write_overlay(result, overlays_dir, f"{start + index:05d}_{path.stem[:OVERLAY_STEM_CHARS]}")
                 except OSError as error:
-                    results[index] = error
-    return results
+                    errors[index] = error
+    return list(zip(results, errors, strict=True))
 
 
 def _predict_one(predictor: Predictor, path: Path) -> Prediction | Exception:

@@ -19,6 +19,7 @@ from melanoma.data.samples import Sample, read_mask
 from melanoma.inference.image_io import load_image
 from melanoma.inference.postprocess import lesion_mask, resize_mask
 from melanoma.inference.predictor import TASK_CONFIGS, Model, Predictor, load_model, onnx_session
+from melanoma.inference.preprocess import FLIP_MODES
 from melanoma.metrics import SegmentationMeter, classification_scores, cross_fitted_summary
 
 THRESHOLDS = tuple(round(t, 2) for t in np.arange(0.30, 0.71, 0.05))
@@ -29,7 +30,6 @@ POSTPROCESS_VARIANTS = {
     "largest_component+fill_holes": (True, True),
 }
 TTA_FLIPS = ["hflip", "vflip"]
-FLIP_MODES = ("auto", "off")  # auto: flips kept if they add MIN_GAIN; off: never (one view per image)
 MIN_GAIN = 0.001  # a post-processing step must raise mean validation Jaccard by at least this much to be kept
 
 
@@ -169,7 +169,11 @@ def calibrate_model(
     segmenter = None
     if model_config.get("input_crop"):
         segmenter = find_segmenter([Path(out_dir), *([Path(segmenter_dir)] if segmenter_dir else [])])
-    return calibrate_classification(session, val_samples, model_config, out_dir, segmenter)
+    calibrated = calibrate_classification(session, val_samples, model_config, out_dir, segmenter)
+    if segmenter is not None:  # its threshold fits the crops this segmenter places: the Predictor checks the pair
+        crop = {**model_config["input_crop"], "segmenter_onnx_sha256": segmenter.config.get("onnx_sha256")}
+        calibrated["input_crop"] = crop
+    return calibrated
 
 
 def find_segmenter(folders: Sequence[Path]) -> Model:

@@ -212,7 +212,8 @@ def export_run(
     model, config, state = load_run_model(run_dir)
     task = config.task
     _check_export_arguments(task, classifier_flips)
-    use_data_dir(config.data, data_dir)
+    if calibrate or data_dir:  # calibration reads the run's data; a --no-calibrate export needs none
+        use_data_dir(config.data, data_dir)
     members = [(run_dir, model, config, state), *_ensemble_members(config, ensemble)]
     out_dir.mkdir(parents=True, exist_ok=True)
     if calibrate and task == "classification" and config.data.lesion_crop:
@@ -290,7 +291,7 @@ def _model_config(
         model_config["ensemble"] = {
             "combine": "mean of the members' melanoma probabilities; activation map: mean of their maps",
             "members": [
-                {"run": str(path), "arch": c.model.arch, "training": _training_record(path, c, st)}
+                {"run": str(Path(path).resolve()), "arch": c.model.arch, "training": _training_record(path, c, st)}
                 for path, _, c, st in members
             ],
         }

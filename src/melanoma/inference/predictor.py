@@ -297,13 +297,22 @@ class Predictor:
     @property
     def warnings(self) -> list[str]:
         """What a user of these models must know before trusting their outputs (shown by the app and predict)."""
-        return [
+        warnings = [
             f"{TASK_CONFIGS[task]} in {self.models_dir} was exported with --no-calibrate: its threshold "
             f"({config.get('threshold')}) was not fitted on validation data and no metrics were measured; it is a "
             "quick check, not a model to serve (export it again without --no-calibrate)"
             for task, config in self.model_configs.items()
             if config.get("calibrated") is False
         ]
+        crop = self.classifier.config.get("input_crop") if self.classifier is not None else None
+        fitted_with = (crop or {}).get("segmenter_onnx_sha256")
+        if fitted_with and self.segmenter is not None and self.segmenter.config.get("onnx_sha256") != fitted_with:
+            warnings.append(
+                f"the classifier in {self.models_dir} looks at crops placed by the segmenter, and its threshold and "
+                "metrics were fitted with another segmenter than the one beside it now: its crops, and so its "
+                "probabilities, have changed; export the classifier again into this folder to re-fit them"
+            )
+        return warnings
 
     @property
     def threshold(self) -> float | None:

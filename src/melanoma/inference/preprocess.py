@@ -116,6 +116,8 @@ def to_input(images: Sequence[np.ndarray], mean: Sequence[float], std: Sequence[
 
 # Test-time flips on NCHW batches and on spatial outputs ([N, 1, H, W] maps, [N, h, w] activation maps):
 # the last axis is width, the one before it height. Each flip is its own inverse.
+#: The segmenter's test-time flip rule at export: auto keeps flips if they add calibrate.MIN_GAIN; off: never.
+FLIP_MODES = ("auto", "off")
 FLIPS = {
     "hflip": lambda array: array[..., ::-1],
     "vflip": lambda array: array[..., ::-1, :],

@@ -99,6 +99,10 @@ def quantize_onnx(source: Path, target: Path, calibration: Sequence[Path], confi
         )
 
 
+#: Files of the float folder that describe it and would misdescribe the int8 copy (as ``melanoma calibrate``).
+_NOT_COPIED = ("MODEL_CARD.md", "README.md")
+
+
 def _configs_to_quantize(
     models_dir: Path, tasks: Sequence[str] | None, data_dir: str | None
 ) -> dict[str, tuple[dict[str, Any], Any]]:
@@ -121,6 +125,17 @@ def _configs_to_quantize(
         config = json.loads(config_path.read_text())
         if config.get("quantization"):
             raise ValueError(f"{config_path} is already quantized ({config['quantization']['method']})")
+        if config.get("recalibration"):
+            raise ValueError(
+                f"{config_path} carries a threshold re-fitted for a site by `melanoma calibrate`, which quantizing "
+                "would replace with one fitted on the run's validation images: quantize the exported models first, "
+                "then run `melanoma calibrate --models INT8_DIR` on the site's images"
+            )
+        if config.get("input_crop") and not (models_dir / "segmentation.json").is_file():
+            raise FileNotFoundError(
+                f"{config_path} is a lesion-crop classifier, calibrated on the crops its segmenter places, but "
+                f"{models_dir} holds no segmentation.json: export the segmenter into {models_dir} first"
+            )
         train_config = load_run_config(config["training"]["config"])
         use_data_dir(train_config.data, data_dir)
         check_same_split(config["training"].get("data", {}), load_splits(train_config.data)[2], "quantizing")
@@ -165,6 +180,8 @@ def quantize_models(
             (out_dir / f".{task}.json.partial").unlink(missing_ok=True)
         written[task] = json.loads((out_dir / f"{task}.json").read_text())
     for path in models_dir.iterdir():  # a quantized task's own files (its train config) replace older copies
+        if path.name in _NOT_COPIED:
+            continue
         if path.is_file() and (
             not (out_dir / path.name).exists() or path.name.startswith(tuple(f"{t}_" for t in configs))
         ):

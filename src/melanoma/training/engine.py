@@ -213,10 +213,15 @@ def check_task_data(config: TrainConfig, samples: list) -> None:
     if config.task == "classification":
         unlabelled = [s for s in samples if s.melanoma is None]
         if unlabelled:
+            provide = (
+                "pass data.labels_csv=FILE with the columns image_id,melanoma"
+                if data.source == "folder"
+                else "the ISIC layout keeps them in labels/ISIC-2017_Training_Part3_GroundTruth.csv (and _Validation_) "
+                "under the data folder: restore them (melanoma data prepare writes them)"
+            )
             raise ValueError(
                 f"classification needs a melanoma label for every image, and {len(unlabelled)} of {len(samples)} "
-                f"have none (first: {unlabelled[0].image_path}): pass data.labels_csv=FILE with the columns "
-                "image_id,melanoma"
+                f"have none (first: {unlabelled[0].image_path}): {provide}"
             )
         classes = {s.melanoma for s in samples}
         if len(classes) < 2:
