@@ -285,3 +285,37 @@ def test_a_failed_export_leaves_the_model_folder_as_it_was(second_classifier, ti
     export_run(second_classifier, folder)
     assert (folder / "classification.onnx").read_bytes() != before["classification.onnx"]
     assert Predictor.from_dir(folder).classifier is not None
+
+
+def test_options_that_do_not_apply_are_refused_and_leave_no_folder(tiny_runs, tiny_models_dir, tmp_path):
+    from melanoma.inference.export import export_run
+
+    out = tmp_path / "new" / "models"
+    refused = [
+        ({"flips": "off"}, tiny_runs["classification"], "applies to segmentation runs"),
+        ({"flips": "sometimes"}, tiny_runs["segmentation"], "test-time flips mode"),
+        ({"segmenter_dir": tiny_models_dir}, tiny_runs["classification"], "lesion-crop classifiers"),
+        ({"segmenter_dir": tiny_models_dir}, tiny_runs["segmentation"], "lesion-crop classifiers"),
+        ({"ensemble": [tiny_runs["classification"]]}, tiny_runs["classification"], "in the ensemble twice"),
+    ]
+    for options, run, message in refused:
+        with pytest.raises(ValueError, match=message):
+            export_run(run, out, **options)
+    assert not (tmp_path / "new").exists()  # refused before any folder was made
+
+
+def test_a_failed_export_into_a_new_folder_removes_it(tiny_runs, tmp_path, monkeypatch):
+    from melanoma.inference import calibrate
+    from melanoma.inference.export import export_run
+
+    def failing(*args, **kwargs):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(calibrate, "calibrate_model", failing)
+    (tmp_path / "kept").mkdir()
+    with pytest.raises(OSError, match="disk full"):
+        export_run(tiny_runs["classification"], tmp_path / "kept" / "a" / "b")
+    assert (tmp_path / "kept").is_dir() and not (tmp_path / "kept" / "a").exists()
+    with pytest.raises(OSError, match="disk full"):
+        export_run(tiny_runs["classification"], tmp_path / "kept")
+    assert (tmp_path / "kept").is_dir()  # it was there before: kept, empty as it was

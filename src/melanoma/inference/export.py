@@ -21,7 +21,7 @@ from torch import nn
 
 from melanoma.config import TrainConfig, load_run_config, use_data_dir
 from melanoma.inference.predictor import onnx_digest
-from melanoma.inference.preprocess import FLIPS
+from melanoma.inference.preprocess import FLIP_MODES, FLIPS
 from melanoma.models.factory import build_model
 from melanoma.models.pretrained import PRETRAINED_MEAN, PRETRAINED_STD
 from melanoma.training.checkpoint import load_checkpoint
@@ -210,12 +210,33 @@ def export_run(
     run_dir = Path(run_dir)
     out_dir = Path(out_dir) if out_dir else run_dir / "export"
     model, config, state = load_run_model(run_dir)
-    task = config.task
-    _check_export_arguments(task, classifier_flips)
+    _check_export_arguments(config, classifier_flips, flips, segmenter_dir, [run_dir, *map(Path, ensemble)])
     if calibrate or data_dir:  # calibration reads the run's data; a --no-calibrate export needs none
         use_data_dir(config.data, data_dir)
     members = [(run_dir, model, config, state), *_ensemble_members(config, ensemble)]
+    created = _new_folders(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        _write_export(run_dir, out_dir, members, calibrate, flips, segmenter_dir, classifier_flips, bool(ensemble))
+    except BaseException:
+        _remove_if_empty(created)  # a failed export into a new folder leaves no empty folder behind
+        raise
+    return out_dir
+
+
+def _write_export(
+    run_dir: Path,
+    out_dir: Path,
+    members: list[tuple[Path, nn.Module, TrainConfig, dict[str, Any]]],
+    calibrate: bool,
+    flips: str,
+    segmenter_dir: Path | None,
+    classifier_flips: Sequence[str],
+    ensemble: bool,
+) -> None:
+    """Export, calibrate and put the network and its config in place in ``out_dir`` (see ``export_run``)."""
+    _, model, config, state = members[0]
+    task = config.task
     if calibrate and task == "classification" and config.data.lesion_crop:
         from melanoma.inference.calibrate import find_segmenter
 
@@ -247,15 +268,61 @@ def export_run(
     config_yaml = run_dir / "config.yaml"
     if config_yaml.is_file():
         shutil.copy(config_yaml, out_dir / f"{task}_train_config.yaml")
-    return out_dir
 
 
-def _check_export_arguments(task: str, classifier_flips: Sequence[str]) -> None:
+def _check_export_arguments(
+    config: TrainConfig,
+    classifier_flips: Sequence[str],
+    flips: str,
+    segmenter_dir: Path | None,
+    runs: Sequence[Path],
+) -> None:
+    """Refuse options that do not apply to this run, before anything is loaded or written: an option silently
+    ignored would leave the user believing the exported model has it."""
+    task = config.task
     unknown = [f for f in classifier_flips if f not in FLIPS]
     if unknown:
         raise ValueError(f"unknown classifier flip(s) {unknown}; valid: {', '.join(FLIPS)}")
     if classifier_flips and task != "classification":
         raise ValueError("classifier flips apply to classification runs; segmentation uses flips='auto'/'off'")
+    if flips not in FLIP_MODES:
+        raise ValueError(f"unknown test-time flips mode {flips!r}; valid: {', '.join(FLIP_MODES)}")
+    if flips != "auto" and task != "segmentation":
+        raise ValueError(
+            f"--test-time-flips {flips} applies to segmentation runs; a classifier's are chosen by --classifier-flips"
+        )
+    if segmenter_dir and not (task == "classification" and config.data.lesion_crop):
+        raise ValueError(
+            "--segmenter applies to lesion-crop classifiers (data.lesion_crop=true), which need a segmenter to "
+            "place their crops; this run takes the whole image: drop --segmenter"
+        )
+    seen: dict[Path, Path] = {}
+    for run in runs:
+        key = Path(run).resolve()
+        if key in seen:
+            raise ValueError(
+                f"{run} is in the ensemble twice (as {seen[key]} too): the same network twice only weighs it "
+                "double; list each run once"
+            )
+        seen[key] = Path(run)
+
+
+def _new_folders(path: Path) -> list[Path]:
+    """The folders ``path.mkdir(parents=True)`` would create, deepest first."""
+    missing = []
+    for folder in (path, *path.parents):
+        if folder.exists():
+            break
+        missing.append(folder)
+    return missing
+
+
+def _remove_if_empty(folders: Sequence[Path]) -> None:
+    for folder in folders:  # deepest first: a parent is empty only once its child is gone
+        try:
+            folder.rmdir()
+        except OSError:  # not empty (or already gone): keep it
+            return
 
 
 def _model_config(
@@ -263,7 +330,7 @@ def _model_config(
     config: TrainConfig,
     state: dict[str, Any],
     members: list,
-    ensemble: Sequence[Path],
+    ensemble: bool,
     onnx_file: str,
     classifier_flips: Sequence[str],
 ) -> dict[str, Any]:
