@@ -419,6 +419,11 @@ def test_train_and_export_through_the_cli(shared_synthetic_isic_dir, tmp_path, c
     warning = json.loads((tmp_path / "models" / "classification.json").read_text())["validation"]["warning"]
     assert warning.startswith("threshold fitted on 2 melanoma and 2 other validation images")
     assert f"warning: {tmp_path / 'models' / 'classification.json'}: {warning}" in capsys.readouterr().err
+    # ...and wherever that folder serves: predict says it before its results.
+    image = tmp_path / "lesion.png"
+    Image.fromarray(np.full((64, 64, 3), 120, np.uint8)).save(image)
+    assert main(["predict", str(image), "--models", str(tmp_path / "models"), "--out", str(tmp_path / "p.csv")]) == 0
+    assert f"warning: classification.json in {tmp_path / 'models'}: {warning}" in capsys.readouterr().err
     # The same --out again without --resume would delete the run's metrics.csv: refused, saying what to do.
     history = (run / "metrics.csv").read_text()
     again = ["train", "classification", "--config", "configs/tiny.yaml", "--out", str(run), "task=classification"]

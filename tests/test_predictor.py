@@ -253,8 +253,26 @@ def test_a_crop_classifier_served_with_another_segmenter_than_it_was_fitted_with
     segmenter = json.loads((models / "segmentation.json").read_text())["onnx_sha256"]
     crop = {"source": "lesion_mask", "margin": 0.2, "segmenter_onnx_sha256": segmenter}
     (models / "classification.json").write_text(json.dumps({**config, "input_crop": crop}))
-    assert Predictor.from_dir(models).warnings == []  # the segmenter it was fitted with
+    before = Predictor.from_dir(models).warnings  # the segmenter it was fitted with
+    assert not any("another segmenter" in warning for warning in before)
     crop["segmenter_onnx_sha256"] = "0" * 64  # fitted with another segmenter than the one beside it now
     (models / "classification.json").write_text(json.dumps({**config, "input_crop": crop}))
-    (warning,) = Predictor.from_dir(models).warnings
+    (warning,) = [w for w in Predictor.from_dir(models).warnings if w not in before]
     assert "fitted with another segmenter than the one beside it now" in warning
+
+
+def test_a_threshold_fitted_on_too_few_images_is_flagged_wherever_the_model_is_served(tiny_models_dir, tmp_path):
+    import shutil
+
+    from melanoma.inference.predictor import Predictor
+
+    models = tmp_path / "models"
+    shutil.copytree(tiny_models_dir, models)
+    config = json.loads((models / "classification.json").read_text())
+    validation = {key: value for key, value in config["validation"].items() if key != "warning"}
+    (models / "classification.json").write_text(json.dumps({**config, "validation": validation}))
+    assert not any("fitted on" in warning for warning in Predictor.from_dir(models).warnings)
+    few = "threshold fitted on 3 melanoma and 5 other validation images: re-fit it"
+    (models / "classification.json").write_text(json.dumps({**config, "validation": {**validation, "warning": few}}))
+    (warning,) = [w for w in Predictor.from_dir(models).warnings if "fitted on" in w]
+    assert warning == f"classification.json in {models}: {few}"

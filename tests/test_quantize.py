@@ -148,3 +148,12 @@ def test_quantize_refuses_a_site_threshold_and_a_crop_classifier_without_its_seg
     assert main(["quantize", "--models", str(site), "--out", str(tmp_path / "q"), "--tasks", "segmentation",
                  "--calibration-images", "4"]) == 0  # fmt: skip
     assert not (tmp_path / "q" / "MODEL_CARD.md").exists() and (tmp_path / "q" / "classification.json").exists()
+
+
+def test_quantize_repeats_the_few_images_warning_of_its_recalibration(tiny_models_dir, tmp_path, capsys):
+    out = tmp_path / "cls-int8"
+    command = ["quantize", "--models", str(tiny_models_dir), "--out", str(out), "--tasks", "classification"]
+    assert main([*command, "--calibration-images", "4"]) == 0
+    warning = json.loads((out / "classification.json").read_text())["validation"]["warning"]
+    assert warning.startswith("threshold fitted on 2 melanoma and 2 other validation images")  # the synthetic split
+    assert f"warning: {out / 'classification.json'}: {warning}" in capsys.readouterr().err

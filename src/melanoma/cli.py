@@ -104,6 +104,8 @@ def _quantize(args: argparse.Namespace) -> int:
         before, after = config["quantization"]["float_validation"] or {}, config["validation"]
         metric = "jaccard" if task == "segmentation" else "auc"
         print(f"{task}: int8 validation {metric} {after[metric]} (float {before.get(metric)})")
+        if after.get("warning"):
+            print(f"warning: {Path(args.out) / f'{task}.json'}: {after['warning']}", file=sys.stderr)
     print(
         f"quantized models written to {args.out}; check them with `melanoma evaluate segmentation|classification "
         f"--images DIR --masks DIR|--labels CSV --models {args.out} --baseline {args.models}`"

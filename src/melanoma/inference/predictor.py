@@ -304,6 +304,11 @@ class Predictor:
             for task, config in self.model_configs.items()
             if config.get("calibrated") is False
         ]
+        warnings += [  # e.g. a threshold fitted on fewer than 10 melanomas (calibrate.MIN_PER_CLASS)
+            f"{TASK_CONFIGS[task]} in {self.models_dir}: {config['validation']['warning']}"
+            for task, config in self.model_configs.items()
+            if isinstance(config.get("validation"), dict) and config["validation"].get("warning")
+        ]
         crop = self.classifier.config.get("input_crop") if self.classifier is not None else None
         fitted_with = (crop or {}).get("segmenter_onnx_sha256")
         if fitted_with and self.segmenter is not None and self.segmenter.config.get("onnx_sha256") != fitted_with:
