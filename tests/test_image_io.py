@@ -344,3 +344,25 @@ def test_fuzzed_files_only_ever_raise_image_load_error(corpus_dir: Path, file_na
         except ImageLoadError:
             outcomes["rejected"] += 1
     assert outcomes["rejected"] > 0
+
+
+@pytest.mark.parametrize("dtype", [np.uint16, np.int32, np.float32])
+def test_high_bit_depth_is_stretched_by_its_range_in_one_float32_copy(dtype):
+    from melanoma.inference.image_io import _stretch_to_uint8
+
+    rng = np.random.default_rng(0)
+    values = (rng.random((64, 80)) * 4000 + 96).astype(dtype)
+    if dtype == np.float32:  # NaN and -inf take the lowest level, +inf the highest
+        values[0, :3], values[1, :3], values[2, :3] = np.nan, -np.inf, np.inf
+    original = values.copy()
+    got = _stretch_to_uint8(values)
+    finite = values[np.isfinite(values)].astype(np.float64)
+    low, high = finite.min(), finite.max()
+    reference = np.nan_to_num(values.astype(np.float64), nan=low, posinf=high, neginf=low)
+    reference = np.rint((reference - low) * 255.0 / (high - low)).astype(np.uint8)  # float64, as before
+    assert got.dtype == np.uint8 and got.shape == values.shape
+    assert np.abs(got.astype(int) - reference).max() <= 1  # float32 rounding, at most one grey level
+    assert got.min() == 0 and got.max() == 255
+    np.testing.assert_array_equal(values, original)  # the caller's array is not touched
+    if dtype == np.float32:
+        assert list(got[0, :3]) == list(got[1, :3]) == [0, 0, 0] and list(got[2, :3]) == [255, 255, 255]

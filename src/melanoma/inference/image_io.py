@@ -284,18 +284,31 @@ def to_rgb_array(image: Image.Image, label: str) -> np.ndarray:
 
 
 def _stretch_to_uint8(values: np.ndarray) -> np.ndarray:
-    """Scale a high-bit-depth single-channel image to 0..255 by its actual range (not by clipping)."""
-    values = values.astype(np.float64)
-    finite = values[np.isfinite(values)]
-    if finite.size == 0:
+    """Scale a high-bit-depth single-channel image to 0..255 by its actual range (not by clipping).
+
+    Works in one float32 copy (5 bytes a pixel at most), so a small file of many pixels cannot take gigabytes.
+    """
+    scaled = values.astype(np.float32)  # a copy: the caller's array is left as it was
+    finite = None if np.issubdtype(values.dtype, np.integer) else np.isfinite(scaled)
+    if finite is not None and not finite.any():
         return np.zeros(values.shape, dtype=np.uint8)
-    low, high = float(finite.min()), float(finite.max())
+    if finite is not None and not finite.all():  # NaN and -inf become the lowest level, +inf the highest
+        positive_infinity = np.isposinf(scaled)
+        scaled[~finite] = np.nan
+        low, high = float(np.nanmin(scaled)), float(np.nanmax(scaled))
+        scaled[~finite] = low
+        scaled[positive_infinity] = high
+    else:
+        low, high = float(values.min()), float(values.max())
     if high <= low:
         # A flat image has no range to stretch; keep its level relative to the 16-bit scale.
         level = np.clip(low / 257.0, 0, 255)
         return np.full(values.shape, round(level), dtype=np.uint8)
-    scaled = (np.nan_to_num(values, nan=low, posinf=high, neginf=low) - low) * (255.0 / (high - low))
-    return np.clip(np.rint(scaled), 0, 255).astype(np.uint8)
+    scaled -= np.float32(low)
+    scaled *= np.float32(255.0 / (high - low))
+    np.rint(scaled, out=scaled)
+    np.clip(scaled, 0, 255, out=scaled)
+    return scaled.astype(np.uint8)
 
 
 def _composite_on_white(rgba: np.ndarray) -> np.ndarray:
