@@ -168,7 +168,7 @@ def test_a_uniform_image_shows_no_probability_as_a_result(app_test: AppTest) -> 
 
 
 def test_unexpected_error_in_one_file_does_not_break_the_others(
-    app_test: AppTest, monkeypatch: pytest.MonkeyPatch
+    app_test: AppTest, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
     original = Predictor.predict
 
@@ -182,6 +182,8 @@ def test_unexpected_error_in_one_file_does_not_break_the_others(
     (error,) = _errors(app_test)
     assert "boom.jpg" in error and "RuntimeError" in error
     assert len(_probability_texts(app_test)) == 1
+    # The server's log keeps the traceback but not the file name (clinics name files after patients).
+    assert "simulated failure" in caplog.text and "predicting upload" in caplog.text and "boom" not in caplog.text
 
 
 def test_overlay_controls_redraw_without_predicting_again(app_test: AppTest, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -399,7 +401,23 @@ def test_threshold_line_adds_the_cross_fitted_operating_point_when_the_config_ha
 
 
 def test_markdown_escape_shows_file_names_literally() -> None:
-    assert app._escape("a*b_[c](d).jpg") == r"a\*b\_\[c\]\(d\).jpg"
+    assert app._escape("a*b_[c](d).jpg") == r"a\*b\_\[c\]\(d\)\.jpg"
+    # GitHub-style bare links: a "." or "@" escaped breaks the domain, so no link is made of a name.
+    assert app._escape("www.login.example.jpg") == r"www\.login\.example\.jpg"
+    assert app._escape("me@example.org.png") == r"me\@example\.org\.png"
+    assert app._escape("&lt;b&gt;=1.jpg") == r"\&lt;b\&gt;\=1\.jpg"  # no HTML entity either
+
+
+def test_file_names_reach_csv_cells_as_text_not_formulas() -> None:
+    from melanoma.inference.batch import prediction_row, spreadsheet_safe
+
+    for name in ('=HYPERLINK("http://x.example","Open").jpg', "+1.jpg", "-2.jpg", "@SUM(A1).jpg", "\t=1.jpg"):
+        assert spreadsheet_safe(name) == "'" + name
+        assert prediction_row(name, "cannot read it")["image"] == "'" + name
+    assert spreadsheet_safe("lesion=1.jpg") == "lesion=1.jpg"  # only a formula-like start matters
+    assert prediction_row("=x.jpg", "=x.jpg is not an image")["error"] == "'=x.jpg is not an image"
+    failed = app.summary_row(app.FailedImage("=cmd.jpg", "not an image"))
+    assert failed["File"] == "'=cmd.jpg"
 
 
 # --- launcher -----------------------------------------------------------------------------------------------
@@ -409,6 +427,10 @@ def test_config_toml_matches_command_line_options() -> None:
     config = tomllib.loads((REPO_ROOT / ".streamlit" / "config.toml").read_text())
     flat = {f"{section}.{key}": value for section, values in config.items() for key, value in values.items()}
     assert flat == server.STREAMLIT_OPTIONS
+    # This machine only however Streamlit starts, and no server paths or tracebacks in the page (README, The app).
+    assert flat["server.address"] == "127.0.0.1" and flat["client.showErrorDetails"] == "type"
+    assert server.streamlit_command(8600).count("--server.address=127.0.0.1") == 1
+    assert server.streamlit_command(8600, "0.0.0.0").count("--server.address=0.0.0.0") == 1
 
 
 def test_upload_limit_matches_the_image_loader() -> None:

@@ -28,6 +28,8 @@ APP_SCRIPT = Path(__file__).resolve().with_name("streamlit_app.py")
 #: Streamlit options, by their config.toml name; ``.streamlit/config.toml`` holds the same values.
 STREAMLIT_OPTIONS: dict[str, str | int | bool] = {
     "server.headless": True,
+    # This machine only, whichever way Streamlit starts; `melanoma app --address 0.0.0.0` opens it to the network.
+    "server.address": "127.0.0.1",
     "server.maxUploadSize": MAX_UPLOAD_MB,
     "server.fileWatcherType": "none",
     "server.runOnSave": False,
@@ -36,6 +38,9 @@ STREAMLIT_OPTIONS: dict[str, str | int | bool] = {
     # at startup (to print an "External URL"); the app makes no outside requests.
     "browser.serverAddress": "localhost",
     "client.toolbarMode": "minimal",
+    # An unexpected error shows its type in the page, not its message and traceback (server paths): those go to the
+    # server's console only.
+    "client.showErrorDetails": "type",
     "theme.base": "light",
 }
 
@@ -48,7 +53,7 @@ def streamlit_command(port: int = 8501, address: str | None = None) -> list[str]
 
     Args:
         port: TCP port to serve on.
-        address: interface to bind (e.g. ``127.0.0.1``); None keeps Streamlit's default (all interfaces).
+        address: interface to bind (e.g. ``0.0.0.0`` for all); None keeps ``127.0.0.1``, this machine only.
 
     Returns:
         The argument list, starting with this interpreter.
@@ -75,7 +80,7 @@ def run_app(port: int = 8501, models_dir: str | None = None, address: str | None
         port: TCP port, 1..65535.
         models_dir: model folder (``segmentation.json`` / ``classification.json`` + ONNX); None uses
             ``$MELANOMA_MODELS`` or the shipped models.
-        address: interface to bind; None keeps Streamlit's default (all interfaces).
+        address: interface to bind; None keeps ``127.0.0.1``, this machine only.
 
     Returns:
         The server's exit status (2 when it could not be started; the reason is printed to stderr).

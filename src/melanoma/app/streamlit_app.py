@@ -23,7 +23,7 @@ import streamlit as st
 
 from melanoma import DISCLAIMER
 from melanoma.app import MAX_UPLOAD_MB, probability_marker
-from melanoma.inference.batch import CSV_COLUMNS, prediction_row
+from melanoma.inference.batch import CSV_COLUMNS, prediction_row, spreadsheet_safe
 from melanoma.inference.image_io import ImageLoadError
 from melanoma.inference.measurements import LesionMeasurements
 from melanoma.inference.overlay import render_overlay, to_png_bytes, with_footer
@@ -411,8 +411,10 @@ def render_result(name: str, outcome: Prediction | str, options: OverlayOptions,
         try:
             _render_prediction(outcome, options, key)
         except Exception as error:  # a display bug must cost one file, not the page
-            _LOG.exception("showing the result of %s failed", name)
-            st.error(f"**Could not show the result for {_escape(name)}** ({type(error).__name__}: {error}).")
+            _LOG.exception("showing the result of upload %s failed", key)  # no file name in the server's logs
+            st.error(
+                f"**Could not show the result for {_escape(name)}** ({type(error).__name__}: {_escape(str(error))})."
+            )
 
 
 def _analyse(
@@ -422,13 +424,13 @@ def _analyse(
     if key in cache:
         return cache[key]
     try:
-        with st.spinner(f"Analysing {name}…"):
+        with st.spinner(f"Analysing {_escape(name)}…"):
             prediction = predictor.predict(data, name=name)
     except ImageLoadError as error:
         cache[key] = _sentence(str(error))
         return cache[key]
     except Exception as error:  # not cached: the next interaction retries
-        _LOG.exception("predicting %s failed", name)
+        _LOG.exception("predicting upload %s failed", key.rsplit("|", 1)[-1])  # no file name in the server's logs
         return f"Unexpected error ({type(error).__name__}: {error}). Try again; if it persists, report it."
     # The app draws and measures at the work size; keeping the mask at that size bounds each session's memory.
     cache[key] = replace(prediction, lesion_mask=prediction.work_mask)
@@ -631,7 +633,7 @@ def summary_row(outcome: Outcome) -> dict[str, Any]:
     """One row of the "All images" table; percentages as numbers (0-100) or None, so that the columns sort."""
     if isinstance(outcome, FailedImage):
         return {
-            "File": outcome.name,
+            "File": spreadsheet_safe(outcome.name),  # the table's own CSV download opens in spreadsheets too
             "Melanoma probability": None,
             "Model output": f"not analysed: {outcome.error}",
             "Lesion area": None,
@@ -639,7 +641,7 @@ def summary_row(outcome: Outcome) -> dict[str, Any]:
         }
     probability, area = outcome.melanoma_probability, outcome.lesion_area_fraction
     return {
-        "File": outcome.name,
+        "File": spreadsheet_safe(outcome.name),
         "Melanoma probability": None if probability is None else round(100 * probability, 3),
         "Model output": outcome.decision_text,
         "Lesion area": None if area is None else round(100 * area, 3),
@@ -706,7 +708,8 @@ def results_json(predictions: Sequence[Outcome]) -> str:
 
 # --- text helpers -------------------------------------------------------------------------------------------
 
-_MARKDOWN_SPECIAL = re.compile(r"([\\`*_{}\[\]<>()#+\-!|~$:])")
+# "." and "@" too: Streamlit's markdown turns www.example.org and name@example.org into links by themselves.
+_MARKDOWN_SPECIAL = re.compile(r"([\\`*_{}\[\]<>()#+\-!|~$:.@&=])")
 
 
 def _escape(text: str) -> str:

@@ -88,17 +88,30 @@ def _is_lesion_image(path: Path, folder: Path) -> bool:
     )
 
 
+#: A cell starting with one of these is a formula to Excel, LibreOffice and Google Sheets (OWASP "CSV injection").
+_FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def spreadsheet_safe(text: str) -> str:
+    """``text`` as a spreadsheet shows it, never runs it: a leading ``'`` before a formula-like start.
+
+    A file named ``=HYPERLINK(...).jpg`` would otherwise become a live formula in the CSV opened by a colleague.
+    """
+    return f"'{text}" if text.startswith(_FORMULA_STARTS) else text
+
+
 def prediction_row(path: Path | str, result: Prediction | Exception | str) -> dict[str, Any]:
     """One CSV row (``CSV_COLUMNS``, the same for ``melanoma predict`` and the app's download): the prediction's
     numbers, or the error message (an exception or its text). Sizes are the original image's; ``model_output`` is
     the decision as the app phrases it (with its caveat when no lesion was found); ``decision`` is
     ``not_assessed`` for an image with no visible structure (``blank_image``); the lesion measurements are empty
-    when no lesion was outlined; every row carries the disclaimer, so that a file passed on still says it."""
+    when no lesion was outlined; every row carries the disclaimer, so that a file passed on still says it. Text
+    that comes from a user (the image's name, an error quoting it) is ``spreadsheet_safe``."""
     row: dict[str, Any] = dict.fromkeys(CSV_COLUMNS, "")
-    row["image"] = str(path)
+    row["image"] = spreadsheet_safe(str(path))
     row["disclaimer"] = DISCLAIMER
     if not isinstance(result, Prediction):
-        row["error"] = str(result)
+        row["error"] = spreadsheet_safe(str(result))
         return row
     if result.melanoma_probability is not None:
         row["melanoma_probability"] = f"{result.melanoma_probability:.6f}"
