@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import os
 from pathlib import Path
 
@@ -36,14 +37,28 @@ def _real_data_dir() -> Path:
     return path
 
 
+def in_ci() -> bool:
+    return os.environ.get("CI", "").lower() in ("true", "1", "yes")
+
+
+def require(module: str):
+    """``pytest.importorskip`` that fails under CI: there, every test must run (the extras install them all)."""
+    if in_ci():
+        try:
+            return importlib.import_module(module)
+        except ImportError as error:
+            pytest.fail(f"{module} is not importable ({error}); CI installs .[train,app,dev], which provides it")
+    return pytest.importorskip(module)
+
+
 @pytest.fixture(scope="session")
 def isic_data_dir() -> Path:
     """The real ISIC 2017 data; skipped when absent, a failure under CI=true (CI must test on real data)."""
     path = _real_data_dir()
     if not (path / "images").is_dir():
         message = f"real ISIC 2017 data not found at {path} (set MELANOMA_DATA)"
-        if os.environ.get("CI", "").lower() == "true":
-            pytest.fail(message + "; CI=true requires it")
+        if in_ci():
+            pytest.fail(message + "; CI requires it")
         pytest.skip(message)
     return path
 

@@ -16,7 +16,7 @@ import shutil
 from pathlib import Path
 
 import pytest
-from conftest import load_script
+from conftest import in_ci, load_script
 
 from melanoma.app.server import AppServer
 
@@ -39,7 +39,7 @@ def browser_ready() -> None:
     if importlib.util.find_spec("playwright") is None:
         problems.append("the playwright package is missing (pip install -e '.[dev]')")
     if problems:
-        if os.environ.get("CI", "").lower() == "true":
+        if in_ci():
             pytest.fail("; ".join(problems) + "; CI=true requires the browser test")
         pytest.skip("; ".join(problems))
 

@@ -179,3 +179,22 @@ def test_classification_metadata_scores_a_fold_and_validation(tiny_models_dir, s
     assert report["validation"]["gain"] == round(
         report["validation"]["combined_auc"] - report["validation"]["image_auc"], 4
     )
+
+
+def test_bench_masks_times_each_helper_on_each_mask():
+    out = subprocess.run(
+        [sys.executable, str(REPO_ROOT / "benchmarks" / "bench_masks.py"), "--repeats", "1"],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    rows = json.loads(out.stdout)["rows"]
+    assert {(row["function"], row["input"]) for row in rows} == {
+        *(
+            (f, m)
+            for f in ("largest_component", "fill_holes", "clean_mask")
+            for m in ("lesion 256x256", "random half-filled 256x256")
+        ),
+        ("measure_lesion", "lesion 1024x768"),
+    }
+    assert all(row["median_ms"] > 0 for row in rows)

@@ -12,6 +12,7 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
+from conftest import require
 from sklearn.metrics import roc_auc_score
 
 import melanoma.metrics
@@ -437,7 +438,7 @@ def test_classification_scores_bootstrap_intervals(noisy_scores):
 # isic-challenge-scoring 5.6.0 calls Series.rename(inplace=True), deprecated in pandas 3.1.
 @pytest.mark.filterwarnings("ignore:The inplace keyword in Series.rename")
 def test_segmentation_agrees_with_isic_challenge_scoring():
-    pytest.importorskip("isic_challenge_scoring")
+    require("isic_challenge_scoring")
     from isic_challenge_scoring import metrics as isic_metrics
     from isic_challenge_scoring.confusion import create_binary_confusion_matrix
     from isic_challenge_scoring.segmentation import SegmentationScore
@@ -480,7 +481,7 @@ def test_segmentation_agrees_with_isic_challenge_scoring():
 
 
 def test_classification_agrees_with_isic_challenge_scoring():
-    pytest.importorskip("isic_challenge_scoring")
+    require("isic_challenge_scoring")
     import pandas as pd
     from isic_challenge_scoring import metrics as isic_metrics
     from isic_challenge_scoring.confusion import create_binary_confusion_matrix

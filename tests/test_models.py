@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 import torch
+from conftest import require
 from PIL import Image
 
 from melanoma.models import ARCHS, build_classifier, build_segmenter
@@ -20,7 +21,7 @@ def _imagenet_input(image: np.ndarray, size: int = 224) -> torch.Tensor:
 
 @pytest.mark.parametrize("arch", ["tf_efficientnet_lite0", "tf_efficientnet_lite2"])
 def test_converted_weights_recognise_imagenet_photos(arch):
-    skimage_data = pytest.importorskip("skimage.data")
+    skimage_data = require("skimage.data")
     model = build_imagenet_classifier(arch).eval()
     with torch.no_grad():
         cat = model(_imagenet_input(skimage_data.chelsea())).argmax().item()

@@ -6,11 +6,12 @@ import sys
 
 import numpy as np
 import pytest
+from conftest import require
 
 from melanoma.metrics import youden_threshold
 from melanoma.plots import plot_calibration, plot_roc
 
-pytest.importorskip("matplotlib")
+require("matplotlib")
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 

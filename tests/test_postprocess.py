@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import time
-
 import numpy as np
 import pytest
 from scipy import ndimage
@@ -168,18 +166,11 @@ def test_resize_mask_rejects_bad_sizes() -> None:
         resize_mask(np.zeros((4, 4, 1)), (4, 4))
 
 
-def _median_ms(function, argument: np.ndarray, repeats: int = 15) -> float:
-    function(argument)
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        function(argument)
-        times.append(time.perf_counter() - start)
-    return float(np.median(times)) * 1e3
-
-
-@pytest.mark.parametrize("function", [largest_component, fill_holes, clean_mask])
-def test_postprocessing_is_fast_on_256x256(function) -> None:
-    noisy = np.random.default_rng(0).random((256, 256)) < 0.5  # worst case: thousands of tiny components
-    assert _median_ms(function, _lesion_mask()) < 20
-    assert _median_ms(function, noisy) < 20
+def test_postprocessing_handles_thousands_of_tiny_components() -> None:
+    """The worst case for the run-length union-find: a random half-filled 256x256 map (speed: bench_masks.py)."""
+    noisy = np.random.default_rng(0).random((256, 256)) < 0.5
+    labels, count = ndimage.label(noisy, SCIPY_STRUCTURE[8])
+    assert count > 100  # really many components
+    sizes = np.bincount(labels.ravel())[1:]
+    np.testing.assert_array_equal(largest_component(noisy), labels == 1 + int(np.argmax(sizes)))
+    np.testing.assert_array_equal(fill_holes(noisy), ndimage.binary_fill_holes(noisy))

@@ -51,7 +51,9 @@ def test_prediction_has_every_output_at_the_original_size(predictor, lesion_jpeg
     assert {"decode", "classification", "segmentation", "postprocess", "measurements", "total"} <= set(
         result.timings_ms
     )
-    assert "dermatologist review advised" in result.decision_text or "below" in result.decision_text
+    expected = "above the model's melanoma threshold" if result.decision else "below the model's melanoma threshold"
+    assert result.decision_text.startswith(expected)
+    assert ("dermatologist review advised" in result.decision_text) == result.decision
 
 
 def test_sources_give_the_same_result(predictor, lesion_jpeg):

@@ -1,0 +1,84 @@
+"""The validation numbers README and the model card quote, recomputed from the shipped models and the real data.
+
+``tests/test_readme.py`` and ``tests/test_model_card.py`` tie the documents to ``models/eval/*.json``; these tests
+tie those reports (and the configs the app shows) to what the shipped ONNX models score now.
+"""
+
+import json
+from pathlib import Path
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+EVAL = REPO_ROOT / "models" / "eval"
+SEGMENTATION_METRICS = ("n", "jaccard", "thresholded_jaccard", "dice")
+CLASSIFICATION_METRICS = ("n", "n_positive", "auc", "average_precision", "threshold", "sensitivity", "specificity")
+
+
+def _assert_close(got, want, where: str = "") -> None:
+    """Nested dicts/lists equal, numbers within 1e-4 (reports keep 4 decimals, some sources more)."""
+    if isinstance(want, dict):
+        assert isinstance(got, dict) and set(got) == set(want), where
+        for key in want:
+            _assert_close(got[key], want[key], f"{where}.{key}")
+    elif isinstance(want, list):
+        assert isinstance(got, list) and len(got) == len(want), where
+        for index, (g, w) in enumerate(zip(got, want, strict=True)):
+            _assert_close(g, w, f"{where}[{index}]")
+    elif isinstance(want, float) or isinstance(got, float):
+        assert got == pytest.approx(want, abs=1e-4), where
+    else:
+        assert got == want, where
+
+
+def _report(name: str) -> dict:
+    return json.loads((EVAL / name).read_text())
+
+
+def _config(task: str) -> dict:
+    return json.loads((REPO_ROOT / "models" / f"{task}.json").read_text())
+
+
+def test_the_configs_the_app_shows_agree_with_the_validation_reports():
+    segmentation, classification = _config("segmentation")["validation"], _config("classification")["validation"]
+    report = _report("segmentation_val.json")
+    assert {k: segmentation[k] for k in SEGMENTATION_METRICS} == {k: report[k] for k in SEGMENTATION_METRICS}
+    assert _config("segmentation")["threshold"] == report["threshold"]
+    report = _report("classification_val.json")
+    assert {k: classification[k] for k in CLASSIFICATION_METRICS} == {k: report[k] for k in CLASSIFICATION_METRICS}
+    _assert_close(classification["ci95"], report["ci95"], "ci95")
+    _assert_close(classification["cross_fitted"], report["cross_fitted"], "cross_fitted")
+
+
+@pytest.mark.data
+def test_the_shipped_segmenter_scores_what_its_report_says(isic_data_dir):
+    from melanoma.inference.evaluate import evaluate_segmentation
+    from melanoma.inference.predictor import Predictor
+
+    report = _report("segmentation_val.json")
+    scores = evaluate_segmentation(
+        Predictor.from_dir(REPO_ROOT / "models"), isic_data_dir / "images" / "val", isic_data_dir / "masks" / "val"
+    )
+    for metric in SEGMENTATION_METRICS:
+        assert scores[metric] == pytest.approx(report[metric], abs=1e-4), metric
+    for metric, interval in report["ci95"].items():  # seeded bootstrap: the same resamples
+        assert scores["ci95"][metric] == pytest.approx(interval, abs=1e-4), metric
+    assert scores["failures"] == report["failures"]
+
+
+@pytest.mark.data
+def test_the_shipped_classifier_scores_what_its_report_says(isic_data_dir):
+    from melanoma.inference.evaluate import evaluate_classification
+    from melanoma.inference.predictor import Predictor
+
+    report = _report("classification_val.json")
+    scores = evaluate_classification(
+        Predictor.from_dir(REPO_ROOT / "models"),
+        isic_data_dir / "images" / "val",
+        isic_data_dir / "labels" / "ISIC-2017_Validation_Part3_GroundTruth.csv",
+    )
+    for metric in (*CLASSIFICATION_METRICS, "balanced_accuracy", "youden_threshold"):
+        assert scores[metric] == pytest.approx(report[metric], abs=1e-4), metric
+    for metric, interval in report["ci95"].items():
+        assert scores["ci95"][metric] == pytest.approx(interval, abs=1e-4), metric
+    _assert_close(scores["cross_fitted"], report["cross_fitted"], "cross_fitted")
