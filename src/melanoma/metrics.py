@@ -207,9 +207,9 @@ class SegmentationMeter:
         """The ISIC 2017 scores over every image seen so far.
 
         Returns:
-            ``n`` (images), ``jaccard`` (mean per-image Jaccard), ``thresholded_jaccard`` (mean after setting
-            per-image scores below 0.65 to 0; the ISIC 2017 ranking metric), ``dice`` (mean per-image Dice) and
-            ``per_image_jaccard`` (list, in update order).
+            ``n`` (images), ``jaccard`` (mean per-image Jaccard: ISIC 2017's ranking metric),
+            ``thresholded_jaccard`` (mean after setting per-image scores below 0.65 to 0: ISIC 2018's; the official
+            scorer computes both), ``dice`` (mean per-image Dice) and ``per_image_jaccard`` (list, in update order).
 
         Raises:
             ValueError: when no image has been scored yet.
