@@ -869,10 +869,13 @@ def _classifier_rerun_paragraph(eval_dir: Path, shipped: dict) -> list[str]:
 
 def _lite2_paragraph(eval_dir: Path) -> list[str]:
     """The Lite2-encoder U-Net that bf16 autocast fit into the training budget, against the shipped segmenter."""
+    settings = {row["name"]: row for row in (_load(eval_dir / "segmentation_cv.json") or {}).get("settings", [])}
+    gain = settings.get("lite2", {}).get("vs_baseline", {}).get("mean")
+    on_fold = f"{gain:+.3f} mean Jaccard" if gain is not None else "no paired score"
     return _candidate_paragraph(
         eval_dir,
         "lite2",
-        "A Lite2 encoder (held-out train fold 0 on a GPU: +0.004 mean Jaccard, one fold, below)",
+        f"A Lite2 encoder (held-out train fold 0 on a GPU: {on_fold}, one fold, below)",
         "model.arch=tf_efficientnet_lite2",
         {"encoder": lambda r: r["arch"].removeprefix("tf_efficientnet_")},
     )
@@ -1007,7 +1010,7 @@ def classification_section(config: dict, eval_dir: Path) -> list[str]:
             "Pillow's antialiased bilinear filter; the others get exactly the pixels they were trained on."
             + " The other runs are candidates: one is shipped only when "
             "its paired bootstrap AUC gain in the table above lies above zero, or when cross-validation over train "
-            "(`benchmarks/cross_validate.py`, 28-29 minutes of this CPU per setting and fold) decides for it"
+            "(`benchmarks/cross_validate.py`) decides for it"
             + (
                 ": see the studies below."
                 if _load(eval_dir / "classification_cv5.json") or _load(eval_dir / "classification_cv.json")
@@ -1682,13 +1685,17 @@ def precision_section(eval_dir: Path) -> list[str]:
     if triple and evaluated and shipped and {"base+lite2", "base+lite2+strong"} <= folds.keys():
         auc_ci = evaluated["ci95"]["auc"]
         best, pair = (folds[name]["pooled_out_of_fold_auc"] for name in ("base+lite2+strong", "base+lite2"))
+        compared = {Path(r["run"]).name: r for r in _load(eval_dir / "classification_comparison.json") or []}
+        fp32 = compared["classification-zero-lite2-strong"]["train_minutes"]  # its three fp32 runs' epoch_seconds
         lines += [
             "### The cross-validation's best classifier ensemble, trained with bf16 autocast",
             "",
             "The 5-fold cross-validation's best ensemble (Lite0 + Lite2 + Lite0 with strong augmentation, pooled "
             f"out-of-fold AUC {best:.3f} against {pair:.3f} for the {then} pair; its folds were trained with bf16 "
-            "autocast on a GPU) needed 128 minutes of this CPU in fp32, over the ~90-minute budget. With `amp=bf16` "
-            "its three networks trained on the official split in 84 minutes (28 + 33 + 23, sums of `epoch_seconds`): "
+            f"autocast on a GPU) needed {fp32:.0f} minutes of this CPU in fp32 (`classification-zero-lite2-strong` in "
+            "Classifiers compared), over the ~90-minute budget. With `amp=bf16` its three networks trained on the "
+            "official split in 84 minutes (28 + 33 + 23, sums of `epoch_seconds` read when they were trained; the "
+            "runs were not kept): "
             "`melanoma train classification --config configs/classification.yaml --out runs/cls-bf16-lite0 "
             "amp=bf16`, the same with `--out runs/cls-bf16-lite2 model.arch=tf_efficientnet_lite2` and with "
             "`--out runs/cls-bf16-strong data.strong_augmentation=true`, exported by `melanoma export "
