@@ -472,3 +472,20 @@ def test_free_port_is_bindable() -> None:
     port = server.free_port()
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", port))
+
+
+def test_raw_configs_shown_to_visitors_keep_no_server_paths() -> None:
+    site = {
+        "images_dir": "/srv/clinic/patients_2026",
+        "command": "melanoma calibrate --images /srv/clinic/p --labels C:\\site\\labels.csv --out site-models",
+        "url": "https://challenge.isic-archive.com/landing/2017",
+        "relative": "runs/classification",
+        "members": [{"run": "/home/me/runs/lite0"}, 42, None],
+    }
+    assert app.without_server_paths(site) == {
+        "images_dir": "…/patients_2026",
+        "command": "melanoma calibrate --images …/p --labels …/labels.csv --out site-models",
+        "url": "https://challenge.isic-archive.com/landing/2017",
+        "relative": "runs/classification",
+        "members": [{"run": "…/lite0"}, 42, None],
+    }

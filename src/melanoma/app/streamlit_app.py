@@ -188,7 +188,7 @@ def _render_model_facts(configs: dict[str, dict[str, Any]]) -> None:
         intended = next((c["intended_use"] for c in configs.values() if c.get("intended_use")), None)
         st.markdown("\n".join(f"- {line}" for line in ([intended] if intended else []) + list(INTENDED_USE_LIMITS)))
         with st.expander("Raw model configs"):
-            st.json(configs, expanded=False)
+            st.json(without_server_paths(configs), expanded=False)
 
 
 def _render_facts_of_each_model(configs: dict[str, dict[str, Any]]) -> None:
@@ -707,6 +707,22 @@ def results_json(predictions: Sequence[Outcome]) -> str:
 
 
 # --- text helpers -------------------------------------------------------------------------------------------
+
+# An absolute path of two or more parts (POSIX or Windows), not inside a URL or a relative path.
+_ABSOLUTE_PATH = re.compile(r"""(?<![\w.:/\\~-])(?:/|[A-Za-z]:[\\/])(?:[^\s/\\'"`]+[/\\])+([^\s/\\'"`]+)""")
+
+
+def without_server_paths(value: Any) -> Any:
+    """A config as every visitor may see it: each absolute path (a site's image folder recorded by ``melanoma
+    calibrate``, the server's run folders) cut to ``…/`` and its last part; the files on the server keep them."""
+    if isinstance(value, dict):
+        return {key: without_server_paths(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [without_server_paths(item) for item in value]
+    if isinstance(value, str):
+        return _ABSOLUTE_PATH.sub(lambda match: f"…/{match.group(1)}", value)
+    return value
+
 
 # "." and "@" too: Streamlit's markdown turns www.example.org and name@example.org into links by themselves.
 _MARKDOWN_SPECIAL = re.compile(r"([\\`*_{}\[\]<>()#+\-!|~$:.@&=])")
