@@ -1,5 +1,6 @@
 # Two commands on a fresh machine:  `make app`  and  `make test`.
-PYTHON ?= python3
+# The project needs Python 3.11 (pyproject.toml): python3.11 when the machine has it, else python3 (checked below).
+PYTHON ?= $(shell command -v python3.11 2>/dev/null || echo python3)
 VENV ?= .venv
 PORT ?= 8501
 ADDRESS ?= 127.0.0.1
@@ -10,12 +11,21 @@ export HF_HUB_OFFLINE = 1
 .PHONY: app test test-fast lint format clean
 
 $(BIN)/python:
+	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info[:2] != (3, 11))' 2>/dev/null || { \
+	  echo "error: this project needs Python 3.11, and '$(PYTHON)' is" \
+	  "$$($(PYTHON) -c 'import platform; print(platform.python_version())' 2>/dev/null || echo 'not a Python');" \
+	  "install Python 3.11 and run e.g. PYTHON=/usr/bin/python3.11 make app"; exit 1; }
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 
-# Set up the serving install (no torch) and start the web app on the shipped models.
-app: $(BIN)/python
+# The serving install (no torch), installed again whenever pyproject.toml changes: a second `make app` starts
+# without the package index.
+$(VENV)/.app-installed: pyproject.toml | $(BIN)/python
 	$(BIN)/pip install --quiet -e '.[app]'
+	touch $@
+
+# Set up the serving install and start the web app on the shipped models.
+app: $(VENV)/.app-installed
 	$(BIN)/melanoma app --port $(PORT) --address $(ADDRESS)
 
 # Everything (training, app, dev tools), installed again whenever pyproject.toml changes.

@@ -466,6 +466,37 @@ def test_run_app_refuses_bad_arguments_before_starting(kwargs, message, capsys) 
     assert message in capsys.readouterr().err
 
 
+def test_sigterm_to_melanoma_app_stops_its_server_too(tiny_models_dir) -> None:
+    """systemd and `docker stop` send SIGTERM to `melanoma app` alone; its Streamlit child must not serve on."""
+    import contextlib
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    port = server.free_port()
+    command = [sys.executable, "-m", "melanoma.cli", "app", "--port", str(port), "--models", str(tiny_models_dir)]
+    # Its own process group, so that cleanup reaches an orphaned server too; the SIGTERM goes to the launcher only.
+    launcher = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    health = f"http://127.0.0.1:{port}/_stcore/health"
+    try:
+        deadline = time.monotonic() + 60
+        while not server._is_healthy(health):
+            assert launcher.poll() is None and time.monotonic() < deadline, "the app did not start"
+            time.sleep(0.25)
+        launcher.send_signal(signal.SIGTERM)
+        launcher.wait(timeout=30)
+        deadline = time.monotonic() + 15
+        while server._is_healthy(health) and time.monotonic() < deadline:
+            time.sleep(0.25)
+        assert not server._is_healthy(health), "the Streamlit server still answers after `melanoma app` stopped"
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(launcher.pid, signal.SIGKILL)
+        launcher.wait(timeout=30)
+
+
 def test_free_port_is_bindable() -> None:
     import socket
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -90,11 +91,26 @@ def run_app(port: int = 8501, models_dir: str | None = None, address: str | None
         print(f"error: {problem}", file=sys.stderr)
         return 2
     process = subprocess.Popen(streamlit_command(port, address), env=app_environment(models_dir))
+    # A service manager (systemd, `docker stop`) stops `melanoma app` with SIGTERM, which reaches this process only:
+    # pass it on, so the server shuts down with it instead of serving on as an orphan.
+    previous = _forward_sigterm(process)
     try:
         return process.wait()
     except KeyboardInterrupt:
         # Ctrl+C reached the server too (same process group): give it time to shut down cleanly.
         return _stop(process)
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _forward_sigterm(process: subprocess.Popen):
+    """Send this process's SIGTERM on to ``process``; returns the handler it replaced (None where none can be set:
+    outside the main thread)."""
+    try:
+        return signal.signal(signal.SIGTERM, lambda signum, frame: process.send_signal(signum))
+    except ValueError:  # not the main thread
+        return None
 
 
 class AppServer:
