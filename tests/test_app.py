@@ -47,6 +47,13 @@ def _probability_texts(at: AppTest) -> list[str]:
     return [text for text in _texts(at) if PROBABILITY_PATTERN.search(text)]
 
 
+def _result_texts(at: AppTest) -> list[str]:
+    """One per analysed image: its probability, or the note that an almost uniform image was not assessed."""
+    return [
+        t for t in _texts(at) if PROBABILITY_PATTERN.search(t) or t.startswith("Melanoma probability: not assessed")
+    ]
+
+
 def _errors(at: AppTest) -> list[str]:
     """Error boxes, except the one that says an almost uniform image was not assessed (a result, not a failure)."""
     texts = [element.value.replace("\\", "") for element in at.error]
@@ -137,7 +144,7 @@ def test_several_files_show_each_result_and_each_error(app_test: AppTest, tmp_pa
     uploadable = {name: loads for name, loads in expected.items() if name.rsplit(".", 1)[1] in app.UPLOAD_TYPES}
     files = [("lesion.jpg", _lesion_jpeg())] + [(name, (tmp_path / name).read_bytes()) for name in uploadable]
     _upload(app_test, files)
-    assert len(_probability_texts(app_test)) == 1 + sum(uploadable.values())
+    assert len(_result_texts(app_test)) == 1 + sum(uploadable.values())
     errors = _errors(app_test)
     bad = [name for name, loads in uploadable.items() if not loads]
     assert len(errors) == len(bad)
@@ -163,8 +170,12 @@ def test_a_uniform_image_shows_no_probability_as_a_result(app_test: AppTest) -> 
     buffer = io.BytesIO()
     Image.new("RGB", (300, 300)).save(buffer, format="PNG")
     _upload(app_test, [("black.png", buffer.getvalue())])
-    assert app_test.metric[0].value == "not assessed"
-    assert any("not assessed: the image is almost uniform" in error.value for error in app_test.error)
+    assert app_test.metric[0].value == "—"  # no number, not even in the sentence
+    (sentence,) = [
+        error.value for error in app_test.error if "not assessed: the image is almost uniform" in error.value
+    ]
+    assert sentence.startswith("Melanoma probability: not assessed — ") and not PROBABILITY_PATTERN.search(sentence)
+    assert not app_test.table, "no measurements of an outline on a blank frame"
 
 
 def test_unexpected_error_in_one_file_does_not_break_the_others(
@@ -290,7 +301,7 @@ def test_the_combined_downloads_list_the_files_that_failed_too(prediction) -> No
     row, bad = app.summary_row(prediction), app.summary_row(failed)
     assert row["Melanoma probability"] == pytest.approx(100 * prediction.melanoma_probability, abs=1e-3)
     assert isinstance(row["Lesion area"], float) and bad["Melanoma probability"] is None
-    assert bad["Model output"].startswith("not analysed: ")
+    assert bad["Decision"].startswith("not analysed: ") and row["Decision"] in ("above threshold", "below threshold")
 
 
 def test_summary_table_and_downloads_in_the_app_include_a_failed_file(app_test: AppTest) -> None:
@@ -326,6 +337,10 @@ def test_a_uniform_image_is_not_assessed(tiny_models_dir: Path) -> None:
     assert "review advised" not in blank.decision_text
     assert prediction_row("black.png", blank)["decision"] == "not_assessed"
     assert app.result_record(blank)["above_threshold"] is None
+    row = app.summary_row(blank)  # the table shows neither number for it, and a short decision
+    assert row["Melanoma probability"] is None and row["Lesion area"] is None and row["Decision"] == "not assessed"
+    options = app.OverlayOptions(show_contour=True, show_fill=True, show_heatmap=True, opacity=0.5)
+    np.testing.assert_array_equal(app._overlay(blank, options), blank.image)  # no outline drawn on it
 
 
 def test_an_incomplete_model_folder_says_what_is_wrong(

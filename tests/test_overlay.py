@@ -6,18 +6,20 @@ import io
 
 import numpy as np
 import pytest
+from conftest import require
 from PIL import Image
 from scipy import ndimage
 
 from melanoma.inference.overlay import (
+    EDGE_COLOUR,
+    LESION_COLOUR,
     contour_thickness,
-    jet_colormap,
     mask_contour,
     render_overlay,
     to_png_bytes,
+    viridis_colormap,
 )
 
-GREEN = (0, 255, 0)
 MAGENTA = (255, 0, 255)
 
 
@@ -106,22 +108,34 @@ def test_heatmap_of_any_size_is_resized_and_colour_mapped() -> None:
     heatmap[:, 4:] = 1.0  # hot right half
     overlay = render_overlay(image, mask, heatmap, show_heatmap=True, show_fill=False, show_contour=False, opacity=1)
     left, right = overlay[:, 5].mean(axis=0), overlay[:, -5].mean(axis=0)
-    assert left[2] > 100 and left[0] < 20  # cold: blue
-    assert right[0] > 100 and right[2] < 20  # hot: red
+    assert left[2] > 60 and left[1] < 20 and left.sum() < 200  # cold: dark purple
+    assert right[0] > 200 and right[1] > 200 and right[2] < 60  # hot: bright yellow
     not_shown = render_overlay(image, mask, heatmap, show_fill=False, show_contour=False)
     np.testing.assert_array_equal(not_shown, image)
 
 
-def test_jet_colormap_endpoints_and_range() -> None:
-    colours = jet_colormap(np.array([0.0, 0.5, 1.0, -3.0, 7.0, np.nan]))
-    assert colours.shape == (6, 3) and colours.dtype == np.float32
-    assert colours.min() >= 0 and colours.max() <= 1
-    np.testing.assert_allclose(colours[0], [0, 0, 0.5])  # dark blue
-    np.testing.assert_allclose(colours[1], [0.5, 1, 0.5])  # green-ish middle
-    np.testing.assert_allclose(colours[2], [0.5, 0, 0])  # dark red
-    np.testing.assert_allclose(colours[3], colours[0])
-    np.testing.assert_allclose(colours[4], colours[2])
-    np.testing.assert_allclose(colours[5], colours[0])
+def test_viridis_colormap_matches_matplotlib_and_brightens_steadily() -> None:
+    colormaps = require("matplotlib").colormaps  # train extra: a failure under CI when missing
+    levels = np.linspace(0.0, 1.0, 256)
+    ours = viridis_colormap(levels)
+    assert ours.shape == (256, 3) and ours.dtype == np.float32 and ours.min() >= 0 and ours.max() <= 1
+    reference = colormaps["viridis"](levels)[:, :3]
+    assert np.abs(np.rint(ours * 255) - np.rint(reference * 255)).max() <= 5  # 8-bit levels
+    luminance = ours @ np.array([0.2126, 0.7152, 0.0722], np.float32)
+    assert np.all(np.diff(luminance) > 0)  # order readable by brightness alone (colour-blind eyes, greyscale print)
+    edges = viridis_colormap(np.array([-3.0, 7.0, np.nan]))
+    np.testing.assert_array_equal(edges, ours[[0, -1, 0]])
+
+
+def test_the_contour_has_a_dark_inner_edge_by_default() -> None:
+    image, mask = _scene(400, 400)  # thickness 1
+    overlay = render_overlay(np.full_like(image, 230), mask, show_fill=False)  # pale skin
+    contour = mask_contour(mask, 1)
+    edge = mask_contour(mask, 2) & ~contour
+    assert np.all(overlay[contour] == LESION_COLOUR) and np.all(overlay[edge] == EDGE_COLOUR)
+    assert np.all(overlay[mask & ~contour & ~edge] == 230) and np.all(overlay[~mask] == 230)
+    plain = render_overlay(np.full_like(image, 230), mask, show_fill=False, edge_color=None)
+    assert np.all(plain[edge] == 230)
 
 
 @pytest.mark.parametrize(

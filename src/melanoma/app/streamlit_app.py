@@ -22,7 +22,7 @@ from typing import Any
 import streamlit as st
 
 from melanoma import DISCLAIMER
-from melanoma.app import MAX_UPLOAD_MB, probability_marker
+from melanoma.app import MAX_UPLOAD_MB, PROBABILITY_LABEL, probability_marker
 from melanoma.inference.batch import CSV_COLUMNS, prediction_row, spreadsheet_safe
 from melanoma.inference.image_io import ImageLoadError
 from melanoma.inference.measurements import LesionMeasurements
@@ -91,7 +91,7 @@ class OverlayOptions:
     """What to draw over each image."""
 
     show_contour: bool = True
-    show_fill: bool = True
+    show_fill: bool = False  # a tint hides the pigment structures inside the outline
     show_heatmap: bool = False
     opacity: float = 0.35
 
@@ -334,7 +334,7 @@ def _overlay_options(predictor: Predictor) -> OverlayOptions:
     contour, fill, heatmap, opacity = st.columns([1, 1, 1, 2], vertical_alignment="center")
     return OverlayOptions(
         show_contour=contour.toggle("Lesion contour", value=True, disabled=no_mask, key="show_contour"),
-        show_fill=fill.toggle("Lesion fill", value=True, disabled=no_mask, key="show_fill"),
+        show_fill=fill.toggle("Lesion fill", value=False, disabled=no_mask, key="show_fill"),
         show_heatmap=heatmap.toggle(
             "Heatmap",
             value=False,
@@ -364,9 +364,16 @@ def render_results(predictor: Predictor, files: Sequence[UploadedImage], options
     for stale in set(cache) - set(keys):
         del cache[stale]
     names = unique_names([file.name for file in files])
-    outcomes = [
-        _analyse(predictor, name, file.data, cache, key) for name, file, key in zip(names, files, keys, strict=True)
-    ]
+    new = sum(key not in cache for key in keys)
+    progress = st.progress(0.0, text=f"Analysing {new} images…") if new > 1 else None
+    outcomes = []
+    for name, file, key in zip(names, files, keys, strict=True):
+        if progress is not None and key not in cache:
+            done = len(outcomes)
+            progress.progress(done / len(files), text=f"Analysing image {done + 1} of {len(files)}…")
+        outcomes.append(_analyse(predictor, name, file.data, cache, key))
+    if progress is not None:
+        progress.empty()
     if len(files) > 1:
         _render_summary(
             [o if isinstance(o, Prediction) else FailedImage(n, o) for n, o in zip(names, outcomes, strict=True)]
@@ -448,10 +455,16 @@ def _render_prediction(prediction: Prediction, options: OverlayOptions, key: str
         _render_downloads(prediction, lambda: to_png_bytes(with_footer(overlay, DISCLAIMER)), key)
         st.caption(_timing_text(prediction))
     _render_quality_checks(prediction)
-    _render_measurements(prediction.measurements, prediction.original_size)
+    if prediction.assessable:
+        _render_measurements(prediction.measurements, prediction.original_size)
+    else:  # an outline on a black frame measures nothing
+        st.markdown("**Lesion measurements**", help=MEASUREMENT_NOTE)
+        st.caption("The image is almost uniform, so nothing is outlined or measured.")
 
 
 def _overlay(prediction: Prediction, options: OverlayOptions):
+    if not prediction.assessable:  # the image as uploaded: an outline or heatmap on it would read as a finding
+        return prediction.image
     return render_overlay(
         prediction.image,
         prediction.work_mask,
@@ -464,13 +477,18 @@ def _overlay(prediction: Prediction, options: OverlayOptions):
 
 
 def _overlay_caption(prediction: Prediction, options: OverlayOptions) -> str:
+    """What the overlay shows, told by shape and brightness rather than colour names alone (colour-blind users)."""
+    if not prediction.assessable:
+        return "The uploaded image (almost uniform: nothing is outlined)."
     parts = []
-    if prediction.lesion_mask is not None and (options.show_contour or options.show_fill):
-        parts.append("green: the lesion as outlined by the segmenter")
+    if prediction.lesion_mask is not None and options.show_contour:
+        parts.append("outline (light line with a dark inner edge): the lesion as the segmenter outlined it")
+    if prediction.lesion_mask is not None and options.show_fill:
+        parts.append("tint: the outlined area")
     if options.show_heatmap and prediction.heatmap is not None:
         parts.append(
-            "heatmap: red where the classifier found the most melanoma evidence in this image, blue the least "
-            "(relative to this image's own peak, whatever its probability)"
+            "heatmap (viridis): brightest, yellow, where the classifier found the most melanoma evidence in this "
+            "image, darkest, purple, the least (relative to this image's own peak, whatever its probability)"
         )
     return ("; ".join(parts) or "the uploaded image").capitalize() + "."
 
@@ -487,21 +505,24 @@ def _render_probability(prediction: Prediction) -> None:
             "Melanoma probability", f"{probability:.{decimals}%}", help="The classifier's output for this image."
         )
     else:  # the number exists (CSV, JSON) but means nothing for an image without structure: not shown as a result
-        left.metric("Melanoma probability", "not assessed", help="The image is almost uniform; see below.")
+        left.metric("Melanoma probability", "—", help="Not assessed: the image is almost uniform (see the box below).")
     right.metric(
         "Decision threshold",
         f"{threshold:.{decimals}%}",
         help="See Model facts in the sidebar for the images it was fitted on and what it trades off.",
     )
-    marker = probability_marker(probability, decimals)
-    sentence = f"{marker} (threshold {threshold:.{decimals}%}) — {prediction.decision_text}."
+    if prediction.assessable:
+        marker = f"{probability_marker(probability, decimals)} (threshold {threshold:.{decimals}%})"
+    else:  # the number is noise for an image without structure: not even in the sentence
+        marker = f"{PROBABILITY_LABEL}: not assessed"
+    sentence = f"{marker} — {prediction.decision_text}."
     if not prediction.assessable:
         st.error(sentence, icon=":material/block:")
     elif prediction.decision:
         st.warning(sentence, icon=":material/visibility:")
     else:
         st.info(sentence, icon=":material/info:")
-    st.caption("A model output from this image alone, not a diagnosis.")
+    st.markdown("*A model output from this image alone, not a diagnosis.*")  # full contrast: a caption is faint
 
 
 def _distinguishing_decimals(probability: float, threshold: float) -> int:
@@ -605,9 +626,16 @@ def _render_summary(outcomes: Sequence[Outcome]) -> None:
     st.dataframe(
         [summary_row(outcome) for outcome in outcomes],
         hide_index=True,
+        placeholder="—",
+        alt="Table of every uploaded image: file, melanoma probability, decision, quality checks and lesion area.",
         column_config={
-            "Melanoma probability": st.column_config.NumberColumn(format="%.1f%%"),
-            "Lesion area": st.column_config.NumberColumn(format="%.1f%%"),
+            "File": st.column_config.TextColumn(width="medium"),
+            "Melanoma probability": st.column_config.NumberColumn(format="%.1f%%", width="small"),
+            "Decision": st.column_config.TextColumn(
+                help="The model's output against its threshold; each image's section below words it in full."
+            ),
+            "Checks": st.column_config.TextColumn(help="Quality checks that fired: reasons to trust the outputs less."),
+            "Lesion area": st.column_config.NumberColumn(format="%.1f%%", width="small"),
         },
     )
     with st.container(horizontal=True):
@@ -630,23 +658,38 @@ def _render_summary(outcomes: Sequence[Outcome]) -> None:
 
 
 def summary_row(outcome: Outcome) -> dict[str, Any]:
-    """One row of the "All images" table; percentages as numbers (0-100) or None, so that the columns sort."""
+    """One row of the "All images" table; percentages as numbers (0-100) or None, so that the columns sort.
+
+    Columns, most needed first (a narrow screen shows the first ones): ``File``, ``Melanoma probability``,
+    ``Decision`` (short; each image's section words it in full), ``Checks``, ``Lesion area``. An image that was
+    not assessed (``blank_image``) shows neither number: they mean nothing for it.
+    """
     if isinstance(outcome, FailedImage):
         return {
             "File": spreadsheet_safe(outcome.name),  # the table's own CSV download opens in spreadsheets too
             "Melanoma probability": None,
-            "Model output": f"not analysed: {outcome.error}",
-            "Lesion area": None,
+            "Decision": f"not analysed: {outcome.error}",
             "Checks": "—",
+            "Lesion area": None,
         }
-    probability, area = outcome.melanoma_probability, outcome.lesion_area_fraction
+    assessable = outcome.assessable
+    probability = outcome.melanoma_probability if assessable else None
+    area = outcome.lesion_area_fraction if assessable else None
     return {
         "File": spreadsheet_safe(outcome.name),
         "Melanoma probability": None if probability is None else round(100 * probability, 3),
-        "Model output": outcome.decision_text,
-        "Lesion area": None if area is None else round(100 * area, 3),
+        "Decision": _short_decision(outcome),
         "Checks": ", ".join(check.code.replace("_", " ") for check in outcome.quality_checks) or "—",
+        "Lesion area": None if area is None else round(100 * area, 3),
     }
+
+
+def _short_decision(prediction: Prediction) -> str:
+    if prediction.decision is None:
+        return "no classifier"
+    if not prediction.assessable:
+        return "not assessed"
+    return "above threshold" if prediction.decision else "below threshold"
 
 
 # --- downloads ----------------------------------------------------------------------------------------------

@@ -146,15 +146,19 @@ OVERLAY_SUFFIX = "_overlay.png"
 
 
 def write_overlay(prediction: Prediction, folder: Path, stem: str) -> Path:
-    """Save the overlay PNG (contour + fill, heatmap when there is no mask) as ``<folder>/<stem>_overlay.png``."""
+    """Save the overlay PNG as ``<folder>/<stem>_overlay.png``: the lesion's outline (no tint, so the structures
+    inside stay visible), the heatmap when there is no mask, the image alone when it was not assessed."""
     from melanoma.inference.overlay import render_overlay, to_png_bytes, with_footer
 
-    overlay = render_overlay(
-        prediction.image,
-        prediction.work_mask,
-        prediction.heatmap,
-        show_heatmap=prediction.work_mask is None and prediction.heatmap is not None,
-    )
+    overlay = prediction.image
+    if prediction.assessable:
+        overlay = render_overlay(
+            prediction.image,
+            prediction.work_mask,
+            prediction.heatmap,
+            show_fill=False,
+            show_heatmap=prediction.work_mask is None and prediction.heatmap is not None,
+        )
     path = folder / f"{stem}{OVERLAY_SUFFIX}"
     path.write_bytes(to_png_bytes(with_footer(overlay, DISCLAIMER)))
     return path

@@ -10,12 +10,25 @@ from PIL import Image, ImageDraw, ImageFont, PngImagePlugin
 from melanoma import DISCLAIMER
 from melanoma.inference.postprocess import as_bool_mask, resize_mask
 
-__all__ = ["contour_thickness", "jet_colormap", "mask_contour", "render_overlay", "to_png_bytes", "with_footer"]
+__all__ = [
+    "contour_thickness",
+    "mask_contour",
+    "render_overlay",
+    "to_png_bytes",
+    "viridis_colormap",
+    "with_footer",
+]
 
 Colour = tuple[int, int, int]
 
 # One contour pixel per this many pixels of the image's longer side: 1 px at 256, 3 px at 1024, 10 px at 4000.
 _PIXELS_PER_CONTOUR_PIXEL = 400
+
+#: The lesion's outline and tint: cyan, far from every skin and pigment hue, for red-green colour-blind eyes too
+#: (green, the former colour, looked like the yellow-brown of skin to them); the outline has a dark inner edge, so it
+#: stands out on pale skin, where a light line alone has little contrast.
+LESION_COLOUR: Colour = (0, 255, 255)
+EDGE_COLOUR: Colour = (0, 0, 0)
 
 
 def render_overlay(
@@ -27,8 +40,9 @@ def render_overlay(
     show_fill: bool = True,
     show_heatmap: bool = False,
     opacity: float = 0.35,
-    contour_color: Colour = (0, 255, 0),
-    fill_color: Colour = (0, 255, 0),
+    contour_color: Colour = LESION_COLOUR,
+    fill_color: Colour = LESION_COLOUR,
+    edge_color: Colour | None = EDGE_COLOUR,
 ) -> np.ndarray:
     """Draw the lesion mask (fill and contour) and optionally a heatmap over an RGB image.
 
@@ -42,10 +56,12 @@ def render_overlay(
             is resized to the image with bilinear interpolation. Drawn only when ``show_heatmap`` is True.
         show_contour: draw the lesion boundary, as an inner band whose thickness scales with the image size.
         show_fill: tint the lesion with ``fill_color``.
-        show_heatmap: blend a jet-coloured ``heatmap`` over the whole image.
+        show_heatmap: blend a viridis-coloured ``heatmap`` over the whole image (perceptually uniform and readable
+            by colour-blind eyes: brightness alone orders it, dark purple = 0 to bright yellow = 1).
         opacity: weight of the fill and heatmap colours, 0 (invisible) .. 1 (opaque).
         contour_color: RGB colour of the contour.
         fill_color: RGB colour of the fill.
+        edge_color: RGB colour of a band as thick as the contour just inside it (None: no band).
 
     Returns:
         HxWx3 uint8 RGB image of the same size as ``image``.
@@ -64,14 +80,18 @@ def render_overlay(
         if heatmap is None:
             raise ValueError("show_heatmap=True needs a heatmap; pass one or set show_heatmap=False")
         levels = _to_uint8(np.clip(resize_mask(heatmap, (width, height)), 0.0, 1.0) * 255.0)
-        canvas = Image.blend(canvas, Image.fromarray(_JET_TABLE[levels]), opacity)
+        canvas = Image.blend(canvas, Image.fromarray(_VIRIDIS_TABLE[levels]), opacity)
     if mask is not None and (show_fill or show_contour):
         lesion = _mask_at_size(mask, (width, height))
         if show_fill:
             tinted = Image.blend(canvas, Image.new("RGB", (width, height), tuple(fill_color)), opacity)
             canvas = Image.composite(tinted, canvas, Image.fromarray(lesion))
         if show_contour:
-            contour = mask_contour(lesion, contour_thickness((width, height)))
+            thickness = contour_thickness((width, height))
+            contour = mask_contour(lesion, thickness)
+            if edge_color is not None:
+                edge = mask_contour(lesion, 2 * thickness) & ~contour
+                canvas.paste(tuple(edge_color), (0, 0, width, height), Image.fromarray(edge))
             canvas.paste(tuple(contour_color), (0, 0, width, height), Image.fromarray(contour))
     return np.array(canvas, dtype=np.uint8)
 
@@ -97,8 +117,26 @@ def mask_contour(mask: np.ndarray, thickness: int = 1) -> np.ndarray:
     return mask & ~_erode(mask, thickness)
 
 
-def jet_colormap(values: np.ndarray) -> np.ndarray:
-    """Map values in [0, 1] to jet-like RGB colours (blue → cyan → yellow → red), float32 in [0, 1].
+#: Polynomial fit of matplotlib's viridis (numpy only at serving time): within 5 of 255 levels of matplotlib's table
+#: (tests/test_overlay.py checks it against matplotlib).
+_VIRIDIS_COEFFICIENTS = np.array(
+    [
+        [0.2777273272234177, 0.005407344544966578, 0.3340998053353061],
+        [0.1050930431085774, 1.404613529898575, 1.384590162594685],
+        [-0.3308618287255563, 0.214847559468213, 0.09509516302823659],
+        [-4.634230498983486, -5.799100973351585, -19.33244095627987],
+        [6.228269936347081, 14.17993336680509, 56.69055260068105],
+        [4.776384997670288, -13.74514537774601, -65.35303263337234],
+        [-5.435455855934631, 4.645852612178535, 26.3124352495832],
+    ]
+)
+
+
+def viridis_colormap(values: np.ndarray) -> np.ndarray:
+    """Map values in [0, 1] to viridis RGB colours (dark purple → blue → green → bright yellow), float32 in [0, 1].
+
+    Viridis is perceptually uniform and its brightness rises steadily, so colour-blind eyes and greyscale prints
+    still read the order; jet, the former map, turns its peak into a dark olive for red-green colour blindness.
 
     Args:
         values: array of any shape; values outside [0, 1] and NaN are clipped (NaN counts as 0).
@@ -106,10 +144,11 @@ def jet_colormap(values: np.ndarray) -> np.ndarray:
     Returns:
         float32 array of shape ``values.shape + (3,)``.
     """
-    values = np.clip(np.nan_to_num(np.asarray(values, dtype=np.float32), nan=0.0), 0.0, 1.0)
-    # Each channel is a trapezoid peaking at a quarter of the range apart, the classic jet construction.
-    centres = np.array([0.75, 0.5, 0.25], dtype=np.float32)
-    return np.clip(1.5 - np.abs(4.0 * values[..., None] - 4.0 * centres), 0.0, 1.0)
+    values = np.clip(np.nan_to_num(np.asarray(values, dtype=np.float64), nan=0.0), 0.0, 1.0)[..., None]
+    colours = np.zeros(values.shape[:-1] + (3,))
+    for coefficients in _VIRIDIS_COEFFICIENTS[::-1]:  # Horner's rule
+        colours = colours * values + coefficients
+    return np.clip(colours, 0.0, 1.0).astype(np.float32)
 
 
 def with_footer(image: np.ndarray, text: str) -> np.ndarray:
@@ -192,7 +231,7 @@ def _to_uint8(values: np.ndarray) -> np.ndarray:
 
 
 # 256 display levels of the colour map: a table lookup instead of per-pixel float arithmetic.
-_JET_TABLE = _to_uint8(jet_colormap(np.linspace(0.0, 1.0, 256)) * 255.0)
+_VIRIDIS_TABLE = _to_uint8(viridis_colormap(np.linspace(0.0, 1.0, 256)) * 255.0)
 
 
 def _mask_at_size(mask: np.ndarray, size: tuple[int, int]) -> np.ndarray:
