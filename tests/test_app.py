@@ -208,12 +208,13 @@ def test_overlay_controls_redraw_without_predicting_again(app_test: AppTest, mon
     monkeypatch.setattr(Predictor, "predict", counting_predict)
     _upload(app_test, [("lesion.jpg", _lesion_jpeg())])
     app_test.toggle(key="show_heatmap").set_value(True)
-    app_test.toggle(key="show_fill").set_value(False)
+    app_test.toggle(key="show_fill").set_value(True)  # off by default
     app_test.slider(key="opacity").set_value(0.8)
     app_test.run()
     assert not app_test.exception
     assert calls == ["lesion.jpg"]
-    assert "heatmap" in _image_captions(app_test)[0].lower()
+    caption = _image_captions(app_test)[0].lower()
+    assert "heatmap" in caption and "tint" in caption and "outline" in caption
     app_test.file_uploader[0].set_value(None)
     app_test.run()
     assert "melanoma_predictions" not in app_test.session_state, "removed files must be forgotten"
