@@ -536,3 +536,19 @@ def test_raw_configs_shown_to_visitors_keep_no_server_paths() -> None:
         "relative": "runs/classification",
         "members": [{"run": "…/lite0"}, 42, None],
     }
+
+
+def test_a_saved_overlay_says_which_image_and_what_the_model_output_was(prediction) -> None:
+    from dataclasses import replace
+
+    from melanoma.inference.batch import overlay_footer
+
+    text = overlay_footer(prediction)
+    probability, threshold = prediction.melanoma_probability, prediction.threshold
+    side = "above" if prediction.decision else "below"
+    assert text == (
+        f"{prediction.name}: melanoma probability {probability:.1%}, {side} the model's threshold {threshold:.1%}. "
+        f"{app.DISCLAIMER}"
+    )
+    no_classifier = replace(prediction, melanoma_probability=None, decision=None, threshold=None)
+    assert overlay_footer(no_classifier).startswith(f"{prediction.name}: no classifier installed. ")

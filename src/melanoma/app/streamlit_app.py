@@ -23,7 +23,7 @@ import streamlit as st
 
 from melanoma import DISCLAIMER
 from melanoma.app import MAX_UPLOAD_MB, PROBABILITY_LABEL, probability_marker
-from melanoma.inference.batch import CSV_COLUMNS, prediction_row, spreadsheet_safe
+from melanoma.inference.batch import CSV_COLUMNS, overlay_footer, prediction_row, spreadsheet_safe
 from melanoma.inference.image_io import ImageLoadError
 from melanoma.inference.measurements import LesionMeasurements
 from melanoma.inference.overlay import render_overlay, to_png_bytes, with_footer
@@ -452,7 +452,7 @@ def _render_prediction(prediction: Prediction, options: OverlayOptions, key: str
     image_column.image(overlay_png, caption=_overlay_caption(prediction, options), width="stretch", output_format="PNG")
     with result_column:
         _render_probability(prediction)
-        _render_downloads(prediction, lambda: to_png_bytes(with_footer(overlay, DISCLAIMER)), key)
+        _render_downloads(prediction, lambda: to_png_bytes(with_footer(overlay, overlay_footer(prediction))), key)
         st.caption(_timing_text(prediction))
     _render_quality_checks(prediction)
     if prediction.assessable:
@@ -596,7 +596,8 @@ def _stage_order(stage: str) -> tuple[int, str]:
 
 
 def _render_downloads(prediction: Prediction, overlay_png: Callable[[], bytes], key: str) -> None:
-    """The image's download buttons; the overlay PNG carries the disclaimer below the image (``with_footer``)."""
+    """The image's download buttons; the overlay PNG carries the image's name, the model's output and the disclaimer
+    below the image (``with_footer``, ``overlay_footer``)."""
     stem = _download_stem(prediction.name)
     buttons: list[tuple[str, Callable[[], bytes | str], str, str]] = [
         ("Overlay PNG", overlay_png, f"{stem}_overlay.png", "image/png"),

@@ -145,6 +145,22 @@ def _decision_code(prediction: Prediction) -> str:
 OVERLAY_SUFFIX = "_overlay.png"
 
 
+def overlay_footer(prediction: Prediction) -> str:
+    """The text under a saved overlay: which image, the model's output against its threshold, the disclaimer; so a
+    PNG passed on alone still says what it shows."""
+    if prediction.melanoma_probability is None:
+        output = "no classifier installed"
+    elif not prediction.assessable:
+        output = "not assessed (an almost uniform image)"
+    else:
+        side = "above" if prediction.decision else "below"
+        output = (
+            f"melanoma probability {prediction.melanoma_probability:.1%}, {side} the model's threshold "
+            f"{prediction.threshold:.1%}"
+        )
+    return f"{prediction.name}: {output}. {DISCLAIMER}"
+
+
 def write_overlay(prediction: Prediction, folder: Path, stem: str) -> Path:
     """Save the overlay PNG as ``<folder>/<stem>_overlay.png``: the lesion's outline (no tint, so the structures
     inside stay visible), the heatmap when there is no mask, the image alone when it was not assessed."""
@@ -160,7 +176,7 @@ def write_overlay(prediction: Prediction, folder: Path, stem: str) -> Path:
             show_heatmap=prediction.work_mask is None and prediction.heatmap is not None,
         )
     path = folder / f"{stem}{OVERLAY_SUFFIX}"
-    path.write_bytes(to_png_bytes(with_footer(overlay, DISCLAIMER)))
+    path.write_bytes(to_png_bytes(with_footer(overlay, overlay_footer(prediction))))
     return path
 
 
