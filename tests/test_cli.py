@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import synthetic_lesion
 from corpus import build_corpus
 from PIL import Image
 
@@ -671,3 +672,22 @@ def test_os_errors_name_the_path_and_a_moved_data_root_names_data_dir(tiny_model
         use_data_dir(moved, None)
     use_data_dir(moved, tmp_path)  # pointed at the new place
     assert moved.data_dir == str(tmp_path)
+
+
+def test_an_overlay_is_never_written_through_a_link_planted_at_its_name(tiny_models_dir, tmp_path):
+    from melanoma.inference.batch import OVERLAY_SUFFIX, write_overlay
+    from melanoma.inference.predictor import Predictor
+
+    prediction = Predictor.from_dir(tiny_models_dir).predict_arrays(
+        [synthetic_lesion(96)[0]], [(96, 96)], ["lesion.png"]
+    )[0]
+    target = tmp_path / "precious.txt"
+    target.write_text("keep me")
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    (shared / f"00001_lesion{OVERLAY_SUFFIX}").symlink_to(target)
+    with pytest.raises(OSError):
+        write_overlay(prediction, shared, "00001_lesion")
+    assert target.read_text() == "keep me"
+    written = write_overlay(prediction, shared, "00002_lesion")  # a plain name is written as before
+    assert Image.open(written).size[0] == 96

@@ -612,6 +612,7 @@ def _render_downloads(prediction: Prediction, overlay_png: Callable[[], bytes], 
                 file_name=file_name,
                 mime=mime,
                 key=f"{key}-{label}",
+                help=f"{label} of {prediction.name}",  # several images: each button says whose file it is
                 on_click="ignore",
                 icon=":material/download:",
             )

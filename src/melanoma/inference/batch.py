@@ -176,7 +176,11 @@ def write_overlay(prediction: Prediction, folder: Path, stem: str) -> Path:
             show_heatmap=prediction.work_mask is None and prediction.heatmap is not None,
         )
     path = folder / f"{stem}{OVERLAY_SUFFIX}"
-    path.write_bytes(to_png_bytes(with_footer(overlay, overlay_footer(prediction))))
+    data = to_png_bytes(with_footer(overlay, overlay_footer(prediction)))
+    # Never through a link planted at that name in a shared folder (it would overwrite the link's target).
+    flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_NOFOLLOW", 0)
+    with os.fdopen(os.open(path, flags, 0o644), "wb") as handle:
+        handle.write(data)
     return path
 
 
