@@ -323,7 +323,8 @@ def segmenter_colour_constancy_section(eval_dir: Path) -> list[str]:
     better, worse = _shift_verdict(gains)
     lines += [
         "The same two fold-0 segmenters on the 150 official validation images, as delivered and under the "
-        f"acquisition shifts (`{fold_shifts['command']}`). {fold_shifts['note']} With colour constancy, mean "
+        f"acquisition shifts ({_command_to(fold_shifts, 'segmentation_cv128_sog_shifts.json')}). "
+        f"{fold_shifts['note']} With colour constancy, mean "
         "Jaccard on "
         + "; ".join(
             f"{fold_shifts['acquisition'][name]['what']}: {g['other_mean']:.4f} against {g['baseline_mean']:.4f}, "
@@ -366,6 +367,14 @@ def segmenter_colour_constancy_section(eval_dir: Path) -> list[str]:
     return lines
 
 
+def _command_to(report: dict, committed: str) -> str:
+    """The report's recorded command in backticks, and where its output now lives when it wrote elsewhere."""
+    command = report["command"]
+    if f"--json models/eval/{committed}" in command:
+        return f"`{command}`"
+    return f"`{command}`; its output is committed as `models/eval/{committed}`"
+
+
 def segmenter_jpeg_section(eval_dir: Path) -> list[str]:
     """``data.jpeg_augmentation`` for the U-Net: a held-out train fold, then those fold models under the shifts."""
     study = _load(eval_dir / "segmentation_cv128_jpeg.json")
@@ -381,7 +390,8 @@ def segmenter_jpeg_section(eval_dir: Path) -> list[str]:
         study, "### JPEG re-compression in training for the segmenter: a held-out train fold (CPU, 128 px)"
     ) + [
         "The same two fold-0 segmenters on the 150 official validation images, as delivered and under the "
-        f"acquisition shifts (`{fold_shifts['command']}`). {fold_shifts['note']} With JPEG re-compression in "
+        f"acquisition shifts ({_command_to(fold_shifts, 'segmentation_cv128_jpeg_shifts.json')}). "
+        f"{fold_shifts['note']} With JPEG re-compression in "
         "training, mean Jaccard on "
         + "; ".join(
             f"{fold_shifts['acquisition'][name]['what']}: {g['other_mean']:.4f} against {g['baseline_mean']:.4f}, "
@@ -804,8 +814,8 @@ def _classifier_rerun_paragraph(eval_dir: Path, shipped: dict) -> list[str]:
     gain = paired["vs_baseline"]
     low, high = gain["ci95"]
     minutes = {}
-    for name, config in (("rerun", rerun), ("shipped", shipped)):
-        minutes[name] = [sum(r["epoch_seconds"] for r in m["training"]["history"]) / 60 for m in _members(config)]
+    for which, config in (("rerun", rerun), ("shipped", shipped)):
+        minutes[which] = [sum(r["epoch_seconds"] for r in m["training"]["history"]) / 60 for m in _members(config)]
     members = [
         f"{m['arch'].removeprefix('tf_efficientnet_')} {m['training']['best_epoch_metrics']['val_auc']:.4f} at epoch "
         f"{int(m['training']['best_epoch'])} (shipped: {s['training']['best_epoch_metrics']['val_auc']:.4f} at "
@@ -841,7 +851,14 @@ def _classifier_rerun_paragraph(eval_dir: Path, shipped: dict) -> list[str]:
         "### The classifier recipe trained again",
         "",
         f"The {name} recipe trained again after `channels_last: true` entered `configs/classification.yaml` (same "
-        f"commands and seed: {commands}; exported by `melanoma export {rerun['ensemble']['members'][0]['run']} "
+        f"commands and seed: {commands}"
+        + (
+            "; `configs/classification.yaml` has since added colour constancy, so append "
+            "`model.colour_constancy=none` to repeat them"
+            if name != "shipped"
+            else ""
+        )
+        + f"; exported by `melanoma export {rerun['ensemble']['members'][0]['run']} "
         f"--ensemble {rerun['ensemble']['members'][1]['run']} --out runs/cls-cl-ens`, its exported config is "
         "`models/eval/classification_rerun_config.json`) trained in "
         f"{' + '.join(f'{m:.1f}' for m in minutes['rerun'])} = {sum(minutes['rerun']):.1f} minutes against "
@@ -1202,7 +1219,8 @@ def jpeg_augmentation_section(eval_dir: Path) -> list[str]:
         "JPEG at a random quality from 30 to 90 before the resize. Tried on the Lite2 member's recipe, held-out "
         f"train fold 0 (400 images, {pooled['melanomas']} melanomas): pooled AUC {pooled['other_auc']:.4f} against "
         f"{pooled['baseline_auc']:.4f}, gain {_gain_text(pooled)}, {pooled['decision']} (study below). The same two "
-        f"fold models on the 150 validation images (`{fold_shifts['command']}`). {fold_shifts['note']} AUC with it: "
+        f"fold models on the 150 validation images ({_command_to(fold_shifts, 'classification_cv_jpeg_shifts.json')}). "
+        f"{fold_shifts['note']} AUC with it: "
         + "; ".join(
             f"{fold_shifts['acquisition'][name]['what']}: {g['other_auc']:.4f} against {g['baseline_auc']:.4f}, "
             f"gain {_gain_text(g)}"

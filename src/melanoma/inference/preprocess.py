@@ -25,8 +25,10 @@ def resize_rgb(
 
     ``squash`` ignores the aspect ratio, as the ISIC 2017 data in ``../shared`` was prepared (and so trained on).
     ``prepared_size``: the side of the prepared training images; any other image is first squashed to it with
-    Pillow's (antialiased) bilinear filter, as the data preparation did, so that a 12-megapixel upload reaches the
-    model through the same two steps as the training images. ``resize_filter`` then takes it to ``size``:
+    Pillow's (antialiased) bilinear filter, so that a 12-megapixel upload reaches the model through the same two
+    steps as the training images. (The ISIC files were prepared with Pillow's bicubic filter and saved at JPEG
+    quality 75; from the original photos, the bilinear squash lands closer to those files than bicubic without the
+    JPEG step: tests/test_data_prepare.py.) ``resize_filter`` then takes it to ``size``:
     ``"linear"`` is bilinear interpolation without antialiasing, pixel centres aligned (OpenCV's INTER_LINEAR,
     which the training pipeline's albumentations Resize uses); ``"pil-bilinear"`` is Pillow's bilinear filter
     (models exported before the filter was recorded).
