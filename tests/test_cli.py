@@ -691,3 +691,21 @@ def test_an_overlay_is_never_written_through_a_link_planted_at_its_name(tiny_mod
     assert target.read_text() == "keep me"
     written = write_overlay(prediction, shared, "00002_lesion")  # a plain name is written as before
     assert Image.open(written).size[0] == 96
+
+
+def test_evaluate_segmentation_leaves_an_almost_uniform_image_out_and_lists_it(
+    tiny_models_dir, shared_synthetic_isic_dir, tmp_path
+):
+    import shutil
+
+    from melanoma.inference.evaluate import evaluate_segmentation
+    from melanoma.inference.predictor import Predictor
+
+    images, masks = tmp_path / "images", tmp_path / "masks"
+    shutil.copytree(shared_synthetic_isic_dir / "images" / "val", images)
+    shutil.copytree(shared_synthetic_isic_dir / "masks" / "val", masks)
+    Image.new("RGB", (64, 64)).save(images / "blank.png")
+    Image.new("L", (64, 64)).save(masks / "blank_segmentation.png")
+    scores = evaluate_segmentation(Predictor.from_dir(tiny_models_dir), images, masks, bootstrap=10)
+    assert scores["not_assessed"] == ["blank"] and "blank" not in scores["per_image"]
+    assert scores["n"] == len(scores["per_image"]) == 4

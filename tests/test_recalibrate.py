@@ -119,3 +119,36 @@ def test_a_site_the_classifier_ranks_clearly_worse_gets_a_warning():
     assert ranking_warning({"auc": 0.85, "ci95": {"auc": [0.75, 0.93]}}, reference) is None  # within noise of it
     assert ranking_warning({"auc": 0.70}, reference) is None  # no interval: no claim
     assert ranking_warning({"auc": 0.70, "ci95": {"auc": [0.6, 0.8]}}, {}) is None  # nothing to compare with
+
+
+def test_a_site_ranked_at_chance_is_warned_and_the_warning_travels_with_the_folder(
+    tiny_models_dir, tmp_path, monkeypatch
+):
+    from melanoma.inference import recalibrate
+    from melanoma.inference.recalibrate import chance_warning
+
+    assert chance_warning({"auc": 0.55, "ci95": {"auc": [0.41, 0.69]}}).startswith(
+        "on these images the classifier does not rank melanomas above other lesions beyond chance (AUC 0.550, "
+        "95% CI from 0.410)"
+    )
+    assert chance_warning({"auc": 0.8, "ci95": {"auc": [0.65, 0.9]}}) is None
+    assert chance_warning({"auc": 0.8}) is None
+
+    # Whatever the tiny model scores on this site, make the site look like chance and see where the warning goes.
+    monkeypatch.setattr(recalibrate, "chance_warning", lambda site: "ranked at chance here.")
+    images, labels = _site(tmp_path)
+    out = tmp_path / "site_models"
+    summary = recalibrate_threshold(tiny_models_dir, images, labels, out, bootstrap=20)
+    assert summary["warning"].startswith("ranked at chance here.")
+    config = json.loads((out / "classification.json").read_text())
+    assert config["validation"]["warning"] == summary["warning"]
+    assert f"classification.json in {out}: {summary['warning']}" in Predictor.from_dir(out).warnings
+
+
+def test_an_almost_uniform_image_is_left_out_of_the_scores_and_listed(tiny_models_dir, tmp_path):
+    images, labels = _site(tmp_path)
+    Image.new("RGB", (96, 96), (128, 128, 128)).save(images / "blank.jpg")
+    labels.write_text(labels.read_text() + "blank,0\n")
+    scores = evaluate_classification(Predictor.from_dir(tiny_models_dir), images, labels, bootstrap=0)
+    assert scores["not_assessed"] == ["blank"] and "blank" not in scores["per_image"]
+    assert scores["n"] == len(scores["per_image"]) == 26

@@ -4,6 +4,9 @@ Segmentation: each predicted mask is produced at its image's original size and c
 mask, which must have the image's size (as shown, after EXIF orientation), with the official ISIC 2017 metrics.
 Classification: AUC, average precision, and sensitivity / specificity / balanced accuracy at the model's
 shipped threshold, with stratified bootstrap 95% intervals.
+
+An almost uniform image (quality check ``blank_image``), which the Predictor reports as not assessed, is left out
+of both scores and listed under ``not_assessed``.
 """
 
 from __future__ import annotations
@@ -54,7 +57,12 @@ def evaluate_segmentation(
     sizes = set()
     failures: dict[str, list[str]] = {"under": [], "over": [], "other": []}
     checks: list[set[str]] = []
+    scored, not_assessed = [], []
     for sample, prediction in _predictions(predictor, samples, batch_size):
+        if not prediction.assessable:  # an almost uniform image: served as "not assessed", so not scored either
+            not_assessed.append(sample.image_id)
+            continue
+        scored.append(sample)
         checks.append({check.code for check in prediction.quality_checks})
         target = read_mask(sample.mask_path)
         predicted = prediction.lesion_mask
@@ -64,13 +72,16 @@ def evaluate_segmentation(
         kind = segmentation_failure(predicted, target)
         if kind:
             failures[kind].append(sample.image_id)
+    if not scored:
+        raise DataError(f"no image in {images_dir} could be assessed: all {len(not_assessed)} are almost uniform")
     scores = meter.compute()
     per_image = scores.pop("per_image_jaccard")
     flagged = {code: [code in fired for fired in checks] for code in QUALITY_CHECKS}
     return {
         **{k: (round(v, 4) if isinstance(v, float) else v) for k, v in scores.items()},
         "ci95": {k: [round(x, 4) for x in v] for k, v in meter.bootstrap_ci(bootstrap).items()},
-        "per_image": dict(zip([s.image_id for s in samples], [round(j, 4) for j in per_image], strict=True)),
+        "per_image": dict(zip([s.image_id for s in scored], [round(j, 4) for j in per_image], strict=True)),
+        "not_assessed": not_assessed,
         "threshold": predictor.segmenter.config["threshold"],
         "postprocess": predictor.segmenter.config.get("postprocess", {}),
         "images_dir": str(images_dir),
@@ -151,11 +162,15 @@ def evaluate_classification(
     # Rows of images not in the folder (the full ISIC CSV for a subset) are skipped: said in the report.
     unscored_rows = len(read_labels_csv(Path(labels_csv))) - len(samples)
     check_classification_inputs([s.melanoma for s in samples], [0.5] * len(samples))  # both classes, before scoring
-    truth, probabilities, per_image = [], [], {}
+    truth, probabilities, per_image, not_assessed = [], [], {}, []
     for sample, prediction in _predictions(predictor, samples, batch_size):
+        if not prediction.assessable:  # an almost uniform image: served as "not assessed", so not scored either
+            not_assessed.append(sample.image_id)
+            continue
         truth.append(sample.melanoma)
         probabilities.append(prediction.melanoma_probability)
         per_image[sample.image_id] = {"melanoma": int(sample.melanoma), "probability": prediction.melanoma_probability}
+    check_classification_inputs(truth, probabilities)  # both classes still, without the images not assessed
     threshold = predictor.threshold
     scores = classification_scores(np.asarray(truth), np.asarray(probabilities), threshold, bootstrap=bootstrap)
     if plots_dir is not None:
@@ -174,6 +189,7 @@ def evaluate_classification(
         "images_dir": str(images_dir),
         "labels_csv": str(labels_csv),
         "labels_without_image": unscored_rows,
+        "not_assessed": not_assessed,
         "models_dir": str(predictor.models_dir),
         "per_image": per_image,
     }

@@ -103,7 +103,14 @@ def recalibrate_threshold(
         "from_models": str(source.resolve()),
         "previous_threshold_here": _operating_point(shipped),
     }
-    previous = _write_config(out_dir / TASK_CONFIGS["classification"], fitted["threshold"], refitted, provenance)
+    config_path = out_dir / TASK_CONFIGS["classification"]
+    reference = json.loads(config_path.read_text()).get("validation", {})
+    warnings = [w for w in (chance_warning(refitted), ranking_warning(refitted, reference)) if w]
+    warning = " ".join(warnings) or None
+    # Kept in the served config too: predict and the app repeat a config's validation warning wherever it serves.
+    _write_config(
+        config_path, fitted["threshold"], {**refitted, **({"warning": warning} if warning else {})}, provenance
+    )
     summary = {
         "out_dir": str(out_dir),
         "n": refitted["n"],
@@ -112,7 +119,6 @@ def recalibrate_threshold(
         "shipped_threshold": _operating_point(shipped),
         "refitted_threshold": {**_operating_point(refitted), "cross_fitted": refitted["cross_fitted"]},
     }
-    warning = ranking_warning(refitted, previous["validation"])
     return {**summary, "warning": warning} if warning else summary
 
 
@@ -130,6 +136,18 @@ def _write_config(path: Path, threshold: float, scores: dict[str, Any], provenan
     config.pop("calibrated", None)  # the threshold is fitted now, whatever the export skipped
     path.write_text(json.dumps(config, indent=2) + "\n")
     return previous
+
+
+def chance_warning(site: dict[str, Any]) -> str | None:
+    """A sentence when the site's AUC interval reaches 0.5: no evidence the classifier ranks these images at all, so
+    any threshold fitted on them is arbitrary."""
+    low = site.get("ci95", {}).get("auc", [None, None])[0]
+    if low is None or low > 0.5:
+        return None
+    return (
+        f"on these images the classifier does not rank melanomas above other lesions beyond chance (AUC "
+        f"{site['auc']:.3f}, 95% CI from {low:.3f}): a threshold fitted here is arbitrary; do not serve it."
+    )
 
 
 def ranking_warning(site: dict[str, Any], reference: dict[str, Any]) -> str | None:
