@@ -551,3 +551,35 @@ def test_an_isic_layout_without_labels_points_at_its_labels_files(shared_synthet
     unlabelled = [Sample("ISIC_0000001", Path("ISIC_0000001.jpg"))]
     with pytest.raises(ValueError, match="labels/ISIC-2017_Training_Part3_GroundTruth.csv"):
         check_task_data(config, unlabelled)
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("Image_ID,Melanoma\nISIC_1,1\nISIC_2,0\n", {"ISIC_1": 1, "ISIC_2": 0}),  # header case
+        ("image_id;melanoma;note\nISIC_1;1;x\nISIC_2;0;y\n", {"ISIC_1": 1, "ISIC_2": 0}),  # European Excel
+        ("image_id,melanoma\r\nISIC_1,1\r\n,\r\n,,\r\n", {"ISIC_1": 1}),  # empty trailing rows
+        ("\ufeffimage_id;melanoma\r\nISIC_1;0\r\n", {"ISIC_1": 0}),  # byte-order mark and semicolons
+    ],
+)
+def test_labels_csv_with_other_separators_cases_and_empty_rows(tmp_path, text, expected):
+    from melanoma.data.samples import read_labels_csv
+
+    path = tmp_path / "labels.csv"
+    path.write_bytes(text.encode("utf-8"))
+    assert read_labels_csv(path) == expected
+
+
+def test_images_in_subfolders_beside_images_stop_the_read_instead_of_dropping_out(tmp_path):
+    images = tmp_path / "images"
+    (images / "more").mkdir(parents=True)
+    (images / ".cache").mkdir()
+    (images / "overlays").mkdir()
+    for path in (images / "a.jpg", images / "more" / "b.jpg", images / ".cache" / "c.jpg"):
+        Image.fromarray(synthetic_lesion(32)[0]).save(path)
+    Image.fromarray(synthetic_lesion(32)[0]).save(images / "overlays" / "00001_a_overlay.png")
+    Image.fromarray(synthetic_lesion(32)[1].astype(np.uint8) * 255).save(images / "more" / "b_segmentation.png")
+    with pytest.raises(DataError, match=r"has 1 images of its own and 1 more in subfolders \(more/b.jpg\)"):
+        read_image_folder(images)
+    (images / "more" / "b.jpg").unlink()  # left: a hidden folder, an overlay and a mask, which are not images
+    assert [s.image_id for s in read_image_folder(images)] == ["a"]

@@ -90,6 +90,12 @@ def test_calibrate_command_prints_the_summary_and_writes_the_models(tiny_models_
     assert f"melanoma app --models {out}" in captured.err and "not a medical device" in captured.err
     assert main([*argv, "--out", str(out)]) == 2  # the folder is taken now: an error, not a traceback
     assert "already exists and is not empty" in capsys.readouterr().err
+    # predict on the re-fitted folder says why its threshold column differs from the shipped one
+    image = next(images.glob("*.jpg"))
+    assert main(["predict", str(image), "--models", str(out), "--out", str(tmp_path / "p.csv")]) == 0
+    threshold = json.loads((out / "classification.json").read_text())["threshold"]
+    note = f"note: the classifier's threshold {threshold:.4f} was re-fitted with `melanoma calibrate` on 26 site images"
+    assert note in capsys.readouterr().err
 
 
 @pytest.mark.data

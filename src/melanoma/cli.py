@@ -214,6 +214,15 @@ def _predict(args: argparse.Namespace) -> int:
     predictor = Predictor.from_dir(args.models, threads=threads_per_worker(workers))
     for warning in predictor.warnings:
         print(f"warning: {warning}", file=sys.stderr)
+    site = predictor.classifier.config.get("recalibration") if predictor.classifier is not None else None
+    if site:  # the CSV's threshold column then differs from the shipped one: say why
+        validation, before = predictor.classifier.config.get("validation", {}), site.get("previous", {})
+        print(
+            f"note: the classifier's threshold {predictor.threshold:.4f} was re-fitted with `melanoma calibrate` on "
+            f"{validation.get('n', '?')} site images ({str(site.get('date', '?'))[:10]}); it was "
+            f"{before.get('threshold', float('nan')):.4f} before",
+            file=sys.stderr,
+        )
     paths = expand_paths(args.paths, warn=lambda message: print(f"warning: {message}", file=sys.stderr))
     if not paths:
         raise SystemExit("error: no image files found in the given paths")

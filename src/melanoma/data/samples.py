@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import csv
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".bmp", ".tif", ".tiff", ".webp", ".gif")
 MASK_SUFFIX = "_segmentation.png"
 # Files the ISIC archives keep beside the images that are not lesion photos: masks and superpixel maps.
 COMPANION_SUFFIXES = (MASK_SUFFIX, "_superpixels.png")
@@ -49,25 +50,57 @@ def is_companion(path: Path) -> bool:
 
 
 def list_images(folder: Path) -> list[Path]:
-    """All image files directly in ``folder`` (sorted, hidden files left out), or a DataError when there are none."""
+    """All image files directly in ``folder`` (sorted, hidden files left out), or a DataError when there are none.
+
+    The folder is read flat (an image's id is its file stem). Images in its subfolders are not read, so they stop it
+    with a DataError rather than drop out of a training set, an evaluation or a calibration unseen (masks and
+    superpixel maps kept beside the images, and ``melanoma predict``'s ``*_overlay.png`` output, do not count).
+    """
     if not folder.is_dir():
         raise DataError(f"image folder {folder} does not exist; pass the folder that holds the images")
-    paths = sorted(
-        p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES and not is_hidden(p)
-    )
+    paths = sorted(p for p in folder.iterdir() if p.is_file() and _is_image_name(p) and not is_hidden(p))
     if not paths:
         nested = [p.name for p in sorted(folder.iterdir()) if p.is_dir() and not is_hidden(p)][:3]
         inside = f"; it holds only folders ({', '.join(nested)}): put the images directly in {folder}" if nested else ""
         raise DataError(f"image folder {folder} is empty: expected files ending in {', '.join(IMAGE_SUFFIXES)}{inside}")
+    nested_images = _images_in_subfolders(folder)
+    if nested_images:
+        shown = ", ".join(str(p.relative_to(folder)) for p in nested_images[:3])
+        raise DataError(
+            f"image folder {folder} has {len(paths)} images of its own and {len(nested_images)} more in subfolders "
+            f"({shown}{', ...' if len(nested_images) > 3 else ''}), which are not read: move them into {folder}, "
+            "or out of it"
+        )
     return paths
+
+
+def _is_image_name(path: Path) -> bool:
+    return path.suffix.lower() in IMAGE_SUFFIXES
+
+
+def _images_in_subfolders(folder: Path) -> list[Path]:
+    """Lesion images below ``folder``'s subfolders (not following links; hidden ones, companions and overlays left
+    out), sorted."""
+    found = []
+    for root, directories, files in os.walk(folder):
+        directories[:] = sorted(d for d in directories if not is_hidden(Path(root, d), folder))
+        if Path(root) == folder:
+            continue
+        for name in files:
+            path = Path(root, name)
+            skipped = is_hidden(path, folder) or is_companion(path) or name.lower().endswith("_overlay.png")
+            if _is_image_name(path) and not skipped:
+                found.append(path)
+    return sorted(found)
 
 
 def read_labels_csv(path: Path) -> dict[str, int]:
     """Read ``image_id,melanoma`` rows into a dict; other columns are ignored.
 
-    As spreadsheets save them: a UTF-8 byte-order mark before the header is skipped, spaces around column names
-    are ignored, and an ``image_id`` given as a file name (``ISIC_0000000.jpg``) counts by its stem. An image listed
-    twice must have the same label both times.
+    As spreadsheets save them: a UTF-8 byte-order mark before the header is skipped, column names are matched
+    without regard to spaces around them or to case, a header separated by semicolons (a European locale's CSV)
+    is read with that separator, empty rows are skipped, and an ``image_id`` given as a file name
+    (``ISIC_0000000.jpg``) counts by its stem. An image listed twice must have the same label both times.
 
     Raises:
         DataError: when the file is missing, lacks a column, a label is not 0/1, or an image has two labels.
@@ -85,9 +118,13 @@ def read_labels_csv(path: Path) -> dict[str, int]:
 
 def _read_labels(path: Path) -> dict[str, int]:
     with path.open(newline="", encoding="utf-8-sig") as handle:
-        reader = csv.DictReader(handle)
-        # Column names as typed: "image_id, melanoma" (a space after the comma) names the same columns.
-        reader.fieldnames = columns = [name.strip() for name in reader.fieldnames or []]
+        header = handle.readline()
+        handle.seek(0)  # the utf-8-sig decoder skips a byte-order mark again
+        # A spreadsheet set to a European locale saves "image_id;melanoma": read it as it was meant.
+        delimiter = ";" if ";" in header and "," not in header else ","
+        reader = csv.DictReader(handle, delimiter=delimiter)
+        # Column names as typed: "image_id, melanoma" (a space after the comma) or "Image_ID" name the same columns.
+        reader.fieldnames = columns = [name.strip().lower() for name in reader.fieldnames or []]
         missing = [c for c in ("image_id", "melanoma") if c not in columns]
         if missing:
             raise DataError(
@@ -96,6 +133,8 @@ def _read_labels(path: Path) -> dict[str, int]:
             )
         labels: dict[str, int] = {}
         for line, row in enumerate(reader, start=2):
+            if not any((value or "").strip() for value in row.values() if isinstance(value, str)):
+                continue  # an empty row (",,"), as spreadsheets leave at the end
             raw = (row["melanoma"] or "").strip()
             try:
                 value = float(raw)

@@ -14,11 +14,11 @@ from typing import Any, TextIO
 from tqdm import tqdm
 
 from melanoma import DISCLAIMER
-from melanoma.data.samples import is_companion, is_hidden
+from melanoma.data.samples import IMAGE_SUFFIXES, is_companion, is_hidden
 from melanoma.inference.image_io import ImageLoadError
 from melanoma.inference.predictor import Prediction, Predictor
 
-PREDICT_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".gif")
+PREDICT_SUFFIXES = IMAGE_SUFFIXES  # the same files as training, evaluate and calibrate read
 CSV_COLUMNS = (
     "image",
     "melanoma_probability",
