@@ -88,6 +88,7 @@ def test_calibrate_command_prints_the_summary_and_writes_the_models(tiny_models_
     assert summary == json.loads(report.read_text()) and summary["out_dir"] == str(out)
     assert {"shipped_threshold", "refitted_threshold", "auc"} <= set(summary)
     assert f"melanoma app --models {out}" in captured.err and "not a medical device" in captured.err
+    assert f"advice: {summary['advice']}." in captured.err
     assert main([*argv, "--out", str(out)]) == 2  # the folder is taken now: an error, not a traceback
     assert "already exists and is not empty" in capsys.readouterr().err
     # predict on the re-fitted folder says why its threshold column differs from the shipped one
@@ -158,3 +159,13 @@ def test_an_almost_uniform_image_is_left_out_of_the_scores_and_listed(tiny_model
     scores = evaluate_classification(Predictor.from_dir(tiny_models_dir), images, labels, bootstrap=0)
     assert scores["not_assessed"] == ["blank"] and "blank" not in scores["per_image"]
     assert scores["n"] == len(scores["per_image"]) == 26
+
+
+def test_the_advice_compares_the_refit_on_unseen_images_with_the_current_threshold():
+    from melanoma.inference.recalibrate import threshold_advice
+
+    better = threshold_advice({"balanced_accuracy": 0.70}, {"balanced_accuracy": 0.78})
+    assert better.startswith("serve the re-fitted threshold") and "0.780 (cross-fitted) against 0.700" in better
+    worse = threshold_advice({"balanced_accuracy": 0.776}, {"balanced_accuracy": 0.748})
+    assert worse.startswith("keep the current threshold") and "0.748" in worse and "0.776" in worse
+    assert threshold_advice({"balanced_accuracy": 0.7}, {"skipped": "too few"}).startswith("no comparison")

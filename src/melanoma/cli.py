@@ -163,6 +163,7 @@ def _calibrate(args: argparse.Namespace) -> int:
     emit_json(summary, args.json)
     if "warning" in summary:
         print(f"warning: {summary['warning']}", file=sys.stderr)
+    print(f"advice: {summary['advice']}.", file=sys.stderr)
     print(
         f"models with the re-fitted threshold written to {args.out}: serve them with `melanoma app --models "
         f"{args.out}` or `melanoma predict --models {args.out} ...`. {DISCLAIMER}",

@@ -119,7 +119,28 @@ def recalibrate_threshold(
         "shipped_threshold": _operating_point(shipped),
         "refitted_threshold": {**_operating_point(refitted), "cross_fitted": refitted["cross_fitted"]},
     }
+    summary["advice"] = threshold_advice(summary["shipped_threshold"], refitted["cross_fitted"])
     return {**summary, "warning": warning} if warning else summary
+
+
+def threshold_advice(current: dict[str, Any], cross_fitted: dict[str, Any]) -> str:
+    """Whether the re-fitted threshold can be expected to do better on this site than the current one.
+
+    The current threshold was fitted on other images, so its balanced accuracy here is a fair estimate; the re-fitted
+    one's in-sample figures are flattered by the fit, its cross-fitted ones are not: those two are compared."""
+    now, refit = current.get("balanced_accuracy"), cross_fitted.get("balanced_accuracy")
+    if now is None or refit is None:
+        return "no comparison: too few images of a class for the cross-fitted estimate"
+    if refit > now:
+        return (
+            f"serve the re-fitted threshold: on images it was not fitted on it reaches a balanced accuracy of "
+            f"{refit:.3f} (cross-fitted) against {now:.3f} for the current threshold on these images"
+        )
+    return (
+        f"keep the current threshold: re-fitted, it reaches a balanced accuracy of {refit:.3f} on images it was not "
+        f"fitted on (cross-fitted) against {now:.3f} for the current one on these images; more labelled images "
+        "would tell them apart better"
+    )
 
 
 def _write_config(path: Path, threshold: float, scores: dict[str, Any], provenance: dict[str, Any]) -> dict:
