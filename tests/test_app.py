@@ -552,3 +552,11 @@ def test_a_saved_overlay_says_which_image_and_what_the_model_output_was(predicti
     )
     no_classifier = replace(prediction, melanoma_probability=None, decision=None, threshold=None)
     assert overlay_footer(no_classifier).startswith(f"{prediction.name}: no classifier installed. ")
+
+
+def test_a_degenerate_interval_is_not_shown_as_certainty() -> None:
+    metrics = {"sensitivity": 1.0, "specificity": 0.4, "ci95": {"sensitivity": [1.0, 1.0], "specificity": [0.3, 0.5]}}
+    assert app._with_interval(metrics, "sensitivity", "{:.0%}") == (
+        "100% (every one of these images; resampling gives no interval, more images would)"
+    )
+    assert app._with_interval(metrics, "specificity", "{:.0%}") == "40% (95% CI 30%–50%)"

@@ -314,7 +314,11 @@ def _count(images: Any, melanomas: Any, kind: str = "") -> str:
 def _with_interval(metrics: dict[str, Any], name: str, number_format: str) -> str:
     text = number_format.format(metrics[name])
     interval = metrics.get("ci95", {}).get(name)
-    if interval:
+    if interval and interval[0] == interval[1] and name in ("sensitivity", "specificity"):
+        # Every image of the class on one side of the threshold: resampling them cannot move it, which says nothing
+        # about new images (12 of 12 is still compatible with a true rate near 74%).
+        text += " (every one of these images; resampling gives no interval, more images would)"
+    elif interval:
         low, high = (number_format.format(value) for value in interval)
         text += f" (95% CI {low}–{high})"
     return text
