@@ -64,6 +64,8 @@ def test_threshold_is_refitted_on_the_sites_images_and_the_networks_copied(tiny_
     line = app._threshold_line(config)
     assert "re-fitted for this site with `melanoma calibrate` on 26 images (12 melanoma) from site_images" in line
     assert f"it was {original['threshold']:.1%} before" in line
+    assert "- **Site images** on 26 images (12 melanoma): AUC" in app._classifier_facts(config)
+    assert "- **Validation** on" in app._classifier_facts(original)
 
 
 def test_too_few_images_of_a_class_or_an_occupied_folder_are_clear_errors(tiny_models_dir, tmp_path, monkeypatch):

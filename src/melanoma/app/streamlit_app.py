@@ -208,8 +208,9 @@ def _classifier_facts(config: dict[str, Any]) -> str:
     validation = config.get("validation", {})
     lines = [_model_line(config), _training_data_line(config)]
     if "auc" in validation:
+        measured_on = "Site images" if config.get("recalibration") else "Validation"  # melanoma calibrate's
         lines.append(
-            f"- **Validation** on {_count(validation.get('n'), validation.get('n_positive'))}: "
+            f"- **{measured_on}** on {_count(validation.get('n'), validation.get('n_positive'))}: "
             f"AUC {_with_interval(validation, 'auc', '{:.3f}')}, "
             f"average precision {_with_interval(validation, 'average_precision', '{:.3f}')}"
         )
