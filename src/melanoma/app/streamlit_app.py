@@ -457,9 +457,9 @@ def _render_prediction(prediction: Prediction, options: OverlayOptions, key: str
     image_column.image(overlay_png, caption=_overlay_caption(prediction, options), width="stretch", output_format="PNG")
     with result_column:
         _render_probability(prediction)
+        _render_quality_checks(prediction)  # beside the number they qualify, not below the fold on a phone
         _render_downloads(prediction, lambda: to_png_bytes(with_footer(overlay, overlay_footer(prediction))), key)
         st.caption(_timing_text(prediction))
-    _render_quality_checks(prediction)
     if prediction.assessable:
         _render_measurements(prediction.measurements, prediction.original_size)
     else:  # an outline on a black frame measures nothing
