@@ -172,7 +172,8 @@ def build_synthetic_isic(base: Path) -> Path:
             Image.fromarray(image).save(root / "images" / split / f"{image_id}.jpg", quality=95)
             if split != "test":
                 Image.fromarray(mask).save(root / "masks" / split / f"{image_id}_segmentation.png")
-                rows.append(f"{image_id},{int(i < positives)}.0,0.0")
+                # the last (non-melanoma) image of a split is a seborrheic keratosis: model.keratosis_aux needs one
+                rows.append(f"{image_id},{int(i < positives)}.0,{int(i == count - 1)}.0")
         if split in label_files:
             (root / "labels" / label_files[split]).write_text("\n".join(rows) + "\n")
     return root

@@ -77,6 +77,10 @@ class ModelConfig:
     # "shades_of_gray": per-image Shades-of-Gray colour constancy in front of the network's stem (part of the model
     # and of its exported ONNX graph): a colour cast or exposure change of another camera or light is divided out.
     colour_constancy: Literal["none", "shades_of_gray"] = "none"
+    # classification only: true adds a second logit trained on seborrheic keratosis (ISIC 2017's other label, the
+    # benign lesion most often taken for a melanoma) beside the melanoma logit, as multi-task training; the export
+    # keeps the melanoma logit only, so the served model is unchanged in form. Needs the seborrheic_keratosis column.
+    keratosis_aux: bool = False
 
 
 @dataclass

@@ -25,6 +25,7 @@ from melanoma.data.samples import (
     list_images,
     mask_path_for,
     read_labels_csv,
+    read_optional_labels,
 )
 
 # Image modes PIL converts to RGB without losing meaning; 16-bit and float images need the user's attention.
@@ -66,6 +67,7 @@ def read_image_folder(
     if masks_dir is not None and not masks_dir.is_dir():
         raise DataError(f"masks folder {masks_dir} does not exist; pass the folder that holds *{MASK_SUFFIX}")
     labels = read_labels_csv(labels_csv) if labels_csv is not None else None
+    keratosis = read_optional_labels(labels_csv, "seborrheic_keratosis")
     if labels is not None:
         _check_label_coverage(image_paths, labels, labels_csv, ignore_rows_without_image)
     samples = []
@@ -73,7 +75,8 @@ def read_image_folder(
         image_id = image_path.stem
         mask_path = _find_mask(masks_dir, image_path, require_masks)
         melanoma = labels[image_id] if labels is not None else None
-        samples.append(Sample(image_id, image_path, mask_path, melanoma))
+        sk = keratosis.get(image_id) if keratosis is not None else None
+        samples.append(Sample(image_id, image_path, mask_path, melanoma, sk))
     return samples
 
 

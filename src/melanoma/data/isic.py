@@ -13,7 +13,14 @@ import os
 from pathlib import Path
 from typing import Literal
 
-from melanoma.data.samples import DataError, Sample, list_images, mask_path_for, read_labels_csv
+from melanoma.data.samples import (
+    DataError,
+    Sample,
+    list_images,
+    mask_path_for,
+    read_labels_csv,
+    read_optional_labels,
+)
 
 DEFAULT_DATA_DIR = "../shared/data/isic2017"
 DATA_ENV_VAR = "MELANOMA_DATA"
@@ -52,6 +59,7 @@ def read_isic2017(data_dir: str | Path | None, split: Split) -> list[Sample]:
     masks_dir = root / "masks" / split
     labels_path = root / "labels" / LABEL_FILES[split]
     labels = read_labels_csv(labels_path) if labels_path.is_file() else None
+    keratosis = read_optional_labels(labels_path, "seborrheic_keratosis")
     samples = []
     for image_path in images:
         image_id = image_path.stem
@@ -65,5 +73,6 @@ def read_isic2017(data_dir: str | Path | None, split: Split) -> list[Sample]:
             if image_id not in labels:
                 raise DataError(f"image {image_path} has no row in {labels_path}")
             melanoma = labels[image_id]
-        samples.append(Sample(image_id, image_path, mask_path, melanoma))
+        sk = keratosis.get(image_id) if keratosis is not None else None
+        samples.append(Sample(image_id, image_path, mask_path, melanoma, sk))
     return samples

@@ -29,12 +29,15 @@ class Sample:
         image_path: path to the image file.
         mask_path: path to its binary lesion mask (``<stem>_segmentation.png``), or None.
         melanoma: 1 for melanoma, 0 for not melanoma, None when the label is unknown.
+        keratosis: 1 for seborrheic keratosis, 0 for not, None when unknown (ISIC 2017's second label; only
+            ``model.keratosis_aux`` training reads it).
     """
 
     image_id: str
     image_path: Path
     mask_path: Path | None = None
     melanoma: int | None = None
+    keratosis: int | None = None
 
 
 def is_hidden(path: Path, root: Path | None = None) -> bool:
@@ -94,8 +97,9 @@ def _images_in_subfolders(folder: Path) -> list[Path]:
     return sorted(found)
 
 
-def read_labels_csv(path: Path) -> dict[str, int]:
-    """Read ``image_id,melanoma`` rows into a dict; other columns are ignored.
+def read_labels_csv(path: Path, column: str = "melanoma") -> dict[str, int]:
+    """Read ``image_id,melanoma`` rows into a dict; other columns are ignored (``column`` reads another 0/1 label,
+    e.g. ISIC 2017's ``seborrheic_keratosis``).
 
     As spreadsheets save them: a UTF-8 byte-order mark before the header is skipped, column names are matched
     without regard to spaces around them or to case, a header separated by semicolons (a European locale's CSV)
@@ -108,7 +112,7 @@ def read_labels_csv(path: Path) -> dict[str, int]:
     if not path.is_file():
         raise DataError(f"labels CSV {path} does not exist")
     try:
-        return _read_labels(path)
+        return _read_labels(path, column)
     except UnicodeDecodeError as error:
         raise DataError(
             f"labels CSV {path} is not UTF-8 text ({error.reason} at byte {error.start}): save it as 'CSV UTF-8' "
@@ -116,7 +120,19 @@ def read_labels_csv(path: Path) -> dict[str, int]:
         ) from error
 
 
-def _read_labels(path: Path) -> dict[str, int]:
+def read_optional_labels(path: Path | None, column: str) -> dict[str, int] | None:
+    """``read_labels_csv(path, column)``, or None when there is no CSV or it has no such column."""
+    if path is None or not path.is_file():
+        return None
+    try:
+        return read_labels_csv(path, column)
+    except DataError as error:
+        if f"missing column(s) {column}" in str(error):
+            return None
+        raise
+
+
+def _read_labels(path: Path, column: str) -> dict[str, int]:
     with path.open(newline="", encoding="utf-8-sig") as handle:
         header = handle.readline()
         handle.seek(0)  # the utf-8-sig decoder skips a byte-order mark again
@@ -125,23 +141,23 @@ def _read_labels(path: Path) -> dict[str, int]:
         reader = csv.DictReader(handle, delimiter=delimiter)
         # Column names as typed: "image_id, melanoma" (a space after the comma) or "Image_ID" name the same columns.
         reader.fieldnames = columns = [name.strip().lower() for name in reader.fieldnames or []]
-        missing = [c for c in ("image_id", "melanoma") if c not in columns]
+        missing = [c for c in ("image_id", column) if c not in columns]
         if missing:
             raise DataError(
                 f"labels CSV {path} is missing column(s) {', '.join(missing)}; "
-                f"it has {', '.join(columns) or 'no header'}; expected a header 'image_id,melanoma'"
+                f"it has {', '.join(columns) or 'no header'}; expected a header 'image_id,{column}'"
             )
         labels: dict[str, int] = {}
         for line, row in enumerate(reader, start=2):
             if not any((value or "").strip() for value in row.values() if isinstance(value, str)):
                 continue  # an empty row (",,"), as spreadsheets leave at the end
-            raw = (row["melanoma"] or "").strip()
+            raw = (row[column] or "").strip()
             try:
                 value = float(raw)
             except ValueError:
                 value = -1.0
             if value not in (0.0, 1.0):
-                raise DataError(f"labels CSV {path}, line {line}: melanoma label {raw!r} is not 0 or 1")
+                raise DataError(f"labels CSV {path}, line {line}: {column} label {raw!r} is not 0 or 1")
             image_id = _image_stem((row["image_id"] or "").strip())
             if labels.get(image_id, int(value)) != int(value):
                 raise DataError(

@@ -22,7 +22,7 @@ from torch import nn
 from melanoma.config import TrainConfig, load_run_config, use_data_dir
 from melanoma.inference.predictor import onnx_digest
 from melanoma.inference.preprocess import FLIP_MODES, FLIPS
-from melanoma.models.factory import build_model
+from melanoma.models.factory import build_model, melanoma_only
 from melanoma.models.pretrained import PRETRAINED_MEAN, PRETRAINED_STD
 from melanoma.training.checkpoint import load_checkpoint
 
@@ -94,6 +94,8 @@ def load_run_model(run_dir: Path, checkpoint: str = "best.pt") -> tuple[nn.Modul
     config.model.pretrained = False  # the checkpoint holds all weights
     model = build_model(config.task, config.model)
     model.load_state_dict(state["model"])
+    if config.task == "classification":
+        model = melanoma_only(model)  # a keratosis_aux run serves its melanoma logit alone
     return model.eval(), config, state
 
 

@@ -62,16 +62,19 @@ def build_classifier(
     drop_rate: float = 0.2,
     head_init: str = "zero",
     colour_constancy: str = "none",
+    outputs: int = 1,
 ) -> nn.Module:
     """A timm EfficientNet-Lite with one melanoma logit, initialised from ImageNet when ``pretrained``.
 
     ``head_init="zero"`` zeroes the new head so every image starts at logit 0; ``"timm"`` keeps timm's init.
     ``colour_constancy="shades_of_gray"`` puts :class:`ShadesOfGray` in front of the stem.
+    ``outputs=2`` adds a seborrheic-keratosis logit after the melanoma logit (training only; see
+    :func:`melanoma_only`).
     """
     import timm
 
     _check_arch(arch)
-    model = timm.create_model(arch, pretrained=False, num_classes=1, drop_rate=drop_rate)
+    model = timm.create_model(arch, pretrained=False, num_classes=outputs, drop_rate=drop_rate)
     if pretrained:
         state = load_imagenet_state_dict(arch, _block_counts(model))
         state = {k: v for k, v in state.items() if not k.startswith("classifier.")}
@@ -84,6 +87,20 @@ def build_classifier(
     elif head_init != "timm":
         raise ValueError(f"unknown head_init {head_init!r}; valid: zero, timm")
     _with_colour_constancy(model, colour_constancy)
+    return model
+
+
+def melanoma_only(model: nn.Module) -> nn.Module:
+    """A classifier trained with auxiliary logits, cut to its first (melanoma) logit in place: the same network and
+    melanoma output, in the one-logit form that is exported and served."""
+    head = model.classifier
+    if head.out_features == 1:
+        return model
+    single = nn.Linear(head.in_features, 1).to(head.weight.device, head.weight.dtype)
+    with torch.no_grad():
+        single.weight.copy_(head.weight[:1])
+        single.bias.copy_(head.bias[:1])
+    model.classifier = single
     return model
 
 
@@ -175,7 +192,12 @@ def build_model(task: str, config: ModelConfig) -> nn.Module:
         )
     if task == "classification":
         return build_classifier(
-            config.arch, config.pretrained, config.drop_rate, config.head_init, config.colour_constancy
+            config.arch,
+            config.pretrained,
+            config.drop_rate,
+            config.head_init,
+            config.colour_constancy,
+            outputs=2 if config.keratosis_aux else 1,
         )
     raise ValueError(f"unknown task {task!r}; valid: segmentation, classification")
 

@@ -68,7 +68,8 @@ class LesionDataset(Dataset):
     Each item is a dict with ``image`` (normalised float CxHxW) and, for segmentation, ``mask``
     (float 1xHxW at the model size) and ``full_mask`` (uint8 HxW as loaded: at ``prepared_size`` when set, so a
     folder of big photos is scored at 256 px during training while ``melanoma evaluate`` scores the original
-    size); for classification ``label`` (float). ``index`` points back into ``samples``.
+    size); for classification ``label`` (float) and, with ``keratosis``, ``keratosis`` (float, the seborrheic
+    keratosis label of ``model.keratosis_aux``). ``index`` points back into ``samples``.
     """
 
     def __init__(
@@ -80,6 +81,7 @@ class LesionDataset(Dataset):
         crop_margin: float | None = None,
         crop_jitter: bool = False,
         prepared_size: int | None = None,
+        keratosis: bool = False,
     ):
         """``crop_margin`` (classification): crop each image around its ground-truth lesion mask with this margin
         (see ``lesion_box``) before ``transform``; ``crop_jitter`` randomises margin and centre (training).
@@ -90,6 +92,7 @@ class LesionDataset(Dataset):
         self.keep_full_mask = keep_full_mask
         self.crop_margin = crop_margin
         self.crop_jitter = crop_jitter
+        self.keratosis = keratosis
         needs_masks = task == "segmentation" or crop_margin is not None
         if crop_margin is not None and any(s.mask_path is None for s in samples):
             missing = next(s for s in samples if s.mask_path is None)
@@ -101,6 +104,8 @@ class LesionDataset(Dataset):
             raise ValueError("segmentation training needs a mask for every image")
         if task == "classification" and any(s.melanoma is None for s in samples):
             raise ValueError("classification training needs a melanoma label for every image")
+        if keratosis and any(s.keratosis is None for s in samples):
+            raise ValueError("model.keratosis_aux training needs a seborrheic_keratosis label for every image")
         with ThreadPoolExecutor(4) as pool:
             self.images = list(pool.map(lambda s: _read_rgb(s.image_path, prepared_size), samples))
             self.masks = (
@@ -120,6 +125,8 @@ class LesionDataset(Dataset):
         else:
             out = self.transform(image=self._classifier_view(index))
             item["label"] = torch.tensor(float(self.samples[index].melanoma))
+            if self.keratosis:
+                item["keratosis"] = torch.tensor(float(self.samples[index].keratosis))
         item["image"] = normalize(out["image"])
         return item
 

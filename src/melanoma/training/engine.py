@@ -30,7 +30,14 @@ from melanoma.models.factory import build_model, encoder_parameters
 from melanoma.training import distributed
 from melanoma.training.checkpoint import load_checkpoint, save_checkpoint
 from melanoma.training.datasets import LesionDataset, check_same_split, collate, load_splits
-from melanoma.training.losses import WeightedBCE, bce_dice_loss, bce_lovasz_loss, bce_tversky_loss, positive_weight
+from melanoma.training.losses import (
+    MelanomaKeratosisBCE,
+    WeightedBCE,
+    bce_dice_loss,
+    bce_lovasz_loss,
+    bce_tversky_loss,
+    positive_weight,
+)
 
 MONITOR = {"segmentation": "val_jaccard", "classification": "val_auc"}
 
@@ -62,7 +69,10 @@ def build_loss(config: TrainConfig, train_samples) -> nn.Module | Any:
     if config.task == "segmentation":
         losses = {"bce_dice": bce_dice_loss, "bce_lovasz": bce_lovasz_loss, "bce_tversky": bce_tversky_loss}
         return losses[config.loss]
-    return WeightedBCE(positive_weight([s.melanoma for s in train_samples]))
+    melanoma = positive_weight([s.melanoma for s in train_samples])
+    if config.model.keratosis_aux:
+        return MelanomaKeratosisBCE(melanoma, positive_weight([s.keratosis for s in train_samples]))
+    return WeightedBCE(melanoma)
 
 
 def build_ema(config: TrainConfig, model: nn.Module) -> ModelEmaV3 | None:
@@ -87,8 +97,10 @@ def _images(batch, device: torch.device, channels_last: bool) -> torch.Tensor:
 
 
 def _loss(logits: torch.Tensor, batch, loss_fn, task: str, device) -> torch.Tensor:
-    target = (batch["mask"] if task == "segmentation" else batch["label"]).to(device)
-    return loss_fn(logits, target)
+    target = batch["mask"] if task == "segmentation" else batch["label"]
+    if "keratosis" in batch:  # model.keratosis_aux: [B, 2] logits against (melanoma, keratosis)
+        target = torch.stack([batch["label"], batch["keratosis"]], 1)
+    return loss_fn(logits, target.to(device))
 
 
 def train_one_epoch(
@@ -155,7 +167,8 @@ def _predict_with_logits(model: nn.Module, loader: DataLoader, config: TrainConf
         with autocast_context(config.amp, info.device):
             logits = model(_images(batch, info.device, config.channels_last)).float()
         if config.task == "classification":
-            yield batch, torch.sigmoid(logits.view(-1)).cpu().numpy(), logits
+            # the melanoma logit is the first (a model.keratosis_aux network has a keratosis logit after it)
+            yield batch, torch.sigmoid(logits[:, 0]).cpu().numpy(), logits
             continue
         maps = []
         for i, full in enumerate(batch["full_mask"]):
@@ -230,6 +243,15 @@ def check_task_data(config: TrainConfig, samples: list) -> None:
                 f"all {len(samples)} images are labelled {only} ({'melanoma' if only else 'not melanoma'}): a "
                 "classifier needs melanomas and other lesions; add images of the other class"
             )
+    if config.task == "classification" and config.model.keratosis_aux:
+        unlabelled = [s for s in samples if s.keratosis is None]
+        if unlabelled:
+            raise ValueError(
+                f"model.keratosis_aux needs a seborrheic keratosis label for every image, and {len(unlabelled)} of "
+                f"{len(samples)} have none (first: {unlabelled[0].image_path}): give the labels CSV a "
+                "seborrheic_keratosis column of 0/1 (the ISIC 2017 ground truth has one), or set "
+                "model.keratosis_aux=false"
+            )
     if config.task == "segmentation" and any(s.mask_path is None for s in samples):
         first = next(s for s in samples if s.mask_path is None)
         if not data.masks_dir and data.source == "folder":
@@ -267,8 +289,15 @@ def make_loaders(config: TrainConfig, info: distributed.DistInfo):
     crop = config.data.crop_margin if config.task == "classification" and config.data.lesion_crop else None
     # A lesion-crop classifier crops from the image as stored, as it is served (its export records no prepared size).
     prepared = None if crop is not None else config.data.prepared_size
+    keratosis = config.task == "classification" and config.model.keratosis_aux
     train_set = LesionDataset(
-        train_samples, config.task, train_tf, crop_margin=crop, crop_jitter=True, prepared_size=prepared
+        train_samples,
+        config.task,
+        train_tf,
+        crop_margin=crop,
+        crop_jitter=True,
+        prepared_size=prepared,
+        keratosis=keratosis,
     )
     val_set = LesionDataset(
         val_samples,
@@ -277,6 +306,7 @@ def make_loaders(config: TrainConfig, info: distributed.DistInfo):
         keep_full_mask=config.task == "segmentation",
         crop_margin=crop,
         prepared_size=prepared,
+        keratosis=keratosis,
     )
     train_sampler = (
         DistributedSampler(train_set, info.world_size, info.rank, seed=config.seed) if info.enabled else None

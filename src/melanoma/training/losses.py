@@ -66,6 +66,23 @@ class WeightedBCE(torch.nn.Module):
         )
 
 
+class MelanomaKeratosisBCE(torch.nn.Module):
+    """Multi-task loss for ``model.keratosis_aux``: the melanoma logit's ``WeightedBCE`` plus ``aux_weight`` times the
+    same loss on the seborrheic-keratosis logit, each class balanced by its own ``negatives / positives``.
+
+    Logits and targets are [B, 2] (melanoma, keratosis).
+    """
+
+    def __init__(self, melanoma_weight: float, keratosis_weight: float, aux_weight: float = 1.0):
+        super().__init__()
+        self.melanoma = WeightedBCE(melanoma_weight)
+        self.keratosis = WeightedBCE(keratosis_weight)
+        self.aux_weight = aux_weight
+
+    def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        return self.melanoma(logits[:, 0], target[:, 0]) + self.aux_weight * self.keratosis(logits[:, 1], target[:, 1])
+
+
 def positive_weight(labels: list[int]) -> float:
     """negatives / positives; raises when a class is absent (the loss would be meaningless)."""
     positives = sum(1 for label in labels if label == 1)
