@@ -2,6 +2,7 @@
 
 import csv
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -691,6 +692,36 @@ def test_an_overlay_is_never_written_through_a_link_planted_at_its_name(tiny_mod
     assert target.read_text() == "keep me"
     written = write_overlay(prediction, shared, "00002_lesion")  # a plain name is written as before
     assert Image.open(written).size[0] == 96
+
+
+@pytest.mark.parametrize("task", ["segmentation", "classification"])
+def test_evaluate_leaves_an_unreadable_image_out_lists_it_and_warns(
+    tiny_models_dir, shared_synthetic_isic_dir, tmp_path, capsys, task
+):
+    import shutil
+
+    data = shared_synthetic_isic_dir
+    images, masks = tmp_path / "images", tmp_path / "masks"
+    shutil.copytree(data / "images" / "val", images)
+    shutil.copytree(data / "masks" / "val", masks)
+    good = sorted(images.iterdir())[0].read_bytes()
+    (images / "cut.jpg").write_bytes(good[: len(good) // 3])  # a copy that stopped a third of the way
+    Image.new("L", (64, 64)).save(masks / "cut_segmentation.png")
+    labels = tmp_path / "labels.csv"
+    labels.write_text((data / "labels" / "ISIC-2017_Validation_Part3_GroundTruth.csv").read_text() + "cut,0,0\n")
+    inputs = ["--masks", str(masks)] if task == "segmentation" else ["--labels", str(labels)]
+    report = tmp_path / "report.json"
+    args = ["evaluate", task, "--images", str(images), *inputs, "--models", str(tiny_models_dir)]
+    assert main([*args, "--json", str(report), "--per-image"]) == 0
+    scores = json.loads(report.read_text())
+    assert list(scores["unreadable"]) == ["cut"] and "cut" not in scores["per_image"]
+    assert scores["n"] == len(scores["per_image"]) == 4
+    assert "warning: 1 image(s) could not be read and are left out of the scores: cut:" in capsys.readouterr().err
+    for path in images.iterdir():  # nothing readable left: an error that says why
+        if path.name != "cut.jpg":
+            path.write_bytes(b"not an image")
+    assert main(args) != 0
+    assert re.search(r"error: no image in .* could be assessed: 5 could not be read \(first: ", capsys.readouterr().err)
 
 
 def test_evaluate_segmentation_leaves_an_almost_uniform_image_out_and_lists_it(

@@ -171,3 +171,14 @@ def test_the_advice_compares_the_refit_on_unseen_images_with_the_current_thresho
     worse = threshold_advice({"balanced_accuracy": 0.776}, {"balanced_accuracy": 0.748})
     assert worse.startswith("keep the current threshold") and "0.748" in worse and "0.776" in worse
     assert threshold_advice({"balanced_accuracy": 0.7}, {"skipped": "too few"}).startswith("no comparison")
+
+
+def test_an_unreadable_image_is_left_out_of_the_fit_and_recorded(tiny_models_dir, tmp_path):
+    images, labels = _site(tmp_path)
+    (images / "cut.jpg").write_bytes(b"\xff\xd8\xff\xe0 a JPEG that stops here")
+    labels.write_text(labels.read_text() + "cut,1\n")
+    out = tmp_path / "site_models"
+    summary = recalibrate_threshold(tiny_models_dir, images, labels, out, bootstrap=0)
+    assert list(summary["unreadable"]) == ["cut"] and summary["n"] == 26
+    config = json.loads((out / "classification.json").read_text())
+    assert list(config["recalibration"]["unreadable"]) == ["cut"]

@@ -137,7 +137,20 @@ def _evaluate(args: argparse.Namespace) -> int:
     from melanoma.reporting import emit_json
 
     emit_json(scores, args.json)
+    _warn_unreadable(scores["unreadable"])
     return 0
+
+
+def _warn_unreadable(unreadable: dict[str, str]) -> None:
+    """Say on stderr which files were left out of a score because they could not be read (the JSON lists them)."""
+    if not unreadable:
+        return
+    shown = "; ".join(f"{name}: {error}" for name, error in list(unreadable.items())[:3])
+    more = f"; and {len(unreadable) - 3} more (listed under 'unreadable')" if len(unreadable) > 3 else ""
+    print(
+        f"warning: {len(unreadable)} image(s) could not be read and are left out of the scores: {shown}{more}",
+        file=sys.stderr,
+    )
 
 
 def _baseline_predictor(folder: str | None):
@@ -161,6 +174,7 @@ def _calibrate(args: argparse.Namespace) -> int:
 
     summary = recalibrate_threshold(args.models, Path(args.images), Path(args.labels), Path(args.out))
     emit_json(summary, args.json)
+    _warn_unreadable(summary.get("unreadable", {}))
     if "warning" in summary:
         print(f"warning: {summary['warning']}", file=sys.stderr)
     print(f"advice: {summary['advice']}.", file=sys.stderr)

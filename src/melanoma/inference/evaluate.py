@@ -6,7 +6,9 @@ Classification: AUC, average precision, and sensitivity / specificity / balanced
 shipped threshold, with stratified bootstrap 95% intervals.
 
 An almost uniform image (quality check ``blank_image``), which the Predictor reports as not assessed, is left out
-of both scores and listed under ``not_assessed``.
+of both scores and listed under ``not_assessed``. A file that cannot be read as an image (truncated, not an image,
+unreadable) does not stop the pass: it is left out too and listed with its error under ``unreadable``, so one bad
+file in a folder of hundreds costs the report one image, not the run.
 """
 
 from __future__ import annotations
@@ -35,14 +37,26 @@ from melanoma.metrics import (
 
 
 def _predictions(
-    predictor: Predictor, samples: Sequence[Sample], batch_size: int
+    predictor: Predictor, samples: Sequence[Sample], batch_size: int, unreadable: dict[str, str]
 ) -> Iterator[tuple[Sample, Prediction]]:
+    """Each readable sample with its prediction; a file that fails to load goes into ``unreadable`` (id -> error)."""
     for start in tqdm(range(0, len(samples), batch_size), desc="evaluating", unit="batch"):
         chunk = samples[start : start + batch_size]
         for sample, result in zip(chunk, predictor.predict_batch([s.image_path for s in chunk]), strict=True):
             if not isinstance(result, Prediction):
-                raise DataError(f"{sample.image_path}: {result}")
+                unreadable[sample.image_id] = str(result)
+                continue
             yield sample, result
+
+
+def _none_scored(images_dir: Path, not_assessed: list[str], unreadable: dict[str, str]) -> DataError:
+    reasons = []
+    if unreadable:
+        first = next(iter(unreadable.items()))
+        reasons.append(f"{len(unreadable)} could not be read (first: {first[0]}: {first[1]})")
+    if not_assessed:
+        reasons.append(f"{len(not_assessed)} are almost uniform")
+    return DataError(f"no image in {images_dir} could be assessed: {' and '.join(reasons)}")
 
 
 def evaluate_segmentation(
@@ -57,8 +71,8 @@ def evaluate_segmentation(
     sizes = set()
     failures: dict[str, list[str]] = {"under": [], "over": [], "other": []}
     checks: list[set[str]] = []
-    scored, not_assessed = [], []
-    for sample, prediction in _predictions(predictor, samples, batch_size):
+    scored, not_assessed, unreadable = [], [], {}
+    for sample, prediction in _predictions(predictor, samples, batch_size, unreadable):
         if not prediction.assessable:  # an almost uniform image: served as "not assessed", so not scored either
             not_assessed.append(sample.image_id)
             continue
@@ -73,7 +87,7 @@ def evaluate_segmentation(
         if kind:
             failures[kind].append(sample.image_id)
     if not scored:
-        raise DataError(f"no image in {images_dir} could be assessed: all {len(not_assessed)} are almost uniform")
+        raise _none_scored(images_dir, not_assessed, unreadable)
     scores = meter.compute()
     per_image = scores.pop("per_image_jaccard")
     flagged = {code: [code in fired for fired in checks] for code in QUALITY_CHECKS}
@@ -82,6 +96,7 @@ def evaluate_segmentation(
         "ci95": {k: [round(x, 4) for x in v] for k, v in meter.bootstrap_ci(bootstrap).items()},
         "per_image": dict(zip([s.image_id for s in scored], [round(j, 4) for j in per_image], strict=True)),
         "not_assessed": not_assessed,
+        "unreadable": unreadable,
         "threshold": predictor.segmenter.config["threshold"],
         "postprocess": predictor.segmenter.config.get("postprocess", {}),
         "images_dir": str(images_dir),
@@ -162,14 +177,16 @@ def evaluate_classification(
     # Rows of images not in the folder (the full ISIC CSV for a subset) are skipped: said in the report.
     unscored_rows = len(read_labels_csv(Path(labels_csv))) - len(samples)
     check_classification_inputs([s.melanoma for s in samples], [0.5] * len(samples))  # both classes, before scoring
-    truth, probabilities, per_image, not_assessed = [], [], {}, []
-    for sample, prediction in _predictions(predictor, samples, batch_size):
+    truth, probabilities, per_image, not_assessed, unreadable = [], [], {}, [], {}
+    for sample, prediction in _predictions(predictor, samples, batch_size, unreadable):
         if not prediction.assessable:  # an almost uniform image: served as "not assessed", so not scored either
             not_assessed.append(sample.image_id)
             continue
         truth.append(sample.melanoma)
         probabilities.append(prediction.melanoma_probability)
         per_image[sample.image_id] = {"melanoma": int(sample.melanoma), "probability": prediction.melanoma_probability}
+    if not truth:
+        raise _none_scored(images_dir, not_assessed, unreadable)
     check_classification_inputs(truth, probabilities)  # both classes still, without the images not assessed
     threshold = predictor.threshold
     scores = classification_scores(np.asarray(truth), np.asarray(probabilities), threshold, bootstrap=bootstrap)
@@ -190,6 +207,7 @@ def evaluate_classification(
         "labels_csv": str(labels_csv),
         "labels_without_image": unscored_rows,
         "not_assessed": not_assessed,
+        "unreadable": unreadable,
         "models_dir": str(predictor.models_dir),
         "per_image": per_image,
     }

@@ -75,8 +75,11 @@ def recalibrate_threshold(
         operating point of the starting threshold on these images, and the new one's (in-sample, with ``ci95``
         and ``cross_fitted``).
 
+    An image file that cannot be read is left out of the fit and listed under ``unreadable`` (in the summary and
+    the re-fitted config's provenance).
+
     Raises:
-        DataError: unreadable images or labels, no classifier, or too few images of a class.
+        DataError: unreadable labels, no classifier, no readable image, or too few images of a class.
         FileExistsError: ``out_dir`` exists and is not empty.
     """
     predictor = Predictor.from_dir(models_dir)
@@ -102,6 +105,7 @@ def recalibrate_threshold(
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
         "from_models": str(source.resolve()),
         "previous_threshold_here": _operating_point(shipped),
+        **({"unreadable": shipped["unreadable"]} if shipped["unreadable"] else {}),
     }
     config_path = out_dir / TASK_CONFIGS["classification"]
     reference = json.loads(config_path.read_text()).get("validation", {})
@@ -120,6 +124,8 @@ def recalibrate_threshold(
         "refitted_threshold": {**_operating_point(refitted), "cross_fitted": refitted["cross_fitted"]},
     }
     summary["advice"] = threshold_advice(summary["shipped_threshold"], refitted["cross_fitted"])
+    if shipped["unreadable"]:  # left out of the fit: said beside the numbers and in the re-fitted config
+        summary["unreadable"] = shipped["unreadable"]
     return {**summary, "warning": warning} if warning else summary
 
 
