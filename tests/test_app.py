@@ -445,6 +445,7 @@ def test_config_toml_matches_command_line_options() -> None:
     assert flat == server.STREAMLIT_OPTIONS
     # This machine only however Streamlit starts, and no server paths or tracebacks in the page (README, The app).
     assert flat["server.address"] == "127.0.0.1" and flat["client.showErrorDetails"] == "type"
+    assert flat["client.disableDataExport"] is True  # every CSV the app hands out carries the disclaimer
     assert server.streamlit_command(8600).count("--server.address=127.0.0.1") == 1
     assert server.streamlit_command(8600, "0.0.0.0").count("--server.address=0.0.0.0") == 1
 

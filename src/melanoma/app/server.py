@@ -42,6 +42,9 @@ STREAMLIT_OPTIONS: dict[str, str | int | bool] = {
     # An unexpected error shows its type in the page, not its message and traceback (server paths): those go to the
     # server's console only.
     "client.showErrorDetails": "type",
+    # The summary table's own toolbar would download a CSV without the disclaimer; the app's "All results CSV"
+    # download carries it on every row.
+    "client.disableDataExport": True,
     "theme.base": "light",
 }
 
