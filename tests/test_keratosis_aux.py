@@ -36,6 +36,25 @@ def test_a_labels_csv_without_the_column_has_no_keratosis_labels(tmp_path):
         read_labels_csv(path, "seborrheic_keratosis")
 
 
+def test_an_unused_keratosis_column_with_blank_cells_stops_nothing(tmp_path):
+    """The column is read leniently: a blank, unknown or contradictory cell leaves that image without the label."""
+    from melanoma.data.folder import read_image_folder
+
+    images = tmp_path / "images"
+    images.mkdir()
+    for name in "ABCD":
+        (images / f"{name}.jpg").write_bytes(b"")  # listing reads names only
+    labels = tmp_path / "labels.csv"
+    labels.write_text("image_id,melanoma,seborrheic_keratosis\nA,1,0\nB,0,\nC,0,maybe\nD,0,1\nD,0,0\n")
+    samples = read_image_folder(images, labels_csv=labels)
+    assert [(s.image_id, s.melanoma, s.keratosis) for s in samples] == [
+        ("A", 1, 0),
+        ("B", 0, None),
+        ("C", 0, None),
+        ("D", 0, None),
+    ]
+
+
 def test_the_loss_adds_the_keratosis_term_each_class_balanced_by_its_own_weight():
     logits = torch.tensor([[2.0, -1.0], [-0.5, 0.3], [0.1, 1.5]])
     target = torch.tensor([[1.0, 0.0], [0.0, 1.0], [0.0, 0.0]])

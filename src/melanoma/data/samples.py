@@ -121,18 +121,19 @@ def read_labels_csv(path: Path, column: str = "melanoma") -> dict[str, int]:
 
 
 def read_optional_labels(path: Path | None, column: str) -> dict[str, int] | None:
-    """``read_labels_csv(path, column)``, or None when there is no CSV or it has no such column."""
+    """A secondary 0/1 label column read leniently: None when there is no CSV or it has no such column, and an image
+    whose cell is blank or not 0/1 (or that is listed twice with two values) is left out of the dict instead of
+    stopping the read. Its training option (``model.keratosis_aux``) then names the images without one; with the
+    option off, the column stays unused, as every other extra column."""
     if path is None or not path.is_file():
         return None
     try:
-        return read_labels_csv(path, column)
-    except DataError as error:
-        if f"missing column(s) {column}" in str(error):
-            return None
-        raise
+        return _read_labels(path, column, strict=False)
+    except (DataError, UnicodeDecodeError):  # no such column, or a file read_labels_csv reports on its own
+        return None
 
 
-def _read_labels(path: Path, column: str) -> dict[str, int]:
+def _read_labels(path: Path, column: str, strict: bool = True) -> dict[str, int]:
     with path.open(newline="", encoding="utf-8-sig") as handle:
         header = handle.readline()
         handle.seek(0)  # the utf-8-sig decoder skips a byte-order mark again
@@ -148,6 +149,7 @@ def _read_labels(path: Path, column: str) -> dict[str, int]:
                 f"it has {', '.join(columns) or 'no header'}; expected a header 'image_id,{column}'"
             )
         labels: dict[str, int] = {}
+        conflicting: set[str] = set()
         for line, row in enumerate(reader, start=2):
             if not any((value or "").strip() for value in row.values() if isinstance(value, str)):
                 continue  # an empty row (",,"), as spreadsheets leave at the end
@@ -156,10 +158,16 @@ def _read_labels(path: Path, column: str) -> dict[str, int]:
                 value = float(raw)
             except ValueError:
                 value = -1.0
+            image_id = _image_stem((row["image_id"] or "").strip())
+            if not strict and (value not in (0.0, 1.0) or image_id in conflicting):
+                continue
             if value not in (0.0, 1.0):
                 raise DataError(f"labels CSV {path}, line {line}: {column} label {raw!r} is not 0 or 1")
-            image_id = _image_stem((row["image_id"] or "").strip())
             if labels.get(image_id, int(value)) != int(value):
+                if not strict:
+                    conflicting.add(image_id)
+                    del labels[image_id]
+                    continue
                 raise DataError(
                     f"labels CSV {path}, line {line}: image {image_id!r} is listed again with another label "
                     f"({int(value)} here, {labels[image_id]} before); keep one row per image"
