@@ -740,3 +740,22 @@ def test_evaluate_segmentation_leaves_an_almost_uniform_image_out_and_lists_it(
     scores = evaluate_segmentation(Predictor.from_dir(tiny_models_dir), images, masks, bootstrap=10)
     assert scores["not_assessed"] == ["blank"] and "blank" not in scores["per_image"]
     assert scores["n"] == len(scores["per_image"]) == 4
+
+
+def test_a_missing_training_package_says_what_to_install(monkeypatch, capsys):
+    import melanoma.cli as cli
+
+    def without_torch(args):
+        raise ModuleNotFoundError("No module named 'torch'", name="torch")
+
+    monkeypatch.setattr(cli, "_export", without_torch)
+    assert main(["export", "runs/x", "--out", "y"]) == 2
+    err = capsys.readouterr().err
+    assert "No module named 'torch'" in err and "pip install -e '.[train]'" in err and "`melanoma export`" in err
+
+    def without_other(args):
+        raise ModuleNotFoundError("No module named 'cv3'", name="cv3")
+
+    monkeypatch.setattr(cli, "_export", without_other)
+    assert main(["export", "runs/x", "--out", "y"]) == 2
+    assert "[train]" not in capsys.readouterr().err  # only the extra's own packages get the hint

@@ -447,7 +447,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.func(args)
     except (ValueError, ImportError) as error:
-        print(f"error: {error}", file=sys.stderr)
+        print(f"error: {error}{_install_hint(error, args.command)}", file=sys.stderr)
         return 2
     except BrokenPipeError:  # `melanoma predict ... | head`: the reader left; nothing more to say
         sys.stdout = open(os.devnull, "w")  # noqa: SIM115 (Python flushes stdout at exit: not into the closed pipe)
@@ -462,6 +462,23 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"interrupted{_interrupt_hint(args)}", file=sys.stderr)
         return 130
+
+
+#: Packages of the ``[train]`` extra (by import name): training, export, quantization and the plots need them.
+TRAIN_MODULES = frozenset(
+    {"torch", "torchvision", "timm", "segmentation_models_pytorch", "albumentations", "onnx", "matplotlib"}
+)
+
+
+def _install_hint(error: Exception, command: str) -> str:
+    """What to install when a ``[train]`` package is missing (the serving install, ``make app``, has none of them)."""
+    name = getattr(error, "name", None) or ""
+    if not isinstance(error, ModuleNotFoundError) or name.split(".")[0] not in TRAIN_MODULES:
+        return ""
+    return (
+        f"; `melanoma {command}` needs the training install, which the app's install (make app) leaves out: "
+        "pip install -e '.[train]' in the repository (make test installs it too)"
+    )
 
 
 def _interrupt_hint(args: argparse.Namespace) -> str:
