@@ -89,8 +89,9 @@ def test_calibrate_command_prints_the_summary_and_writes_the_models(tiny_models_
     summary = json.loads(captured.out)
     assert summary == json.loads(report.read_text()) and summary["out_dir"] == str(out)
     assert {"shipped_threshold", "refitted_threshold", "auc"} <= set(summary)
-    assert f"melanoma app --models {out}" in captured.err and "not a medical device" in captured.err
+    assert "not a medical device" in captured.err
     assert f"advice: {summary['advice']}." in captured.err
+    assert (f"melanoma app --models {out}" in captured.err) == summary["serve_refitted"]
     assert main([*argv, "--out", str(out)]) == 2  # the folder is taken now: an error, not a traceback
     assert "already exists and is not empty" in capsys.readouterr().err
     # predict on the re-fitted folder says why its threshold column differs from the shipped one
@@ -182,3 +183,23 @@ def test_an_unreadable_image_is_left_out_of_the_fit_and_recorded(tiny_models_dir
     assert list(summary["unreadable"]) == ["cut"] and summary["n"] == 26
     config = json.loads((out / "classification.json").read_text())
     assert list(config["recalibration"]["unreadable"]) == ["cut"]
+
+
+@pytest.mark.parametrize("advice", ["serve the re-fitted threshold: ...", "keep the current threshold: ..."])
+def test_calibrate_tells_to_serve_the_new_folder_only_when_the_advice_does(
+    tiny_models_dir, tmp_path, capsys, monkeypatch, advice
+):
+    from melanoma.inference import recalibrate
+
+    monkeypatch.setattr(recalibrate, "threshold_advice", lambda current, cross_fitted: advice)
+    monkeypatch.setattr(recalibrate, "chance_warning", lambda site: None)
+    images, labels = _site(tmp_path)
+    out = tmp_path / "site_models"
+    argv = ["calibrate", "--models", str(tiny_models_dir), "--images", str(images), "--labels", str(labels)]
+    assert main([*argv, "--out", str(out)]) == 0
+    captured = capsys.readouterr()
+    serve = advice.startswith("serve")
+    assert json.loads(captured.out)["serve_refitted"] is serve
+    assert (f"serve them with `melanoma app --models {out}`" in captured.err) is serve
+    assert (f"go on serving {tiny_models_dir}" in captured.err) is not serve
+    assert (out / "classification.json").is_file()  # the record of the fit is written either way

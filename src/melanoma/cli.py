@@ -178,11 +178,15 @@ def _calibrate(args: argparse.Namespace) -> int:
     if "warning" in summary:
         print(f"warning: {summary['warning']}", file=sys.stderr)
     print(f"advice: {summary['advice']}.", file=sys.stderr)
-    print(
-        f"models with the re-fitted threshold written to {args.out}: serve them with `melanoma app --models "
-        f"{args.out}` or `melanoma predict --models {args.out} ...`. {DISCLAIMER}",
-        file=sys.stderr,
-    )
+    if summary["serve_refitted"]:
+        then = f"serve them with `melanoma app --models {args.out}` or `melanoma predict --models {args.out} ...`"
+    else:  # the record is still written: the fit and its numbers, for the site's files and a later comparison
+        current = args.models or "the shipped models"
+        then = (
+            f"kept as a record of this fit; as advised above, go on serving {current} (serve {args.out} only once "
+            "more labelled images of this site support it)"
+        )
+    print(f"models with the re-fitted threshold written to {args.out}: {then}. {DISCLAIMER}", file=sys.stderr)
     return 0
 
 

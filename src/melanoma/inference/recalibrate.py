@@ -73,7 +73,8 @@ def recalibrate_threshold(
     Returns:
         ``{"out_dir", "n", "n_positive", "auc", "shipped_threshold": {...}, "refitted_threshold": {...}}``: the
         operating point of the starting threshold on these images, and the new one's (in-sample, with ``ci95``
-        and ``cross_fitted``).
+        and ``cross_fitted``); ``advice`` (``threshold_advice``) and ``serve_refitted``: whether to serve the new
+        folder (the advice says so and the site is not ranked at chance).
 
     An image file that cannot be read is left out of the fit and listed under ``unreadable`` (in the summary and
     the re-fitted config's provenance).
@@ -124,6 +125,8 @@ def recalibrate_threshold(
         "refitted_threshold": {**_operating_point(refitted), "cross_fitted": refitted["cross_fitted"]},
     }
     summary["advice"] = threshold_advice(summary["shipped_threshold"], refitted["cross_fitted"])
+    # Serve the new folder only when the advice says so and the site is not ranked at chance ("do not serve it").
+    summary["serve_refitted"] = summary["advice"].startswith("serve") and chance_warning(refitted) is None
     if shipped["unreadable"]:  # left out of the fit: said beside the numbers and in the re-fitted config
         summary["unreadable"] = shipped["unreadable"]
     return {**summary, "warning": warning} if warning else summary
@@ -157,7 +160,10 @@ def _write_config(path: Path, threshold: float, scores: dict[str, Any], provenan
     config["threshold"] = threshold
     config["validation"] = {
         **scores,
-        "note": f"threshold re-fitted on these {scores['n']} images (Youden's J): the site's own, not ISIC 2017's",
+        "note": (
+            f"threshold re-fitted on these {scores['n']} images (Youden's J): the site's own, not the one the "
+            "model was exported with"
+        ),
     }
     config["recalibration"] = {**provenance, "previous": previous}
     config.pop("calibrated", None)  # the threshold is fitted now, whatever the export skipped
