@@ -759,3 +759,37 @@ def test_a_missing_training_package_says_what_to_install(monkeypatch, capsys):
     monkeypatch.setattr(cli, "_export", without_other)
     assert main(["export", "runs/x", "--out", "y"]) == 2
     assert "[train]" not in capsys.readouterr().err  # only the extra's own packages get the hint
+
+
+def test_evaluate_says_when_it_scores_the_models_own_training_or_validation_images(
+    tiny_models_dir, shared_synthetic_isic_dir, tmp_path, capsys
+):
+    data = shared_synthetic_isic_dir
+    labels = data / "labels" / "ISIC-2017_Validation_Part3_GroundTruth.csv"
+    args = ["--models", str(tiny_models_dir), "--json", str(tmp_path / "report.json")]
+    assert main(["evaluate", "classification", "--images", str(data / "images" / "val"), "--labels", str(labels),
+                 *args]) == 0  # fmt: skip
+    scores = json.loads((tmp_path / "report.json").read_text())
+    assert scores["seen_in_training"] == {"train": 0, "validation": 4}
+    err = capsys.readouterr().err
+    assert "warning: of these 4 images, 4 are its validation images, which chose its best epoch and threshold" in err
+    assert "not held-out" in err
+    masks = data / "masks" / "train"
+    assert main(["evaluate", "segmentation", "--images", str(data / "images" / "train"), "--masks", str(masks),
+                 *args]) == 0  # fmt: skip
+    assert json.loads((tmp_path / "report.json").read_text())["seen_in_training"] == {"train": 8, "validation": 0}
+    assert "of these 8 images, 8 trained it (the segmentation model's config lists them)" in capsys.readouterr().err
+
+
+def test_images_seen_in_training_are_counted_over_every_ensemble_member():
+    from melanoma.inference.evaluate import seen_in_training, seen_warning
+
+    def member(train, validation):
+        return {"training": {"data": {"image_ids": {"train": train, "validation": validation}}}}
+
+    config = {"training": {}, "ensemble": {"members": [member(["a", "b"], ["c"]), member(["c", "d"], ["a"])]}}
+    assert seen_in_training(config, ["a", "c", "x"]) == {"train": 2, "validation": 2}
+    assert seen_in_training(config, ["x", "y"]) == {"train": 0, "validation": 0}
+    assert seen_in_training({"training": {"data": {}}}, ["a"]) is None  # an export from before the lists were kept
+    assert seen_warning("classification", {"train": 0, "validation": 0}, 2) is None
+    assert seen_warning("classification", None, 2) is None

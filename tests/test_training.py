@@ -108,6 +108,11 @@ def test_run_directory_describes_itself(tiny_runs, task):
     assert 0.0 <= float(rows[0][monitor]) <= 1.0
     best = load_checkpoint(run_dir / "best.pt")
     assert "optimizer" not in best  # best.pt is weights + config only
+    with (run_dir / "split.csv").open() as handle:  # which images trained it and which chose its best epoch
+        split = [(row["image_id"], row["split"]) for row in csv.DictReader(handle)]
+    recorded = best["provenance"]["image_ids"]
+    assert split == [(i, "train") for i in recorded["train"]] + [(i, "validation") for i in recorded["validation"]]
+    assert (len(recorded["train"]), len(recorded["validation"])) == (8, 4)  # the synthetic ISIC train and val
     assert set(load_checkpoint(run_dir / "last.pt")) >= {"model", "optimizer", "scheduler", "epoch", "config"}
 
 

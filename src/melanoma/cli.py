@@ -138,7 +138,17 @@ def _evaluate(args: argparse.Namespace) -> int:
 
     emit_json(scores, args.json)
     _warn_unreadable(scores["unreadable"])
+    _warn_seen(args.task, scores)
     return 0
+
+
+def _warn_seen(task: str, scores: dict) -> None:
+    """Say on stderr when the scored images include the network's own training or validation images."""
+    from melanoma.inference.evaluate import seen_warning
+
+    warning = seen_warning(task, scores.get("seen_in_training"), scores["n"])
+    if warning:
+        print(f"warning: {warning}", file=sys.stderr)
 
 
 def _warn_unreadable(unreadable: dict[str, str]) -> None:
@@ -175,6 +185,7 @@ def _calibrate(args: argparse.Namespace) -> int:
     summary = recalibrate_threshold(args.models, Path(args.images), Path(args.labels), Path(args.out))
     emit_json(summary, args.json)
     _warn_unreadable(summary.get("unreadable", {}))
+    _warn_seen("classification", summary)
     if "warning" in summary:
         print(f"warning: {summary['warning']}", file=sys.stderr)
     print(f"advice: {summary['advice']}.", file=sys.stderr)

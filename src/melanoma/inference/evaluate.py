@@ -8,7 +8,8 @@ shipped threshold, with stratified bootstrap 95% intervals.
 An almost uniform image (quality check ``blank_image``), which the Predictor reports as not assessed, is left out
 of both scores and listed under ``not_assessed``. A file that cannot be read as an image (truncated, not an image,
 unreadable) does not stop the pass: it is left out too and listed with its error under ``unreadable``, so one bad
-file in a folder of hundreds costs the report one image, not the run.
+file in a folder of hundreds costs the report one image, not the run. ``seen_in_training`` counts the scored images
+that the network trained on or had as validation images (from the image lists its exported config keeps).
 """
 
 from __future__ import annotations
@@ -47,6 +48,38 @@ def _predictions(
                 unreadable[sample.image_id] = str(result)
                 continue
             yield sample, result
+
+
+def seen_in_training(config: dict[str, Any], image_ids: Sequence[str]) -> dict[str, int] | None:
+    """How many of ``image_ids`` the exported network (every member of an ensemble) trained on (``train``) or had as
+    validation images (``validation``: they chose its best epoch and threshold), from the image lists its config
+    records; None when it records none (exports from before the lists were kept)."""
+    records = [m.get("training", {}) for m in config.get("ensemble", {}).get("members", [])]
+    records = records or [config.get("training", {})]
+    recorded = [r.get("data", {}).get("image_ids") for r in records]
+    if not any(recorded):
+        return None
+    ids = set(image_ids)
+    return {
+        part: len(ids & {i for lists in recorded if lists for i in lists.get(part, [])})
+        for part in ("train", "validation")
+    }
+
+
+def seen_warning(task: str, seen: dict[str, int] | None, n: int) -> str | None:
+    """A sentence when images scored were the network's training or validation images: no held-out score."""
+    if not seen or not (seen["train"] or seen["validation"]):
+        return None
+    parts = []
+    if seen["train"]:
+        parts.append(f"{seen['train']} trained it")
+    if seen["validation"]:
+        chose = "best epoch and threshold" if task == "classification" else "best epoch and post-processing"
+        parts.append(f"{seen['validation']} are its validation images, which chose its {chose}")
+    return (
+        f"of these {n} images, {' and '.join(parts)} (the {task} model's config lists them): scores on them are "
+        "not held-out and flatter the model; evaluate on images it never saw"
+    )
 
 
 def _none_scored(images_dir: Path, not_assessed: list[str], unreadable: dict[str, str]) -> DataError:
@@ -97,6 +130,7 @@ def evaluate_segmentation(
         "per_image": dict(zip([s.image_id for s in scored], [round(j, 4) for j in per_image], strict=True)),
         "not_assessed": not_assessed,
         "unreadable": unreadable,
+        "seen_in_training": seen_in_training(predictor.segmenter.config, [s.image_id for s in scored]),
         "threshold": predictor.segmenter.config["threshold"],
         "postprocess": predictor.segmenter.config.get("postprocess", {}),
         "images_dir": str(images_dir),
@@ -208,6 +242,7 @@ def evaluate_classification(
         "labels_without_image": unscored_rows,
         "not_assessed": not_assessed,
         "unreadable": unreadable,
+        "seen_in_training": seen_in_training(predictor.classifier.config, list(per_image)),
         "models_dir": str(predictor.models_dir),
         "per_image": per_image,
     }

@@ -129,6 +129,8 @@ def recalibrate_threshold(
     summary["serve_refitted"] = summary["advice"].startswith("serve") and chance_warning(refitted) is None
     if shipped["unreadable"]:  # left out of the fit: said beside the numbers and in the re-fitted config
         summary["unreadable"] = shipped["unreadable"]
+    if shipped["seen_in_training"]:  # the model's own training / validation images: a flattered fit
+        summary["seen_in_training"] = shipped["seen_in_training"]
     return {**summary, "warning": warning} if warning else summary
 
 

@@ -285,4 +285,7 @@ def load_splits(data: DataConfig) -> tuple[list[Sample], list[Sample], dict[str,
     labelled_val = [s.melanoma for s in val if s.melanoma is not None]
     if labelled_val:
         provenance["n_validation_melanoma"] = int(sum(labelled_val))
+    # Which images trained the model and which chose its epoch and threshold: the export keeps the lists, so that
+    # `melanoma evaluate` and `melanoma calibrate` can say when they are given those images (no held-out score).
+    provenance["image_ids"] = {"train": [s.image_id for s in train], "validation": [s.image_id for s in val]}
     return train, val, provenance

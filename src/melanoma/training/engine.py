@@ -348,6 +348,15 @@ def _append_row(path: Path, row: dict[str, Any]) -> None:
         writer.writerow(row)
 
 
+def write_split(path: Path, image_ids: dict[str, list[str]]) -> None:
+    """``image_id,split`` rows (train / validation): which images the run learned from and which chose its best
+    epoch (and, at export, its threshold). Keep such images out of any held-out evaluation."""
+    with path.open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["image_id", "split"])
+        writer.writerows([image_id, part] for part, ids in image_ids.items() for image_id in ids)
+
+
 def _drop_rows_after(path: Path, epoch: int) -> None:
     """Keep only the metrics rows up to ``epoch``: a run stopped between writing a row and last.pt repeats it."""
     if not path.exists():
@@ -469,6 +478,7 @@ def fit(
         (out / "metrics.csv").unlink()
     if info.is_main:
         save_config(config, out / "config.yaml")
+        write_split(out / "split.csv", provenance["image_ids"])
     net = nn.parallel.DistributedDataParallel(model) if info.enabled else model
     monitor = MONITOR[config.task]
     last_epoch = config.optim.epochs if stop_after is None else min(config.optim.epochs, start_epoch + stop_after)
