@@ -420,7 +420,12 @@ def test_train_and_export_through_the_cli(shared_synthetic_isic_dir, tmp_path, c
     # 4 validation images (2 melanoma): the threshold is fitted, with a warning in the config and on the terminal.
     warning = json.loads((tmp_path / "models" / "classification.json").read_text())["validation"]["warning"]
     assert warning.startswith("threshold fitted on 2 melanoma and 2 other validation images")
-    assert f"warning: {tmp_path / 'models' / 'classification.json'}: {warning}" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert f"warning: {tmp_path / 'models' / 'classification.json'}: {warning}" in err
+    assert "replaced" not in err  # a new folder: nothing replaced
+    exported = json.loads((tmp_path / "models" / "classification.json").read_text())["exported"]
+    assert main(["export", str(run), "--out", str(tmp_path / "models")]) == 0  # the same folder again: said
+    assert f"note: this replaced the classification model exported {exported} (threshold " in capsys.readouterr().err
     # ...and wherever that folder serves: predict says it before its results.
     image = tmp_path / "lesion.png"
     Image.fromarray(np.full((64, 64, 3), 120, np.uint8)).save(image)

@@ -57,6 +57,7 @@ def _train(args: argparse.Namespace) -> int:
 def _export(args: argparse.Namespace) -> int:
     from melanoma.inference.export import export_run
 
+    replaced = _previous_export(Path(args.run_dir), Path(args.out) if args.out else Path(args.run_dir) / "export")
     out = export_run(
         Path(args.run_dir),
         Path(args.out) if args.out else None,
@@ -68,21 +69,47 @@ def _export(args: argparse.Namespace) -> int:
         data_dir=args.data_dir,
     )
     print(f"exported to {out}")
+    if replaced:
+        print(f"note: this replaced the {replaced} in {out}", file=sys.stderr)
     _print_export_warning(Path(args.run_dir), out)
     return 0
+
+
+def _run_task(run_dir: Path) -> str | None:
+    """A run's task as its config.yaml saved it (an old run's settings need not pass today's config checks)."""
+    import yaml
+
+    if not (run_dir / "config.yaml").is_file():
+        return None
+    task = (yaml.safe_load((run_dir / "config.yaml").read_text()) or {}).get("task")
+    return task if task in ("segmentation", "classification") else None
+
+
+def _previous_export(run_dir: Path, out: Path) -> str | None:
+    """What an export into ``out`` is about to replace: the same task's model, said with its export date and its
+    threshold (a model folder re-fitted by `melanoma calibrate`, or the shipped models, is then overwritten)."""
+    import json
+
+    task = _run_task(run_dir)
+    path = out / f"{task}.json"
+    if task is None or not path.is_file():
+        return None
+    try:
+        previous = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return f"{task} model's files"
+    recalibrated = " re-fitted by `melanoma calibrate`" if "recalibration" in previous else ""
+    threshold = previous.get("threshold")
+    shown = f"{threshold:.4f}" if isinstance(threshold, int | float) else "?"
+    return f"{task} model exported {previous.get('exported', 'at an unknown date')} (threshold {shown}{recalibrated})"
 
 
 def _print_export_warning(run_dir: Path, out: Path) -> None:
     """Say on the terminal what the exported config warns about (a threshold fitted on too few images)."""
     import json
 
-    import yaml
-
-    if not (run_dir / "config.yaml").is_file():  # the export itself reads the checkpoint; nothing to say
-        return
-    # The run's task, read as saved: an old run's settings need not pass today's config checks to be exported.
-    task = (yaml.safe_load((run_dir / "config.yaml").read_text()) or {}).get("task")
-    if task not in ("segmentation", "classification"):
+    task = _run_task(run_dir)
+    if task is None:  # the export itself reads the checkpoint; nothing to say
         return
     warning = json.loads((out / f"{task}.json").read_text()).get("validation", {}).get("warning")
     if warning:
