@@ -33,6 +33,9 @@ class DataConfig:
     labels_csv: str | None = None  # source=folder: image_id,melanoma
     masks_dir: str | None = None  # source=folder: <stem>_segmentation.png masks
     val_fraction: float = 0.2  # source=folder: stratified split when there is no validation set
+    # source=folder: a labels-CSV column with each image's patient or lesion id; images of one group stay on one side
+    # of the validation split and of every cross-validation fold (several photos of one lesion otherwise leak).
+    group_column: str | None = None
     cv_folds: int = 0  # >= 2: validate on a fold of the train split (k-fold CV; official val unused); 0: off
     cv_fold: int = 0  # which fold (0 .. cv_folds - 1) is the validation set when cv_folds >= 2
     image_size: int = 256

@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import numpy as np
 from PIL import Image
 
 from melanoma.data.samples import (
@@ -24,6 +25,7 @@ from melanoma.data.samples import (
     is_companion,
     list_images,
     mask_path_for,
+    read_group_column,
     read_labels_csv,
     read_optional_labels,
 )
@@ -41,6 +43,7 @@ def read_image_folder(
     masks_dir: Path | None = None,
     require_masks: bool = False,
     ignore_rows_without_image: bool = False,
+    group_column: str | None = None,
 ) -> list[Sample]:
     """List the samples of a folder of dermoscopic images.
 
@@ -52,6 +55,7 @@ def read_image_folder(
         require_masks: when True every image must have its mask (for training a segmenter).
         ignore_rows_without_image: when True, CSV rows whose image is not in the folder are skipped (scoring a
             subset of images with the full labels file); by default they are an error (training: a lost image).
+        group_column: a column of ``labels_csv`` holding each image's patient or lesion id (``Sample.group``).
 
     Returns:
         One Sample per image, sorted by file name.
@@ -68,6 +72,9 @@ def read_image_folder(
         raise DataError(f"masks folder {masks_dir} does not exist; pass the folder that holds *{MASK_SUFFIX}")
     labels = read_labels_csv(labels_csv) if labels_csv is not None else None
     keratosis = read_optional_labels(labels_csv, "seborrheic_keratosis")
+    if group_column and labels_csv is None:
+        raise DataError(f"data.group_column={group_column} names a column of the labels CSV: pass data.labels_csv")
+    groups = read_group_column(labels_csv, group_column) if group_column and labels_csv else None
     if labels is not None:
         _check_label_coverage(image_paths, labels, labels_csv, ignore_rows_without_image)
     samples = []
@@ -76,7 +83,7 @@ def read_image_folder(
         mask_path = _find_mask(masks_dir, image_path, require_masks)
         melanoma = labels[image_id] if labels is not None else None
         sk = keratosis.get(image_id) if keratosis is not None else None
-        samples.append(Sample(image_id, image_path, mask_path, melanoma, sk))
+        samples.append(Sample(image_id, image_path, mask_path, melanoma, sk, groups[image_id] if groups else None))
     return samples
 
 
@@ -104,6 +111,8 @@ def stratified_split(
 
     if not 0.0 < val_fraction < 1.0:
         raise DataError(f"val_fraction must be between 0 and 1 (exclusive), got {val_fraction}")
+    if any(s.group is not None for s in samples):
+        return _grouped_split(samples, val_fraction, seed)
     unlabelled = [s.image_id for s in samples if s.melanoma is None]
     if unlabelled and len(unlabelled) == len(samples):  # a segmentation set: nothing to stratify by
         if len(samples) < 2:
@@ -128,6 +137,42 @@ def stratified_split(
             f"cannot split {len(samples)} samples ({sum(labels)} melanoma) with val_fraction={val_fraction}: "
             f"{error}; each class needs at least 2 samples and one in each part: add data or change val_fraction"
         ) from error
+    return [samples[i] for i in sorted(train_indices)], [samples[i] for i in sorted(val_indices)]
+
+
+def _grouped_split(samples: Sequence[Sample], val_fraction: float, seed: int) -> tuple[list[Sample], list[Sample]]:
+    """``stratified_split`` keeping each group (``Sample.group``: a patient or lesion) on one side: scikit-learn's
+    StratifiedGroupKFold with ``round(1 / val_fraction)`` folds (its first fold validates, so the validation share is
+    about ``val_fraction``), or GroupShuffleSplit for unlabelled samples."""
+    from sklearn.model_selection import GroupShuffleSplit, StratifiedGroupKFold
+
+    groups = [s.group for s in samples]
+    if None in groups:
+        missing = next(s.image_id for s in samples if s.group is None)
+        raise DataError(f"image {missing} has no group: with data.group_column every image needs one")
+    if len(set(groups)) < 2:
+        raise DataError(f"all {len(samples)} images belong to one group ({groups[0]}): a grouped split needs two")
+    index = np.zeros((len(samples), 1))
+    labels = [s.melanoma for s in samples]
+    if all(label is None for label in labels):
+        splitter = GroupShuffleSplit(n_splits=1, test_size=val_fraction, random_state=seed)
+        train_indices, val_indices = next(splitter.split(index, groups=groups))
+    elif any(label is None for label in labels):
+        raise DataError("cannot stratify by melanoma label: some samples have no label; pass a labels CSV")
+    else:
+        folds = max(2, round(1 / val_fraction))
+        if len(set(groups)) < folds:
+            raise DataError(
+                f"{len(set(groups))} groups are too few for a grouped {val_fraction:.0%} validation split "
+                f"({folds} folds): add data or raise data.val_fraction"
+            )
+        splitter = StratifiedGroupKFold(n_splits=folds, shuffle=True, random_state=seed)
+        train_indices, val_indices = next(splitter.split(index, labels, groups))
+        if len({labels[i] for i in val_indices}) < 2:
+            raise DataError(
+                f"the grouped validation split holds only one class ({len(val_indices)} images): too few melanoma "
+                "groups to split; add data or raise data.val_fraction"
+            )
     return [samples[i] for i in sorted(train_indices)], [samples[i] for i in sorted(val_indices)]
 
 

@@ -31,6 +31,8 @@ class Sample:
         melanoma: 1 for melanoma, 0 for not melanoma, None when the label is unknown.
         keratosis: 1 for seborrheic keratosis, 0 for not, None when unknown (ISIC 2017's second label; only
             ``model.keratosis_aux`` training reads it).
+        group: the patient or lesion the image belongs to (``data.group_column``), None when not given: images of
+            one group stay on one side of a validation split or cross-validation fold.
     """
 
     image_id: str
@@ -38,6 +40,7 @@ class Sample:
     mask_path: Path | None = None
     melanoma: int | None = None
     keratosis: int | None = None
+    group: str | None = None
 
 
 def is_hidden(path: Path, root: Path | None = None) -> bool:
@@ -118,6 +121,38 @@ def read_labels_csv(path: Path, column: str = "melanoma") -> dict[str, int]:
             f"labels CSV {path} is not UTF-8 text ({error.reason} at byte {error.start}): save it as 'CSV UTF-8' "
             "(Excel: File > Save As > CSV UTF-8)"
         ) from error
+
+
+def read_group_column(path: Path, column: str) -> dict[str, str]:
+    """``image_id -> group`` from the labels CSV's ``column`` (a patient or lesion id, any text); every row needs one.
+
+    Raises:
+        DataError: when the column is missing or a row leaves it empty.
+    """
+    with path.open(newline="", encoding="utf-8-sig") as handle:
+        header = handle.readline()
+        handle.seek(0)
+        delimiter = ";" if ";" in header and "," not in header else ","
+        reader = csv.DictReader(handle, delimiter=delimiter)
+        reader.fieldnames = columns = [name.strip().lower() for name in reader.fieldnames or []]
+        wanted = column.strip().lower()
+        if wanted not in columns:
+            raise DataError(
+                f"labels CSV {path} has no column {column!r} (data.group_column); it has {', '.join(columns)}: name "
+                "the column that holds each image's patient or lesion id, or drop data.group_column"
+            )
+        groups: dict[str, str] = {}
+        for line, row in enumerate(reader, start=2):
+            if not any((value or "").strip() for value in row.values() if isinstance(value, str)):
+                continue
+            group = (row[wanted] or "").strip()
+            if not group:
+                raise DataError(
+                    f"labels CSV {path}, line {line}: no {column} for image {row['image_id']!r}; every image needs "
+                    "its patient or lesion id (an image alone can have an id of its own)"
+                )
+            groups[_image_stem((row["image_id"] or "").strip())] = group
+    return groups
 
 
 def read_optional_labels(path: Path | None, column: str) -> dict[str, int] | None:

@@ -175,20 +175,27 @@ def _check_cross_validation(data: DataConfig) -> None:
 def cross_validation_split(samples: list[Sample], folds: int, fold: int) -> tuple[list[Sample], list[Sample]]:
     """(train, validation) for fold ``fold`` of a ``folds``-fold split of ``samples``.
 
-    Stratified by the melanoma label when every sample has one (else plain k-fold), shuffled with seed 0, so the
+    Stratified by the melanoma label when every sample has one (else plain k-fold), grouped when samples carry a
+    group (``data.group_column``: each patient or lesion in one fold), shuffled with seed 0, so the
     folds depend only on the samples: every setting of a study sees the same folds. Both parts keep the input
     order; the validation parts of the ``folds`` folds are disjoint and together cover ``samples``.
 
     Raises:
         ValueError: when there are too few samples (or melanomas) for ``folds`` folds.
     """
-    from sklearn.model_selection import KFold, StratifiedKFold  # imported here: scikit-learn is slow to import
+    from sklearn.model_selection import GroupKFold, KFold, StratifiedGroupKFold, StratifiedKFold  # slow to import
 
     labels = [s.melanoma for s in samples]
     stratified = all(label is not None for label in labels)
-    splitter = (StratifiedKFold if stratified else KFold)(n_splits=folds, shuffle=True, random_state=0)
+    groups = [s.group for s in samples] if any(s.group is not None for s in samples) else None
+    if groups is None:
+        splitter = (StratifiedKFold if stratified else KFold)(n_splits=folds, shuffle=True, random_state=0)
+    elif stratified:  # data.group_column: each patient or lesion in one fold only
+        splitter = StratifiedGroupKFold(n_splits=folds, shuffle=True, random_state=0)
+    else:
+        splitter = GroupKFold(n_splits=folds, shuffle=True, random_state=0)
     try:
-        splits = list(splitter.split(np.zeros((len(samples), 1)), labels if stratified else None))
+        splits = list(splitter.split(np.zeros((len(samples), 1)), labels if stratified else None, groups))
     except ValueError as error:
         raise ValueError(
             f"cannot split {len(samples)} training images into {folds} folds: {error}; use fewer data.cv_folds"
@@ -231,6 +238,12 @@ def load_splits(data: DataConfig) -> tuple[list[Sample], list[Sample], dict[str,
     if data.source == "isic2017":
         from melanoma.data.isic import resolve_data_dir
 
+        if data.group_column:
+            raise ValueError(
+                "data.group_column needs data.source=folder: the ISIC 2017 split is the challenge's own, and its "
+                "labels CSV has no patient or lesion column"
+            )
+
         train = read_isic2017(data.data_dir, "train")
         val = read_isic2017(data.data_dir, "val") if not data.cv_folds else []
         provenance = {
@@ -250,13 +263,15 @@ def load_splits(data: DataConfig) -> tuple[list[Sample], list[Sample], dict[str,
             Path(data.images_dir),
             Path(data.labels_csv) if data.labels_csv else None,
             Path(data.masks_dir) if data.masks_dir else None,
+            group_column=data.group_column,
         )
         train, val = stratified_split(samples, data.val_fraction, seed=0)
+        grouped = f", grouped by {data.group_column}" if data.group_column else ""
         provenance = {
             "dataset": "user folder",
             "images_dir": data.images_dir,
             "split": f"{'stratified' if data.labels_csv else 'random'} "
-            f"{1 - data.val_fraction:.0%}/{data.val_fraction:.0%}, seed 0",
+            f"{1 - data.val_fraction:.0%}/{data.val_fraction:.0%}{grouped}, seed 0",
             **({"labels_csv": data.labels_csv} if data.labels_csv else {}),
             **({"masks_dir": data.masks_dir} if data.masks_dir else {}),
         }
@@ -265,7 +280,8 @@ def load_splits(data: DataConfig) -> tuple[list[Sample], list[Sample], dict[str,
         train, val = cross_validation_split(train, data.cv_folds, data.cv_fold)
         provenance.update(
             validation_split=f"fold {data.cv_fold} of {data.cv_folds} of the train split "
-            f"({'stratified' if stratified else 'not stratified'}, seed 0)",
+            f"({'stratified' if stratified else 'not stratified'}"
+            f"{f', grouped by {data.group_column}' if data.group_column else ''}, seed 0)",
             cv_folds=data.cv_folds,
             cv_fold=data.cv_fold,
         )
