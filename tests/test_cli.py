@@ -678,6 +678,11 @@ def test_os_errors_name_the_path_and_a_moved_data_root_names_data_dir(tiny_model
         use_data_dir(moved, None)
     use_data_dir(moved, tmp_path)  # pointed at the new place
     assert moved.data_dir == str(tmp_path)
+    # A folder run's paths cannot be re-pointed by an option: the error says what to do instead.
+    folder = DataConfig(source="folder", images_dir=str(tmp_path / "gone"), labels_csv=str(image))
+    with pytest.raises(ValueError, match=r"no longer exist \(data.images_dir=.*gone\): put the data back .*ln -s"):
+        use_data_dir(folder, None)
+    use_data_dir(DataConfig(source="folder", images_dir=str(tmp_path), labels_csv=str(image)), None)  # in place
 
 
 def test_an_overlay_is_never_written_through_a_link_planted_at_its_name(tiny_models_dir, tmp_path):

@@ -331,6 +331,22 @@ def use_data_dir(data: DataConfig, data_dir: str | Path | None, option: str = "-
                 f"this run read its ISIC 2017 data from {data.data_dir}, which no longer exists: pass {option} with "
                 "the folder where that data is now"
             )
+        moved = [
+            (key, path)
+            for key, path in (
+                ("images_dir", data.images_dir),
+                ("labels_csv", data.labels_csv),
+                ("masks_dir", data.masks_dir),
+            )
+            if data.source == "folder" and path and not Path(path).exists()
+        ]
+        if moved:
+            listed = ", ".join(f"data.{key}={path}" for key, path in moved)
+            raise ValueError(
+                f"this run read its own folder's data from paths that no longer exist ({listed}): put the data back "
+                "there, or link each path to where it is now (ln -s NEW_PATH OLD_PATH); the run checks that they "
+                "hold the same images (its split fingerprint; split.csv lists them)"
+            )
         return
     if data.source != "isic2017":
         raise ValueError(
