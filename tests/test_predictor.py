@@ -278,3 +278,14 @@ def test_a_threshold_fitted_on_too_few_images_is_flagged_wherever_the_model_is_s
     (models / "classification.json").write_text(json.dumps({**config, "validation": {**validation, "warning": few}}))
     (warning,) = [w for w in Predictor.from_dir(models).warnings if "fitted on" in w]
     assert warning == f"classification.json in {models}: {few}"
+
+
+@pytest.mark.parametrize(("kept", "missing"), [("classification", "segmenter"), ("segmentation", "classifier")])
+def test_a_folder_with_one_model_says_what_its_outputs_lack(tiny_models_dir, tmp_path, kept, missing):
+    import shutil
+
+    for suffix in (".onnx", ".json"):
+        shutil.copy(tiny_models_dir / f"{kept}{suffix}", tmp_path / f"{kept}{suffix}")
+    (warning,) = Predictor.from_dir(tmp_path).warnings
+    assert f"holds no {missing}" in warning
+    assert not [w for w in Predictor.from_dir(tiny_models_dir).warnings if "holds no" in w]

@@ -309,6 +309,18 @@ class Predictor:
             for task, config in self.model_configs.items()
             if isinstance(config.get("validation"), dict) and config["validation"].get("warning")
         ]
+        if self.segmenter is None:
+            warnings.append(
+                f"{self.models_dir} holds no segmenter (segmentation.json): outputs come without a lesion outline, "
+                "area or measurements; export a segmenter into this folder, or copy the shipped segmentation.onnx "
+                "and segmentation.json beside the classifier"
+            )
+        if self.classifier is None:
+            warnings.append(
+                f"{self.models_dir} holds no classifier (classification.json): outputs come without a melanoma "
+                "probability or decision; export a classifier into this folder, or copy the shipped "
+                "classification.onnx and classification.json beside the segmenter"
+            )
         crop = self.classifier.config.get("input_crop") if self.classifier is not None else None
         fitted_with = (crop or {}).get("segmenter_onnx_sha256")
         if fitted_with and self.segmenter is not None and self.segmenter.config.get("onnx_sha256") != fitted_with:
