@@ -355,3 +355,22 @@ def test_a_folder_run_refuses_export_and_resume_once_images_were_added(tmp_path,
     export_run(run, tmp_path / "models")
     fit(load_config(REPO_CONFIG, [*folder, "optim.epochs=2"]), run, resume=True)  # all epochs done
     assert "already finished its 2 epochs: nothing to resume" in capsys.readouterr().err
+
+
+def test_training_says_how_the_data_split_and_warns_of_a_small_validation_set(shared_synthetic_isic_dir, tmp_path,
+                                                                               capsys):  # fmt: skip
+    from melanoma.inference.calibrate import MIN_PER_CLASS
+    from melanoma.training.engine import MIN_VALIDATION_PER_CLASS, describe_split
+
+    assert MIN_VALIDATION_PER_CLASS == MIN_PER_CLASS  # one rule for the epoch and the export's threshold
+    fit(tiny_config("classification", shared_synthetic_isic_dir), tmp_path / "run")
+    err = capsys.readouterr().err
+    assert "data: 8 train images (3 melanoma), 4 validation images (2 melanoma)" in err
+    assert "warning: the validation split has 2 melanoma and 2 other images, fewer than 10 of a class" in err
+    big = {"n_train": 2000, "n_validation": 150, "n_train_melanoma": 374, "n_validation_melanoma": 30, "split": "x"}
+    assert describe_split("classification", big) == [
+        "data: 2000 train images (374 melanoma), 150 validation images (30 melanoma); split: x"
+    ]
+    assert describe_split("segmentation", {"n_train": 8, "n_validation": 2}) == [
+        "data: 8 train images, 2 validation images"
+    ]

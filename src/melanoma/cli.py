@@ -50,7 +50,12 @@ def _train(args: argparse.Namespace) -> int:
 
     best = fit(config, out, resume=args.resume)
     if os.environ.get("RANK", "0") == "0":  # under torchrun only the first process reports
-        print(f"run directory: {out}\nbest epoch: {best['row']}")
+        print(f"run directory: {out}")
+        row = dict(best.get("row") or {})
+        if row:
+            epoch = int(row.pop("epoch"))
+            shown = " ".join(f"{key}={value:.4g}" for key, value in row.items() if key.startswith("val_"))
+            print(f"best epoch: {epoch} ({shown}); kept as {out / 'best.pt'}")
     return 0
 
 

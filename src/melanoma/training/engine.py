@@ -348,6 +348,33 @@ def _append_row(path: Path, row: dict[str, Any]) -> None:
         writer.writerow(row)
 
 
+#: Fewer validation images of a class than this make the best epoch (and an exported threshold) noise-prone; the
+#: export's threshold warning uses the same number (melanoma.inference.calibrate.MIN_PER_CLASS).
+MIN_VALIDATION_PER_CLASS = 10
+
+
+def describe_split(task: str, provenance: dict[str, Any]) -> list[str]:
+    """Lines said when training starts: how many images train and validate (and melanomas), and a warning when the
+    validation images that choose the best epoch are too few to tell epochs apart."""
+
+    def count(part: str) -> str:
+        n, melanoma = provenance[f"n_{part}"], provenance.get(f"n_{part}_melanoma")
+        return f"{n} {part} images" + (f" ({melanoma} melanoma)" if melanoma is not None else "")
+
+    how = provenance.get("validation_split") if "cv_folds" in provenance else provenance.get("split")
+    lines = [f"data: {count('train')}, {count('validation')}" + (f"; split: {how}" if how else "")]
+    melanoma = provenance.get("n_validation_melanoma")
+    if task == "classification" and melanoma is not None:
+        other = provenance["n_validation"] - melanoma
+        if min(melanoma, other) < MIN_VALIDATION_PER_CLASS:
+            lines.append(
+                f"warning: the validation split has {melanoma} melanoma and {other} other images, fewer than "
+                f"{MIN_VALIDATION_PER_CLASS} of a class: the best epoch (and the threshold an export fits on them) "
+                "will be noise; add images or raise data.val_fraction"
+            )
+    return lines
+
+
 def write_split(path: Path, image_ids: dict[str, list[str]]) -> None:
     """``image_id,split`` rows (train / validation): which images the run learned from and which chose its best
     epoch (and, at export, its threshold). Keep such images out of any held-out evaluation."""
@@ -449,6 +476,8 @@ def fit(
     train_loader, val_loader, train_samples, provenance = make_loaders(config, info)
     if info.is_main:  # after the data checks: a run refused for its data leaves no empty folder behind
         out.mkdir(parents=True, exist_ok=True)
+        for line in describe_split(config.task, provenance):
+            print(line, file=sys.stderr, flush=True)
     loss_fn = build_loss(config, train_samples)
     if isinstance(loss_fn, nn.Module):
         loss_fn = loss_fn.to(info.device)
