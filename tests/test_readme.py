@@ -614,3 +614,23 @@ def test_readme_states_what_the_small_image_study_measured():
         f"{auc['ci95'][1]:+.3f}), at {report['min_reliable_side']} px neither loss reached the pre-written -0.02",
     ):
         assert sentence in text
+
+
+def test_readme_lists_every_config_key_with_its_default():
+    import dataclasses
+
+    import yaml
+
+    from melanoma.config import DataConfig, ModelConfig, OptimConfig, TrainConfig
+
+    expected = {}
+    for cls, prefix in ((TrainConfig, ""), (DataConfig, "data."), (ModelConfig, "model."), (OptimConfig, "optim.")):
+        for f in dataclasses.fields(cls):
+            if f.name not in ("data", "model", "optim"):
+                default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
+                expected[prefix + f.name] = default
+    readme = (REPO / "README.md").read_text()
+    section = readme[readme.index("\n### Config keys") :].split("\n### ", 2)[1]
+    rows = [line.split(" | ") for line in section.splitlines() if line.startswith("| `")]
+    listed = {row[0].removeprefix("| ").strip("`"): yaml.safe_load(row[1].strip("`") or "''") for row in rows}
+    assert listed == expected
