@@ -92,3 +92,14 @@ def test_the_shipped_segmenter_config_follows_these_rules():
     chosen = "+".join(step for step, kept in config["postprocess"].items() if kept) or "none"
     assert validation["jaccard"] == ablation[chosen]  # the headline score is the served variant's
     assert ablation["none"] == search[config["threshold"]]
+
+
+def test_choices_made_on_few_validation_images_carry_a_warning(monkeypatch):
+    few = _calibrate(monkeypatch, _table(0.8), _table(0.8))  # the made-up tables score 3 images
+    assert "chosen on 3 validation images: with fewer than 30" in few["validation"]["warning"]
+    enough = _table(0.8)
+    for scores in enough.values():
+        scores["n"] = calibrate.MIN_SEGMENTATION_IMAGES
+    assert "warning" not in _calibrate(monkeypatch, enough, _table(0.8))["validation"]
+    shipped = json.loads((REPO_ROOT / "models" / "segmentation.json").read_text())["validation"]
+    assert shipped["n"] >= calibrate.MIN_SEGMENTATION_IMAGES and "warning" not in shipped

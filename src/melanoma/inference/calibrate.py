@@ -31,6 +31,9 @@ POSTPROCESS_VARIANTS = {
 }
 TTA_FLIPS = ["hflip", "vflip"]
 MIN_GAIN = 0.001  # a post-processing step must raise mean validation Jaccard by at least this much to be kept
+#: Fewer validation images than this, and the segmenter's threshold and post-processing choices are noise (export
+#: warns, and the Predictor repeats it wherever the folder serves).
+MIN_SEGMENTATION_IMAGES = 30
 
 
 def batched_outputs(
@@ -83,12 +86,24 @@ def calibrate_segmentation(
     }
     chosen = "+".join(step for step, kept in keep.items() if kept) or "none"
     final = scores[(threshold, chosen)]
+    few = (
+        {
+            "warning": (
+                f"threshold, post-processing and test-time flips chosen on {final['n']} validation images: with fewer "
+                f"than {MIN_SEGMENTATION_IMAGES}, gains of a thousandth of Jaccard cannot be told from noise; export "
+                "it again on more annotated images (and with --test-time-flips off unless they are shown to help)"
+            )
+        }
+        if final["n"] < MIN_SEGMENTATION_IMAGES
+        else {}
+    )
     return {
         "threshold": threshold,
         "postprocess": keep,
         "test_time_flips": TTA_FLIPS if use_flips else [],
         "test_time_flips_mode": flips,
         "validation": {
+            **few,
             "n": final["n"],
             "jaccard": round(final["jaccard"], 4),
             "thresholded_jaccard": round(final["thresholded_jaccard"], 4),
