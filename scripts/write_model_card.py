@@ -1089,9 +1089,48 @@ def classification_section(config: dict, eval_dir: Path) -> list[str]:
         _load(eval_dir / "classification_cv.json"), "### Cross-validation over train: lesion crop, folds 0-1 on the CPU"
     )
     lines += cross_validation_section(_load(eval_dir / "classification_cv_served.json"))
-    return lines + cross_validation_section(
+    lines += cross_validation_section(
         _load(eval_dir / "classification_cv_ema.json"),
         "### Cross-validation over train: a moving average of the weights, fold 0 on the CPU",
+    )
+    return lines + keratosis_section(eval_dir)
+
+
+def keratosis_section(eval_dir: Path) -> list[str]:
+    """``model.keratosis_aux``: a seborrheic-keratosis logit trained beside the melanoma logit, on held-out folds."""
+    study = _load(eval_dir / "classification_cv_keratosis.json")
+    if not study:
+        return []
+    rows = {r["name"]: r for r in study["settings"]}
+    pooled = rows["sk"]["pooled_vs_baseline"]
+    shared = pooled["folds"]
+    folds = f"{shared[0]}-{shared[-1]}" if len(shared) > 1 else str(shared[0])
+    adopted = pooled["ci95"][0] > 0
+    verdict = "adopted" if adopted else "rejected" if pooled["ci95"][1] < 0 else "not adopted"
+    lines = [
+        f"### A seborrheic-keratosis output beside the melanoma logit: {verdict}",
+        "",
+        "ISIC 2017 labels every training image for seborrheic keratosis too, the benign lesion most often taken "
+        "for a melanoma, and the challenge's entries often learned both. `model.keratosis_aux=true` adds a second "
+        "logit trained on that label (its own `pos_weight`, the two losses summed); the export keeps the melanoma "
+        "logit only, so a model trained with it serves exactly as one without. Tried on the Lite0 member's recipe "
+        f"(bf16 autocast, as the five-fold study) on held-out train folds {folds} ({pooled['images']} images, "
+        f"{pooled['melanomas']} melanomas): pooled out-of-fold AUC {pooled['other_auc']:.4f} against "
+        f"{pooled['baseline_auc']:.4f}, gain {_gain_text(pooled)} (study below).",
+        "",
+        "Decision rule, written before any fold was scored: retrain the shipped pair with it only if the pooled "
+        "gain's interval lies above 0; reject it if the interval lies below 0; otherwise leave it off. "
+        + (
+            "The interval lies above 0: the shipped pair is to be retrained with it (not yet done; the shipped "
+            "models are unchanged)."
+            if adopted
+            else "The interval does not lie above 0: the shipped models are unchanged and the option stays in the "
+            "code, off."
+        ),
+        "",
+    ]
+    return lines + cross_validation_section(
+        study, f"### Cross-validation over train: the keratosis output on the Lite0 member, folds {folds} on the CPU"
     )
 
 

@@ -478,6 +478,22 @@ def _classifier_rows() -> list[str]:
         ).replace("validation: AUC", "validation:")
         + " | not adopted: the fold's interval reaches below 0"
     )
+
+    keratosis = _setting("sk", "classification_cv_keratosis.json")["pooled_vs_baseline"]
+    folds = "-".join(str(f) for f in (keratosis["folds"][0], keratosis["folds"][-1]))
+    verdict = (
+        "adopted: the shipped pair is to be retrained with it"
+        if keratosis["ci95"][0] > 0
+        else "rejected"
+        if keratosis["ci95"][1] < 0
+        else "no evidence: not adopted"
+    )
+    auc, baseline = keratosis["other_auc"], keratosis["baseline_auc"]
+    rows.append(
+        f"a seborrheic-keratosis output beside the melanoma logit (`model.keratosis_aux=true`, not exported) | train "
+        f"folds {folds} (Lite0 member, bf16) | AUC {auc:.4f} against {baseline:.4f} "
+        f"(gain {keratosis['difference']:+.4f}, {_ci(*keratosis['ci95'], 4)}, {keratosis['images']} images) | {verdict}"
+    )
     return rows
 
 
