@@ -803,3 +803,20 @@ def test_images_seen_in_training_are_counted_over_every_ensemble_member():
     assert seen_in_training({"training": {"data": {}}}, ["a"]) is None  # an export from before the lists were kept
     assert seen_warning("classification", {"train": 0, "validation": 0}, 2) is None
     assert seen_warning("classification", None, 2) is None
+
+
+def test_predict_shows_no_progress_bar_between_csv_rows_on_a_terminal(monkeypatch):
+    import melanoma.cli as cli
+
+    class Stream:
+        def __init__(self, tty):
+            self.tty = tty
+
+        def isatty(self):
+            return self.tty
+
+    monkeypatch.setattr(sys, "stderr", Stream(True))
+    assert not cli._bar_beside(Stream(True))  # rows on the terminal: no bar
+    assert cli._bar_beside(Stream(False))  # rows into a pipe or file: the bar on the terminal
+    monkeypatch.setattr(sys, "stderr", Stream(False))
+    assert cli._bar_beside(Stream(True))

@@ -80,6 +80,12 @@ def _export(args: argparse.Namespace) -> int:
     return 0
 
 
+def _bar_beside(out) -> bool:
+    """Whether a progress bar on stderr may run beside CSV rows written to ``out``: not when both are the terminal
+    (the rows, printed as they come, are progress enough; a bar would share lines with them)."""
+    return not (out.isatty() and sys.stderr.isatty())
+
+
 def _run_task(run_dir: Path) -> str | None:
     """A run's task as its config.yaml saved it (an old run's settings need not pass today's config checks)."""
     import yaml
@@ -299,7 +305,9 @@ def _predict(args: argparse.Namespace) -> int:
     else:
         if hasattr(sys.stdout, "reconfigure"):
             sys.stdout.reconfigure(errors="surrogateescape")
-        succeeded, failed = predict_paths(predictor, paths, sys.stdout, overlays, args.batch_size, workers=workers)
+        succeeded, failed = predict_paths(
+            predictor, paths, sys.stdout, overlays, args.batch_size, progress=_bar_beside(sys.stdout), workers=workers
+        )
     print(f"{succeeded} predicted, {failed} failed. {DISCLAIMER}", file=sys.stderr)
     return 0 if succeeded else 1
 

@@ -547,7 +547,7 @@ def fit(
                 **averaged,
                 **extra,
             )
-            shown = " ".join(f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items())
+            shown = " ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items())
             print(shown + (" *" if improved else ""), file=sys.stderr, flush=True)
         distributed.barrier(info)
     distributed.teardown(info)
