@@ -87,6 +87,10 @@ def test_required_mask_missing(user_folder):
     (masks_dir / "lesion_03_segmentation.png").unlink()
     with pytest.raises(DataError, match=r"lesion_03\.\w+ has no mask: expected .*lesion_03_segmentation\.png"):
         read_image_folder(images_dir, labels_csv, masks_dir, require_masks=True)
+    for mask in masks_dir.glob("*_segmentation.png"):  # masks named another way: the error shows what is there
+        mask.rename(mask.with_name(mask.name.replace("_segmentation", "_mask")))
+    with pytest.raises(DataError, match=r"\(the folder holds lesion_00_mask\.png, lesion_01_mask\.png, lesion_02_mask"):
+        read_image_folder(images_dir, labels_csv, masks_dir, require_masks=True)
 
 
 def test_required_masks_without_folder(user_folder):

@@ -250,7 +250,13 @@ def _find_mask(masks_dir: Path | None, image_path: Path, require_masks: bool) ->
     if mask_path.is_file():
         return mask_path
     if require_masks:
-        raise DataError(f"image {image_path} has no mask: expected {mask_path}; add the mask or remove the image")
+        held = sorted(p.name for p in masks_dir.iterdir() if not p.name.startswith("."))
+        shown = ", ".join(held[:3]) + (", ..." if len(held) > 3 else "")
+        holds = f" (the folder holds {shown})" if held else " (the folder is empty)"
+        raise DataError(
+            f"image {image_path} has no mask: expected {mask_path}{holds}; masks are named "
+            f"<image stem>{MASK_SUFFIX}: add the mask, rename the masks so, or remove the image"
+        )
     return None
 
 
