@@ -130,21 +130,15 @@ def read_group_column(path: Path, column: str) -> dict[str, str]:
         DataError: when the column is missing or a row leaves it empty.
     """
     with path.open(newline="", encoding="utf-8-sig") as handle:
-        header = handle.readline()
-        handle.seek(0)
-        delimiter = ";" if ";" in header and "," not in header else ","
-        reader = csv.DictReader(handle, delimiter=delimiter)
-        reader.fieldnames = columns = [name.strip().lower() for name in reader.fieldnames or []]
-        wanted = column.strip().lower()
+        reader = _spreadsheet_reader(handle)
+        columns, wanted = reader.fieldnames or [], column.strip().lower()
         if wanted not in columns:
             raise DataError(
                 f"labels CSV {path} has no column {column!r} (data.group_column); it has {', '.join(columns)}: name "
                 "the column that holds each image's patient or lesion id, or drop data.group_column"
             )
         groups: dict[str, str] = {}
-        for line, row in enumerate(reader, start=2):
-            if not any((value or "").strip() for value in row.values() if isinstance(value, str)):
-                continue
+        for line, row in _filled_rows(reader):
             group = (row[wanted] or "").strip()
             if not group:
                 raise DataError(
@@ -168,15 +162,30 @@ def read_optional_labels(path: Path | None, column: str) -> dict[str, int] | Non
         return None
 
 
+def _spreadsheet_reader(handle) -> csv.DictReader:
+    """A DictReader of a CSV as spreadsheets save it: opened with ``utf-8-sig`` (a byte-order mark is skipped),
+    semicolon-separated when a European locale wrote it, column names lower-cased and stripped."""
+    header = handle.readline()
+    handle.seek(0)  # the utf-8-sig decoder skips a byte-order mark again
+    # A spreadsheet set to a European locale saves "image_id;melanoma": read it as it was meant.
+    delimiter = ";" if ";" in header and "," not in header else ","
+    reader = csv.DictReader(handle, delimiter=delimiter)
+    # Column names as typed: "image_id, melanoma" (a space after the comma) or "Image_ID" name the same columns.
+    reader.fieldnames = [name.strip().lower() for name in reader.fieldnames or []]
+    return reader
+
+
+def _filled_rows(reader: csv.DictReader):
+    """(line number, row) of the rows that hold anything: the empty rows spreadsheets leave (",,") are skipped."""
+    for line, row in enumerate(reader, start=2):
+        if any((value or "").strip() for value in row.values() if isinstance(value, str)):
+            yield line, row
+
+
 def _read_labels(path: Path, column: str, strict: bool = True) -> dict[str, int]:
     with path.open(newline="", encoding="utf-8-sig") as handle:
-        header = handle.readline()
-        handle.seek(0)  # the utf-8-sig decoder skips a byte-order mark again
-        # A spreadsheet set to a European locale saves "image_id;melanoma": read it as it was meant.
-        delimiter = ";" if ";" in header and "," not in header else ","
-        reader = csv.DictReader(handle, delimiter=delimiter)
-        # Column names as typed: "image_id, melanoma" (a space after the comma) or "Image_ID" name the same columns.
-        reader.fieldnames = columns = [name.strip().lower() for name in reader.fieldnames or []]
+        reader = _spreadsheet_reader(handle)
+        columns = reader.fieldnames or []
         missing = [c for c in ("image_id", column) if c not in columns]
         if missing:
             raise DataError(
@@ -185,9 +194,7 @@ def _read_labels(path: Path, column: str, strict: bool = True) -> dict[str, int]
             )
         labels: dict[str, int] = {}
         conflicting: set[str] = set()
-        for line, row in enumerate(reader, start=2):
-            if not any((value or "").strip() for value in row.values() if isinstance(value, str)):
-                continue  # an empty row (",,"), as spreadsheets leave at the end
+        for line, row in _filled_rows(reader):
             raw = (row[column] or "").strip()
             try:
                 value = float(raw)
