@@ -106,7 +106,37 @@ def test_missing_masks_folder(user_folder, tmp_path):
 def test_csv_missing_column(user_folder):
     images_dir, labels_csv, _ = user_folder
     labels_csv.write_text("image_id,label\nlesion_00,1\n")
-    with pytest.raises(DataError, match="missing column.*melanoma.*expected a header 'image_id,melanoma'"):
+    with pytest.raises(DataError, match="no column 'melanoma'.*expected a header 'image_id,melanoma'.*--label-column"):
+        read_image_folder(images_dir, labels_csv)
+
+
+def test_isic_2020_csv_is_read_with_its_label_column(user_folder):
+    """ISIC 2020's ground truth names the image image_name and the label target, beside other columns."""
+    images_dir, labels_csv, _ = user_folder
+    rows = labels_csv.read_text().splitlines()[1:]
+    labels_csv.write_text(
+        "image_name,patient_id,benign_malignant,target\n"
+        + "".join(f"{row.split(',')[0]},IP_{i // 2},x,{row.split(',')[1]}\n" for i, row in enumerate(rows))
+    )
+    with pytest.raises(DataError, match="no column 'melanoma'.*pass --label-column target.*data.label_column=target"):
+        read_image_folder(images_dir, labels_csv)
+    samples = read_image_folder(images_dir, labels_csv, label_column="target", group_column="patient_id")
+    assert [s.melanoma for s in samples] == [1, 1, 0, 0, 0, 0]
+    assert [s.group for s in samples] == ["IP_0", "IP_0", "IP_1", "IP_1", "IP_2", "IP_2"]
+
+
+def test_isic_2019_csv_reads_float_labels_of_its_mel_column(user_folder):
+    images_dir, labels_csv, _ = user_folder
+    rows = labels_csv.read_text().splitlines()[1:]
+    labels_csv.write_text("image,MEL,NV\n" + "".join(f"{r.split(',')[0]},{float(r.split(',')[1])},0.0\n" for r in rows))
+    samples = read_image_folder(images_dir, labels_csv, label_column="MEL")
+    assert [s.melanoma for s in samples] == [1, 1, 0, 0, 0, 0]
+
+
+def test_csv_without_an_image_column(user_folder):
+    images_dir, labels_csv, _ = user_folder
+    labels_csv.write_text("file,melanoma\nlesion_00,1\n")
+    with pytest.raises(DataError, match="no image column .*image_id or image_name or isic_id or image.*it has file"):
         read_image_folder(images_dir, labels_csv)
 
 
@@ -456,6 +486,23 @@ def test_a_classifier_without_labels_or_with_one_class_is_told_what_to_pass(user
     _check_task("classification", images_dir=images_dir, labels_csv=labels_csv)  # both classes: fine
 
 
+def test_a_classifier_reads_its_labels_from_data_label_column(user_folder, tmp_path):
+    """ISIC 2020's CSV layout trains with data.label_column=target; the run records the column it read."""
+    from melanoma.config import load_config
+    from melanoma.training.datasets import load_splits
+
+    images_dir, labels_csv, _ = user_folder
+    renamed = tmp_path / "train.csv"
+    renamed.write_text(labels_csv.read_text().replace("image_id,melanoma,notes", "image_name,target,notes"))
+    with pytest.raises(DataError, match="pass --label-column target .training: data.label_column=target"):
+        _check_task("classification", images_dir=images_dir, labels_csv=renamed)
+    _check_task("classification", images_dir=images_dir, labels_csv=renamed, label_column="target")
+    folder = ["data.source=folder", f"data.images_dir={images_dir}", f"data.labels_csv={renamed}"]
+    train, val, provenance = load_splits(load_config(None, [*folder, "data.label_column=target"]).data)
+    assert sum(s.melanoma for s in train + val) == 2 and provenance["label_column"] == "target"
+    assert "label_column" not in load_splits(load_config(None, folder[:2] + [f"data.labels_csv={labels_csv}"]).data)[2]
+
+
 def test_a_segmenter_without_masks_is_told_where_they_should_be(user_folder):
     images_dir, _, masks_dir = user_folder
     with pytest.raises(ValueError, match="pass data.masks_dir=FOLDER holding <image_id>_segmentation.png"):
@@ -474,6 +521,8 @@ def test_folder_keys_need_the_folder_source_and_the_isic_root_needs_the_isic_sou
         load_config(None, ["data.images_dir=/x/images"])
     with pytest.raises(ConfigError, match="data.data_dir / --data-dir .* but data.source is folder"):
         load_config(None, ["data.source=folder", "data.images_dir=/x", "data.data_dir=/y"])
+    with pytest.raises(ConfigError, match="data.label_column=target names a column of your own labels CSV"):
+        load_config(None, ["data.label_column=target"])
     with pytest.raises(ConfigError, match="optim.epochs=0: train for at least one epoch"):
         load_config(None, ["optim.epochs=0"])
 

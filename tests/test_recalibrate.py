@@ -102,6 +102,24 @@ def test_calibrate_command_prints_the_summary_and_writes_the_models(tiny_models_
     assert note in capsys.readouterr().err
 
 
+def test_a_csv_laid_out_as_isic_2020_is_read_through_its_label_column(tiny_models_dir, tmp_path, capsys):
+    """ISIC 2020's ground truth: image_name and target. Without --label-column the error names the option."""
+    images, labels = _site(tmp_path)
+    rows = labels.read_text().splitlines()[1:]
+    labels.write_text("image_name,target\n" + "".join(f"{row}\n" for row in rows))
+    common = ["--models", str(tiny_models_dir), "--images", str(images), "--labels", str(labels)]
+    assert main(["evaluate", "classification", *common]) == 2
+    assert "pass --label-column target" in capsys.readouterr().err
+    assert main(["evaluate", "classification", *common, "--label-column", "target"]) == 0
+    scores = json.loads(capsys.readouterr().out)
+    assert (scores["n"], scores["n_positive"], scores["label_column"]) == (26, 12, "target")
+    out = tmp_path / "site_models"
+    assert main(["calibrate", *common, "--label-column", "target", "--out", str(out)]) == 0
+    refitted = json.loads(capsys.readouterr().out)
+    assert refitted["n_positive"] == 12 and refitted["auc"] == scores["auc"]
+    assert json.loads((out / "classification.json").read_text())["recalibration"]["label_column"] == "target"
+
+
 @pytest.mark.data
 def test_on_the_isic_validation_images_the_refitted_threshold_is_the_shipped_one(isic_data_dir, tmp_path):
     # The shipped threshold is Youden's J on these images through the exported graph: re-fitting must find it again.

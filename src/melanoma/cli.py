@@ -15,6 +15,11 @@ from pathlib import Path
 
 from melanoma import DISCLAIMER
 
+LABEL_COLUMN_HELP = (
+    "the labels CSV's 0/1 melanoma column (default: melanoma; ISIC 2020's CSV: target, ISIC 2019's: MEL); the image "
+    "column may be image_id, image_name, isic_id or image"
+)
+
 
 def _train(args: argparse.Namespace) -> int:
     from melanoma.config import absolute_data_paths, load_config
@@ -167,7 +172,9 @@ def _evaluate(args: argparse.Namespace) -> int:
         if not args.labels:
             raise SystemExit("error: evaluate classification needs --labels CSV")
         plots = Path(args.plots) if args.plots else None
-        scores = evaluate_classification(predictor, Path(args.images), Path(args.labels), plots_dir=plots)
+        scores = evaluate_classification(
+            predictor, Path(args.images), Path(args.labels), plots_dir=plots, label_column=args.label_column
+        )
         if baseline:
             scores["vs_baseline"] = _classification_gain(scores, baseline, args)
     if not args.per_image:
@@ -220,7 +227,9 @@ def _calibrate(args: argparse.Namespace) -> int:
     from melanoma.inference.recalibrate import recalibrate_threshold
     from melanoma.reporting import emit_json
 
-    summary = recalibrate_threshold(args.models, Path(args.images), Path(args.labels), Path(args.out))
+    summary = recalibrate_threshold(
+        args.models, Path(args.images), Path(args.labels), Path(args.out), label_column=args.label_column
+    )
     emit_json(summary, args.json)
     _warn_unreadable(summary.get("unreadable", {}))
     _warn_seen("classification", summary)
@@ -421,6 +430,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--masks", help="segmentation: folder of <stem>_segmentation.png masks ({0,255}, {0,1} or two-valued)"
     )
     evaluate.add_argument("--labels", help="classification: CSV with image_id,melanoma")
+    evaluate.add_argument("--label-column", default="melanoma", help=LABEL_COLUMN_HELP)
     evaluate.add_argument("--models", help="model folder (default: the shipped models)")
     evaluate.add_argument("--json", help="also write the scores to this file")
     evaluate.add_argument("--plots", help="classification: write roc.png and calibration.png here")
@@ -445,6 +455,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     calibrate.add_argument("--images", required=True, help="folder of your images")
     calibrate.add_argument("--labels", required=True, help="CSV with image_id,melanoma (image_id = file stem)")
+    calibrate.add_argument("--label-column", default="melanoma", help=LABEL_COLUMN_HELP)
     calibrate.add_argument("--out", required=True, help="new folder for the model copy with the re-fitted threshold")
     calibrate.add_argument("--models", help="model folder to start from (default: the shipped models)")
     calibrate.add_argument("--json", help="also write the summary to this file")

@@ -31,6 +31,8 @@ class DataConfig:
     data_dir: str | None = None  # ISIC layout root; None -> $MELANOMA_DATA or ../shared/data/isic2017
     images_dir: str | None = None  # source=folder: a user's own images
     labels_csv: str | None = None  # source=folder: image_id,melanoma
+    # source=folder: the labels-CSV column with the 0/1 melanoma label (ISIC 2020's CSV: target, ISIC 2019's: MEL)
+    label_column: str = "melanoma"
     masks_dir: str | None = None  # source=folder: <stem>_segmentation.png masks
     val_fraction: float = 0.2  # source=folder: stratified split when there is no validation set
     # source=folder: a labels-CSV column with each image's patient or lesion id; images of one group stay on one side
@@ -261,6 +263,12 @@ def _check_source(data: DataConfig) -> None:
         raise ConfigError(
             f"{', '.join(given)} set, but data.source is isic2017 (the ISIC layout under data.data_dir): add "
             "data.source=folder to train on your own folder"
+        )
+    if data.source == "isic2017" and data.label_column.strip().lower() != "melanoma":
+        raise ConfigError(
+            f"data.label_column={data.label_column} names a column of your own labels CSV, but data.source is "
+            "isic2017, whose labels are read from its melanoma column: add data.source=folder with data.images_dir "
+            "and data.labels_csv, or drop data.label_column"
         )
     if data.source == "folder" and data.data_dir:
         raise ConfigError(

@@ -3,7 +3,8 @@
 Layout::
 
     images_dir/<image_id>.{jpg,jpeg,png,bmp,tif,tiff}
-    labels_csv: image_id,melanoma            (image_id = the image file's stem, melanoma 0 or 1)
+    labels_csv: image_id,melanoma            (image_id = the image file's stem, melanoma 0 or 1; the columns may
+                                             be named as other ISIC releases name them, see ``read_labels_csv``)
     masks_dir/<image_id>_segmentation.png    (binary lesion mask, same size as the image; read by
                                              ``melanoma.data.samples.read_mask``: {0,255}, {0,1} or two-valued)
 """
@@ -44,6 +45,7 @@ def read_image_folder(
     require_masks: bool = False,
     ignore_rows_without_image: bool = False,
     group_column: str | None = None,
+    label_column: str = "melanoma",
 ) -> list[Sample]:
     """List the samples of a folder of dermoscopic images.
 
@@ -56,6 +58,7 @@ def read_image_folder(
         ignore_rows_without_image: when True, CSV rows whose image is not in the folder are skipped (scoring a
             subset of images with the full labels file); by default they are an error (training: a lost image).
         group_column: a column of ``labels_csv`` holding each image's patient or lesion id (``Sample.group``).
+        label_column: the column of ``labels_csv`` holding the 0/1 melanoma label (ISIC 2020: ``target``).
 
     Returns:
         One Sample per image, sorted by file name.
@@ -70,7 +73,7 @@ def read_image_folder(
         raise DataError("masks are required but no masks folder was given; pass the folder of *_segmentation.png")
     if masks_dir is not None and not masks_dir.is_dir():
         raise DataError(f"masks folder {masks_dir} does not exist; pass the folder that holds *{MASK_SUFFIX}")
-    labels = read_labels_csv(labels_csv) if labels_csv is not None else None
+    labels = read_labels_csv(labels_csv, label_column) if labels_csv is not None else None
     keratosis = read_optional_labels(labels_csv, "seborrheic_keratosis")
     if group_column and labels_csv is None:
         raise DataError(f"data.group_column={group_column} names a column of the labels CSV: pass data.labels_csv")

@@ -12,6 +12,11 @@ from PIL import Image
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".bmp", ".tif", ".tiff", ".webp", ".gif")
 MASK_SUFFIX = "_segmentation.png"
+# The column that names each image, as the ISIC archives spell it: ISIC 2016-2018 "image_id", ISIC 2019 "image",
+# ISIC 2020 "image_name", the ISIC archive's metadata exports "isic_id". A labels CSV's first one of these is read.
+ID_COLUMNS = ("image_id", "image_name", "isic_id", "image")
+# 0/1 melanoma columns of other ISIC releases: named in the error when the CSV lacks the column asked for.
+KNOWN_LABEL_COLUMNS = ("melanoma", "target", "mel")
 # Files the ISIC archives keep beside the images that are not lesion photos: masks and superpixel maps.
 COMPANION_SUFFIXES = (MASK_SUFFIX, "_superpixels.png")
 
@@ -101,8 +106,10 @@ def _images_in_subfolders(folder: Path) -> list[Path]:
 
 
 def read_labels_csv(path: Path, column: str = "melanoma") -> dict[str, int]:
-    """Read ``image_id,melanoma`` rows into a dict; other columns are ignored (``column`` reads another 0/1 label,
-    e.g. ISIC 2017's ``seborrheic_keratosis``).
+    """Read ``image_id,melanoma`` rows into a dict; other columns are ignored. ``column`` reads another 0/1 label
+    (``data.label_column`` / ``--label-column``: ISIC 2020's ``target``, ISIC 2019's ``MEL``; or ISIC 2017's
+    ``seborrheic_keratosis``); labels written as ``1.0`` / ``0.0`` count as 1 / 0. The image column may be named
+    as any ISIC release names it (``ID_COLUMNS``: ``image_id``, ``image_name``, ``isic_id``, ``image``).
 
     As spreadsheets save them: a UTF-8 byte-order mark before the header is skipped, column names are matched
     without regard to spaces around them or to case, a header separated by semicolons (a European locale's CSV)
@@ -132,6 +139,7 @@ def read_group_column(path: Path, column: str) -> dict[str, str]:
     with path.open(newline="", encoding="utf-8-sig") as handle:
         reader = _spreadsheet_reader(handle)
         columns, wanted = reader.fieldnames or [], column.strip().lower()
+        id_column = _id_column(columns, path)
         if wanted not in columns:
             raise DataError(
                 f"labels CSV {path} has no column {column!r} (data.group_column); it has {', '.join(columns)}: name "
@@ -142,10 +150,10 @@ def read_group_column(path: Path, column: str) -> dict[str, str]:
             group = (row[wanted] or "").strip()
             if not group:
                 raise DataError(
-                    f"labels CSV {path}, line {line}: no {column} for image {row['image_id']!r}; every image needs "
+                    f"labels CSV {path}, line {line}: no {column} for image {row[id_column]!r}; every image needs "
                     "its patient or lesion id (an image alone can have an id of its own)"
                 )
-            groups[_image_stem((row["image_id"] or "").strip())] = group
+            groups[_image_stem((row[id_column] or "").strip())] = group
     return groups
 
 
@@ -182,15 +190,35 @@ def _filled_rows(reader: csv.DictReader):
             yield line, row
 
 
+def _id_column(columns: list[str], path: Path) -> str:
+    """The column naming the images: the first of ``ID_COLUMNS`` the CSV has, or a DataError listing its columns."""
+    found = next((name for name in ID_COLUMNS if name in columns), None)
+    if found is None:
+        raise DataError(
+            f"labels CSV {path} has no image column ({' or '.join(ID_COLUMNS)}); it has "
+            f"{', '.join(columns) or 'no header'}; expected a header such as 'image_id,melanoma', where image_id is "
+            "each image's file name without its suffix"
+        )
+    return found
+
+
 def _read_labels(path: Path, column: str, strict: bool = True) -> dict[str, int]:
+    column = column.strip().lower()
     with path.open(newline="", encoding="utf-8-sig") as handle:
         reader = _spreadsheet_reader(handle)
         columns = reader.fieldnames or []
-        missing = [c for c in ("image_id", column) if c not in columns]
-        if missing:
+        id_column = _id_column(columns, path)
+        if column not in columns:
+            others = [name for name in KNOWN_LABEL_COLUMNS if name in columns and name != column]
+            hint = (
+                f": to read the labels from {others[0]!r}, pass --label-column {others[0]} (training: "
+                f"data.label_column={others[0]})"
+                if others
+                else f"; expected a header '{id_column},{column}' with {column} 0 or 1, or name the column that holds "
+                "the 0/1 label with --label-column NAME (training: data.label_column=NAME)"
+            )
             raise DataError(
-                f"labels CSV {path} is missing column(s) {', '.join(missing)}; "
-                f"it has {', '.join(columns) or 'no header'}; expected a header 'image_id,{column}'"
+                f"labels CSV {path} has no column {column!r}; it has {', '.join(columns) or 'no header'}{hint}"
             )
         labels: dict[str, int] = {}
         conflicting: set[str] = set()
@@ -200,7 +228,7 @@ def _read_labels(path: Path, column: str, strict: bool = True) -> dict[str, int]
                 value = float(raw)
             except ValueError:
                 value = -1.0
-            image_id = _image_stem((row["image_id"] or "").strip())
+            image_id = _image_stem((row[id_column] or "").strip())
             if not strict and (value not in (0.0, 1.0) or image_id in conflicting):
                 continue
             if value not in (0.0, 1.0):

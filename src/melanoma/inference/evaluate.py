@@ -195,8 +195,11 @@ def evaluate_classification(
     batch_size: int = 16,
     bootstrap: int = 1000,
     plots_dir: Path | None = None,
+    label_column: str = "melanoma",
 ) -> dict[str, Any]:
     """Melanoma AUC, AP and thresholded metrics (at the shipped threshold) with bootstrap 95% intervals.
+
+    The labels are ``labels_csv``'s ``label_column`` (0/1; ISIC 2020's CSV: ``target``).
 
     ``per_image`` maps each image id to its label and the served melanoma probability. With ``bootstrap > 0``,
     ``cross_fitted`` also estimates the operating point of a Youden threshold fitted on other images than those it
@@ -207,9 +210,11 @@ def evaluate_classification(
         raise DataError(f"no classification model in {predictor.models_dir}")
     if plots_dir is not None and importlib.util.find_spec("matplotlib") is None:  # before the long scoring pass
         raise ImportError("--plots needs matplotlib, which is not installed; install it with: pip install matplotlib")
-    samples = read_image_folder(Path(images_dir), labels_csv=Path(labels_csv), ignore_rows_without_image=True)
+    samples = read_image_folder(
+        Path(images_dir), labels_csv=Path(labels_csv), ignore_rows_without_image=True, label_column=label_column
+    )
     # Rows of images not in the folder (the full ISIC CSV for a subset) are skipped: said in the report.
-    unscored_rows = len(read_labels_csv(Path(labels_csv))) - len(samples)
+    unscored_rows = len(read_labels_csv(Path(labels_csv), label_column)) - len(samples)
     check_classification_inputs([s.melanoma for s in samples], [0.5] * len(samples))  # both classes, before scoring
     truth, probabilities, per_image, not_assessed, unreadable = [], [], {}, [], {}
     for sample, prediction in _predictions(predictor, samples, batch_size, unreadable):
@@ -239,6 +244,7 @@ def evaluate_classification(
         **rounded,
         "images_dir": str(images_dir),
         "labels_csv": str(labels_csv),
+        "label_column": label_column,
         "labels_without_image": unscored_rows,
         "not_assessed": not_assessed,
         "unreadable": unreadable,

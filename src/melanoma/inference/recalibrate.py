@@ -59,7 +59,12 @@ def _rounded(scores: dict[str, Any]) -> dict[str, Any]:
 
 
 def recalibrate_threshold(
-    models_dir: Path | str | None, images_dir: Path, labels_csv: Path, out_dir: Path, bootstrap: int = 1000
+    models_dir: Path | str | None,
+    images_dir: Path,
+    labels_csv: Path,
+    out_dir: Path,
+    bootstrap: int = 1000,
+    label_column: str = "melanoma",
 ) -> dict[str, Any]:
     """Fit the classifier's threshold on ``images_dir`` (labels in ``labels_csv``) and write the models to ``out_dir``.
 
@@ -69,6 +74,7 @@ def recalibrate_threshold(
         labels_csv: ``image_id,melanoma`` for them (``image_id`` = file stem), at least ``MIN_PER_CLASS`` of each.
         out_dir: a new (or empty) folder for the copy of the model folder with the re-fitted threshold.
         bootstrap: stratified bootstrap resamples for the 95% intervals.
+        label_column: the column of ``labels_csv`` with the 0/1 melanoma label (ISIC 2020's CSV: ``target``).
 
     Returns:
         ``{"out_dir", "n", "n_positive", "auc", "shipped_threshold": {...}, "refitted_threshold": {...}}``: the
@@ -88,9 +94,13 @@ def recalibrate_threshold(
     out_dir = Path(out_dir)
     _check_new_folder(out_dir)
     # The class counts from the folder and CSV alone, before every image is scored.
-    samples = read_image_folder(Path(images_dir), Path(labels_csv), ignore_rows_without_image=True)
+    samples = read_image_folder(
+        Path(images_dir), Path(labels_csv), ignore_rows_without_image=True, label_column=label_column
+    )
     _check_classes([s.melanoma for s in samples], Path(images_dir))
-    shipped = evaluate_classification(predictor, Path(images_dir), Path(labels_csv), bootstrap=bootstrap)
+    shipped = evaluate_classification(
+        predictor, Path(images_dir), Path(labels_csv), bootstrap=bootstrap, label_column=label_column
+    )
     per_image = shipped.pop("per_image")
     labels = [row["melanoma"] for row in per_image.values()]
     probabilities = [row["probability"] for row in per_image.values()]
@@ -103,6 +113,7 @@ def recalibrate_threshold(
     provenance = {
         "images_dir": str(Path(images_dir).resolve()),  # absolute: the record holds from any working directory
         "labels_csv": str(Path(labels_csv).resolve()),
+        **({"label_column": label_column} if label_column != "melanoma" else {}),
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
         "from_models": str(source.resolve()),
         "previous_threshold_here": _operating_point(shipped),

@@ -264,6 +264,7 @@ def load_splits(data: DataConfig) -> tuple[list[Sample], list[Sample], dict[str,
             Path(data.labels_csv) if data.labels_csv else None,
             Path(data.masks_dir) if data.masks_dir else None,
             group_column=data.group_column,
+            label_column=data.label_column,
         )
         train, val = stratified_split(samples, data.val_fraction, seed=0)
         grouped = f", grouped by {data.group_column}" if data.group_column else ""
@@ -273,6 +274,7 @@ def load_splits(data: DataConfig) -> tuple[list[Sample], list[Sample], dict[str,
             "split": f"{'stratified' if data.labels_csv else 'random'} "
             f"{1 - data.val_fraction:.0%}/{data.val_fraction:.0%}{grouped}, seed 0",
             **({"labels_csv": data.labels_csv} if data.labels_csv else {}),
+            **({"label_column": data.label_column} if data.labels_csv and data.label_column != "melanoma" else {}),
             **({"masks_dir": data.masks_dir} if data.masks_dir else {}),
         }
     if data.cv_folds:

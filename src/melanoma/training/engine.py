@@ -227,7 +227,7 @@ def check_task_data(config: TrainConfig, samples: list) -> None:
         unlabelled = [s for s in samples if s.melanoma is None]
         if unlabelled:
             provide = (
-                "pass data.labels_csv=FILE with the columns image_id,melanoma"
+                f"pass data.labels_csv=FILE with the columns image_id,{data.label_column}"
                 if data.source == "folder"
                 else "the ISIC layout keeps them in labels/ISIC-2017_Training_Part3_GroundTruth.csv (and _Validation_) "
                 "under the data folder: restore them (melanoma data prepare writes them)"
