@@ -57,6 +57,12 @@ def test_predict_folder_with_bad_files_writes_a_row_each_and_overlays(
     assert len(overlays) == len(good)
     with Image.open(overlays[0]) as overlay:
         assert overlay.mode == "RGB"
+    # Each row names its own overlay: the row number and the image's name, in the folder given.
+    for number, row in enumerate(rows):
+        expected_name = f"{number:05d}_{Path(row['image']).stem}_overlay.png" if not row["error"] else ""
+        assert Path(row["overlay"]).name == expected_name
+        assert not row["overlay"] or Path(row["overlay"]).parent == tmp_path / "ov"
+    assert sorted(Path(row["overlay"]) for row in good) == sorted(overlays)
 
 
 def test_predict_folders_skip_os_metadata_masks_and_superpixel_maps(tmp_path):
@@ -120,6 +126,7 @@ def test_an_overlay_that_cannot_be_written_keeps_its_prediction(tiny_models_dir,
     (row,) = csv.DictReader(io.StringIO(out.getvalue()))
     assert counts == (1, 0) and row["melanoma_probability"] != ""
     assert row["error"] == "overlay not written: [Errno 28] No space left on device"
+    assert row["overlay"] == ""
 
 
 def test_parallel_workers_write_the_same_rows_in_input_order(tiny_models_dir, shared_synthetic_isic_dir, tmp_path):

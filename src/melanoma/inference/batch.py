@@ -36,6 +36,7 @@ CSV_COLUMNS = (
     "height",
     "milliseconds",
     "quality_checks",
+    "overlay",
     "error",
     "disclaimer",
 )
@@ -246,10 +247,12 @@ def predict_paths(
             results = future.result()
             submit_next()
             chunk = paths[start : start + batch_size]
-            for path, (result, overlay_error) in zip(chunk, results, strict=True):
+            for path, (result, overlay) in zip(chunk, results, strict=True):
                 row = prediction_row(path, result)
-                if overlay_error is not None:  # the prediction stands; only its overlay is missing
-                    row["error"] = f"overlay not written: {overlay_error}"
+                if isinstance(overlay, OSError):  # the prediction stands; only its overlay is missing
+                    row["error"] = f"overlay not written: {overlay}"
+                elif overlay is not None:
+                    row["overlay"] = spreadsheet_safe(str(overlay))
                 writer.writerow(row)
                 succeeded += isinstance(result, Prediction)
                 failed += not isinstance(result, Prediction)
@@ -269,22 +272,25 @@ OVERLAY_STEM_CHARS = 100
 
 def _predict_chunk(
     predictor: Predictor, chunk: Sequence[Path], start: int, overlays_dir: Path | None
-) -> list[tuple[Prediction | Exception, OSError | None]]:
-    """One batch's (result, overlay error) pairs (in a worker thread), overlays written; a failure to predict
-    becomes that file's result, a failure to write its overlay its overlay error."""
+) -> list[tuple[Prediction | Exception, Path | OSError | None]]:
+    """One batch's (result, overlay) pairs (in a worker thread), overlays written: the overlay's path, the error
+    that kept it from being written, or None (no ``overlays_dir``, or no prediction to draw); a failure to predict
+    becomes that file's result."""
     try:
         results: list[Prediction | Exception] = list(predictor.predict_batch(chunk))
     except Exception:  # a batch-level failure: retry one by one so one bad file cannot sink the others
         results = [_predict_one(predictor, path) for path in chunk]
-    errors: list[OSError | None] = [None] * len(results)
+    overlays: list[Path | OSError | None] = [None] * len(results)
     if overlays_dir is not None:
         for index, (path, result) in enumerate(zip(chunk, results, strict=True)):
             if isinstance(result, Prediction):
                 try:
-                    write_overlay(result, overlays_dir, f"{start + index:05d}_{path.stem[:OVERLAY_STEM_CHARS]}")
+                    overlays[index] = write_overlay(
+                        result, overlays_dir, f"{start + index:05d}_{path.stem[:OVERLAY_STEM_CHARS]}"
+                    )
                 except OSError as error:
-                    errors[index] = error
-    return list(zip(results, errors, strict=True))
+                    overlays[index] = error
+    return list(zip(results, overlays, strict=True))
 
 
 def _predict_one(predictor: Predictor, path: Path) -> Prediction | Exception:
