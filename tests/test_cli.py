@@ -178,6 +178,25 @@ def test_predict_exits_non_zero_only_when_nothing_worked(tiny_models_dir, tmp_pa
     assert "bad.jpg" in capsys.readouterr().out
 
 
+def test_evaluate_segmentation_reads_masks_named_otherwise_through_mask_suffix(
+    tiny_models_dir, shared_synthetic_isic_dir, tmp_path, capsys
+):
+    import shutil
+
+    root, masks = shared_synthetic_isic_dir, tmp_path / "masks"
+    masks.mkdir()
+    for mask in (root / "masks/val").iterdir():  # masks named as their images, in a folder of their own
+        shutil.copy(mask, masks / mask.name.replace("_segmentation", ""))
+    common = ["evaluate", "segmentation", "--images", str(root / "images/val"), "--models", str(tiny_models_dir)]
+    assert main([*common, "--masks", str(masks)]) == 2
+    assert "--mask-suffix" in capsys.readouterr().err
+    assert main([*common, "--masks", str(masks), "--mask-suffix", ".png"]) == 0
+    renamed = json.loads(capsys.readouterr().out)
+    assert main([*common, "--masks", str(root / "masks/val")]) == 0
+    original = json.loads(capsys.readouterr().out)
+    assert renamed["mask_suffix"] == ".png" and renamed["jaccard"] == original["jaccard"] and renamed["n"] > 0
+
+
 def test_evaluate_segmentation_against_a_baseline_pairs_the_images(
     tiny_models_dir, shared_synthetic_isic_dir, tmp_path
 ):

@@ -512,6 +512,35 @@ def test_a_segmenter_without_masks_is_told_where_they_should_be(user_folder):
         mask.rename(mask.with_name(mask.name.replace("_segmentation", "_mask")))
     with pytest.raises(ValueError, match=r"expected lesion_\d\d_segmentation.png in .* \(it holds lesion_00_mask.png"):
         _check_task("segmentation", images_dir=images_dir, masks_dir=masks_dir)
+    _check_task("segmentation", images_dir=images_dir, masks_dir=masks_dir, mask_suffix="_mask.png")  # as named
+
+
+@pytest.mark.parametrize(
+    "layout", ["_mask.png in a folder of its own", ".png in a folder of its own", "_mask.png beside"]
+)
+def test_masks_named_otherwise_are_found_through_their_suffix(user_folder, tmp_path, layout):
+    images_dir, labels_csv, masks_dir = user_folder
+    suffix, place = layout.split(" ", 1)
+    target = images_dir if place == "beside" else tmp_path / "other_masks"
+    target.mkdir(exist_ok=True)
+    for mask in sorted(masks_dir.iterdir()):
+        mask.rename(target / mask.name.replace("_segmentation.png", suffix))
+    expected = (
+        "lesion_00_mask.png has no label" if place == "beside" else "expected .*_00_segmentation.png.*--mask-suffix"
+    )
+    with pytest.raises(DataError, match=expected):  # beside the images, they are read as images without labels
+        read_image_folder(images_dir, labels_csv, target, require_masks=True)
+    samples = read_image_folder(images_dir, labels_csv, target, require_masks=True, mask_suffix=suffix)
+    assert [s.image_id for s in samples] == [f"lesion_{i:02d}" for i in range(6)]  # the masks beside are not images
+    assert all(Path(s.mask_path).name == f"{s.image_id}{suffix}" for s in samples)
+    check_samples(samples)
+
+
+@pytest.mark.parametrize("suffix", ["", "_mask", "masks/_segmentation.png"])
+def test_a_mask_suffix_must_end_a_file_name(user_folder, suffix):
+    images_dir, _, masks_dir = user_folder
+    with pytest.raises(DataError, match="is not the end of a mask's file name.*extension included"):
+        read_image_folder(images_dir, masks_dir=masks_dir, mask_suffix=suffix)
 
 
 def test_folder_keys_need_the_folder_source_and_the_isic_root_needs_the_isic_source():
@@ -521,6 +550,8 @@ def test_folder_keys_need_the_folder_source_and_the_isic_root_needs_the_isic_sou
         load_config(None, ["data.images_dir=/x/images"])
     with pytest.raises(ConfigError, match="data.data_dir / --data-dir .* but data.source is folder"):
         load_config(None, ["data.source=folder", "data.images_dir=/x", "data.data_dir=/y"])
+    with pytest.raises(ConfigError, match="data.mask_suffix=_mask.png names your own masks, but data.source is isic"):
+        load_config(None, ["data.mask_suffix=_mask.png"])
     with pytest.raises(ConfigError, match="data.label_column=target names a column of your own labels CSV"):
         load_config(None, ["data.label_column=target"])
     with pytest.raises(ConfigError, match="optim.epochs=0: train for at least one epoch"):

@@ -165,7 +165,7 @@ def _evaluate(args: argparse.Namespace) -> int:
     if args.task == "segmentation":
         if not args.masks:
             raise SystemExit("error: evaluate segmentation needs --masks DIR")
-        scores = evaluate_segmentation(predictor, Path(args.images), Path(args.masks))
+        scores = evaluate_segmentation(predictor, Path(args.images), Path(args.masks), mask_suffix=args.mask_suffix)
         if baseline:
             scores["vs_baseline"] = _segmentation_gain(scores, baseline, args)
     else:
@@ -253,7 +253,9 @@ def _segmentation_gain(scores: dict, baseline, args: argparse.Namespace) -> dict
     from melanoma.inference.evaluate import evaluate_segmentation
     from melanoma.metrics import paired_mean_difference
 
-    reference = evaluate_segmentation(baseline, Path(args.images), Path(args.masks))["per_image"]
+    reference = evaluate_segmentation(baseline, Path(args.images), Path(args.masks), mask_suffix=args.mask_suffix)[
+        "per_image"
+    ]
     ids = list(scores["per_image"])
     gain = paired_mean_difference([reference[i] for i in ids], [scores["per_image"][i] for i in ids])
     return {"models_dir": str(baseline.models_dir), **{k: _round(v) for k, v in gain.items()}}
@@ -428,6 +430,12 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--images", required=True, help="folder of images")
     evaluate.add_argument(
         "--masks", help="segmentation: folder of <stem>_segmentation.png masks ({0,255}, {0,1} or two-valued)"
+    )
+    evaluate.add_argument(
+        "--mask-suffix",
+        default="_segmentation.png",
+        help="segmentation: what a mask's file name adds to its image's stem (default: _segmentation.png; e.g. "
+        "_mask.png, or .png for masks named as their images)",
     )
     evaluate.add_argument("--labels", help="classification: CSV with image_id,melanoma")
     evaluate.add_argument("--label-column", default="melanoma", help=LABEL_COLUMN_HELP)

@@ -34,6 +34,9 @@ class DataConfig:
     # source=folder: the labels-CSV column with the 0/1 melanoma label (ISIC 2020's CSV: target, ISIC 2019's: MEL)
     label_column: str = "melanoma"
     masks_dir: str | None = None  # source=folder: <stem>_segmentation.png masks
+    # source=folder: what a mask's file name adds to its image's stem (others: _mask.png; .png for masks named as
+    # their images, in a folder of their own)
+    mask_suffix: str = "_segmentation.png"
     val_fraction: float = 0.2  # source=folder: stratified split when there is no validation set
     # source=folder: a labels-CSV column with each image's patient or lesion id; images of one group stay on one side
     # of the validation split and of every cross-validation fold (several photos of one lesion otherwise leak).
@@ -263,6 +266,12 @@ def _check_source(data: DataConfig) -> None:
         raise ConfigError(
             f"{', '.join(given)} set, but data.source is isic2017 (the ISIC layout under data.data_dir): add "
             "data.source=folder to train on your own folder"
+        )
+    if data.source == "isic2017" and data.mask_suffix != "_segmentation.png":
+        raise ConfigError(
+            f"data.mask_suffix={data.mask_suffix} names your own masks, but data.source is isic2017, whose masks are "
+            "named <image id>_segmentation.png: add data.source=folder with data.images_dir and data.masks_dir, or "
+            "drop data.mask_suffix"
         )
     if data.source == "isic2017" and data.label_column.strip().lower() != "melanoma":
         raise ConfigError(

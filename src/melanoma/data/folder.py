@@ -23,6 +23,7 @@ from melanoma.data.samples import (
     MASK_SUFFIX,
     DataError,
     Sample,
+    check_mask_suffix,
     is_companion,
     list_images,
     mask_path_for,
@@ -46,6 +47,7 @@ def read_image_folder(
     ignore_rows_without_image: bool = False,
     group_column: str | None = None,
     label_column: str = "melanoma",
+    mask_suffix: str = MASK_SUFFIX,
 ) -> list[Sample]:
     """List the samples of a folder of dermoscopic images.
 
@@ -59,6 +61,8 @@ def read_image_folder(
             subset of images with the full labels file); by default they are an error (training: a lost image).
         group_column: a column of ``labels_csv`` holding each image's patient or lesion id (``Sample.group``).
         label_column: the column of ``labels_csv`` holding the 0/1 melanoma label (ISIC 2020: ``target``).
+        mask_suffix: what a mask's file name adds to its image's stem (``_mask.png``; ``.png`` for masks named as
+            their images, in a folder of their own).
 
     Returns:
         One Sample per image, sorted by file name.
@@ -68,11 +72,13 @@ def read_image_folder(
             (with ``require_masks``) its mask, or the CSV lists an image that is not in the folder.
     """
     images_dir, labels_csv, masks_dir = _as_path(images_dir), _as_path(labels_csv), _as_path(masks_dir)
-    image_paths = _list_lesion_images(images_dir)
+    check_mask_suffix(mask_suffix)
+    beside = masks_dir is not None and masks_dir.is_dir() and images_dir.is_dir() and masks_dir.samefile(images_dir)
+    image_paths = _list_lesion_images(images_dir, mask_suffix if beside else None)
     if require_masks and masks_dir is None:
-        raise DataError("masks are required but no masks folder was given; pass the folder of *_segmentation.png")
+        raise DataError(f"masks are required but no masks folder was given; pass the folder of *{mask_suffix}")
     if masks_dir is not None and not masks_dir.is_dir():
-        raise DataError(f"masks folder {masks_dir} does not exist; pass the folder that holds *{MASK_SUFFIX}")
+        raise DataError(f"masks folder {masks_dir} does not exist; pass the folder that holds *{mask_suffix}")
     labels = read_labels_csv(labels_csv, label_column) if labels_csv is not None else None
     keratosis = read_optional_labels(labels_csv, "seborrheic_keratosis")
     if group_column and labels_csv is None:
@@ -83,7 +89,7 @@ def read_image_folder(
     samples = []
     for image_path in image_paths:
         image_id = image_path.stem
-        mask_path = _find_mask(masks_dir, image_path, require_masks)
+        mask_path = _find_mask(masks_dir, image_path, require_masks, mask_suffix)
         melanoma = labels[image_id] if labels is not None else None
         sk = keratosis.get(image_id) if keratosis is not None else None
         samples.append(Sample(image_id, image_path, mask_path, melanoma, sk, groups[image_id] if groups else None))
@@ -212,9 +218,12 @@ def _as_path(path: Path | str | None) -> Path | None:
     return None if path is None else Path(path).expanduser()
 
 
-def _list_lesion_images(images_dir: Path) -> list[Path]:
-    """Images in the folder, without masks and superpixel maps kept beside them; unique stems."""
+def _list_lesion_images(images_dir: Path, mask_suffix: str | None = None) -> list[Path]:
+    """Images in the folder, without masks and superpixel maps kept beside them (ISIC's names, and names ending in
+    ``mask_suffix`` when the masks are kept in the image folder); unique stems."""
     paths = [p for p in list_images(images_dir) if not is_companion(p)]
+    if mask_suffix:
+        paths = [p for p in paths if not p.name.lower().endswith(mask_suffix.lower())]
     if not paths:
         raise DataError(f"image folder {images_dir} holds only masks or superpixel maps; pass the image folder")
     by_stem: dict[str, Path] = {}
@@ -246,10 +255,12 @@ def _check_label_coverage(
         )
 
 
-def _find_mask(masks_dir: Path | None, image_path: Path, require_masks: bool) -> Path | None:
+def _find_mask(
+    masks_dir: Path | None, image_path: Path, require_masks: bool, mask_suffix: str = MASK_SUFFIX
+) -> Path | None:
     if masks_dir is None:
         return None
-    mask_path = mask_path_for(masks_dir, image_path.stem)
+    mask_path = mask_path_for(masks_dir, image_path.stem, mask_suffix)
     if mask_path.is_file():
         return mask_path
     if require_masks:
@@ -258,7 +269,8 @@ def _find_mask(masks_dir: Path | None, image_path: Path, require_masks: bool) ->
         holds = f" (the folder holds {shown})" if held else " (the folder is empty)"
         raise DataError(
             f"image {image_path} has no mask: expected {mask_path}{holds}; masks are named "
-            f"<image stem>{MASK_SUFFIX}: add the mask, rename the masks so, or remove the image"
+            f"<image stem>{mask_suffix}: add the mask, rename the masks so, name the end your masks' names share "
+            "with --mask-suffix (training: data.mask_suffix), or remove the image"
         )
     return None
 
@@ -279,7 +291,8 @@ def _structure_problems(samples: Sequence[Sample]) -> list[str]:
         if sample.mask_path is None and with_mask > 0:
             problems.append(
                 f"image {sample.image_path} has no mask while {with_mask} other image(s) have one; "
-                f"add {sample.image_id}{MASK_SUFFIX} or remove the image"
+                f"add its mask (as {Path(next(x for x in samples if x.mask_path).mask_path).name} is named for "
+                "its image) or remove the image"
             )
         if sample.melanoma is None and with_label > 0:
             problems.append(

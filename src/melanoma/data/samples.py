@@ -252,9 +252,20 @@ def _image_stem(image_id: str) -> str:
     return stem if dot and stem and f".{suffix.lower()}" in IMAGE_SUFFIXES else image_id
 
 
-def mask_path_for(masks_dir: Path, image_id: str) -> Path:
-    """Where the mask of ``image_id`` lives: ``<masks_dir>/<image_id>_segmentation.png``."""
-    return masks_dir / f"{image_id}{MASK_SUFFIX}"
+def mask_path_for(masks_dir: Path, image_id: str, suffix: str = MASK_SUFFIX) -> Path:
+    """Where the mask of ``image_id`` lives: ``<masks_dir>/<image_id>_segmentation.png`` (another ``suffix``: the
+    name a user's masks end in, ``data.mask_suffix`` / ``--mask-suffix``)."""
+    return masks_dir / f"{image_id}{suffix}"
+
+
+def check_mask_suffix(suffix: str) -> str:
+    """``suffix`` if it ends in an image file extension (``_mask.png``, ``.png``, ``_lesion.bmp``), else a DataError."""
+    if not suffix or Path(f"x{suffix}").suffix.lower() not in IMAGE_SUFFIXES or "/" in suffix or "\\" in suffix:
+        raise DataError(
+            f"mask suffix {suffix!r} is not the end of a mask's file name: give what follows the image's stem, "
+            f"extension included (ISIC: {MASK_SUFFIX}; others: _mask.png, or .png for masks named as their image)"
+        )
+    return suffix
 
 
 def read_mask(path: Path | str) -> np.ndarray:

@@ -23,7 +23,7 @@ import numpy as np
 from tqdm import tqdm
 
 from melanoma.data.folder import read_image_folder
-from melanoma.data.samples import DataError, Sample, read_labels_csv, read_mask
+from melanoma.data.samples import MASK_SUFFIX, DataError, Sample, read_labels_csv, read_mask
 from melanoma.inference.checks import QUALITY_CHECKS
 from melanoma.inference.predictor import Prediction, Predictor
 from melanoma.metrics import (
@@ -93,13 +93,21 @@ def _none_scored(images_dir: Path, not_assessed: list[str], unreadable: dict[str
 
 
 def evaluate_segmentation(
-    predictor: Predictor, images_dir: Path, masks_dir: Path, batch_size: int = 8, bootstrap: int = 1000
+    predictor: Predictor,
+    images_dir: Path,
+    masks_dir: Path,
+    batch_size: int = 8,
+    bootstrap: int = 1000,
+    mask_suffix: str = MASK_SUFFIX,
 ) -> dict[str, Any]:
-    """Official ISIC 2017 segmentation scores of the shipped segmenter on ``images_dir`` against ``masks_dir``,
-    with image-bootstrap 95% intervals (``ci95``, ``bootstrap`` resamples)."""
+    """Official ISIC 2017 segmentation scores of the shipped segmenter on ``images_dir`` against ``masks_dir``
+    (each image's mask named ``<stem><mask_suffix>``), with image-bootstrap 95% intervals (``ci95``, ``bootstrap``
+    resamples)."""
     if predictor.segmenter is None:
         raise DataError(f"no segmentation model in {predictor.models_dir}")
-    samples = read_image_folder(Path(images_dir), masks_dir=Path(masks_dir), require_masks=True)
+    samples = read_image_folder(
+        Path(images_dir), masks_dir=Path(masks_dir), require_masks=True, mask_suffix=mask_suffix
+    )
     meter = SegmentationMeter()
     sizes = set()
     failures: dict[str, list[str]] = {"under": [], "over": [], "other": []}
@@ -135,6 +143,7 @@ def evaluate_segmentation(
         "postprocess": predictor.segmenter.config.get("postprocess", {}),
         "images_dir": str(images_dir),
         "masks_dir": str(masks_dir),
+        "mask_suffix": mask_suffix,
         "mask_sizes_predicted": sorted({f"{w}x{h}" for h, w in sizes}),
         "models_dir": str(predictor.models_dir),
         "failures": {

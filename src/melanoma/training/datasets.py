@@ -265,6 +265,7 @@ def load_splits(data: DataConfig) -> tuple[list[Sample], list[Sample], dict[str,
             Path(data.masks_dir) if data.masks_dir else None,
             group_column=data.group_column,
             label_column=data.label_column,
+            mask_suffix=data.mask_suffix,
         )
         train, val = stratified_split(samples, data.val_fraction, seed=0)
         grouped = f", grouped by {data.group_column}" if data.group_column else ""
@@ -276,6 +277,7 @@ def load_splits(data: DataConfig) -> tuple[list[Sample], list[Sample], dict[str,
             **({"labels_csv": data.labels_csv} if data.labels_csv else {}),
             **({"label_column": data.label_column} if data.labels_csv and data.label_column != "melanoma" else {}),
             **({"masks_dir": data.masks_dir} if data.masks_dir else {}),
+            **({"mask_suffix": data.mask_suffix} if data.masks_dir and data.mask_suffix != "_segmentation.png" else {}),
         }
     if data.cv_folds:
         stratified = all(s.melanoma is not None for s in train)

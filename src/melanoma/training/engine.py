@@ -257,13 +257,14 @@ def check_task_data(config: TrainConfig, samples: list) -> None:
         if not data.masks_dir and data.source == "folder":
             raise ValueError(
                 f"segmentation needs a lesion mask for every image ({first.image_path} has none): pass "
-                "data.masks_dir=FOLDER holding <image_id>_segmentation.png for each image"
+                f"data.masks_dir=FOLDER holding <image_id>{data.mask_suffix} for each image"
             )
         held = sorted(p.name for p in Path(data.masks_dir).iterdir())[:3] if data.masks_dir else []
         holds = "" if not data.masks_dir else f" (it holds {', '.join(held)}, ...)" if held else " (it is empty)"
         raise ValueError(
             f"segmentation needs a lesion mask for every image: {first.image_path} has none, expected "
-            f"{first.image_id}_segmentation.png in {data.masks_dir or 'the masks folder'}{holds}"
+            f"{first.image_id}{data.mask_suffix} in {data.masks_dir or 'the masks folder'}{holds}"
+            + ("; name the end your masks' names share with data.mask_suffix" if data.source == "folder" else "")
         )
 
 
