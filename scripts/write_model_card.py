@@ -1829,11 +1829,15 @@ def quality_checks_section(eval_dir: Path) -> list[str]:
         f"Command: `{report['command']}`",
         "",
         "Every prediction (app, `melanoma predict` CSV column `quality_checks`, JSON downloads) lists the checks that "
-        "fire for its image; they change no number (after `blank_image` the image is reported as not assessed; after "
+        "fire for its image; they change no number (after `blank_image` or `mask_image` the image is reported as not "
+        "assessed; after "
         "`no_lesion` the decision text adds that the image may not show a skin lesion; after `small_image`, that the "
         "output is less reliable). `blank_image`: the image's grey levels are almost uniform "
         "(standard deviation below 2 of 255; the least varied of the 2750 ISIC 2017 images has 5.9, checked by "
-        "`tests/test_checks.py`), a black frame or a solid colour. `no_lesion`: the segmenter outlined nothing. "
+        "`tests/test_checks.py`), a black frame or a solid colour. `mask_image`: at least 90% of the pixels lie in two "
+        "grey tones 24 or more levels apart (the second holding at least 0.1%), as in a lesion mask or a drawing; the "
+        "most two-toned of the 2750 ISIC 2017 images has 0.79, their masks 1.0 (at least 0.95 as JPEG at quality 75), "
+        "measured by `tests/test_checks.py`. `no_lesion`: the segmenter outlined nothing. "
         f"`outline_uncertain`: the pixels of the segmenter's map between {low} and {high}, per pixel of the outlined "
         f"lesion, exceed {thresholds['outline_uncertain']}; its reference is the failures, the images with Jaccard "
         f"below {report['failure_jaccard']}. A candidate third check, `lesion_at_edge`, would fire when the outline "

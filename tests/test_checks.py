@@ -202,8 +202,9 @@ def test_shown_checks_use_the_fitted_threshold_and_met_their_rules():
     assert report["fit"]["thresholds"]["outline_uncertain"] == UNCERTAIN_RATIO_THRESHOLD
     assert report["uncertain_band"] == list(UNCERTAIN_BAND)
     shown = {name for name, rule in report["ship_rules"].items() if rule["met"]}
-    # blank_image and no_lesion are definitions, small_image has its own study (test_the_small_image_limit_...)
-    assert shown == set(QUALITY_CHECKS) - {"no_lesion", "blank_image", "small_image"}
+    # blank_image, mask_image and no_lesion are definitions (the first two measured on every ISIC 2017 image and mask
+    # below), small_image has its own study (test_the_small_image_limit_...)
+    assert shown == set(QUALITY_CHECKS) - {"no_lesion", "blank_image", "mask_image", "small_image"}
     assert report["ship_rules"] == _study().ship_decisions(report["validation"])
 
 
@@ -274,6 +275,34 @@ def test_blank_images_are_flagged_and_their_decision_says_so(tiny_models_dir):
         assert not result.assessable
     lesion, _ = synthetic_lesion(128, seed=2)
     assert image_checks(lesion) == ()
+
+
+def test_masks_and_drawings_are_flagged_and_not_assessed(tiny_models_dir):
+    import io
+
+    from PIL import Image
+
+    from melanoma.inference.checks import MASK_TONE_SHARE, image_checks, two_tone_share
+    from melanoma.inference.predictor import Predictor
+
+    lesion, mask = synthetic_lesion(256, seed=4)
+    grey_mask = np.repeat(mask[..., None], 3, axis=2)
+    # A palette mask: PASCAL VOC's dark red lesion on black.
+    red_on_black = np.where(mask[..., None] > 0, np.array([128, 0, 0], np.uint8), np.uint8(0))
+    buffer = io.BytesIO()
+    Image.fromarray(grey_mask).save(buffer, "JPEG", quality=60)
+    jpeg_mask = np.asarray(Image.open(buffer).convert("RGB"))
+    for image in (grey_mask, red_on_black, jpeg_mask):
+        assert [c.code for c in image_checks(image)] == ["mask_image"]
+    assert two_tone_share(grey_mask) == 1.0 and two_tone_share(jpeg_mask) >= MASK_TONE_SHARE
+    # Photos spread their tones; a low-contrast image has one tone; an empty mask is blank, said once.
+    assert two_tone_share(lesion) < 0.7 and image_checks(lesion) == ()
+    faint = np.clip(np.random.default_rng(0).normal(200, 5, (256, 256, 3)), 0, 255).astype(np.uint8)
+    assert two_tone_share(faint) == 0.0 and image_checks(faint) == ()
+    assert [c.code for c in image_checks(np.zeros_like(grey_mask))] == ["blank_image"]
+    (result,) = Predictor.from_dir(tiny_models_dir).predict_arrays([grey_mask], [(256, 256)], ["mask.png"])
+    assert not result.assessable
+    assert result.decision_text.startswith("not assessed: the image is two flat tones, as a mask or a drawing, so it")
 
 
 def test_small_images_are_flagged_by_their_size_as_uploaded():
@@ -349,3 +378,25 @@ def test_no_isic_2017_image_is_blank(isic_data_dir):
     spreads = [grey_std(np.asarray(Image.open(path).convert("RGB"))) for path in paths]
     assert min(spreads) > 2.5 * BLANK_STD_THRESHOLD  # the module doc: the least varied is 5.9
     assert round(min(spreads), 1) == 5.9
+
+
+@pytest.mark.data
+def test_no_isic_2017_image_is_taken_for_a_mask_and_every_mask_is(isic_data_dir):
+    """The numbers of ``mask_image`` in the checks module doc: photos at most 0.79, masks 1.0 and, as JPEG, 0.95."""
+    import io
+
+    from PIL import Image
+
+    from melanoma.inference.checks import MASK_TONE_SHARE, two_tone_share
+
+    photos = [two_tone_share(np.asarray(Image.open(p).convert("RGB"))) for p in isic_data_dir.glob("images/*/*.jpg")]
+    assert len(photos) >= 2750 and round(max(photos), 2) == 0.79 < MASK_TONE_SHARE
+    masks, as_jpeg = [], []
+    for path in sorted(isic_data_dir.glob("masks/*/*_segmentation.png")):
+        mask = np.asarray(Image.open(path).convert("RGB"))
+        buffer = io.BytesIO()
+        Image.fromarray(mask).save(buffer, "JPEG", quality=75)
+        masks.append(two_tone_share(mask))
+        as_jpeg.append(two_tone_share(np.asarray(Image.open(buffer).convert("RGB"))))
+    assert len(masks) >= 2150 and min(masks) == 1.0
+    assert round(min(as_jpeg), 2) >= 0.95

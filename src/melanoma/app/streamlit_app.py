@@ -464,7 +464,7 @@ def _render_prediction(prediction: Prediction, options: OverlayOptions, key: str
         _render_measurements(prediction.measurements, prediction.original_size)
     else:  # an outline on a black frame measures nothing
         st.markdown("**Lesion measurements**", help=MEASUREMENT_NOTE)
-        st.caption("The image is almost uniform, so nothing is outlined or measured.")
+        st.caption(f"The image is {prediction.not_assessed_reason}, so nothing is outlined or measured.")
 
 
 def _overlay(prediction: Prediction, options: OverlayOptions):
@@ -484,7 +484,7 @@ def _overlay(prediction: Prediction, options: OverlayOptions):
 def _overlay_caption(prediction: Prediction, options: OverlayOptions) -> str:
     """What the overlay shows, told by shape and brightness rather than colour names alone (colour-blind users)."""
     if not prediction.assessable:
-        return "The uploaded image (almost uniform: nothing is outlined)."
+        return f"The uploaded image ({prediction.not_assessed_reason}: nothing is outlined)."
     parts = []
     if prediction.lesion_mask is not None and options.show_contour:
         parts.append("outline (light line with a dark inner edge): the lesion as the segmenter outlined it")
@@ -510,7 +510,11 @@ def _render_probability(prediction: Prediction) -> None:
             "Melanoma probability", f"{probability:.{decimals}%}", help="The classifier's output for this image."
         )
     else:  # the number exists (CSV, JSON) but means nothing for an image without structure: not shown as a result
-        left.metric("Melanoma probability", "—", help="Not assessed: the image is almost uniform (see the box below).")
+        left.metric(
+            "Melanoma probability",
+            "—",
+            help=f"Not assessed: the image is {prediction.not_assessed_reason} (see the box below).",
+        )
     right.metric(
         "Decision threshold",
         f"{threshold:.{decimals}%}",
@@ -669,7 +673,7 @@ def summary_row(outcome: Outcome) -> dict[str, Any]:
 
     Columns, most needed first (a narrow screen shows the first ones): ``File``, ``Melanoma probability``,
     ``Decision`` (short; each image's section words it in full), ``Checks``, ``Lesion area``. An image that was
-    not assessed (``blank_image``) shows neither number: they mean nothing for it.
+    not assessed (``Prediction.assessable``) shows neither number: they mean nothing for it.
     """
     if isinstance(outcome, FailedImage):
         return {

@@ -104,9 +104,9 @@ def spreadsheet_safe(text: str) -> str:
 def prediction_row(path: Path | str, result: Prediction | Exception | str) -> dict[str, Any]:
     """One CSV row (``CSV_COLUMNS``, the same for ``melanoma predict`` and the app's download): the prediction's
     numbers, or the error message (an exception or its text). Sizes are the original image's; ``model_output`` is
-    the decision as the app phrases it (with its caveat when no lesion was found); ``decision`` is
-    ``not_assessed`` for an image with no visible structure (``blank_image``); the lesion measurements are empty
-    when no lesion was outlined; every row carries the disclaimer, so that a file passed on still says it. Text
+    the decision as the app phrases it (with its caveat when no lesion was found); ``decision`` is ``not_assessed``
+    for an image that is no photo of a lesion (``checks.NOT_ASSESSED``); the lesion measurements are empty when no
+    lesion was outlined; every row carries the disclaimer, so that a file passed on still says it. Text
     that comes from a user (the image's name, an error quoting it) is ``spreadsheet_safe``."""
     row: dict[str, Any] = dict.fromkeys(CSV_COLUMNS, "")
     row["image"] = spreadsheet_safe(str(path))
@@ -152,7 +152,7 @@ def overlay_footer(prediction: Prediction) -> str:
     if prediction.melanoma_probability is None:
         output = "no classifier installed"
     elif not prediction.assessable:
-        output = "not assessed (an almost uniform image)"
+        output = f"not assessed (the image is {prediction.not_assessed_reason})"
     else:
         side = "above" if prediction.decision else "below"
         output = (

@@ -6,10 +6,19 @@ only, well under a millisecond), and names a reason to look twice; none changes 
 2017 validation set by ``python benchmarks/quality_checks.py`` (report: ``models/eval/quality_checks.json``; model
 card, "Quality checks").
 
+An image that is ``blank_image`` or ``mask_image`` is not assessed (``NOT_ASSESSED``): predict and the app show no
+probability or outline for it, and ``melanoma evaluate`` leaves it out of its scores.
+
 - ``blank_image``: the image is almost uniform (grey-level standard deviation below ``BLANK_STD_THRESHOLD``): a
   black frame, a lens cap, a solid colour. The least varied of the 2750 ISIC 2017 images has a standard deviation of
   5.9 (``tests/test_checks.py`` checks that none fires), so the check cannot fire on a real dermoscopic image.
   Shown with or without a segmenter.
+- ``mask_image``: nearly all of the image lies in two flat grey tones at least ``TONE_GAP`` levels apart (share
+  ``two_tone_share`` at or above ``MASK_TONE_SHARE``): a lesion mask, a drawing, a screenshot of one, such as masks
+  kept in a folder that ``melanoma predict`` searches. Of the 2750 ISIC 2017 images the most two-toned (dark
+  vignette corners around the field of view) has a share of 0.79; the ISIC 2017 masks have 1.0, and still 0.95 or
+  more when saved as JPEG at quality 75 (``tests/test_checks.py`` measures all three). Shown with or without a
+  segmenter; not checked on an image that is already ``blank_image``.
 - ``small_image``: the image is smaller than ``MIN_RELIABLE_SIDE`` pixels on its shorter side (its size as uploaded,
   EXIF orientation applied). The models see every image enlarged or reduced to their input size; the ISIC 2017
   validation images shrunk to 96 px and below lost mean Jaccard and AUC beyond noise, at 128 px and above they did
@@ -32,7 +41,9 @@ import numpy as np
 
 __all__ = [
     "BLANK_STD_THRESHOLD",
+    "MASK_TONE_SHARE",
     "MIN_RELIABLE_SIDE",
+    "NOT_ASSESSED",
     "QUALITY_CHECKS",
     "UNCERTAIN_BAND",
     "UNCERTAIN_RATIO_THRESHOLD",
@@ -40,11 +51,18 @@ __all__ = [
     "grey_std",
     "image_checks",
     "quality_checks",
+    "two_tone_share",
     "uncertain_ratio",
 ]
 
 #: ``blank_image`` fires below this standard deviation of the grey levels (0-255).
 BLANK_STD_THRESHOLD = 2.0
+#: ``mask_image`` fires at or above this share of pixels in two grey tones (see the module doc for what it measured).
+MASK_TONE_SHARE = 0.9
+#: The two tones of ``mask_image`` lie at least this many grey levels (0-255) apart; tones are 8-level bins.
+TONE_GAP = 24
+#: ... and the second holds at least this share of the pixels (a mask with a lesion in it).
+MIN_TONE_SHARE = 0.001
 #: ``small_image`` fires when the shorter side of the image as uploaded is below this many pixels
 #: (``min_reliable_side`` of ``models/eval/small_images.json``).
 MIN_RELIABLE_SIDE = 128
@@ -69,6 +87,11 @@ QUALITY_CHECKS: dict[str, QualityCheck] = {
             "blank_image",
             "The image is almost uniform, with no visible structure: it is probably not a photo of a skin lesion "
             "(a black frame, a lens cap, a solid colour), and the outputs mean nothing.",
+        ),
+        QualityCheck(
+            "mask_image",
+            "Nearly all of the image is two flat tones, as in a lesion mask or a drawing: it is probably not a photo "
+            "of a skin lesion, and the outputs mean nothing.",
         ),
         QualityCheck(
             "small_image",
@@ -123,13 +146,35 @@ def quality_checks(probability: np.ndarray, threshold: float = 0.5) -> tuple[Qua
 
 def grey_std(image: np.ndarray) -> float:
     """Standard deviation of an RGB uint8 image's grey levels (0-255), from about 128x128 evenly spaced pixels."""
+    return float(_grey_sample(image).std())
+
+
+#: The checks after which an image is not assessed: its outputs mean nothing and are not shown or scored.
+NOT_ASSESSED = ("blank_image", "mask_image")
+
+
+def _grey_sample(image: np.ndarray) -> np.ndarray:
+    """Grey levels (0-255, float32) of about 128x128 evenly spaced pixels of an RGB uint8 image."""
     step = max(1, max(np.shape(image)[:2]) // 128)  # the spread, not the detail, is asked: well under a millisecond
-    grey = np.asarray(image)[::step, ::step].astype(np.float32) @ np.array([0.299, 0.587, 0.114], np.float32)
-    return float(grey.std())
+    return np.asarray(image)[::step, ::step].astype(np.float32) @ np.array([0.299, 0.587, 0.114], np.float32)
+
+
+def two_tone_share(image: np.ndarray) -> float:
+    """The share of an RGB uint8 image's pixels in its two most common grey tones (8-level bins) that lie at least
+    ``TONE_GAP`` levels apart: 1.0 for a two-valued mask, well below for a photo, whose tones spread; 0 when the
+    second tone holds under ``MIN_TONE_SHARE`` of the pixels."""
+    counts = np.bincount((np.clip(_grey_sample(image), 0, 255).astype(np.int64) // 8).ravel(), minlength=32)
+    first = int(np.argmax(counts))
+    far = counts.copy()
+    far[max(0, first - TONE_GAP // 8 + 1) : first + TONE_GAP // 8] = 0  # the first tone and its near neighbours
+    if far.max() < MIN_TONE_SHARE * counts.sum():  # one tone only (a low-contrast image): not two-toned
+        return 0.0
+    return float((counts[first] + far.max()) / counts.sum())
 
 
 def image_checks(image: np.ndarray, original_size: tuple[int, int] | None = None) -> tuple[QualityCheck, ...]:
-    """The checks that fire for the image itself (HxWx3 uint8 RGB): ``blank_image`` and ``small_image``.
+    """The checks that fire for the image itself (HxWx3 uint8 RGB): ``blank_image`` or ``mask_image``, and
+    ``small_image``.
 
     ``original_size``: (width, height) of the image as uploaded, when ``image`` was decoded smaller (a big JPEG);
     by default ``image``'s own size.
@@ -137,6 +182,8 @@ def image_checks(image: np.ndarray, original_size: tuple[int, int] | None = None
     checks: tuple[QualityCheck, ...] = ()
     if grey_std(image) < BLANK_STD_THRESHOLD:
         checks += (QUALITY_CHECKS["blank_image"],)
+    elif two_tone_share(image) >= MASK_TONE_SHARE:
+        checks += (QUALITY_CHECKS["mask_image"],)
     width, height = original_size if original_size is not None else (image.shape[1], image.shape[0])
     if min(width, height) < MIN_RELIABLE_SIDE:
         checks += (QUALITY_CHECKS["small_image"],)

@@ -5,10 +5,10 @@ mask, which must have the image's size (as shown, after EXIF orientation), with 
 Classification: AUC, average precision, and sensitivity / specificity / balanced accuracy at the model's
 shipped threshold, with stratified bootstrap 95% intervals.
 
-An almost uniform image (quality check ``blank_image``), which the Predictor reports as not assessed, is left out
-of both scores and listed under ``not_assessed``. A file that cannot be read as an image (truncated, not an image,
-unreadable) does not stop the pass: it is left out too and listed with its error under ``unreadable``, so one bad
-file in a folder of hundreds costs the report one image, not the run. ``seen_in_training`` counts the scored images
+An image the Predictor reports as not assessed (almost uniform, ``blank_image``; two flat tones, ``mask_image``) is
+left out of both scores and listed under ``not_assessed``. A file that cannot be read as an image (truncated, not an
+image, unreadable) does not stop the pass: it is left out too and listed with its error under ``unreadable``, so one
+bad file in a folder of hundreds costs the report one image, not the run. ``seen_in_training`` counts the scored images
 that the network trained on or had as validation images (from the image lists its exported config keeps).
 """
 
@@ -88,7 +88,7 @@ def _none_scored(images_dir: Path, not_assessed: list[str], unreadable: dict[str
         first = next(iter(unreadable.items()))
         reasons.append(f"{len(unreadable)} could not be read (first: {first[0]}: {first[1]})")
     if not_assessed:
-        reasons.append(f"{len(not_assessed)} are almost uniform")
+        reasons.append(f"{len(not_assessed)} are almost uniform or two flat tones (a mask), not photos")
     return DataError(f"no image in {images_dir} could be assessed: {' and '.join(reasons)}")
 
 
@@ -114,7 +114,7 @@ def evaluate_segmentation(
     checks: list[set[str]] = []
     scored, not_assessed, unreadable = [], [], {}
     for sample, prediction in _predictions(predictor, samples, batch_size, unreadable):
-        if not prediction.assessable:  # an almost uniform image: served as "not assessed", so not scored either
+        if not prediction.assessable:  # no photo of a lesion: served as "not assessed", so not scored either
             not_assessed.append(sample.image_id)
             continue
         scored.append(sample)
@@ -227,7 +227,7 @@ def evaluate_classification(
     check_classification_inputs([s.melanoma for s in samples], [0.5] * len(samples))  # both classes, before scoring
     truth, probabilities, per_image, not_assessed, unreadable = [], [], {}, [], {}
     for sample, prediction in _predictions(predictor, samples, batch_size, unreadable):
-        if not prediction.assessable:  # an almost uniform image: served as "not assessed", so not scored either
+        if not prediction.assessable:  # no photo of a lesion: served as "not assessed", so not scored either
             not_assessed.append(sample.image_id)
             continue
         truth.append(sample.melanoma)

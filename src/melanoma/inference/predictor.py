@@ -102,18 +102,29 @@ class Prediction:
 
     @property
     def assessable(self) -> bool:
-        """False when the image shows no structure at all (``blank_image``): the outputs then mean nothing."""
-        return not any(check.code == "blank_image" for check in self.quality_checks)
+        """False when the image is no photo of a lesion (``NOT_ASSESSED``: almost uniform, or two flat tones as a
+        mask): the outputs then mean nothing."""
+        return self.not_assessed_reason is None
+
+    @property
+    def not_assessed_reason(self) -> str | None:
+        """Why the image is not assessed, as a phrase ("almost uniform"), or None when it is assessed."""
+        codes = {check.code for check in self.quality_checks}
+        if "blank_image" in codes:
+            return "almost uniform"
+        if "mask_image" in codes:
+            return "two flat tones, as a mask or a drawing"
+        return None
 
     @property
     def decision_text(self) -> str:
         """The decision phrased as a model output."""
         if self.decision is None:
             return "no classifier installed"
-        if not self.assessable:  # a black frame, a lens cap: the classifier still gives a number, but it is noise
+        if not self.assessable:  # a black frame, a mask: the classifier still gives a number, but it is noise
             return (
-                "not assessed: the image is almost uniform, so it is probably not a photo of a skin lesion and the "
-                "model's output means nothing"
+                f"not assessed: the image is {self.not_assessed_reason}, so it is probably not a photo of a skin "
+                "lesion and the model's output means nothing"
             )
         text = (
             "above the model's melanoma threshold: dermatologist review advised"
