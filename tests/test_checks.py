@@ -297,12 +297,25 @@ def test_masks_and_drawings_are_flagged_and_not_assessed(tiny_models_dir):
     assert two_tone_share(grey_mask) == 1.0 and two_tone_share(jpeg_mask) >= MASK_TONE_SHARE
     # Photos spread their tones; a low-contrast image has one tone; an empty mask is blank, said once.
     assert two_tone_share(lesion) < 0.7 and image_checks(lesion) == ()
-    faint = np.clip(np.random.default_rng(0).normal(200, 5, (256, 256, 3)), 0, 255).astype(np.uint8)
+    rng = np.random.default_rng(0)
+    faint = np.clip(rng.normal(200, 5, (256, 256, 3)), 0, 255).astype(np.uint8)
     assert two_tone_share(faint) == 0.0 and image_checks(faint) == ()
+    # Smooth or clipped skin (one tone) around a lesion whose tones spread: a photo, not a mask.
+    smooth = np.clip(rng.normal(230, 1.5, (256, 256, 3)), 0, 255)
+    inside = mask > 0
+    smooth[inside] = rng.uniform(40, 160, (int(inside.sum()), 1))
+    assert two_tone_share(smooth.astype(np.uint8)) == 0.0
     assert [c.code for c in image_checks(np.zeros_like(grey_mask))] == ["blank_image"]
+    from melanoma.app.streamlit_app import result_record
+    from melanoma.inference.batch import prediction_row
+
     (result,) = Predictor.from_dir(tiny_models_dir).predict_arrays([grey_mask], [(256, 256)], ["mask.png"])
-    assert not result.assessable
+    assert not result.assessable and [c.code for c in result.quality_checks] == ["mask_image"]  # no outline checks
     assert result.decision_text.startswith("not assessed: the image is two flat tones, as a mask or a drawing, so it")
+    # The white blob is no lesion: neither the CSV row nor the JSON record measures it.
+    row, record = prediction_row("mask.png", result), result_record(result)
+    assert row["decision"] == "not_assessed" and row["lesion_area_fraction"] == row["area_px"] == ""
+    assert record["lesion_area_fraction"] is record["measurements"] is record["above_threshold"] is None
 
 
 def test_small_images_are_flagged_by_their_size_as_uploaded():
@@ -382,15 +395,22 @@ def test_no_isic_2017_image_is_blank(isic_data_dir):
 
 @pytest.mark.data
 def test_no_isic_2017_image_is_taken_for_a_mask_and_every_mask_is(isic_data_dir):
-    """The numbers of ``mask_image`` in the checks module doc: photos at most 0.79, masks 1.0 and, as JPEG, 0.95."""
+    """The numbers of ``mask_image`` in the checks module doc: no photo has a flat second tone, nor any 1.3 times
+    brighter; 1 of them 1.5 times brighter and 14 twice as bright fire; the masks have 1.0, and 0.95 as JPEG."""
     import io
 
     from PIL import Image
 
     from melanoma.inference.checks import MASK_TONE_SHARE, two_tone_share
 
-    photos = [two_tone_share(np.asarray(Image.open(p).convert("RGB"))) for p in isic_data_dir.glob("images/*/*.jpg")]
-    assert len(photos) >= 2750 and round(max(photos), 2) == 0.79 < MASK_TONE_SHARE
+    photos = [np.asarray(Image.open(p).convert("RGB")) for p in sorted(isic_data_dir.glob("images/*/*.jpg"))]
+    assert len(photos) >= 2750 and max(two_tone_share(photo) for photo in photos) == 0.0
+
+    def fired(gain: float) -> int:
+        brighter = (np.clip(photo.astype(np.float32) * gain, 0, 255).astype(np.uint8) for photo in photos)
+        return sum(two_tone_share(image) >= MASK_TONE_SHARE for image in brighter)
+
+    assert (fired(1.3), fired(1.5), fired(2.0)) == (0, 1, 14)
     masks, as_jpeg = [], []
     for path in sorted(isic_data_dir.glob("masks/*/*_segmentation.png")):
         mask = np.asarray(Image.open(path).convert("RGB"))

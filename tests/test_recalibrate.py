@@ -110,9 +110,11 @@ def test_a_csv_laid_out_as_isic_2020_is_read_through_its_label_column(tiny_model
     common = ["--models", str(tiny_models_dir), "--images", str(images), "--labels", str(labels)]
     assert main(["evaluate", "classification", *common]) == 2
     assert "pass --label-column target" in capsys.readouterr().err
-    assert main(["evaluate", "classification", *common, "--label-column", "target"]) == 0
+    command = ["evaluate", "classification", *common, "--label-column", "target", "--baseline", str(tiny_models_dir)]
+    assert main(command) == 0  # the baseline's pass reads the same column
     scores = json.loads(capsys.readouterr().out)
     assert (scores["n"], scores["n_positive"], scores["label_column"]) == (26, 12, "target")
+    assert scores["vs_baseline"]["difference"] == 0
     out = tmp_path / "site_models"
     assert main(["calibrate", *common, "--label-column", "target", "--out", str(out)]) == 0
     refitted = json.loads(capsys.readouterr().out)
@@ -180,6 +182,22 @@ def test_an_almost_uniform_image_is_left_out_of_the_scores_and_listed(tiny_model
     scores = evaluate_classification(Predictor.from_dir(tiny_models_dir), images, labels, bootstrap=0)
     assert scores["not_assessed"] == ["blank"] and "blank" not in scores["per_image"]
     assert scores["n"] == len(scores["per_image"]) == 26
+
+
+def test_images_left_out_as_not_assessed_are_named_by_evaluate_and_calibrate(tiny_models_dir, tmp_path, capsys):
+    images, labels = _site(tmp_path)
+    _, mask = synthetic_lesion(96, seed=0)
+    Image.fromarray(mask).save(images / "site_000_mask.png")  # a mask saved among the photos, labelled by mistake
+    labels.write_text(labels.read_text() + "site_000_mask,1\n")
+    common = ["--models", str(tiny_models_dir), "--images", str(images), "--labels", str(labels)]
+    assert main(["evaluate", "classification", *common]) == 0
+    err = capsys.readouterr().err
+    assert "warning: 1 image(s) are not assessed and left out of the scores" in err and "site_000_mask" in err
+    out = tmp_path / "site_models"
+    assert main(["calibrate", *common, "--out", str(out)]) == 0
+    captured = capsys.readouterr()
+    assert json.loads(captured.out)["not_assessed"] == ["site_000_mask"] and "site_000_mask" in captured.err
+    assert json.loads((out / "classification.json").read_text())["recalibration"]["not_assessed"] == ["site_000_mask"]
 
 
 def test_the_advice_compares_the_refit_on_unseen_images_with_the_current_threshold():

@@ -183,6 +183,7 @@ def _evaluate(args: argparse.Namespace) -> int:
 
     emit_json(scores, args.json)
     _warn_unreadable(scores["unreadable"])
+    _warn_not_assessed(scores["not_assessed"])
     _warn_seen(args.task, scores)
     return 0
 
@@ -204,6 +205,18 @@ def _warn_unreadable(unreadable: dict[str, str]) -> None:
     more = f"; and {len(unreadable) - 3} more (listed under 'unreadable')" if len(unreadable) > 3 else ""
     print(
         f"warning: {len(unreadable)} image(s) could not be read and are left out of the scores: {shown}{more}",
+        file=sys.stderr,
+    )
+
+
+def _warn_not_assessed(names: list[str]) -> None:
+    """Say on stderr which images were left out of a score as not assessed (the JSON lists them)."""
+    if not names:
+        return
+    shown = ", ".join(names[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else "")
+    print(
+        f"warning: {len(names)} image(s) are not assessed and left out of the scores (almost uniform, or two flat "
+        f"tones as a mask or a drawing; listed under 'not_assessed'): {shown}",
         file=sys.stderr,
     )
 
@@ -232,6 +245,7 @@ def _calibrate(args: argparse.Namespace) -> int:
     )
     emit_json(summary, args.json)
     _warn_unreadable(summary.get("unreadable", {}))
+    _warn_not_assessed(summary.get("not_assessed", []))
     _warn_seen("classification", summary)
     if "warning" in summary:
         print(f"warning: {summary['warning']}", file=sys.stderr)
@@ -266,7 +280,9 @@ def _classification_gain(scores: dict, baseline, args: argparse.Namespace) -> di
     from melanoma.inference.evaluate import evaluate_classification
     from melanoma.metrics import paired_auc_difference
 
-    reference = evaluate_classification(baseline, Path(args.images), Path(args.labels), bootstrap=0)["per_image"]
+    reference = evaluate_classification(
+        baseline, Path(args.images), Path(args.labels), bootstrap=0, label_column=args.label_column
+    )["per_image"]
     ids = list(scores["per_image"])
     labels = [scores["per_image"][i]["melanoma"] for i in ids]
     gain = paired_auc_difference(

@@ -714,20 +714,22 @@ def result_record(prediction: Outcome) -> dict[str, Any]:
 
     Returns:
         A dict with the file name, probability, threshold, decision (``above_threshold``: None when the image was
-        not assessed, see ``Prediction.assessable``), measurements (None when no lesion was outlined), sizes,
+        not assessed, see ``Prediction.assessable``), lesion area and measurements (None when no lesion was outlined or
+        the image was not assessed), sizes,
         timings and the quality checks that fired; for a failed file its name and ``error``.
     """
     if isinstance(prediction, FailedImage):
         return {"file": prediction.name, "error": prediction.error, "disclaimer": DISCLAIMER}
     analysed_height, analysed_width = prediction.image.shape[:2]
-    measurements = prediction.measurements
+    assessed = prediction.assessable  # a mask's "lesion" is no finding: neither area nor measurements
+    measurements = prediction.measurements if assessed else None
     return {
         "file": prediction.name,
         "melanoma_probability": prediction.melanoma_probability,
         "threshold": prediction.threshold,
         "above_threshold": prediction.decision if prediction.assessable else None,
         "model_output": prediction.decision_text,
-        "lesion_area_fraction": prediction.lesion_area_fraction,
+        "lesion_area_fraction": prediction.lesion_area_fraction if assessed else None,
         "measurements": measurements.to_dict() if measurements and measurements.area_pixels > 0 else None,
         "original_size": list(prediction.original_size),
         "analysed_size": [analysed_width, analysed_height],

@@ -105,9 +105,10 @@ def prediction_row(path: Path | str, result: Prediction | Exception | str) -> di
     """One CSV row (``CSV_COLUMNS``, the same for ``melanoma predict`` and the app's download): the prediction's
     numbers, or the error message (an exception or its text). Sizes are the original image's; ``model_output`` is
     the decision as the app phrases it (with its caveat when no lesion was found); ``decision`` is ``not_assessed``
-    for an image that is no photo of a lesion (``checks.NOT_ASSESSED``); the lesion measurements are empty when no
-    lesion was outlined; every row carries the disclaimer, so that a file passed on still says it. Text
-    that comes from a user (the image's name, an error quoting it) is ``spreadsheet_safe``."""
+    for an image that is no photo of a lesion (``checks.NOT_ASSESSED``); the lesion area and measurements are empty
+    when no lesion was outlined or the image was not assessed; every row carries the disclaimer, so that a file
+    passed on still says it. Text that comes from a user (the image's name, an error quoting it) is
+    ``spreadsheet_safe``."""
     row: dict[str, Any] = dict.fromkeys(CSV_COLUMNS, "")
     row["image"] = spreadsheet_safe(str(path))
     row["disclaimer"] = DISCLAIMER
@@ -119,9 +120,9 @@ def prediction_row(path: Path | str, result: Prediction | Exception | str) -> di
         row["decision"] = _decision_code(result)
         row["model_output"] = result.decision_text
         row["threshold"] = f"{result.threshold:.6f}"
-    if result.lesion_area_fraction is not None:
+    if result.lesion_area_fraction is not None and result.assessable:  # a mask's "lesion" is no finding
         row["lesion_area_fraction"] = f"{result.lesion_area_fraction:.6f}"
-    m = result.measurements
+    m = result.measurements if result.assessable else None
     if m is not None and m.area_pixels > 0:  # no outline: nothing measured (asymmetry 0 would read "symmetric")
         row.update(
             area_px=m.area_pixels,

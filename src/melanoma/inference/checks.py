@@ -13,12 +13,15 @@ probability or outline for it, and ``melanoma evaluate`` leaves it out of its sc
   black frame, a lens cap, a solid colour. The least varied of the 2750 ISIC 2017 images has a standard deviation of
   5.9 (``tests/test_checks.py`` checks that none fires), so the check cannot fire on a real dermoscopic image.
   Shown with or without a segmenter.
-- ``mask_image``: nearly all of the image lies in two flat grey tones at least ``TONE_GAP`` levels apart (share
-  ``two_tone_share`` at or above ``MASK_TONE_SHARE``): a lesion mask, a drawing, a screenshot of one, such as masks
-  kept in a folder that ``melanoma predict`` searches. Of the 2750 ISIC 2017 images the most two-toned (dark
-  vignette corners around the field of view) has a share of 0.79; the ISIC 2017 masks have 1.0, and still 0.95 or
-  more when saved as JPEG at quality 75 (``tests/test_checks.py`` measures all three). Shown with or without a
-  segmenter; not checked on an image that is already ``blank_image``.
+- ``mask_image``: nearly all of the image lies in two flat grey tones (``two_tone_share`` at or above
+  ``MASK_TONE_SHARE``): a lesion mask, a drawing, a screenshot of one, such as masks kept in a folder that
+  ``melanoma predict`` searches. A tone is an 8-level grey bin; the second tone's centre lies at least ``TONE_GAP``
+  levels from the first's, and it must hold at least half of the pixels outside the first (``SECOND_TONE_DOMINANCE``:
+  the rest of a mask is its other flat tone, where a lesion in a photo spreads over many tones). None of the 2750
+  ISIC 2017 images has such a second tone (share 0), nor any of them made 1.3 times brighter; 1.5 times brighter
+  (skin clipped to white) 1 of them fires, twice as bright 14. The 2150 ISIC 2017 masks have 1.0, and at least 0.95
+  when saved as JPEG at quality 75. ``tests/test_checks.py`` measures all of these. Shown with or without a segmenter;
+  not checked on an image that is already ``blank_image``.
 - ``small_image``: the image is smaller than ``MIN_RELIABLE_SIDE`` pixels on its shorter side (its size as uploaded,
   EXIF orientation applied). The models see every image enlarged or reduced to their input size; the ISIC 2017
   validation images shrunk to 96 px and below lost mean Jaccard and AUC beyond noise, at 128 px and above they did
@@ -44,6 +47,7 @@ __all__ = [
     "MASK_TONE_SHARE",
     "MIN_RELIABLE_SIDE",
     "NOT_ASSESSED",
+    "SECOND_TONE_DOMINANCE",
     "QUALITY_CHECKS",
     "UNCERTAIN_BAND",
     "UNCERTAIN_RATIO_THRESHOLD",
@@ -59,10 +63,12 @@ __all__ = [
 BLANK_STD_THRESHOLD = 2.0
 #: ``mask_image`` fires at or above this share of pixels in two grey tones (see the module doc for what it measured).
 MASK_TONE_SHARE = 0.9
-#: The two tones of ``mask_image`` lie at least this many grey levels (0-255) apart; tones are 8-level bins.
+#: The centres of the two tones of ``mask_image`` (8-level grey bins) lie at least this many grey levels apart ...
 TONE_GAP = 24
-#: ... and the second holds at least this share of the pixels (a mask with a lesion in it).
+#: ... the second tone holds at least this share of all pixels (a mask with a lesion in it) ...
 MIN_TONE_SHARE = 0.001
+#: ... and at least this share of the pixels outside the first tone (it is flat, not a lesion's spread of tones).
+SECOND_TONE_DOMINANCE = 0.5
 #: ``small_image`` fires when the shorter side of the image as uploaded is below this many pixels
 #: (``min_reliable_side`` of ``models/eval/small_images.json``).
 MIN_RELIABLE_SIDE = 128
@@ -160,16 +166,19 @@ def _grey_sample(image: np.ndarray) -> np.ndarray:
 
 
 def two_tone_share(image: np.ndarray) -> float:
-    """The share of an RGB uint8 image's pixels in its two most common grey tones (8-level bins) that lie at least
-    ``TONE_GAP`` levels apart: 1.0 for a two-valued mask, well below for a photo, whose tones spread; 0 when the
-    second tone holds under ``MIN_TONE_SHARE`` of the pixels."""
+    """The share of an RGB uint8 image's pixels in its two most common grey tones (8-level bins whose centres lie at
+    least ``TONE_GAP`` levels apart): 1.0 for a two-valued mask. 0 when the second tone is not flat: it holds under
+    ``MIN_TONE_SHARE`` of the pixels, or under ``SECOND_TONE_DOMINANCE`` of those outside the first tone (a photo,
+    whose tones spread, even one whose skin is clipped to white)."""
     counts = np.bincount((np.clip(_grey_sample(image), 0, 255).astype(np.int64) // 8).ravel(), minlength=32)
     first = int(np.argmax(counts))
+    near = -(-TONE_GAP // 8) - 1  # bins closer than TONE_GAP to the first: 2 on each side
     far = counts.copy()
-    far[max(0, first - TONE_GAP // 8 + 1) : first + TONE_GAP // 8] = 0  # the first tone and its near neighbours
-    if far.max() < MIN_TONE_SHARE * counts.sum():  # one tone only (a low-contrast image): not two-toned
+    far[max(0, first - near) : first + near + 1] = 0
+    second, total = int(np.argmax(far)), int(counts.sum())
+    if far[second] < MIN_TONE_SHARE * total or far[second] < SECOND_TONE_DOMINANCE * (total - counts[first]):
         return 0.0
-    return float((counts[first] + far.max()) / counts.sum())
+    return float((counts[first] + far[second]) / total)
 
 
 def image_checks(image: np.ndarray, original_size: tuple[int, int] | None = None) -> tuple[QualityCheck, ...]:

@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from melanoma.inference.checks import QualityCheck, image_checks, quality_checks
+from melanoma.inference.checks import NOT_ASSESSED, QualityCheck, image_checks, quality_checks
 from melanoma.inference.image_io import ImageLoadError, ImageSource, load_image_with_size
 from melanoma.inference.measurements import LesionMeasurements, measure_lesion
 from melanoma.inference.postprocess import lesion_mask, resize_mask
@@ -83,8 +83,8 @@ class Prediction:
         original_size: (width, height) of the original image after EXIF orientation.
         timings_ms: time spent in each stage.
         quality_checks: reasons to trust the outputs less (``melanoma.inference.checks``): the image's own
-            (``blank_image``, ``small_image``) with or without a segmenter, the outline's with one; empty when none
-            applies.
+            (``blank_image`` or ``mask_image``, ``small_image``) with or without a segmenter, the outline's with one
+            (not for an image that is not assessed); empty when none applies.
     """
 
     name: str
@@ -449,7 +449,8 @@ class Predictor:
         mask = full_mask = measurements = area = None
         checks: tuple[QualityCheck, ...] = image_checks(image, tuple(original_size))
         if lesion_map is not None:
-            checks += quality_checks(lesion_map, float(self.segmenter.config["threshold"]))
+            if not any(check.code in NOT_ASSESSED for check in checks):  # no outline is shown to check
+                checks += quality_checks(lesion_map, float(self.segmenter.config["threshold"]))
             mask = self._lesion_mask(resize_mask(lesion_map, (width, height)))
             area = float(mask.mean())
             full_mask = mask if (width, height) == tuple(original_size) else _upsample_mask(mask, original_size)

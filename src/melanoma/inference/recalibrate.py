@@ -118,6 +118,7 @@ def recalibrate_threshold(
         "from_models": str(source.resolve()),
         "previous_threshold_here": _operating_point(shipped),
         **({"unreadable": shipped["unreadable"]} if shipped["unreadable"] else {}),
+        **({"not_assessed": shipped["not_assessed"]} if shipped["not_assessed"] else {}),
     }
     config_path = out_dir / TASK_CONFIGS["classification"]
     reference = json.loads(config_path.read_text()).get("validation", {})
@@ -140,6 +141,8 @@ def recalibrate_threshold(
     summary["serve_refitted"] = summary["advice"].startswith("serve") and chance_warning(refitted) is None
     if shipped["unreadable"]:  # left out of the fit: said beside the numbers and in the re-fitted config
         summary["unreadable"] = shipped["unreadable"]
+    if shipped["not_assessed"]:  # almost uniform or a mask: left out of the fit, said as the unreadable files are
+        summary["not_assessed"] = shipped["not_assessed"]
     if shipped["seen_in_training"]:  # the model's own training / validation images: a flattered fit
         summary["seen_in_training"] = shipped["seen_in_training"]
     return {**summary, "warning": warning} if warning else summary
