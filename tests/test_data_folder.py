@@ -118,7 +118,8 @@ def test_isic_2020_csv_is_read_with_its_label_column(user_folder):
         "image_name,patient_id,benign_malignant,target\n"
         + "".join(f"{row.split(',')[0]},IP_{i // 2},x,{row.split(',')[1]}\n" for i, row in enumerate(rows))
     )
-    with pytest.raises(DataError, match="no column 'melanoma'.*pass --label-column target.*data.label_column=target"):
+    expected = "no column 'melanoma'.*--label-column target .evaluate, calibrate. or data.label_column=target"
+    with pytest.raises(DataError, match=expected):
         read_image_folder(images_dir, labels_csv)
     samples = read_image_folder(images_dir, labels_csv, label_column="target", group_column="patient_id")
     assert [s.melanoma for s in samples] == [1, 1, 0, 0, 0, 0]
@@ -131,6 +132,14 @@ def test_isic_2019_csv_reads_float_labels_of_its_mel_column(user_folder):
     labels_csv.write_text("image,MEL,NV\n" + "".join(f"{r.split(',')[0]},{float(r.split(',')[1])},0.0\n" for r in rows))
     samples = read_image_folder(images_dir, labels_csv, label_column="MEL")
     assert [s.melanoma for s in samples] == [1, 1, 0, 0, 0, 0]
+
+
+def test_a_csv_with_two_image_columns_says_which_one_it_matched(user_folder):
+    images_dir, labels_csv, _ = user_folder
+    rows = labels_csv.read_text().splitlines()[1:]
+    labels_csv.write_text("image_id,image_name,melanoma\n" + "".join(f"{1000 + i},{r}\n" for i, r in enumerate(rows)))
+    with pytest.raises(DataError, match="matched on its column 'image_id', and it also has image_name: if that column"):
+        read_image_folder(images_dir, labels_csv)
 
 
 def test_csv_without_an_image_column(user_folder):
@@ -494,7 +503,7 @@ def test_a_classifier_reads_its_labels_from_data_label_column(user_folder, tmp_p
     images_dir, labels_csv, _ = user_folder
     renamed = tmp_path / "train.csv"
     renamed.write_text(labels_csv.read_text().replace("image_id,melanoma,notes", "image_name,target,notes"))
-    with pytest.raises(DataError, match="pass --label-column target .training: data.label_column=target"):
+    with pytest.raises(DataError, match="--label-column target .evaluate, calibrate. or data.label_column=target"):
         _check_task("classification", images_dir=images_dir, labels_csv=renamed)
     _check_task("classification", images_dir=images_dir, labels_csv=renamed, label_column="target")
     folder = ["data.source=folder", f"data.images_dir={images_dir}", f"data.labels_csv={renamed}"]
@@ -536,10 +545,27 @@ def test_masks_named_otherwise_are_found_through_their_suffix(user_folder, tmp_p
     check_samples(samples)
 
 
+def test_masks_under_their_own_suffix_are_never_read_as_images(user_folder, tmp_path):
+    """Beside the images with no masks folder given (a classifier's data), in a masks subfolder, and saved .PNG."""
+    images_dir, labels_csv, masks_dir = user_folder
+    for mask in sorted(masks_dir.iterdir()):
+        mask.rename(images_dir / mask.name.replace("_segmentation.png", "_mask.png"))
+    samples = read_image_folder(images_dir, labels_csv, mask_suffix="_mask.png")
+    assert [s.image_id for s in samples] == [f"lesion_{i:02d}" for i in range(6)]
+    assert not any(s.mask_path for s in samples)
+    nested = images_dir / "masks"
+    nested.mkdir()
+    for mask in sorted(images_dir.glob("*_mask.png")):
+        mask.rename(nested / mask.name.replace("_mask.png", "_mask.PNG"))
+    samples = read_image_folder(images_dir, labels_csv, nested, require_masks=True, mask_suffix="_mask.png")
+    assert [Path(s.mask_path).name for s in samples] == [f"lesion_{i:02d}_mask.PNG" for i in range(6)]
+    check_samples(samples)
+
+
 @pytest.mark.parametrize("suffix", ["", "_mask", "masks/_segmentation.png"])
 def test_a_mask_suffix_must_end_a_file_name(user_folder, suffix):
     images_dir, _, masks_dir = user_folder
-    with pytest.raises(DataError, match="is not the end of a mask's file name.*extension included"):
+    with pytest.raises(DataError, match="--mask-suffix, data.mask_suffix.*is not the end of a mask's file name"):
         read_image_folder(images_dir, masks_dir=masks_dir, mask_suffix=suffix)
 
 

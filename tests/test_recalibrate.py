@@ -109,7 +109,7 @@ def test_a_csv_laid_out_as_isic_2020_is_read_through_its_label_column(tiny_model
     labels.write_text("image_name,target\n" + "".join(f"{row}\n" for row in rows))
     common = ["--models", str(tiny_models_dir), "--images", str(images), "--labels", str(labels)]
     assert main(["evaluate", "classification", *common]) == 2
-    assert "pass --label-column target" in capsys.readouterr().err
+    assert "name it with --label-column target" in capsys.readouterr().err
     command = ["evaluate", "classification", *common, "--label-column", "target", "--baseline", str(tiny_models_dir)]
     assert main(command) == 0  # the baseline's pass reads the same column
     scores = json.loads(capsys.readouterr().out)

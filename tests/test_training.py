@@ -230,6 +230,23 @@ def test_resume_refuses_a_config_that_trains_something_else(shared_synthetic_isi
     assert load_config(tmp_path / "run" / "config.yaml").command == config.command
 
 
+def test_resume_compares_a_key_the_saved_run_predates_with_how_that_run_trained():
+    """A run saved before data.label_column read the melanoma column: resuming it on another column is refused."""
+    import dataclasses
+    from pathlib import Path
+
+    from melanoma.config import to_dict
+    from melanoma.training.engine import check_resume_config
+
+    config = load_config(None, ["data.source=folder", "data.images_dir=/x", "data.labels_csv=/x.csv"])
+    saved = to_dict(config)
+    del saved["data"]["label_column"], saved["data"]["mask_suffix"]  # as written before the keys existed
+    check_resume_config(saved, config, Path("run/last.pt"))  # the defaults: how the old run trained
+    relabelled = dataclasses.replace(config, data=dataclasses.replace(config.data, label_column="target"))
+    with pytest.raises(ValueError, match=r"another config \(data.label_column: 'melanoma' -> 'target'\)"):
+        check_resume_config(saved, relabelled, Path("run/last.pt"))
+
+
 # --- data.prepared_size: big photos are squashed once, when loaded, as the Predictor prepares an upload ------------
 
 

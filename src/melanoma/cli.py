@@ -15,6 +15,11 @@ from pathlib import Path
 
 from melanoma import DISCLAIMER
 
+MASK_SUFFIX_HELP = (
+    "what a mask's file name adds to its image's stem (default: _segmentation.png; e.g. _mask.png, or .png for masks "
+    "named as their images in a folder of their own): segmentation reads the masks by it, and files so named among "
+    "the images are masks, not images to score"
+)
 LABEL_COLUMN_HELP = (
     "the labels CSV's 0/1 melanoma column (default: melanoma; ISIC 2020's CSV: target, ISIC 2019's: MEL); the image "
     "column may be image_id, image_name, isic_id or image"
@@ -173,7 +178,12 @@ def _evaluate(args: argparse.Namespace) -> int:
             raise SystemExit("error: evaluate classification needs --labels CSV")
         plots = Path(args.plots) if args.plots else None
         scores = evaluate_classification(
-            predictor, Path(args.images), Path(args.labels), plots_dir=plots, label_column=args.label_column
+            predictor,
+            Path(args.images),
+            Path(args.labels),
+            plots_dir=plots,
+            label_column=args.label_column,
+            mask_suffix=args.mask_suffix,
         )
         if baseline:
             scores["vs_baseline"] = _classification_gain(scores, baseline, args)
@@ -241,7 +251,12 @@ def _calibrate(args: argparse.Namespace) -> int:
     from melanoma.reporting import emit_json
 
     summary = recalibrate_threshold(
-        args.models, Path(args.images), Path(args.labels), Path(args.out), label_column=args.label_column
+        args.models,
+        Path(args.images),
+        Path(args.labels),
+        Path(args.out),
+        label_column=args.label_column,
+        mask_suffix=args.mask_suffix,
     )
     emit_json(summary, args.json)
     _warn_unreadable(summary.get("unreadable", {}))
@@ -281,7 +296,12 @@ def _classification_gain(scores: dict, baseline, args: argparse.Namespace) -> di
     from melanoma.metrics import paired_auc_difference
 
     reference = evaluate_classification(
-        baseline, Path(args.images), Path(args.labels), bootstrap=0, label_column=args.label_column
+        baseline,
+        Path(args.images),
+        Path(args.labels),
+        bootstrap=0,
+        label_column=args.label_column,
+        mask_suffix=args.mask_suffix,
     )["per_image"]
     ids = list(scores["per_image"])
     labels = [scores["per_image"][i]["melanoma"] for i in ids]
@@ -445,15 +465,10 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("task", choices=["segmentation", "classification"])
     evaluate.add_argument("--images", required=True, help="folder of images")
     evaluate.add_argument(
-        "--masks", help="segmentation: folder of <stem>_segmentation.png masks ({0,255}, {0,1} or two-valued)"
+        "--masks", help="segmentation: folder of the masks, <stem>_segmentation.png ({0,255}, {0,1} or two-valued)"
     )
-    evaluate.add_argument(
-        "--mask-suffix",
-        default="_segmentation.png",
-        help="segmentation: what a mask's file name adds to its image's stem (default: _segmentation.png; e.g. "
-        "_mask.png, or .png for masks named as their images)",
-    )
-    evaluate.add_argument("--labels", help="classification: CSV with image_id,melanoma")
+    evaluate.add_argument("--mask-suffix", default="_segmentation.png", help=MASK_SUFFIX_HELP)
+    evaluate.add_argument("--labels", help="classification: CSV with image_id,melanoma (see --label-column)")
     evaluate.add_argument("--label-column", default="melanoma", help=LABEL_COLUMN_HELP)
     evaluate.add_argument("--models", help="model folder (default: the shipped models)")
     evaluate.add_argument("--json", help="also write the scores to this file")
@@ -478,8 +493,11 @@ def build_parser() -> argparse.ArgumentParser:
         "folder with that threshold. The networks are unchanged. Needs at least 10 melanomas and 10 other lesions.",
     )
     calibrate.add_argument("--images", required=True, help="folder of your images")
-    calibrate.add_argument("--labels", required=True, help="CSV with image_id,melanoma (image_id = file stem)")
+    calibrate.add_argument(
+        "--labels", required=True, help="CSV with image_id,melanoma (image_id = file stem; see --label-column)"
+    )
     calibrate.add_argument("--label-column", default="melanoma", help=LABEL_COLUMN_HELP)
+    calibrate.add_argument("--mask-suffix", default="_segmentation.png", help=MASK_SUFFIX_HELP)
     calibrate.add_argument("--out", required=True, help="new folder for the model copy with the re-fitted threshold")
     calibrate.add_argument("--models", help="model folder to start from (default: the shipped models)")
     calibrate.add_argument("--json", help="also write the summary to this file")

@@ -24,7 +24,9 @@ from melanoma.data.samples import (
     DataError,
     Sample,
     check_mask_suffix,
+    id_columns,
     is_companion,
+    is_extension_only,
     list_images,
     mask_path_for,
     read_group_column,
@@ -73,8 +75,7 @@ def read_image_folder(
     """
     images_dir, labels_csv, masks_dir = _as_path(images_dir), _as_path(labels_csv), _as_path(masks_dir)
     check_mask_suffix(mask_suffix)
-    beside = masks_dir is not None and masks_dir.is_dir() and images_dir.is_dir() and masks_dir.samefile(images_dir)
-    image_paths = _list_lesion_images(images_dir, mask_suffix if beside else None)
+    image_paths = _list_lesion_images(images_dir, mask_suffix, masks_dir)
     if require_masks and masks_dir is None:
         raise DataError(f"masks are required but no masks folder was given; pass the folder of *{mask_suffix}")
     if masks_dir is not None and not masks_dir.is_dir():
@@ -86,10 +87,12 @@ def read_image_folder(
     groups = read_group_column(labels_csv, group_column) if group_column and labels_csv else None
     if labels is not None:
         _check_label_coverage(image_paths, labels, labels_csv, ignore_rows_without_image)
+    # Mask names by lower case too: masks saved as *_mask.PNG are found on a case-sensitive file system.
+    mask_names = {p.name.lower(): p for p in masks_dir.iterdir()} if masks_dir is not None else {}
     samples = []
     for image_path in image_paths:
         image_id = image_path.stem
-        mask_path = _find_mask(masks_dir, image_path, require_masks, mask_suffix)
+        mask_path = _find_mask(masks_dir, image_path, require_masks, mask_suffix, mask_names)
         melanoma = labels[image_id] if labels is not None else None
         sk = keratosis.get(image_id) if keratosis is not None else None
         samples.append(Sample(image_id, image_path, mask_path, melanoma, sk, groups[image_id] if groups else None))
@@ -218,12 +221,18 @@ def _as_path(path: Path | str | None) -> Path | None:
     return None if path is None else Path(path).expanduser()
 
 
-def _list_lesion_images(images_dir: Path, mask_suffix: str | None = None) -> list[Path]:
-    """Images in the folder, without masks and superpixel maps kept beside them (ISIC's names, and names ending in
-    ``mask_suffix`` when the masks are kept in the image folder); unique stems."""
-    paths = [p for p in list_images(images_dir) if not is_companion(p)]
-    if mask_suffix:
-        paths = [p for p in paths if not p.name.lower().endswith(mask_suffix.lower())]
+def _list_lesion_images(images_dir: Path, mask_suffix: str = MASK_SUFFIX, masks_dir: Path | None = None) -> list[Path]:
+    """Images in the folder, without masks and superpixel maps kept beside them or in a subfolder: ISIC's names, the
+    masks folder, and names ending in ``mask_suffix`` (a bare extension such as ``.png`` only when the masks folder
+    is the image folder); unique stems."""
+    beside = masks_dir is not None and masks_dir.is_dir() and images_dir.is_dir() and masks_dir.samefile(images_dir)
+    # ISIC's own names are companions (filtered below, with their own error when nothing else is there).
+    by_suffix = mask_suffix != MASK_SUFFIX and (beside or not is_extension_only(mask_suffix))
+
+    def is_mask(path: Path) -> bool:
+        return by_suffix and path.name.lower().endswith(mask_suffix.lower())
+
+    paths = [p for p in list_images(images_dir, is_mask, masks_dir) if not is_companion(p)]
     if not paths:
         raise DataError(f"image folder {images_dir} holds only masks or superpixel maps; pass the image folder")
     by_stem: dict[str, Path] = {}
@@ -243,9 +252,16 @@ def _check_label_coverage(
     image_ids = {p.stem for p in image_paths}
     unlabelled = [p for p in image_paths if p.stem not in labels]
     if unlabelled:
+        columns = id_columns(labels_csv)
+        matched_on = (
+            f"; the images are matched on its column {columns[0]!r}, and it also has {', '.join(columns[1:])}: if "
+            "that column holds the file names, drop or rename the other one"
+            if len(columns) > 1
+            else ""
+        )
         raise DataError(
             f"image {unlabelled[0]} has no label in {labels_csv} ({len(unlabelled)} image(s) without a label); "
-            f"add a row '{unlabelled[0].stem},<0 or 1>' or remove the image"
+            f"add a row '{unlabelled[0].stem},<0 or 1>' or remove the image{matched_on}"
         )
     missing = sorted(image_id for image_id in labels if image_id not in image_ids)
     if missing and not ignore_rows_without_image:
@@ -256,13 +272,20 @@ def _check_label_coverage(
 
 
 def _find_mask(
-    masks_dir: Path | None, image_path: Path, require_masks: bool, mask_suffix: str = MASK_SUFFIX
+    masks_dir: Path | None,
+    image_path: Path,
+    require_masks: bool,
+    mask_suffix: str = MASK_SUFFIX,
+    mask_names: dict[str, Path] | None = None,
 ) -> Path | None:
     if masks_dir is None:
         return None
     mask_path = mask_path_for(masks_dir, image_path.stem, mask_suffix)
     if mask_path.is_file():
         return mask_path
+    other_case = (mask_names or {}).get(mask_path.name.lower())
+    if other_case is not None and other_case.is_file():
+        return other_case
     if require_masks:
         held = sorted(p.name for p in masks_dir.iterdir() if not p.name.startswith("."))
         shown = ", ".join(held[:3]) + (", ..." if len(held) > 3 else "")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -60,21 +61,26 @@ def is_companion(path: Path) -> bool:
     return path.name.lower().endswith(COMPANION_SUFFIXES)
 
 
-def list_images(folder: Path) -> list[Path]:
+def list_images(folder: Path, skip: Callable[[Path], bool] | None = None, skip_dir: Path | None = None) -> list[Path]:
     """All image files directly in ``folder`` (sorted, hidden files left out), or a DataError when there are none.
 
     The folder is read flat (an image's id is its file stem). Images in its subfolders are not read, so they stop it
     with a DataError rather than drop out of a training set, an evaluation or a calibration unseen (masks and
     superpixel maps kept beside the images, and ``melanoma predict``'s ``*_overlay.png`` output, do not count).
+    Files for which ``skip`` is true (a user's masks under their own suffix) are left out everywhere, and a subfolder
+    that is ``skip_dir`` (the masks folder) is not searched.
     """
     if not folder.is_dir():
         raise DataError(f"image folder {folder} does not exist; pass the folder that holds the images")
-    paths = sorted(p for p in folder.iterdir() if p.is_file() and _is_image_name(p) and not is_hidden(p))
+    skip = skip or (lambda path: False)
+    paths = sorted(
+        p for p in folder.iterdir() if p.is_file() and _is_image_name(p) and not is_hidden(p) and not skip(p)
+    )
     if not paths:
         nested = [p.name for p in sorted(folder.iterdir()) if p.is_dir() and not is_hidden(p)][:3]
         inside = f"; it holds only folders ({', '.join(nested)}): put the images directly in {folder}" if nested else ""
         raise DataError(f"image folder {folder} is empty: expected files ending in {', '.join(IMAGE_SUFFIXES)}{inside}")
-    nested_images = _images_in_subfolders(folder)
+    nested_images = [p for p in _images_in_subfolders(folder, skip_dir) if not skip(p)]
     if nested_images:
         shown = ", ".join(str(p.relative_to(folder)) for p in nested_images[:3])
         raise DataError(
@@ -89,12 +95,15 @@ def _is_image_name(path: Path) -> bool:
     return path.suffix.lower() in IMAGE_SUFFIXES
 
 
-def _images_in_subfolders(folder: Path) -> list[Path]:
-    """Lesion images below ``folder``'s subfolders (not following links; hidden ones, companions and overlays left
-    out), sorted."""
+def _images_in_subfolders(folder: Path, skip_dir: Path | None = None) -> list[Path]:
+    """Lesion images below ``folder``'s subfolders (not following links; hidden ones, companions, overlays and the
+    folder ``skip_dir`` left out), sorted."""
     found = []
+    skipped_dir = skip_dir.resolve() if skip_dir is not None and skip_dir.is_dir() else None
     for root, directories, files in os.walk(folder):
-        directories[:] = sorted(d for d in directories if not is_hidden(Path(root, d), folder))
+        directories[:] = sorted(
+            d for d in directories if not is_hidden(Path(root, d), folder) and Path(root, d).resolve() != skipped_dir
+        )
         if Path(root) == folder:
             continue
         for name in files:
@@ -190,6 +199,13 @@ def _filled_rows(reader: csv.DictReader):
             yield line, row
 
 
+def id_columns(path: Path) -> list[str]:
+    """The ``ID_COLUMNS`` a labels CSV's header has, in the order they are tried (the first is the one read)."""
+    with path.open(newline="", encoding="utf-8-sig") as handle:
+        columns = _spreadsheet_reader(handle).fieldnames or []
+    return [name for name in ID_COLUMNS if name in columns]
+
+
 def _id_column(columns: list[str], path: Path) -> str:
     """The column naming the images: the first of ``ID_COLUMNS`` the CSV has, or a DataError listing its columns."""
     found = next((name for name in ID_COLUMNS if name in columns), None)
@@ -211,11 +227,11 @@ def _read_labels(path: Path, column: str, strict: bool = True) -> dict[str, int]
         if column not in columns:
             others = [name for name in KNOWN_LABEL_COLUMNS if name in columns and name != column]
             hint = (
-                f": to read the labels from {others[0]!r}, pass --label-column {others[0]} (training: "
-                f"data.label_column={others[0]})"
+                f": to read the labels from {others[0]!r}, name it with --label-column {others[0]} (evaluate, "
+                f"calibrate) or data.label_column={others[0]} (train)"
                 if others
                 else f"; expected a header '{id_column},{column}' with {column} 0 or 1, or name the column that holds "
-                "the 0/1 label with --label-column NAME (training: data.label_column=NAME)"
+                "the 0/1 label with --label-column NAME (evaluate, calibrate) or data.label_column=NAME (train)"
             )
             raise DataError(
                 f"labels CSV {path} has no column {column!r}; it has {', '.join(columns) or 'no header'}{hint}"
@@ -258,12 +274,18 @@ def mask_path_for(masks_dir: Path, image_id: str, suffix: str = MASK_SUFFIX) -> 
     return masks_dir / f"{image_id}{suffix}"
 
 
+def is_extension_only(suffix: str) -> bool:
+    """A mask suffix that is only a file extension (``.png``): masks named as their images, told apart by folder."""
+    return suffix.startswith(".") and suffix.count(".") == 1
+
+
 def check_mask_suffix(suffix: str) -> str:
     """``suffix`` if it ends in an image file extension (``_mask.png``, ``.png``, ``_lesion.bmp``), else a DataError."""
     if not suffix or Path(f"x{suffix}").suffix.lower() not in IMAGE_SUFFIXES or "/" in suffix or "\\" in suffix:
         raise DataError(
-            f"mask suffix {suffix!r} is not the end of a mask's file name: give what follows the image's stem, "
-            f"extension included (ISIC: {MASK_SUFFIX}; others: _mask.png, or .png for masks named as their image)"
+            f"mask suffix {suffix!r} (--mask-suffix, data.mask_suffix) is not the end of a mask's file name: give what "
+            f"follows the image's stem, extension included (ISIC: {MASK_SUFFIX}; others: _mask.png, or .png for "
+            "masks named as their image)"
         )
     return suffix
 

@@ -205,10 +205,12 @@ def evaluate_classification(
     bootstrap: int = 1000,
     plots_dir: Path | None = None,
     label_column: str = "melanoma",
+    mask_suffix: str = MASK_SUFFIX,
 ) -> dict[str, Any]:
     """Melanoma AUC, AP and thresholded metrics (at the shipped threshold) with bootstrap 95% intervals.
 
-    The labels are ``labels_csv``'s ``label_column`` (0/1; ISIC 2020's CSV: ``target``).
+    The labels are ``labels_csv``'s ``label_column`` (0/1; ISIC 2020's CSV: ``target``); files named
+    ``<stem><mask_suffix>`` (masks kept among the images) are not scored.
 
     ``per_image`` maps each image id to its label and the served melanoma probability. With ``bootstrap > 0``,
     ``cross_fitted`` also estimates the operating point of a Youden threshold fitted on other images than those it
@@ -220,7 +222,11 @@ def evaluate_classification(
     if plots_dir is not None and importlib.util.find_spec("matplotlib") is None:  # before the long scoring pass
         raise ImportError("--plots needs matplotlib, which is not installed; install it with: pip install matplotlib")
     samples = read_image_folder(
-        Path(images_dir), labels_csv=Path(labels_csv), ignore_rows_without_image=True, label_column=label_column
+        Path(images_dir),
+        labels_csv=Path(labels_csv),
+        ignore_rows_without_image=True,
+        label_column=label_column,
+        mask_suffix=mask_suffix,
     )
     # Rows of images not in the folder (the full ISIC CSV for a subset) are skipped: said in the report.
     unscored_rows = len(read_labels_csv(Path(labels_csv), label_column)) - len(samples)

@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from melanoma.data.folder import read_image_folder
-from melanoma.data.samples import DataError
+from melanoma.data.samples import MASK_SUFFIX, DataError
 from melanoma.inference.calibrate import MIN_PER_CLASS
 from melanoma.inference.evaluate import evaluate_classification
 from melanoma.inference.predictor import TASK_CONFIGS, Predictor
@@ -65,6 +65,7 @@ def recalibrate_threshold(
     out_dir: Path,
     bootstrap: int = 1000,
     label_column: str = "melanoma",
+    mask_suffix: str = MASK_SUFFIX,
 ) -> dict[str, Any]:
     """Fit the classifier's threshold on ``images_dir`` (labels in ``labels_csv``) and write the models to ``out_dir``.
 
@@ -75,6 +76,7 @@ def recalibrate_threshold(
         out_dir: a new (or empty) folder for the copy of the model folder with the re-fitted threshold.
         bootstrap: stratified bootstrap resamples for the 95% intervals.
         label_column: the column of ``labels_csv`` with the 0/1 melanoma label (ISIC 2020's CSV: ``target``).
+        mask_suffix: files named ``<stem><mask_suffix>`` in ``images_dir`` are masks, not images to fit on.
 
     Returns:
         ``{"out_dir", "n", "n_positive", "auc", "shipped_threshold": {...}, "refitted_threshold": {...}}``: the
@@ -95,11 +97,20 @@ def recalibrate_threshold(
     _check_new_folder(out_dir)
     # The class counts from the folder and CSV alone, before every image is scored.
     samples = read_image_folder(
-        Path(images_dir), Path(labels_csv), ignore_rows_without_image=True, label_column=label_column
+        Path(images_dir),
+        Path(labels_csv),
+        ignore_rows_without_image=True,
+        label_column=label_column,
+        mask_suffix=mask_suffix,
     )
     _check_classes([s.melanoma for s in samples], Path(images_dir))
     shipped = evaluate_classification(
-        predictor, Path(images_dir), Path(labels_csv), bootstrap=bootstrap, label_column=label_column
+        predictor,
+        Path(images_dir),
+        Path(labels_csv),
+        bootstrap=bootstrap,
+        label_column=label_column,
+        mask_suffix=mask_suffix,
     )
     per_image = shipped.pop("per_image")
     labels = [row["melanoma"] for row in per_image.values()]

@@ -411,7 +411,10 @@ def check_resume_config(saved: dict[str, Any], config: TrainConfig, checkpoint: 
     weights on other terms and mix two runs in one ``metrics.csv``; only ``RESUME_MAY_CHANGE`` may differ.
     """
     before, now = _flatten(saved), _flatten(to_dict(config))
-    # Keys the saved config lacks were added to the schema after the run started: nothing to compare them with.
+    # A key the saved config lacks was added to the schema after the run started, and the run trained as the key's
+    # default does (as LEGACY_DEFAULTS says, where the default changed): a run from before data.label_column read
+    # the melanoma column, and resuming it on another column would mix two label sets in one run.
+    before = {**_flatten(to_dict(TrainConfig())), **LEGACY_DEFAULTS, **before}
     changed = sorted(k for k in before if k not in RESUME_MAY_CHANGE and before[k] != now.get(k))
     if changed:
         listed = "; ".join(f"{k}: {before.get(k)!r} -> {now.get(k)!r}" for k in changed)
