@@ -52,7 +52,10 @@ def test_predict_folder_with_bad_files_writes_a_row_each_and_overlays(
     for row in good:
         assert 0.0 <= float(row["melanoma_probability"]) <= 1.0
         assert row["decision"] in {"above_threshold", "below_threshold", "not_assessed"}  # a blank image: not assessed
-        assert 0.0 <= float(row["lesion_area_fraction"]) <= 1.0
+        if row["decision"] == "not_assessed":  # no outline to measure
+            assert row["lesion_area_fraction"] == row["area_px"] == ""
+        else:
+            assert 0.0 <= float(row["lesion_area_fraction"]) <= 1.0
     overlays = list((tmp_path / "ov").glob("*.png"))
     assert len(overlays) == len(good)
     with Image.open(overlays[0]) as overlay:
