@@ -58,7 +58,7 @@ def read_isic2017(data_dir: str | Path | None, split: Split) -> list[Sample]:
     images = list_images(root / "images" / split)
     masks_dir = root / "masks" / split
     labels_path = root / "labels" / LABEL_FILES[split]
-    labels = read_labels_csv(labels_path) if labels_path.is_file() else None
+    labels = read_labels_csv(labels_path, column_option=False) if labels_path.is_file() else None
     keratosis = read_optional_labels(labels_path, "seborrheic_keratosis")
     samples = []
     for image_path in images:

@@ -114,7 +114,7 @@ def _images_in_subfolders(folder: Path, skip_dir: Path | None = None) -> list[Pa
     return sorted(found)
 
 
-def read_labels_csv(path: Path, column: str = "melanoma") -> dict[str, int]:
+def read_labels_csv(path: Path, column: str = "melanoma", column_option: bool = True) -> dict[str, int]:
     """Read ``image_id,melanoma`` rows into a dict; other columns are ignored. ``column`` reads another 0/1 label
     (``data.label_column`` / ``--label-column``: ISIC 2020's ``target``, ISIC 2019's ``MEL``; or ISIC 2017's
     ``seborrheic_keratosis``); labels written as ``1.0`` / ``0.0`` count as 1 / 0. The image column may be named
@@ -125,13 +125,16 @@ def read_labels_csv(path: Path, column: str = "melanoma") -> dict[str, int]:
     is read with that separator, empty rows are skipped, and an ``image_id`` given as a file name
     (``ISIC_0000000.jpg``) counts by its stem. An image listed twice must have the same label both times.
 
+    ``column_option``: whether the user can name another label column (a folder of their own); the ISIC layout's
+    reader cannot, so its error does not suggest the option.
+
     Raises:
         DataError: when the file is missing, lacks a column, a label is not 0/1, or an image has two labels.
     """
     if not path.is_file():
         raise DataError(f"labels CSV {path} does not exist")
     try:
-        return _read_labels(path, column)
+        return _read_labels(path, column, column_option=column_option)
     except UnicodeDecodeError as error:
         raise DataError(
             f"labels CSV {path} is not UTF-8 text ({error.reason} at byte {error.start}): save it as 'CSV UTF-8' "
@@ -218,20 +221,25 @@ def _id_column(columns: list[str], path: Path) -> str:
     return found
 
 
-def _read_labels(path: Path, column: str, strict: bool = True) -> dict[str, int]:
+def _read_labels(path: Path, column: str, strict: bool = True, column_option: bool = True) -> dict[str, int]:
     column = column.strip().lower()
     with path.open(newline="", encoding="utf-8-sig") as handle:
         reader = _spreadsheet_reader(handle)
         columns = reader.fieldnames or []
         id_column = _id_column(columns, path)
         if column not in columns:
-            others = [name for name in KNOWN_LABEL_COLUMNS if name in columns and name != column]
+            others = [name for name in KNOWN_LABEL_COLUMNS if name in columns and name != column and column_option]
             hint = (
                 f": to read the labels from {others[0]!r}, name it with --label-column {others[0]} (evaluate, "
                 f"calibrate) or data.label_column={others[0]} (train)"
                 if others
-                else f"; expected a header '{id_column},{column}' with {column} 0 or 1, or name the column that holds "
-                "the 0/1 label with --label-column NAME (evaluate, calibrate) or data.label_column=NAME (train)"
+                else f"; expected a header '{id_column},{column}' with {column} 0 or 1"
+                + (
+                    ", or name the column that holds the 0/1 label with --label-column NAME (evaluate, calibrate) or "
+                    "data.label_column=NAME (train)"
+                    if column_option
+                    else ""
+                )
             )
             raise DataError(
                 f"labels CSV {path} has no column {column!r}; it has {', '.join(columns) or 'no header'}{hint}"
