@@ -56,6 +56,9 @@ class DataConfig:
     # train only: re-compress half the training images as JPEG at quality 30-90 (a harder-compressing camera or
     # upload path), before the resize
     jpeg_augmentation: bool = False
+    # classification, train only: > 0 blends every training batch with a shuffled copy of itself (mixup; weight
+    # lam ~ Beta(alpha, alpha) per batch), images and losses alike; 0: off
+    mixup_alpha: float = 0.0
     # classification only: feed the classifier a square crop around the lesion (ground-truth mask in training, the
     # shipped segmenter's mask when serving) with this much context on every side, as a fraction of the lesion's
     # larger extent; training jitters margin (0.5-1.5x) and centre (+-10% of the side).

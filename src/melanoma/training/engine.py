@@ -103,6 +103,32 @@ def _loss(logits: torch.Tensor, batch, loss_fn, task: str, device) -> torch.Tens
     return loss_fn(logits, target.to(device))
 
 
+def mixup(images: torch.Tensor, alpha: float) -> tuple[torch.Tensor, float, torch.Tensor]:
+    """Mixup (Zhang et al. 2018): the batch blended with a shuffled copy of itself, ``lam * x + (1 - lam) * x[perm]``
+    with one ``lam ~ Beta(alpha, alpha)`` per batch. Returns the mixed images, ``lam`` and ``perm``; the loss is
+    blended the same way (``mixed_loss``), which keeps ``pos_weight`` and a keratosis output as they are."""
+    lam = float(torch.distributions.Beta(alpha, alpha).sample())
+    perm = torch.randperm(images.shape[0], device=images.device)
+    return lam * images + (1.0 - lam) * images[perm], lam, perm
+
+
+def _permuted(batch, perm: torch.Tensor):
+    keys = ("label", "keratosis")
+    return {**batch, **{k: batch[k][perm.to(batch[k].device)] for k in keys if k in batch}}
+
+
+def _train_loss(model: nn.Module, batch, loss_fn, config: TrainConfig, device) -> torch.Tensor:
+    images = _images(batch, device, config.channels_last)
+    alpha = config.data.mixup_alpha if config.task == "classification" else 0.0
+    if alpha <= 0:
+        return _loss(model(images), batch, loss_fn, config.task, device)
+    images, lam, perm = mixup(images, alpha)
+    logits = model(images)
+    return lam * _loss(logits, batch, loss_fn, config.task, device) + (1.0 - lam) * _loss(
+        logits, _permuted(batch, perm), loss_fn, config.task, device
+    )
+
+
 def train_one_epoch(
     model: nn.Module,
     loader: DataLoader,
@@ -134,8 +160,7 @@ def train_one_epoch(
         if step >= steps:
             break
         with autocast_context(config.amp, info.device):
-            logits = model(_images(batch, info.device, config.channels_last))
-            loss = _loss(logits, batch, loss_fn, config.task, info.device)
+            loss = _train_loss(model, batch, loss_fn, config, info.device)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         if config.optim.grad_clip:
@@ -268,10 +293,22 @@ def check_task_data(config: TrainConfig, samples: list) -> None:
         )
 
 
+def check_mixup(config: TrainConfig) -> None:
+    alpha = config.data.mixup_alpha
+    if alpha < 0 or not math.isfinite(alpha):
+        raise ValueError(f"data.mixup_alpha must be 0 (off) or a positive Beta parameter such as 0.2, got {alpha}")
+    if alpha > 0 and config.task != "classification":
+        raise ValueError(
+            f"data.mixup_alpha={alpha} is a classification setting (blended images get blended labels); set "
+            "data.mixup_alpha=0 for segmentation"
+        )
+
+
 def make_loaders(config: TrainConfig, info: distributed.DistInfo):
     """Datasets, samplers and loaders for the run (train augmented, validation resized only)."""
     from melanoma.data.transforms import classification_transforms, segmentation_transforms
 
+    check_mixup(config)
     train_samples, val_samples, provenance = load_splits(config.data)
     check_task_data(config, train_samples + val_samples)
     if config.task == "classification" and len({s.melanoma for s in val_samples}) < 2:
