@@ -849,3 +849,18 @@ def test_predict_shows_no_progress_bar_between_csv_rows_on_a_terminal(monkeypatc
     assert cli._bar_beside(Stream(False))  # rows into a pipe or file: the bar on the terminal
     monkeypatch.setattr(sys, "stderr", Stream(False))
     assert cli._bar_beside(Stream(True))
+
+
+@pytest.mark.parametrize(
+    ("task", "options", "message"),
+    [
+        ("segmentation", ["--labels", "labels.csv"], "--labels is for `melanoma evaluate classification`"),
+        ("segmentation", ["--label-column", "target", "--plots", "p"], "--label-column and --plots are for"),
+        ("classification", ["--masks", "masks"], "--masks is for `melanoma evaluate segmentation`"),
+    ],
+)
+def test_evaluate_refuses_the_other_tasks_options_rather_than_ignoring_them(tmp_path, capsys, task, options, message):
+    required = ["--masks", "m"] if task == "segmentation" else ["--labels", "l.csv"]
+    command = ["evaluate", task, "--images", str(tmp_path), *required, *options, "--models", str(tmp_path / "none")]
+    assert main(command) == 2
+    assert message in capsys.readouterr().err

@@ -161,10 +161,29 @@ def _quantize(args: argparse.Namespace) -> int:
     return 0
 
 
+def _check_evaluate_options(args: argparse.Namespace) -> None:
+    """Options of the other task are refused rather than ignored: a --labels given to a segmentation run would
+    otherwise read as checked, and a --masks given to a classification run as used."""
+    other = {
+        "segmentation": {"--labels": args.labels, "--label-column": args.label_column, "--plots": args.plots},
+        "classification": {"--masks": args.masks},
+    }[args.task]
+    given = [option for option, value in other.items() if value is not None]
+    if given:
+        task = "classification" if args.task == "segmentation" else "segmentation"
+        raise ValueError(
+            f"{' and '.join(given)} {'is' if len(given) == 1 else 'are'} for `melanoma evaluate {task}`; "
+            f"`evaluate {args.task}` reads {'--masks' if args.task == 'segmentation' else '--labels'}: drop "
+            f"{'it' if len(given) == 1 else 'them'}"
+        )
+    args.label_column = args.label_column or "melanoma"
+
+
 def _evaluate(args: argparse.Namespace) -> int:
     from melanoma.inference.evaluate import evaluate_classification, evaluate_segmentation
     from melanoma.inference.predictor import Predictor
 
+    _check_evaluate_options(args)
     predictor = Predictor.from_dir(args.models)
     baseline = _baseline_predictor(args.baseline)  # before the evaluation: a wrong folder fails at once
     if args.task == "segmentation":
@@ -469,7 +488,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     evaluate.add_argument("--mask-suffix", default="_segmentation.png", help=MASK_SUFFIX_HELP)
     evaluate.add_argument("--labels", help="classification: CSV with image_id,melanoma (see --label-column)")
-    evaluate.add_argument("--label-column", default="melanoma", help=LABEL_COLUMN_HELP)
+    evaluate.add_argument("--label-column", help=f"classification: {LABEL_COLUMN_HELP}")
     evaluate.add_argument("--models", help="model folder (default: the shipped models)")
     evaluate.add_argument("--json", help="also write the scores to this file")
     evaluate.add_argument("--plots", help="classification: write roc.png and calibration.png here")
