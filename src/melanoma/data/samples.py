@@ -205,20 +205,23 @@ def _filled_rows(reader: csv.DictReader):
 def id_columns(path: Path) -> list[str]:
     """The ``ID_COLUMNS`` a labels CSV's header has, in the order they are tried (the first is the one read)."""
     with path.open(newline="", encoding="utf-8-sig") as handle:
-        columns = _spreadsheet_reader(handle).fieldnames or []
-    return [name for name in ID_COLUMNS if name in columns]
+        return _present(ID_COLUMNS, _spreadsheet_reader(handle).fieldnames or [])
+
+
+def _present(names: tuple[str, ...], columns: list[str]) -> list[str]:
+    return [name for name in names if name in columns]
 
 
 def _id_column(columns: list[str], path: Path) -> str:
     """The column naming the images: the first of ``ID_COLUMNS`` the CSV has, or a DataError listing its columns."""
-    found = next((name for name in ID_COLUMNS if name in columns), None)
-    if found is None:
+    found = _present(ID_COLUMNS, columns)
+    if not found:
         raise DataError(
             f"labels CSV {path} has no image column ({' or '.join(ID_COLUMNS)}); it has "
             f"{', '.join(columns) or 'no header'}; expected a header such as 'image_id,melanoma', where image_id is "
             "each image's file name without its suffix"
         )
-    return found
+    return found[0]
 
 
 def _read_labels(path: Path, column: str, strict: bool = True, column_option: bool = True) -> dict[str, int]:
