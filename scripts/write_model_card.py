@@ -1093,27 +1093,56 @@ def classification_section(config: dict, eval_dir: Path) -> list[str]:
         _load(eval_dir / "classification_cv_ema.json"),
         "### Cross-validation over train: a moving average of the weights, fold 0 on the CPU",
     )
-    return lines + keratosis_section(eval_dir)
+    return lines + option_studies_section(eval_dir)
 
 
-def keratosis_section(eval_dir: Path) -> list[str]:
-    """``model.keratosis_aux``: a seborrheic-keratosis logit trained beside the melanoma logit, on held-out folds."""
-    study = _load(eval_dir / "classification_cv_keratosis.json")
+#: Single-option studies on the Lite0 member's recipe, all five folds on the CPU: (study file, setting name, title,
+#: what the option does, the cross-validation section's subject).
+OPTION_STUDIES = (
+    (
+        "classification_cv_keratosis.json",
+        "sk",
+        "A seborrheic-keratosis output beside the melanoma logit",
+        "ISIC 2017 labels every training image for seborrheic keratosis too, the benign lesion most often taken "
+        "for a melanoma, and the challenge's entries often learned both. `model.keratosis_aux=true` adds a second "
+        "logit trained on that label (its own `pos_weight`, the two losses summed); the export keeps the melanoma "
+        "logit only, so a model trained with it serves exactly as one without.",
+        "the keratosis output",
+    ),
+    (
+        "classification_cv_mixup.json",
+        "mixup",
+        "Mixup",
+        "The Lite0 member's validation loss climbs after its best epoch (6 of 12) while its training loss keeps "
+        "falling (metric history above): it overfits. `data.mixup_alpha=0.2` trains on every batch blended with a "
+        "shuffled copy of itself, `lam * x + (1 - lam) * x[perm]` with one `lam ~ Beta(0.2, 0.2)` per batch, the "
+        "loss blended alike (Zhang et al. 2018); serving is unchanged.",
+        "mixup",
+    ),
+)
+
+
+def option_studies_section(eval_dir: Path) -> list[str]:
+    lines = []
+    for study_file, setting, title, what, subject in OPTION_STUDIES:
+        lines += option_study_section(_load(eval_dir / study_file), setting, title, what, subject)
+    return lines
+
+
+def option_study_section(study: dict | None, setting: str, title: str, what: str, subject: str) -> list[str]:
+    """One training option against the Lite0 member's recipe on held-out train folds, with its pre-written rule."""
     if not study:
         return []
     rows = {r["name"]: r for r in study["settings"]}
-    pooled = rows["sk"]["pooled_vs_baseline"]
+    pooled = rows[setting]["pooled_vs_baseline"]
     shared = pooled["folds"]
     folds = f"{shared[0]}-{shared[-1]}" if len(shared) > 1 else str(shared[0])
     adopted = pooled["ci95"][0] > 0
     verdict = "adopted" if adopted else "rejected" if pooled["ci95"][1] < 0 else "not adopted"
     lines = [
-        f"### A seborrheic-keratosis output beside the melanoma logit: {verdict}",
+        f"### {title}: {verdict}",
         "",
-        "ISIC 2017 labels every training image for seborrheic keratosis too, the benign lesion most often taken "
-        "for a melanoma, and the challenge's entries often learned both. `model.keratosis_aux=true` adds a second "
-        "logit trained on that label (its own `pos_weight`, the two losses summed); the export keeps the melanoma "
-        "logit only, so a model trained with it serves exactly as one without. Tried on the Lite0 member's recipe "
+        f"{what} Tried on the Lite0 member's recipe "
         f"(bf16 autocast, as the five-fold study) on held-out train folds {folds} ({pooled['images']} images, "
         f"{pooled['melanomas']} melanomas): pooled out-of-fold AUC {pooled['other_auc']:.4f} against "
         f"{pooled['baseline_auc']:.4f}, gain {_gain_text(pooled)} (study below).",
@@ -1124,13 +1153,15 @@ def keratosis_section(eval_dir: Path) -> list[str]:
             "The interval lies above 0: the shipped pair is to be retrained with it (not yet done; the shipped "
             "models are unchanged)."
             if adopted
+            else "The interval lies below 0: the shipped models are unchanged and the option stays in the code, off."
+            if pooled["ci95"][1] < 0
             else "The interval does not lie above 0: the shipped models are unchanged and the option stays in the "
             "code, off."
         ),
         "",
     ]
     return lines + cross_validation_section(
-        study, f"### Cross-validation over train: the keratosis output on the Lite0 member, folds {folds} on the CPU"
+        study, f"### Cross-validation over train: {subject} on the Lite0 member, folds {folds} on the CPU"
     )
 
 

@@ -479,21 +479,29 @@ def _classifier_rows() -> list[str]:
         + " | not adopted: the fold's interval reaches below 0"
     )
 
-    keratosis = _setting("sk", "classification_cv_keratosis.json")["pooled_vs_baseline"]
-    folds = "-".join(str(f) for f in (keratosis["folds"][0], keratosis["folds"][-1]))
-    verdict = (
-        "adopted: the shipped pair is to be retrained with it"
-        if keratosis["ci95"][0] > 0
-        else "rejected"
-        if keratosis["ci95"][1] < 0
-        else "no evidence: not adopted"
-    )
-    auc, baseline = keratosis["other_auc"], keratosis["baseline_auc"]
-    rows.append(
-        f"a seborrheic-keratosis output beside the melanoma logit (`model.keratosis_aux=true`, not exported) | train "
-        f"folds {folds} (Lite0 member, bf16) | AUC {auc:.4f} against {baseline:.4f} "
-        f"(gain {keratosis['difference']:+.4f}, {_ci(*keratosis['ci95'], 4)}, {keratosis['images']} images) | {verdict}"
-    )
+    studies = (
+        ("sk", "classification_cv_keratosis.json", "a seborrheic-keratosis output beside the melanoma logit "
+         "(`model.keratosis_aux=true`, not exported)"),
+        ("mixup", "classification_cv_mixup.json", "mixup: training batches blended with shuffled copies of "
+         "themselves, labels alike (`data.mixup_alpha=0.2`)"),
+    )  # fmt: skip
+    for setting, study, tried in studies:
+        if not (REPO / "models" / "eval" / study).is_file():
+            continue
+        pooled = _setting(setting, study)["pooled_vs_baseline"]
+        folds = "-".join(str(f) for f in (pooled["folds"][0], pooled["folds"][-1]))
+        verdict = (
+            "adopted: the shipped pair is to be retrained with it"
+            if pooled["ci95"][0] > 0
+            else "rejected"
+            if pooled["ci95"][1] < 0
+            else "no evidence: not adopted"
+        )
+        auc, baseline = pooled["other_auc"], pooled["baseline_auc"]
+        rows.append(
+            f"{tried} | train folds {folds} (Lite0 member, bf16) | AUC {auc:.4f} against {baseline:.4f} "
+            f"(gain {pooled['difference']:+.4f}, {_ci(*pooled['ci95'], 4)}, {pooled['images']} images) | {verdict}"
+        )
     return rows
 
 
