@@ -476,9 +476,15 @@ def test_app_environment_passes_the_models_dir(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(
     ("kwargs", "message"),
-    [({"models_dir": "/no/such/models"}, "does not exist"), ({"port": 70000}, "between 1 and 65535")],
+    [
+        ({"models_dir": "/no/such/models"}, "does not exist"),
+        ({"models_dir": "EMPTY"}, "holds no model (neither segmentation.json nor classification.json)"),
+        ({"port": 70000}, "between 1 and 65535"),
+    ],
 )
-def test_run_app_refuses_bad_arguments_before_starting(kwargs, message, capsys) -> None:
+def test_run_app_refuses_bad_arguments_before_starting(kwargs, message, capsys, tmp_path) -> None:
+    if kwargs.get("models_dir") == "EMPTY":
+        kwargs = {"models_dir": str(tmp_path)}
     assert server.run_app(**kwargs) == 2
     assert message in capsys.readouterr().err
 

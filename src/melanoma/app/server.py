@@ -20,7 +20,7 @@ import urllib.request
 from pathlib import Path
 
 from melanoma.app import MAX_UPLOAD_MB
-from melanoma.inference.predictor import MODELS_ENV_VAR
+from melanoma.inference.predictor import MODELS_ENV_VAR, TASK_CONFIGS
 
 __all__ = ["APP_SCRIPT", "STREAMLIT_OPTIONS", "AppServer", "free_port", "run_app", "streamlit_command"]
 
@@ -223,6 +223,13 @@ def _launch_problem(port: int, models_dir: str | Path | None) -> str | None:
         return (
             f"models folder {models_dir} does not exist; pass --models with the folder that holds "
             "segmentation.json and/or classification.json (written by `melanoma export`)"
+        )
+    folder = Path(models_dir).expanduser() if models_dir is not None else None
+    if folder is not None and not any((folder / name).is_file() for name in TASK_CONFIGS.values()):
+        # the page would say so to whoever opens it; a server started for others (ADDRESS=0.0.0.0) says it here
+        return (
+            f"models folder {models_dir} holds no model (neither {' nor '.join(TASK_CONFIGS.values())}); pass "
+            "--models with the folder `melanoma export` wrote"
         )
     return None
 
