@@ -864,3 +864,90 @@ def test_evaluate_refuses_the_other_tasks_options_rather_than_ignoring_them(tmp_
     command = ["evaluate", task, "--images", str(tmp_path), *required, *options, "--models", str(tmp_path / "none")]
     assert main(command) == 2
     assert message in capsys.readouterr().err
+
+
+def _val_subset(root: Path, folder: Path, ids: list[str] | None = None) -> Path:
+    """Copies of the synthetic validation images (all of them, or ``ids``) in ``folder``."""
+    import shutil
+
+    folder.mkdir()
+    for path in sorted((root / "images/val").iterdir()):
+        if ids is None or path.stem in ids:
+            shutil.copy(path, folder)
+    return folder
+
+
+@pytest.mark.parametrize("plots", ["a-file", "roc.png"])
+def test_evaluate_refuses_a_plots_path_that_is_no_folder_before_scoring(
+    tiny_models_dir, shared_synthetic_isic_dir, tmp_path, monkeypatch, capsys, plots
+):
+    from melanoma.inference.predictor import Predictor
+
+    root = shared_synthetic_isic_dir
+    (tmp_path / "a-file").write_text("x")
+    monkeypatch.setattr(Predictor, "predict_arrays", lambda *a, **k: pytest.fail("scored before the check"))
+    labels = root / "labels/ISIC-2017_Validation_Part3_GroundTruth.csv"
+    command = ["evaluate", "classification", "--images", str(root / "images/val"), "--labels", str(labels)]
+    assert main([*command, "--models", str(tiny_models_dir), "--plots", str(tmp_path / plots)]) == 2
+    error = capsys.readouterr().err
+    assert ("is a file" if plots == "a-file" else "looks like a file name") in error and "give a folder" in error
+    assert not (tmp_path / "roc.png").exists()
+
+
+@pytest.mark.parametrize("task", ["segmentation", "classification"])
+def test_a_baseline_without_the_tasks_model_fails_before_scoring(
+    tiny_models_dir, shared_synthetic_isic_dir, tmp_path, monkeypatch, capsys, task
+):
+    import shutil
+
+    from melanoma.inference.predictor import Predictor
+
+    other = "classification" if task == "segmentation" else "segmentation"
+    baseline = tmp_path / "other-only"
+    baseline.mkdir()
+    for path in tiny_models_dir.iterdir():
+        if path.name.startswith(other):
+            shutil.copy(path, baseline)
+    monkeypatch.setattr(Predictor, "predict_arrays", lambda *a, **k: pytest.fail("scored before the check"))
+    root = shared_synthetic_isic_dir
+    truth = ["--masks", str(root / "masks/val")] if task == "segmentation" else [
+        "--labels", str(root / "labels/ISIC-2017_Validation_Part3_GroundTruth.csv")]  # fmt: skip
+    command = ["evaluate", task, "--images", str(root / "images/val"), *truth, "--models", str(tiny_models_dir)]
+    assert main([*command, "--baseline", str(baseline)]) == 2
+    assert f"--baseline {baseline}: no {task} model there" in capsys.readouterr().err
+
+
+def test_evaluate_names_the_files_left_out_when_they_leave_one_class(
+    tiny_models_dir, shared_synthetic_isic_dir, tmp_path, capsys
+):
+    root = shared_synthetic_isic_dir
+    labels = root / "labels/ISIC-2017_Validation_Part3_GroundTruth.csv"
+    melanomas = [r.split(",")[0] for r in labels.read_text().splitlines()[1:] if float(r.split(",")[1]) == 1]
+    images = _val_subset(root, tmp_path / "images")
+    for image_id in melanomas:
+        next(images.glob(f"{image_id}.*")).write_bytes(b"junk")
+    command = ["evaluate", "classification", "--images", str(images), "--labels", str(labels)]
+    assert main([*command, "--models", str(tiny_models_dir)]) == 2
+    error = capsys.readouterr().err
+    assert f"after leaving out {len(melanomas)} unreadable file(s)" in error and "only one class" in error
+
+
+@pytest.mark.parametrize(("task", "needed"), [("segmentation", "--masks DIR"), ("classification", "--labels CSV")])
+def test_evaluate_without_its_ground_truth_is_a_usage_error(tmp_path, capsys, task, needed):
+    assert main(["evaluate", task, "--images", str(tmp_path), "--models", str(tmp_path / "none")]) == 2
+    assert f"evaluate {task} needs {needed}" in capsys.readouterr().err
+
+
+def test_a_stale_models_variable_is_named_as_the_source(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("MELANOMA_MODELS", str(tmp_path / "gone"))
+    assert main(["predict", str(tmp_path)]) == 2
+    assert "(from $MELANOMA_MODELS) does not exist; fix or unset MELANOMA_MODELS" in capsys.readouterr().err
+    monkeypatch.setenv("MELANOMA_MODELS", str(tmp_path))  # exists, holds no model
+    assert main(["predict", str(tmp_path)]) == 2
+    assert "came from $MELANOMA_MODELS: fix or unset it" in capsys.readouterr().err
+    assert (
+        "$MELANOMA_MODELS when set"
+        in subprocess.run(
+            [sys.executable, "-m", "melanoma.cli", "predict", "--help"], capture_output=True, text=True, check=True
+        ).stdout
+    )

@@ -11,7 +11,7 @@ from conftest import synthetic_lesion
 from PIL import Image
 
 from melanoma.data.folder import check_samples, read_image_folder, stratified_split
-from melanoma.data.samples import DataError, Sample, read_mask
+from melanoma.data.samples import DataError, Sample, read_labels_csv, read_mask
 
 SUFFIXES = (".jpg", ".png", ".bmp", ".tif", ".webp", ".tiff")  # .jpeg counts as .jpg
 
@@ -138,7 +138,10 @@ def test_a_csv_with_two_image_columns_says_which_one_it_matched(user_folder):
     images_dir, labels_csv, _ = user_folder
     rows = labels_csv.read_text().splitlines()[1:]
     labels_csv.write_text("image_id,image_name,melanoma\n" + "".join(f"{1000 + i},{r}\n" for i, r in enumerate(rows)))
-    with pytest.raises(DataError, match="matched on its column 'image_id', and it also has image_name: if that column"):
+    with pytest.raises(
+        DataError,
+        match="matched on its column 'image_id', the first it has of image_id, image_name: if 'image_name' holds",
+    ):
         read_image_folder(images_dir, labels_csv)
 
 
@@ -693,3 +696,19 @@ def test_images_in_subfolders_beside_images_stop_the_read_instead_of_dropping_ou
         read_image_folder(images)
     (images / "more" / "b.jpg").unlink()  # left: a hidden folder, an overlay and a mask, which are not images
     assert [s.image_id for s in read_image_folder(images)] == ["a"]
+
+
+def test_a_tab_separated_labels_file_is_read(user_folder):
+    images_dir, labels_csv, _ = user_folder
+    expected = [s.melanoma for s in read_image_folder(images_dir, labels_csv)]
+    labels_csv.write_text(labels_csv.read_text().replace(",", "\t"))
+    assert [s.melanoma for s in read_image_folder(images_dir, labels_csv)] == expected
+
+
+def test_a_labels_path_that_is_a_folder_or_an_image_says_so(user_folder):
+    images_dir, _, _ = user_folder
+    with pytest.raises(DataError, match="is a folder; pass the CSV file itself"):
+        read_labels_csv(images_dir)
+    image = next(p for p in images_dir.iterdir() if p.suffix == ".jpg")
+    with pytest.raises(DataError, match="is an image, not a labels CSV"):
+        read_labels_csv(image)

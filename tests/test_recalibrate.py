@@ -239,3 +239,15 @@ def test_calibrate_tells_to_serve_the_new_folder_only_when_the_advice_does(
     assert (f"serve them with `melanoma app --models {out}`" in captured.err) is serve
     assert (f"go on serving {tiny_models_dir}" in captured.err) is not serve
     assert (out / "classification.json").is_file()  # the record of the fit is written either way
+
+
+@pytest.mark.parametrize(
+    ("positives", "negatives", "advice"),
+    [(2, 2, "both kinds"), (3, 40, "the kind short of it"), (40, 9, "the kind short of it")],
+)
+def test_too_few_labelled_images_says_which_kind_to_add(positives, negatives, advice):
+    from melanoma.inference.recalibrate import _check_classes
+
+    with pytest.raises(DataError, match=f"add labelled images of {advice}"):
+        _check_classes([1] * positives + [0] * negatives, Path("site"))
+    _check_classes([1] * 10 + [0] * 10, Path("site"))  # enough of each: no error

@@ -20,6 +20,8 @@ MASK_SUFFIX_HELP = (
     "named as their images in a folder of their own): segmentation reads the masks by it, and files so named among "
     "the images are masks, not images to score"
 )
+MODELS_DEFAULT = "(default: $MELANOMA_MODELS when set, else the shipped models)"
+MODELS_HELP = f"model folder {MODELS_DEFAULT}"
 LABEL_COLUMN_HELP = (
     "the labels CSV's 0/1 melanoma column (default: melanoma; ISIC 2020's CSV: target, ISIC 2019's: MEL); the image "
     "column may be image_id, image_name, isic_id or image"
@@ -168,6 +170,10 @@ def _check_evaluate_options(args: argparse.Namespace) -> None:
         "segmentation": {"--labels": args.labels, "--label-column": args.label_column, "--plots": args.plots},
         "classification": {"--masks": args.masks},
     }[args.task]
+    needed = "--masks" if args.task == "segmentation" else "--labels"
+    if getattr(args, needed[2:]) is None:
+        what = "DIR (the ground-truth masks)" if args.task == "segmentation" else "CSV (the 0/1 melanoma labels)"
+        raise ValueError(f"evaluate {args.task} needs {needed} {what}")
     given = [option for option, value in other.items() if value is not None]
     if given:
         task = "classification" if args.task == "segmentation" else "segmentation"
@@ -185,16 +191,12 @@ def _evaluate(args: argparse.Namespace) -> int:
 
     _check_evaluate_options(args)
     predictor = Predictor.from_dir(args.models)
-    baseline = _baseline_predictor(args.baseline)  # before the evaluation: a wrong folder fails at once
+    baseline = _baseline_predictor(args.baseline, args.task)  # before the evaluation: a wrong folder fails at once
     if args.task == "segmentation":
-        if not args.masks:
-            raise SystemExit("error: evaluate segmentation needs --masks DIR")
         scores = evaluate_segmentation(predictor, Path(args.images), Path(args.masks), mask_suffix=args.mask_suffix)
         if baseline:
             scores["vs_baseline"] = _segmentation_gain(scores, baseline, args)
     else:
-        if not args.labels:
-            raise SystemExit("error: evaluate classification needs --labels CSV")
         plots = Path(args.plots) if args.plots else None
         scores = evaluate_classification(
             predictor,
@@ -250,19 +252,26 @@ def _warn_not_assessed(names: list[str]) -> None:
     )
 
 
-def _baseline_predictor(folder: str | None):
-    """The ``--baseline`` folder's Predictor, or None without one; a folder without models names the option."""
+def _baseline_predictor(folder: str | None, task: str):
+    """The ``--baseline`` folder's Predictor, or None without one; a folder without the task's model names the
+    option, before the evaluation (whose results a late failure would throw away)."""
     from melanoma.inference.predictor import ModelsNotFoundError, Predictor
 
     if not folder:
         return None
     try:
-        return Predictor.from_dir(folder)
+        predictor = Predictor.from_dir(folder)
     except ModelsNotFoundError as error:
         raise ModelsNotFoundError(
             f"--baseline {folder}: no exported models there; give a folder written by `melanoma export` "
             "(segmentation.json / classification.json beside their ONNX files)"
         ) from error
+    if getattr(predictor, "segmenter" if task == "segmentation" else "classifier") is None:
+        raise ModelsNotFoundError(
+            f"--baseline {folder}: no {task} model there (it holds only the other task's); give a folder with "
+            f"{task}.json beside {task}.onnx"
+        )
+    return predictor
 
 
 def _calibrate(args: argparse.Namespace) -> int:
@@ -480,7 +489,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     quantize.set_defaults(func=_quantize)
 
-    evaluate = commands.add_parser("evaluate", help="score the exported models on labelled images (official metrics)")
+    evaluate = commands.add_parser(
+        "evaluate",
+        help="score the exported models on labelled images (official metrics)",
+        description="Score the exported models on labelled images (official ISIC 2017 metrics, bootstrap 95%% "
+        "intervals): `evaluate segmentation` needs --masks, `evaluate classification` needs --labels.",
+    )
     evaluate.add_argument("task", choices=["segmentation", "classification"])
     evaluate.add_argument("--images", required=True, help="folder of images")
     evaluate.add_argument(
@@ -489,7 +503,7 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--mask-suffix", default="_segmentation.png", help=MASK_SUFFIX_HELP)
     evaluate.add_argument("--labels", help="classification: CSV with image_id,melanoma (see --label-column)")
     evaluate.add_argument("--label-column", help=f"classification: {LABEL_COLUMN_HELP}")
-    evaluate.add_argument("--models", help="model folder (default: the shipped models)")
+    evaluate.add_argument("--models", help=MODELS_HELP)
     evaluate.add_argument("--json", help="also write the scores to this file")
     evaluate.add_argument("--plots", help="classification: write roc.png and calibration.png here")
     evaluate.add_argument(
@@ -516,9 +530,14 @@ def build_parser() -> argparse.ArgumentParser:
         "--labels", required=True, help="CSV with image_id,melanoma (image_id = file stem; see --label-column)"
     )
     calibrate.add_argument("--label-column", default="melanoma", help=LABEL_COLUMN_HELP)
-    calibrate.add_argument("--mask-suffix", default="_segmentation.png", help=MASK_SUFFIX_HELP)
+    calibrate.add_argument(
+        "--mask-suffix",
+        default="_segmentation.png",
+        help="what a mask's file name adds to its image's stem (default: _segmentation.png; e.g. _mask.png): files so "
+        "named among the images are masks, and are neither scored nor fitted on",
+    )
     calibrate.add_argument("--out", required=True, help="new folder for the model copy with the re-fitted threshold")
-    calibrate.add_argument("--models", help="model folder to start from (default: the shipped models)")
+    calibrate.add_argument("--models", help=f"model folder to start from {MODELS_DEFAULT}")
     calibrate.add_argument("--json", help="also write the summary to this file")
     calibrate.set_defaults(func=_calibrate)
 
@@ -528,7 +547,7 @@ def build_parser() -> argparse.ArgumentParser:
         nargs="+",
         help="image files and/or folders (searched recursively; hidden files, masks and superpixel maps skipped)",
     )
-    predict.add_argument("--models", help="model folder (default: the shipped models)")
+    predict.add_argument("--models", help=MODELS_HELP)
     predict.add_argument("--out", help="CSV file to write (default: standard output)")
     predict.add_argument("--overlays", help="folder for overlay PNGs (lesion contour and fill)")
     predict.add_argument("--batch-size", type=_positive_int, default=4, help="images per model call (default: 4)")
@@ -547,7 +566,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="network interface to serve on (default: 127.0.0.1, this machine only: the app has no login; "
         "0.0.0.0 serves every interface, for a server or a container behind your own access control)",
     )
-    app.add_argument("--models", help="model folder (default: the shipped models)")
+    app.add_argument("--models", help=MODELS_HELP)
     app.set_defaults(func=_app)
 
     data = commands.add_parser("data", help="data preparation")

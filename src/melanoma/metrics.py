@@ -473,8 +473,8 @@ def cross_fitted_summary(labels: Any, probabilities: Any, folds: int = 5) -> dic
     cannot be split (a class with fewer than ``folds`` images), ``{"skipped": reason}`` instead of an error."""
     try:
         point = cross_fitted_operating_point(labels, probabilities, folds=folds)
-    except ValueError as error:
-        return {"skipped": str(error)}
+    except ValueError as error:  # the folds are fixed here: only more labelled images help
+        return {"skipped": str(error).replace("use fewer folds or more labelled images", "add labelled images")}
     return {
         "what": (
             f"Youden's threshold fitted on {folds - 1} of {folds} stratified folds of these images, each fold decided "

@@ -254,8 +254,9 @@ def _check_label_coverage(
     if unlabelled:
         columns = id_columns(labels_csv)
         matched_on = (
-            f"; the images are matched on its column {columns[0]!r}, and it also has {', '.join(columns[1:])}: if "
-            "that column holds the file names, drop or rename the other one"
+            f"; the images are matched on its column {columns[0]!r}, the first it has of {', '.join(columns)}: if "
+            f"{'another of them' if len(columns) > 2 else repr(columns[1])} holds the file names, drop or rename "
+            f"{columns[0]!r}"
             if len(columns) > 1
             else ""
         )

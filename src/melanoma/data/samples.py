@@ -122,8 +122,8 @@ def read_labels_csv(path: Path, column: str = "melanoma", column_option: bool = 
 
     As spreadsheets save them: a UTF-8 byte-order mark before the header is skipped, column names are matched
     without regard to spaces around them or to case, a header separated by semicolons (a European locale's CSV)
-    is read with that separator, empty rows are skipped, and an ``image_id`` given as a file name
-    (``ISIC_0000000.jpg``) counts by its stem. An image listed twice must have the same label both times.
+    or tabs (tab-delimited text) is read with that separator, empty rows are skipped, and an ``image_id`` given as
+    a file name (``ISIC_0000000.jpg``) counts by its stem. An image listed twice must have the same label both times.
 
     ``column_option``: whether the user can name another label column (a folder of their own); the ISIC layout's
     reader cannot, so its error does not suggest the option.
@@ -131,8 +131,14 @@ def read_labels_csv(path: Path, column: str = "melanoma", column_option: bool = 
     Raises:
         DataError: when the file is missing, lacks a column, a label is not 0/1, or an image has two labels.
     """
+    if path.is_dir():
+        raise DataError(f"labels CSV {path} is a folder; pass the CSV file itself (e.g. {path / 'labels.csv'})")
     if not path.is_file():
         raise DataError(f"labels CSV {path} does not exist")
+    if path.suffix.lower() in IMAGE_SUFFIXES:
+        raise DataError(
+            f"labels CSV {path} is an image, not a labels CSV: pass a CSV with a header such as image_id,melanoma"
+        )
     try:
         return _read_labels(path, column, column_option=column_option)
     except UnicodeDecodeError as error:
@@ -184,11 +190,14 @@ def read_optional_labels(path: Path | None, column: str) -> dict[str, int] | Non
 
 def _spreadsheet_reader(handle) -> csv.DictReader:
     """A DictReader of a CSV as spreadsheets save it: opened with ``utf-8-sig`` (a byte-order mark is skipped),
-    semicolon-separated when a European locale wrote it, column names lower-cased and stripped."""
+    semicolon-separated when a European locale wrote it (tab-separated when saved as tab-delimited text), column
+    names lower-cased and stripped."""
     header = handle.readline()
     handle.seek(0)  # the utf-8-sig decoder skips a byte-order mark again
-    # A spreadsheet set to a European locale saves "image_id;melanoma": read it as it was meant.
-    delimiter = ";" if ";" in header and "," not in header else ","
+    # A spreadsheet set to a European locale saves "image_id;melanoma", and "Text (Tab delimited)" with tabs: read
+    # either as it was meant.
+    others = [d for d in (";", "\t") if d in header and "," not in header]
+    delimiter = others[0] if len(others) == 1 else ","
     reader = csv.DictReader(handle, delimiter=delimiter)
     # Column names as typed: "image_id, melanoma" (a space after the comma) or "Image_ID" name the same columns.
     reader.fieldnames = [name.strip().lower() for name in reader.fieldnames or []]

@@ -197,6 +197,39 @@ def check_summary(jaccards: Sequence[float], flagged: Sequence[bool]) -> dict[st
     }
 
 
+PLOT_SUFFIXES = (".png", ".jpg", ".jpeg", ".svg", ".pdf")
+
+
+def check_plots_dir(plots_dir: Path) -> None:
+    """``--plots`` names a folder that roc.png and calibration.png go into: refuse a file, or a file-like name."""
+    if importlib.util.find_spec("matplotlib") is None:
+        raise ImportError("--plots needs matplotlib, which is not installed; install it with: pip install matplotlib")
+    if plots_dir.exists() and not plots_dir.is_dir():
+        raise DataError(
+            f"--plots {plots_dir} is a file; give a folder (roc.png and calibration.png are written into it)"
+        )
+    if not plots_dir.exists() and plots_dir.suffix.lower() in PLOT_SUFFIXES:
+        raise DataError(
+            f"--plots {plots_dir} looks like a file name; give a folder (roc.png and calibration.png are written "
+            f"into it), e.g. --plots {plots_dir.parent / 'plots'}"
+        )
+
+
+def _check_classes_left(truth: list, probabilities: list, not_assessed: list, unreadable: dict) -> None:
+    """Both classes still, without the images left out; an error says which were left out, as they explain it."""
+    try:
+        check_classification_inputs(truth, probabilities)
+    except ValueError as error:
+        left_out = []
+        if unreadable:
+            left_out.append(f"{len(unreadable)} unreadable file(s) (first: {next(iter(unreadable))})")
+        if not_assessed:
+            left_out.append(f"{len(not_assessed)} image(s) not assessed (first: {not_assessed[0]})")
+        if not left_out:
+            raise
+        raise DataError(f"after leaving out {' and '.join(left_out)}: {error}") from error
+
+
 def evaluate_classification(
     predictor: Predictor,
     images_dir: Path,
@@ -219,8 +252,8 @@ def evaluate_classification(
     """
     if predictor.classifier is None:
         raise DataError(f"no classification model in {predictor.models_dir}")
-    if plots_dir is not None and importlib.util.find_spec("matplotlib") is None:  # before the long scoring pass
-        raise ImportError("--plots needs matplotlib, which is not installed; install it with: pip install matplotlib")
+    if plots_dir is not None:  # checked before the long scoring pass, which a late failure would throw away
+        check_plots_dir(Path(plots_dir))
     samples = read_image_folder(
         Path(images_dir),
         labels_csv=Path(labels_csv),
@@ -241,7 +274,7 @@ def evaluate_classification(
         per_image[sample.image_id] = {"melanoma": int(sample.melanoma), "probability": prediction.melanoma_probability}
     if not truth:
         raise _none_scored(images_dir, not_assessed, unreadable)
-    check_classification_inputs(truth, probabilities)  # both classes still, without the images not assessed
+    _check_classes_left(truth, probabilities, not_assessed, unreadable)
     threshold = predictor.threshold
     scores = classification_scores(np.asarray(truth), np.asarray(probabilities), threshold, bootstrap=bootstrap)
     if plots_dir is not None:

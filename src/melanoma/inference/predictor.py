@@ -292,12 +292,23 @@ class Predictor:
         let idle worker threads busy-wait (off by default, see ``onnx_session``).
         """
         folder = Path(models_dir) if models_dir else default_models_dir()
+        from_env = not models_dir and bool(os.environ.get(MODELS_ENV_VAR))
         if not folder.is_dir():
+            if from_env:
+                raise ModelsNotFoundError(
+                    f"models folder {folder} (from ${MODELS_ENV_VAR}) does not exist; fix or unset {MODELS_ENV_VAR}, "
+                    "or pass --models DIR"
+                )
             raise ModelsNotFoundError(
                 f"models folder {folder} does not exist; pass --models DIR or set {MODELS_ENV_VAR}"
             )
         models = [load_model(folder, task, threads, spinning) for task in ("segmentation", "classification")]
-        return cls(*models, folder)
+        try:
+            return cls(*models, folder)
+        except ModelsNotFoundError as error:
+            if not from_env:
+                raise
+            raise ModelsNotFoundError(f"{error}; {folder} came from ${MODELS_ENV_VAR}: fix or unset it") from error
 
     @property
     def model_configs(self) -> dict[str, dict[str, Any]]:

@@ -35,7 +35,8 @@ def _check_classes(labels: list[int], images_dir: Path) -> None:
     if min(positives, negatives) < MIN_PER_CLASS:
         raise DataError(
             f"{images_dir} has {positives} melanoma and {negatives} other labelled images; a threshold fitted on "
-            f"fewer than {MIN_PER_CLASS} of either would be noise: add labelled images of the missing kind"
+            f"fewer than {MIN_PER_CLASS} of either would be noise: add labelled images of "
+            + ("both kinds" if max(positives, negatives) < MIN_PER_CLASS else "the kind short of it")
         )
 
 

@@ -106,7 +106,7 @@ def _loss(logits: torch.Tensor, batch, loss_fn, task: str, device) -> torch.Tens
 def mixup(images: torch.Tensor, alpha: float) -> tuple[torch.Tensor, float, torch.Tensor]:
     """Mixup (Zhang et al. 2018): the batch blended with a shuffled copy of itself, ``lam * x + (1 - lam) * x[perm]``
     with one ``lam ~ Beta(alpha, alpha)`` per batch. Returns the mixed images, ``lam`` and ``perm``; the loss is
-    blended the same way (``mixed_loss``), which keeps ``pos_weight`` and a keratosis output as they are."""
+    blended the same way (``_train_loss``), which keeps ``pos_weight`` and a keratosis output as they are."""
     lam = float(torch.distributions.Beta(alpha, alpha).sample())
     perm = torch.randperm(images.shape[0], device=images.device)
     return lam * images + (1.0 - lam) * images[perm], lam, perm
