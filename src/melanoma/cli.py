@@ -179,7 +179,7 @@ def _check_evaluate_options(args: argparse.Namespace) -> None:
         task = "classification" if args.task == "segmentation" else "segmentation"
         raise ValueError(
             f"{' and '.join(given)} {'is' if len(given) == 1 else 'are'} for `melanoma evaluate {task}`; "
-            f"`evaluate {args.task}` reads {'--masks' if args.task == 'segmentation' else '--labels'}: drop "
+            f"`evaluate {args.task}` reads {needed}: drop "
             f"{'it' if len(given) == 1 else 'them'}"
         )
     args.label_column = args.label_column or "melanoma"
