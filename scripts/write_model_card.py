@@ -6,10 +6,10 @@ command beside each table. Usage: python scripts/write_model_card.py [models]
 
 from __future__ import annotations
 
+import argparse
 import json
 import re
 import statistics
-import sys
 from pathlib import Path
 
 EVAL_COMMANDS = {
@@ -162,7 +162,7 @@ SEGMENTER_COLUMNS = (
         "int8": lambda r: "yes" if r.get("quantization") else "no",
         "flips": lambda r: "+".join(r.get("test_time_flips", [])) or "none",
     },
-    {"view ms": "view_ms", "image ms": "image_ms", "MB": "onnx_mb"},
+    {"view ms": "view_ms", "image ms": "image_ms", "MiB": "onnx_mb"},
 )
 
 
@@ -450,18 +450,11 @@ def _failure_section(eval_dir: Path) -> list[str]:
     rerun = (_load(eval_dir / "segmentation_val_rerun_vs_shipped.json") or {}).get("failures")
     if rerun:
         kinds = ("under_segmented", "over_segmented", "other")
-        ep16 = _load(eval_dir / "segmentation_val_ep16.json")
-        recipe = (ep16 or {}).get("failures", failures)
-        whose = (
-            "the 16-epoch segmenter's (shipped before colour constancy; `models/eval/segmentation_val_ep16.json`)"
-            if ep16
-            else "the shipped segmenter's"
-        )
-        shipped_ids = {image for kind in kinds for image in recipe[kind]}
+        shipped_ids = {image for kind in kinds for image in failures[kind]}
         rerun_ids = {image for kind in kinds for image in rerun[kind]}
         lines += [
             f"The 16-epoch recipe trained again (channels-last run above) fails on {len(rerun_ids)} validation images, "
-            f"{len(shipped_ids & rerun_ids)} of them among {whose} {len(shipped_ids)}: the failures "
+            f"{len(shipped_ids & rerun_ids)} of them among the shipped segmenter's {len(shipped_ids)}: the failures "
             "are the same images from run to run, not noise, so a change of recipe within noise will not remove them.",
             "",
         ]
@@ -803,6 +796,12 @@ def _previous_classifier(eval_dir: Path, shipped: dict) -> tuple[dict, str]:
     return (previous, "then-shipped") if previous else (shipped, "shipped")
 
 
+def _added(minutes: list[float]) -> str:
+    """'21.2 + 23.0 = 44.2': the parts as shown, so that the sum shown adds up."""
+    parts = [round(m, 1) for m in minutes]
+    return f"{' + '.join(f'{m:.1f}' for m in parts)} = {sum(parts):.1f}"
+
+
 def _classifier_rerun_paragraph(eval_dir: Path, shipped: dict) -> list[str]:
     """The shipped classifier recipe (both ensemble members) trained again in the channels-last layout: its training
     time against the shipped pair's, and how far two runs of one recipe land apart in validation AUC."""
@@ -861,8 +860,7 @@ def _classifier_rerun_paragraph(eval_dir: Path, shipped: dict) -> list[str]:
         + f"; exported by `melanoma export {rerun['ensemble']['members'][0]['run']} "
         f"--ensemble {rerun['ensemble']['members'][1]['run']} --out runs/cls-cl-ens`, its exported config is "
         "`models/eval/classification_rerun_config.json`) trained in "
-        f"{' + '.join(f'{m:.1f}' for m in minutes['rerun'])} = {sum(minutes['rerun']):.1f} minutes against "
-        f"{' + '.join(f'{m:.1f}' for m in minutes['shipped'])} = {sum(minutes['shipped']):.1f} for the {name} pair "
+        f"{_added(minutes['rerun'])} minutes against {_added(minutes['shipped'])} for the {name} pair "
         f"(sums of `epoch_seconds`; {sum(minutes['shipped']) / sum(minutes['rerun']):.2f}x faster{layout_text}). "
         "On validation (`melanoma evaluate classification "
         "--images $DATA/images/val --labels $DATA/labels/ISIC-2017_Validation_Part3_GroundTruth.csv --models "
@@ -1051,7 +1049,7 @@ def classification_section(config: dict, eval_dir: Path) -> list[str]:
                     "sens.",
                     "spec.",
                     "image ms",
-                    "MB",
+                    "MiB",
                 ],
                 [
                     [
@@ -1740,8 +1738,9 @@ def precision_section(eval_dir: Path) -> list[str]:
         "the variants measured one after the other in one process). The shipped classifiers were trained in fp32 "
         "(`amp: none`): earlier sessions' CPU measured bf16 slower. This CPU has bf16 instructions, and bf16 "
         "autocast (`amp=bf16`) speeds up the training of the shipped networks (the shipped segmenter used it; see "
-        "Lesion segmentation). The channels-last (NHWC) memory layout (`channels_last: true`, in every config under "
-        "`configs/` since this measurement; the shipped models were trained before it, in the default NCHW layout) "
+        "Lesion segmentation). The channels-last (NHWC) memory layout (`channels_last: true`, in the three training "
+        "recipes under `configs/` since this measurement; the shipped segmenter was trained before it, in the default "
+        "NCHW layout, the shipped classifiers with it) "
         "speeds up both precisions again: the same network and arithmetic in another order, so results agree to "
         "rounding (`tests/test_training.py`):",
         "",
@@ -1762,10 +1761,17 @@ def precision_section(eval_dir: Path) -> list[str]:
         ),  # fmt: skip
         "",
     ]
-    lines += cross_validation_section(
+    bf16_study = cross_validation_section(
         _load(eval_dir / "segmentation_cv128_bf16.json"),
         "### bf16 autocast against fp32 on a held-out train fold (segmentation, CPU, 128 px)",
     )
+    if bf16_study:  # the study's note predates the shipped segmenter, which was trained with bf16 autocast
+        bf16_study += [
+            "The note's last sentence is as written when the study ran: the segmenter shipped then was trained in "
+            "fp32. The one shipped since (Lesion segmentation) was trained with bf16 autocast.",
+            "",
+        ]
+    lines += bf16_study
     evaluated = _load(eval_dir / "classification_val_bf16_triple.json")
     shipped = _load(eval_dir / "classification_val_previous.json") or _load(eval_dir / "classification_val.json")
     then = "then-shipped" if _load(eval_dir / "classification_val_previous.json") else "shipped"
@@ -1814,13 +1820,18 @@ def precision_section(eval_dir: Path) -> list[str]:
     return lines
 
 
+def _shown_difference(gap: dict) -> float:
+    """The difference of the two means as shown (3 decimals); the JSON's 4-decimal one can round the other way."""
+    return round(gap["flagged_mean"], 3) - round(gap["other_mean"], 3)
+
+
 def _check_row(name: str, data: str, summary: dict, reference: str, key: str) -> list:
     check = summary[name]
     found, gap = check[key], check["jaccard_flagged_vs_other"]
     difference = (
         "—"
         if gap["difference"] is None
-        else f"{gap['flagged_mean']:.3f} vs {gap['other_mean']:.3f} ({gap['difference']:+.3f}, 95% CI "
+        else f"{gap['flagged_mean']:.3f} vs {gap['other_mean']:.3f} ({_shown_difference(gap):+.3f}, 95% CI "
         f"{gap['ci95'][0]:+.3f} to {gap['ci95'][1]:+.3f})"
     )
     precision = "—" if found["precision"] is None else f"{found['precision']:.2f}"
@@ -2016,7 +2027,13 @@ def contents(lines: list[str]) -> list[str]:
 
 
 def main() -> None:
-    models = Path(sys.argv[1] if len(sys.argv) > 1 else "models")
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "models", nargs="?", default="models", help="folder with the model configs and eval/ (default: models)"
+    )
+    models = Path(parser.parse_args().models)
+    if not any((models / f"{task}.json").is_file() for task in ("segmentation", "classification")):
+        parser.error(f"{models} holds neither segmentation.json nor classification.json: pass a models folder")
     (models / "MODEL_CARD.md").write_text(render(models))
     print(f"wrote {models / 'MODEL_CARD.md'}")
 

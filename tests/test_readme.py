@@ -90,7 +90,7 @@ def _measured() -> list[str]:
         f"{speed['predictor_ms_per_image']} ms/image median",
         f"eager PyTorch pipeline {speed['eager_ms_per_image']} ms",
         f"12 MP JPEG {speed['big_jpeg_ms']} ms",
-        f"peak RSS {speed['peak_rss_mb_both_models']} MB",
+        f"peak RSS {speed['peak_rss_mb_both_models']} MiB",
         f"{speed['predict_images_per_s']} images/s ({speed['predict_workers']} workers, batches of "
         f"{speed['predict_batch_size']}",
         f"{speed['predict_one_worker_images_per_s']} images/s in the same run ({speed['predict_workers_speedup']}x)",
@@ -148,7 +148,7 @@ def _target_rows() -> list[str]:
         f"| {speed['predictor_ms_per_image']} ms | {_met(speed['predictor_ms_per_image'], 60, False)} |",
         f"| {speed['big_jpeg_ms']} ms | {_met(speed['big_jpeg_ms'], 250, False)} |",
         f"| {speed['predict_images_per_s']} images/s | {_met(speed['predict_images_per_s'], 25)} |",
-        f"| {speed['peak_rss_mb_both_models']} MB | {_met(speed['peak_rss_mb_both_models'], 600, False)} |",
+        f"| {speed['peak_rss_mb_both_models']} MiB | {_met(speed['peak_rss_mb_both_models'], 600, False)} |",
         f"against the eager pipeline running the same networks it is {speed['speedup_same_networks']}x",
     ]
     rows.append(_speed_bound_sentence(speed))
@@ -421,8 +421,9 @@ def _classifier_rows() -> list[str]:
     assert gain["baseline_auc"] == previous["validation"]["auc"] and gain["ci95"][0] <= 0  # noise
     before_minutes = [_minutes(m) for m in previous["ensemble"]["members"]]
     now_minutes = [_minutes(m) for m in rerun]
+    now_parts = [round(m, 1) for m in now_minutes]  # the sum shown adds up the parts shown
     rows.append(
-        f"{' + '.join(f'{m:.1f}' for m in now_minutes)} = {sum(now_minutes):.1f} minutes "
+        f"{' + '.join(f'{m:.1f}' for m in now_parts)} = {sum(now_parts):.1f} minutes "
         f"({sum(before_minutes) / sum(now_minutes):.2f}x faster); AUC {evaluation['auc']:.4f} against the "
         f"then-shipped {gain['baseline_auc']:.4f} (paired gain {gain['difference']:+.4f}, {_ci(*gain['ci95'], 4)}) "
         "| run-to-run noise"
@@ -455,7 +456,8 @@ def _classifier_rows() -> list[str]:
     extra = runs["classification-zero-lite2-hflip"]["image_ms"] - runs["models"]["image_ms"]
     rows.append(
         f"{flips['result'].split(';')[0].removeprefix('val ')} against {one_view['result'].removeprefix('val AUC ')} "
-        f"on one view, {extra:.0f} ms more per image | not served"
+        f"on one view; {extra:.0f} ms more per image, timed on the same two networks before colour constancy "
+        "(Classifiers compared) | not served"
     )
 
     jpeg_fold = _setting("lite2-sog-jpeg", "classification_cv_jpeg.json")["pooled_vs_baseline"]
@@ -532,7 +534,7 @@ def _speed_sentences() -> list[str]:
     ]
     layout = [
         f"{name(n)} {n['bf16_images_per_s']} -> {n['bf16_channels_last_images_per_s']} images/s "
-        f"({n['channels_last_speedup_bf16']:.1f}x)"
+        f"({n['bf16_channels_last_images_per_s'] / n['bf16_images_per_s']:.1f}x)"  # the JSON's ratio is rounded
         for n in speed["networks"]
     ]
     fp32 = [n["channels_last_speedup_none"] for n in speed["networks"]]
@@ -614,7 +616,8 @@ def test_readme_states_what_the_quality_checks_measured():
         f"the pixels of the segmenter's map between {low} and {high} exceed {unsure['threshold']} per pixel",
         f"`outline_uncertain` flags {found['flagged']} of {report['validation']['images']}, whose mean Jaccard is "
         f"{gap['flagged_mean']:.3f} against {gap['other_mean']:.3f} for the others (difference "
-        f"{gap['difference']:+.3f}, 95% CI {gap['ci95'][0]:+.3f} to {gap['ci95'][1]:+.3f}), among them "
+        f"{round(gap['flagged_mean'], 3) - round(gap['other_mean'], 3):+.3f}, 95% CI {gap['ci95'][0]:+.3f} to "
+        f"{gap['ci95'][1]:+.3f}), among them "
         f"{found['flagged_and_reference']} of the {found['reference']} failures",
         f"fitted on {report['fit']['images']} held-out train images",
         f"found {edge['flagged_and_reference']} of the {edge['reference']} such validation lesions",
@@ -658,3 +661,32 @@ def test_readme_lists_every_config_key_with_its_default():
     rows = [line.split(" | ") for line in section.splitlines() if line.startswith("| `")]
     listed = {row[0].removeprefix("| ").strip("`"): yaml.safe_load(row[1].strip("`") or "''") for row in rows}
     assert listed == expected
+
+
+def _keys(config: dict, prefix: str = "") -> set[str]:
+    return {
+        key
+        for name, value in config.items()
+        for key in (_keys(value, f"{prefix}{name}.") if isinstance(value, dict) else {f"{prefix}{name}"})
+    }
+
+
+def test_readme_names_the_config_keys_the_shipped_runs_predate():
+    import dataclasses
+
+    from melanoma.config import TrainConfig
+
+    now = _keys(dataclasses.asdict(TrainConfig()))
+    seg = now - _keys(_config("segmentation")["training"]["config"])
+    cls = set.union(*(now - _keys(m["training"]["config"]) for m in _config("classification")["ensemble"]["members"]))
+    both, seg_only = sorted(seg & cls), sorted(seg - cls - {"channels_last"})  # channels_last: its own sentence
+    assert not cls - seg  # the segmenter is the older of the two
+    text = " ".join((REPO / "README.md").read_text().split())  # the section's bash block holds a "# " comment line
+    named = ", ".join(f"`{key}`" for key in both)
+    assert f"absent from both shipped models' recorded configs: {named}, and for the segmenter also " in text
+    assert "for the segmenter also " + ", ".join(f"`{key}`" for key in seg_only) + ". At their defaults" in text
+
+
+@pytest.mark.parametrize("path", ["README.md", "models/README.md"])
+def test_readmes_carry_the_disclaimer(path):
+    assert "**Research software, not a medical device.**" in (REPO / path).read_text().split("\n## ")[0]
