@@ -185,13 +185,14 @@ def test_unexpected_error_in_one_file_does_not_break_the_others(
 
     def flaky_predict(self, source, name=None):
         if name == "boom.jpg":
-            raise RuntimeError("simulated failure")
+            raise RuntimeError("simulated failure in /srv/clinic/models/segmentation.onnx")
         return original(self, source, name)
 
     monkeypatch.setattr(Predictor, "predict", flaky_predict)
     _upload(app_test, [("boom.jpg", _lesion_jpeg(seed=1)), ("lesion.jpg", _lesion_jpeg())])
     (error,) = _errors(app_test)
     assert "boom.jpg" in error and "RuntimeError" in error
+    assert "simulated" not in error and "/srv" not in error, "only the type reaches the page (README)"
     assert len(_probability_texts(app_test)) == 1
     # The server's log keeps the traceback but not the file name (clinics name files after patients).
     assert "simulated failure" in caplog.text and "predicting upload" in caplog.text and "boom" not in caplog.text

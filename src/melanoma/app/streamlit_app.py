@@ -142,8 +142,8 @@ def _predictor_or_explanation() -> Predictor | None:
     except Exception as error:  # a damaged model must not end in a traceback on the page
         _LOG.exception("loading the models from %s failed", models_dir)
         st.error(
-            f"The models in `{models_dir}` could not be loaded ({type(error).__name__}: {_escape(str(error))}). "
-            "Re-export them with `melanoma export RUN_DIR --out DIR`, or start the app on another folder with "
+            f"The models in `{models_dir}` could not be loaded ({type(error).__name__}; the server's console has "
+            "the details). Re-export them with `melanoma export RUN_DIR --out DIR`, or start the app on another folder with "
             "`melanoma app --models DIR`."
         )
     return None
@@ -170,7 +170,7 @@ def _render_missing_models(models_dir: Path, error: Exception) -> None:
         f"(or set `{MODELS_ENV_VAR}=DIR`).\n\n"
         "Then reload this page."
     )
-    st.caption(f"Details: {error}")
+    st.caption(f"Details: {_escape(str(error))}")
 
 
 # --- sidebar: model facts -----------------------------------------------------------------------------------
@@ -183,7 +183,10 @@ def _render_model_facts(configs: dict[str, dict[str, Any]]) -> None:
             _render_facts_of_each_model(configs)
         except Exception as error:  # an unexpected config must not take the page down
             _LOG.exception("reading the model configs failed")
-            st.warning(f"Could not read the model facts ({type(error).__name__}: {error}); see the raw configs.")
+            st.warning(
+                f"Could not read the model facts ({type(error).__name__}; the server's console has the details); "
+                "see the raw configs."
+            )
         st.subheader("Intended use and limits")
         intended = next((c["intended_use"] for c in configs.values() if c.get("intended_use")), None)
         st.markdown("\n".join(f"- {line}" for line in ([intended] if intended else []) + list(INTENDED_USE_LIMITS)))
@@ -346,7 +349,7 @@ def _overlay_options(predictor: Predictor) -> OverlayOptions:
             disabled=no_heatmap,
             key="show_heatmap",
             help="Where in each image the classifier found the most melanoma evidence (class activation map, scaled "
-            "to the image's own peak, so a low-probability image shows red too); not a lesion outline.",
+            "to the image's own peak, so a low-probability image shows yellow too); not a lesion outline.",
         ),
         opacity=opacity.slider("Overlay opacity", 0.0, 1.0, 0.35, 0.05, key="opacity"),
     )
@@ -425,7 +428,8 @@ def render_result(name: str, outcome: Prediction | str, options: OverlayOptions,
         except Exception as error:  # a display bug must cost one file, not the page
             _LOG.exception("showing the result of upload %s failed", key)  # no file name in the server's logs
             st.error(
-                f"**Could not show the result for {_escape(name)}** ({type(error).__name__}: {_escape(str(error))})."
+                f"**Could not show the result for {_escape(name)}** ({type(error).__name__}; the server's console "
+                "has the details)."
             )
 
 
@@ -443,7 +447,10 @@ def _analyse(
         return cache[key]
     except Exception as error:  # not cached: the next interaction retries
         _LOG.exception("predicting upload %s failed", key.rsplit("|", 1)[-1])  # no file name in the server's logs
-        return f"Unexpected error ({type(error).__name__}: {error}). Try again; if it persists, report it."
+        return (  # only the type: the message may hold server paths; it goes to the server's console above
+            f"Unexpected error ({type(error).__name__}; the server's console has the details). Try again; if it "
+            "persists, report it."
+        )
     # The app draws and measures at the work size; keeping the mask at that size bounds each session's memory.
     cache[key] = replace(prediction, lesion_mask=prediction.work_mask)
     return cache[key]
@@ -621,7 +628,7 @@ def _render_downloads(prediction: Prediction, overlay_png: Callable[[], bytes], 
                 file_name=file_name,
                 mime=mime,
                 key=f"{key}-{label}",
-                help=f"{label} of {prediction.name}",  # several images: each button says whose file it is
+                help=f"{label} of {_escape(prediction.name)}",  # several images: each button says whose file it is
                 on_click="ignore",
                 icon=":material/download:",
             )
