@@ -143,8 +143,8 @@ def _predictor_or_explanation() -> Predictor | None:
         _LOG.exception("loading the models from %s failed", models_dir)
         st.error(
             f"The models in `{models_dir}` could not be loaded ({type(error).__name__}; the server's console has "
-            "the details). Re-export them with `melanoma export RUN_DIR --out DIR`, or start the app on another folder with "
-            "`melanoma app --models DIR`."
+            "the details). Re-export them with `melanoma export RUN_DIR --out DIR`, or start the app on another "
+            "folder with `melanoma app --models DIR`."
         )
     return None
 
