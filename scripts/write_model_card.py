@@ -1873,8 +1873,9 @@ def quality_checks_section(eval_dir: Path) -> list[str]:
         "Every prediction (app, `melanoma predict` CSV column `quality_checks`, JSON downloads) lists the checks that "
         "fire for its image; they change no number (after `blank_image` or `mask_image` the image is reported as not "
         "assessed; after "
-        "`no_lesion` the decision text adds that the image may not show a skin lesion; after `small_image`, that the "
-        "output is less reliable). `blank_image`: the image's grey levels are almost uniform "
+        "`no_lesion` the decision text adds that the image may not show a skin lesion; after `small_image` or "
+        "`greyscale_image`, that the output is less reliable, and a greyscale image's colours are not measured; "
+        "each of these two has its own study below). `blank_image`: the image's grey levels are almost uniform "
         "(standard deviation below 2 of 255; the least varied of the 2750 ISIC 2017 images has 5.9, checked by "
         "`tests/test_checks.py`), a black frame or a solid colour. `mask_image`: at least 90% of the pixels lie in two "
         "flat grey tones (8-level bins whose centres lie 24 or more levels apart, the second holding at least 0.1% of "
@@ -1966,6 +1967,40 @@ def small_images_section(eval_dir: Path) -> list[str]:
     ]
 
 
+def greyscale_images_section(eval_dir: Path) -> list[str]:
+    """The ``greyscale_image`` check: what the validation images lose when their colour is removed."""
+    report = _load(eval_dir / "greyscale_images.json")
+    if not report:
+        return []
+
+    def difference(gain: dict) -> str:
+        low, high = gain["ci95"]
+        return f"{gain['difference']:+.4f} ({low:+.4f} to {high:+.4f})"
+
+    colour, grey, fired = report["colour"], report["greyscale"], report["greyscale_image_fired"]
+    rows = [
+        ["colour (as prepared)", f"{colour['mean_jaccard']:.4f}", "baseline", f"{colour['auc']:.4f}", "baseline",
+         f"{fired['colour']} of {report['images']}"],
+        ["greyscale", f"{grey['mean_jaccard']:.4f}", difference(report["jaccard_difference"]), f"{grey['auc']:.4f}",
+         difference(report["auc_difference"]), f"{fired['greyscale']} of {report['images']}"],
+    ]  # fmt: skip
+    return [
+        "### Greyscale images (`greyscale_image`)",
+        "",
+        f"Command: `{report['command']}`",
+        "",
+        f"Each of the {report['images']} validation images ({report['melanomas']} melanomas) made grey (Pillow's "
+        "luma in all three channels, as a greyscale export or scan delivers it) and predicted by the shipped models "
+        "as an upload; differences are paired with the same images in colour (bootstrap 95% intervals). The check "
+        "is shown whatever this finds, since without colour the lesion's dermoscopic colours cannot be measured; "
+        "the study says how far the outputs can be trusted on such an image. It fires below a mean channel spread "
+        "of 1 grey level, where the least colourful of the 2750 ISIC 2017 images spreads 4.1 (`tests/test_checks.py`).",
+        "",
+        _table(["images", "mean Jaccard", "difference (95% CI)", "AUC", "difference (95% CI)", "check fired"], rows),
+        "",
+    ]
+
+
 LIMITS = [
     "## Intended use and limits",
     "",
@@ -1998,7 +2033,7 @@ def render(models: Path) -> str:
         config = _load(models / f"{task}.json")
         if config:
             lines += section(config, eval_dir)
-    lines += quality_checks_section(eval_dir) + small_images_section(eval_dir)
+    lines += quality_checks_section(eval_dir) + small_images_section(eval_dir) + greyscale_images_section(eval_dir)
     lines += precision_section(eval_dir)
     lines += speed_section(models, eval_dir) + runtimes_section(eval_dir) + app_section(eval_dir) + LIMITS
     head = 4  # the title, the generated-by line and their blank lines

@@ -337,8 +337,11 @@ def test_a_uniform_image_is_not_assessed(tiny_models_dir: Path) -> None:
     )
     assert not blank.assessable and blank.decision_text.startswith("not assessed: the image is almost uniform")
     assert "review advised" not in blank.decision_text
-    assert prediction_row("black.png", blank)["decision"] == "not_assessed"
-    assert app.result_record(blank)["above_threshold"] is None
+    row = prediction_row("black.png", blank)
+    assert row["decision"] == "not_assessed" and row["melanoma_probability"] == ""  # noise: not sortable either
+    assert blank.melanoma_probability is not None  # the Predictor still returns it (evaluate lists such images)
+    record = app.result_record(blank)
+    assert record["above_threshold"] is None and record["melanoma_probability"] is None
     row = app.summary_row(blank)  # the table shows neither number for it, and a short decision
     assert row["Melanoma probability"] is None and row["Lesion area"] is None and row["Decision"] == "not assessed"
     options = app.OverlayOptions(show_contour=True, show_fill=True, show_heatmap=True, opacity=0.5)

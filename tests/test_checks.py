@@ -203,8 +203,9 @@ def test_shown_checks_use_the_fitted_threshold_and_met_their_rules():
     assert report["uncertain_band"] == list(UNCERTAIN_BAND)
     shown = {name for name, rule in report["ship_rules"].items() if rule["met"]}
     # blank_image, mask_image and no_lesion are definitions (the first two measured on every ISIC 2017 image and mask
-    # below), small_image has its own study (test_the_small_image_limit_...)
-    assert shown == set(QUALITY_CHECKS) - {"no_lesion", "blank_image", "mask_image", "small_image"}
+    # below), small_image and greyscale_image have their own studies (test_the_small_image_limit_..., below)
+    own = {"no_lesion", "blank_image", "mask_image", "small_image", "greyscale_image"}
+    assert shown == set(QUALITY_CHECKS) - own
     assert report["ship_rules"] == _study().ship_decisions(report["validation"])
 
 
@@ -251,7 +252,7 @@ def test_a_decision_on_an_image_without_a_lesion_says_so(decision):
 
     def text(checks) -> str:
         return Prediction(
-            name="x.png", melanoma_probability=0.4, decision=decision, threshold=0.25, lesion_mask=None,
+            name="x.png", melanoma_probability=0.4, decision=decision, threshold=0.25, work_mask=None,
             lesion_area_fraction=0.0, measurements=None, heatmap=None, image=np.zeros((8, 8, 3), np.uint8),
             original_size=(8, 8), quality_checks=checks,
         ).decision_text  # fmt: skip
@@ -420,3 +421,80 @@ def test_no_isic_2017_image_is_taken_for_a_mask_and_every_mask_is(isic_data_dir)
         as_jpeg.append(two_tone_share(np.asarray(Image.open(buffer).convert("RGB"))))
     assert len(masks) >= 2150 and min(masks) == 1.0
     assert round(min(as_jpeg), 2) >= 0.95
+
+
+def test_greyscale_images_are_flagged_and_their_colours_not_measured(tiny_models_dir):
+    import io
+
+    from PIL import Image
+
+    from melanoma.inference.batch import prediction_row
+    from melanoma.inference.checks import colour_spread, image_checks
+    from melanoma.inference.predictor import Predictor
+
+    lesion, _ = synthetic_lesion(256, seed=5)
+    grey = np.repeat(np.asarray(Image.fromarray(lesion).convert("L"))[:, :, None], 3, axis=2)
+    buffer = io.BytesIO()
+    Image.fromarray(grey).save(buffer, "JPEG", quality=75)  # a grey JPEG: its chroma noise stays below the limit
+    assert colour_spread(lesion) > 4 and colour_spread(grey) == 0
+    assert image_checks(lesion) == ()
+    assert [c.code for c in image_checks(grey)] == ["greyscale_image"]
+    # a uniform grey frame is not assessed rather than greyscale
+    assert [c.code for c in image_checks(np.full((256, 256, 3), 90, np.uint8))] == ["blank_image"]
+    prediction = Predictor.from_dir(tiny_models_dir).predict(buffer.getvalue(), name="grey.jpg")
+    assert "greyscale_image" in {c.code for c in prediction.quality_checks}
+    assert prediction.decision_text.endswith("; the image has no colour, which makes this output less reliable")
+    if prediction.measurements is not None and prediction.measurements.area_pixels > 0:
+        assert prediction.measurements.colour_variegation is None and prediction.measurements.colours_present == ()
+        row = prediction_row("grey.jpg", prediction)
+        assert row["colour_variegation"] == ""
+        assert row["colours_present"] == "" and row["asymmetry"] != ""
+
+
+def test_greyscale_study_compares_the_same_images_in_colour_and_grey():
+    study = load_script("greyscale_images")
+    image = np.zeros((8, 8, 3), np.uint8)
+    image[..., 0] = 200
+    grey = study.greyscale(image)
+    assert grey.shape == image.shape and (grey[..., 0] == grey[..., 1]).all() and (grey[..., 1] == grey[..., 2]).all()
+    assert grey[0, 0, 0] == round(200 * 0.299)
+
+
+@pytest.mark.data
+def test_no_isic_2017_image_is_greyscale(isic_data_dir):
+    """The numbers of ``greyscale_image`` in the checks module doc: the least colourful ISIC 2017 image spreads 4.1
+    grey levels; every one of them made grey and saved as JPEG at quality 75 spreads 0."""
+    import io
+
+    from PIL import Image
+
+    from melanoma.inference.checks import GREYSCALE_SPREAD, colour_spread
+
+    paths = sorted(isic_data_dir.glob("images/*/*.jpg"))
+    assert len(paths) >= 2750
+    spreads, grey = [], []
+    for index, path in enumerate(paths):
+        with Image.open(path) as image:
+            spreads.append(colour_spread(np.asarray(image.convert("RGB"))))
+            if index % 10 == 0:  # every tenth, made grey as an export would make it
+                buffer = io.BytesIO()
+                image.convert("L").convert("RGB").save(buffer, "JPEG", quality=75)
+                grey.append(colour_spread(np.asarray(Image.open(buffer).convert("RGB"))))
+    assert round(min(spreads), 1) == 4.1 and min(spreads) > 4 * GREYSCALE_SPREAD
+    assert max(grey) < GREYSCALE_SPREAD
+
+
+@pytest.mark.data
+def test_greyscale_study_runs_on_the_validation_images(isic_data_dir):
+    import contextlib
+    import io
+
+    buffer = io.StringIO()
+    with contextlib.redirect_stdout(buffer):
+        assert load_script("greyscale_images").main(["--data-dir", str(isic_data_dir)]) == 0
+    report = json.loads(buffer.getvalue())
+    committed = json.loads((REPO_ROOT / "models" / "eval" / "greyscale_images.json").read_text())
+    for key in ("colour", "greyscale"):
+        for metric in ("mean_jaccard", "auc"):
+            assert report[key][metric] == pytest.approx(committed[key][metric], abs=1e-6)
+    assert report["greyscale_image_fired"] == committed["greyscale_image_fired"]

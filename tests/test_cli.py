@@ -50,11 +50,11 @@ def test_predict_folder_with_bad_files_writes_a_row_each_and_overlays(
     assert len(good) == 2 + sum(expected.values())
     assert len(bad) == sum(not ok for ok in expected.values())
     for row in good:
-        assert 0.0 <= float(row["melanoma_probability"]) <= 1.0
         assert row["decision"] in {"above_threshold", "below_threshold", "not_assessed"}  # a blank image: not assessed
-        if row["decision"] == "not_assessed":  # no outline to measure
-            assert row["lesion_area_fraction"] == row["area_px"] == ""
+        if row["decision"] == "not_assessed":  # no outline to measure, and its probability is noise
+            assert row["lesion_area_fraction"] == row["area_px"] == row["melanoma_probability"] == ""
         else:
+            assert 0.0 <= float(row["melanoma_probability"]) <= 1.0
             assert 0.0 <= float(row["lesion_area_fraction"]) <= 1.0
     overlays = list((tmp_path / "ov").glob("*.png"))
     assert len(overlays) == len(good)

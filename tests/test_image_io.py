@@ -372,3 +372,61 @@ def test_high_bit_depth_is_stretched_by_its_range_in_one_float32_copy(dtype):
     np.testing.assert_array_equal(values, original)  # the caller's array is not touched
     if dtype == np.float32:
         assert list(got[0, :3]) == list(got[1, :3]) == [0, 0, 0] and list(got[2, :3]) == [255, 255, 255]
+
+
+def _matrix_profile(primaries: list[tuple[float, float, float]], gamma: float) -> bytes:
+    """A minimal ICC v2 RGB display profile (matrix and gamma curves), as a wide-gamut camera space embeds one."""
+    import struct
+
+    def s15(value: float) -> bytes:
+        return struct.pack(">i", round(value * 65536))
+
+    def xyz(x: float, y: float, z: float) -> bytes:
+        return b"XYZ " + bytes(4) + s15(x) + s15(y) + s15(z)
+
+    curve = b"curv" + bytes(4) + struct.pack(">IH", 1, round(gamma * 256)) + bytes(2)
+    text = b"wide gamut test\0"
+    description = b"desc" + bytes(4) + struct.pack(">I", len(text)) + text + bytes(4 + 4 + 2 + 1 + 67)
+    tags = [(b"desc", description), (b"wtpt", xyz(0.9642, 1.0, 0.8249))]
+    tags += [(name, xyz(*xyz_)) for name, xyz_ in zip((b"rXYZ", b"gXYZ", b"bXYZ"), primaries, strict=True)]
+    tags += [(name, curve) for name in (b"rTRC", b"gTRC", b"bTRC")]
+    offset, table, data = 128 + 4 + 12 * len(tags), b"", b""
+    for name, payload in tags:
+        table += name + struct.pack(">II", offset + len(data), len(payload))
+        data += payload + bytes(-len(payload) % 4)
+    body = struct.pack(">I", len(tags)) + table + data
+    header = (
+        struct.pack(">I", 128 + len(body)) + b"lcms" + bytes([2, 0x10, 0, 0]) + b"mntrRGB XYZ " + bytes(12)
+        + b"acspAPPL" + bytes(24) + s15(0.9642) + s15(1.0) + s15(0.8249) + bytes(48)
+    )  # fmt: skip
+    assert len(header) == 128
+    return header + body
+
+
+def test_an_embedded_colour_profile_is_converted_to_srgb() -> None:
+    from PIL import ImageCms
+
+    wide = _matrix_profile([(0.6097, 0.3111, 0.0195), (0.2053, 0.6257, 0.0609), (0.1492, 0.0632, 0.7446)], 2.2)
+    ramp = np.linspace(40, 230, 64 * 64, dtype=np.float32).reshape(64, 64)
+    srgb = np.stack([ramp, ramp[::-1], np.full_like(ramp, 120)], axis=2).astype(np.uint8)
+    to_wide = ImageCms.buildTransform(
+        ImageCms.createProfile("sRGB"), ImageCms.ImageCmsProfile(io.BytesIO(wide)), "RGB", "RGB"
+    )
+    stored = ImageCms.applyTransform(Image.fromarray(srgb), to_wide)
+    buffer = io.BytesIO()
+    stored.save(buffer, "PNG", icc_profile=wide)
+    raw = np.asarray(stored, dtype=np.float32)
+    assert np.abs(raw - srgb).mean() > 4  # the stored numbers are not the colours
+    loaded = load_image(buffer.getvalue()).astype(np.float32)
+    assert np.abs(loaded - srgb).mean() < 1.5  # what a colour-managed viewer shows
+
+
+def test_a_damaged_or_srgb_profile_leaves_the_pixels_as_stored() -> None:
+    from PIL import ImageCms
+
+    pixels = np.random.default_rng(0).integers(0, 256, (32, 32, 3), dtype=np.uint8)
+    srgb = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+    for icc in (b"not a profile at all", srgb):
+        buffer = io.BytesIO()
+        Image.fromarray(pixels).save(buffer, "PNG", icc_profile=icc)
+        np.testing.assert_array_equal(load_image(buffer.getvalue()), pixels)

@@ -643,6 +643,18 @@ def test_readme_states_what_the_small_image_study_measured():
         assert sentence in text
 
 
+def test_readme_states_what_the_greyscale_study_measured():
+    report = _load("greyscale_images.json")
+    jaccard, auc = report["jaccard_difference"], report["auc_difference"]
+    sentence = (
+        f"the {report['images']} validation images made grey lost mean Jaccard {jaccard['difference']:+.3f} (95% CI "
+        f"{jaccard['ci95'][0]:+.3f} to {jaccard['ci95'][1]:+.3f}) and AUC {auc['difference']:+.3f} "
+        f"({auc['ci95'][0]:+.3f} to {auc['ci95'][1]:+.3f}); `python benchmarks/greyscale_images.py`"
+    )
+    assert sentence in _section("## The app")
+    assert report["greyscale_image_fired"] == {"colour": 0, "greyscale": report["images"]}
+
+
 def test_readme_lists_every_config_key_with_its_default():
     import dataclasses
 

@@ -15,7 +15,7 @@ import json
 import logging
 import re
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -451,8 +451,9 @@ def _analyse(
             f"Unexpected error ({type(error).__name__}; the server's console has the details). Try again; if it "
             "persists, report it."
         )
-    # The app draws and measures at the work size; keeping the mask at that size bounds each session's memory.
-    cache[key] = replace(prediction, lesion_mask=prediction.work_mask)
+    # The app draws and measures at the work size and never asks for the original-size mask (``lesion_mask``):
+    # a session keeps each result at that size.
+    cache[key] = prediction
     return cache[key]
 
 
@@ -493,9 +494,9 @@ def _overlay_caption(prediction: Prediction, options: OverlayOptions) -> str:
     if not prediction.assessable:
         return f"The uploaded image ({prediction.not_assessed_reason}: nothing is outlined)."
     parts = []
-    if prediction.lesion_mask is not None and options.show_contour:
+    if prediction.work_mask is not None and options.show_contour:
         parts.append("outline (light line with a dark inner edge): the lesion as the segmenter outlined it")
-    if prediction.lesion_mask is not None and options.show_fill:
+    if prediction.work_mask is not None and options.show_fill:
         parts.append("tint: the outlined area")
     if options.show_heatmap and prediction.heatmap is not None:
         parts.append(
@@ -584,7 +585,8 @@ def measurement_rows(measurements: LesionMeasurements, original_size: tuple[int,
         ("Asymmetry", f"{measurements.asymmetry:.2f}", "0 = mirror-symmetric about both main axes; up to 1."),
         ("Border irregularity", f"{measurements.border_irregularity:.2f}", "1 = round and smooth; higher = more "
          "elongated or ragged."),
-        ("Colour variegation", f"{measurements.colour_variegation} of 6" + (f" ({colours})" if colours else ""),
+        ("Colour variegation", "not measured: the image has no colour" if measurements.colour_variegation is None
+         else f"{measurements.colour_variegation} of 6" + (f" ({colours})" if colours else ""),
          "How many of the six dermoscopic colours cover at least 5% of the lesion."),
         ("Diameter", f"{measurements.equivalent_diameter_px:.0f} px", f"Of a disc with the lesion's area, in pixels "
          f"of the {width}×{height} uploaded image; the image has no physical scale."),
@@ -720,10 +722,10 @@ def result_record(prediction: Outcome) -> dict[str, Any]:
         prediction: the image's prediction, or the file that could not be analysed.
 
     Returns:
-        A dict with the file name, probability, threshold, decision (``above_threshold``: None when the image was
-        not assessed, see ``Prediction.assessable``), lesion area and measurements (None when no lesion was outlined or
-        the image was not assessed), sizes,
-        timings and the quality checks that fired; for a failed file its name and ``error``.
+        A dict with the file name, probability and decision (``above_threshold``; both None when the image was
+        not assessed, see ``Prediction.assessable``), threshold, lesion area and measurements (None when no lesion
+        was outlined or the image was not assessed), sizes, timings and the quality checks that fired; for a failed
+        file its name and ``error``.
     """
     if isinstance(prediction, FailedImage):
         return {"file": prediction.name, "error": prediction.error, "disclaimer": DISCLAIMER}
@@ -732,7 +734,7 @@ def result_record(prediction: Outcome) -> dict[str, Any]:
     measurements = prediction.measurements if assessed else None
     return {
         "file": prediction.name,
-        "melanoma_probability": prediction.melanoma_probability,
+        "melanoma_probability": prediction.melanoma_probability if assessed else None,  # noise, not shown
         "threshold": prediction.threshold,
         "above_threshold": prediction.decision if prediction.assessable else None,
         "model_output": prediction.decision_text,

@@ -105,10 +105,10 @@ def prediction_row(path: Path | str, result: Prediction | Exception | str) -> di
     """One CSV row (``CSV_COLUMNS``, the same for ``melanoma predict`` and the app's download): the prediction's
     numbers, or the error message (an exception or its text). Sizes are the original image's; ``model_output`` is
     the decision as the app phrases it (with its caveat when no lesion was found); ``decision`` is ``not_assessed``
-    for an image that is no photo of a lesion (``checks.NOT_ASSESSED``); the lesion area and measurements are empty
-    when no lesion was outlined or the image was not assessed; every row carries the disclaimer, so that a file
-    passed on still says it. Text that comes from a user (the image's name, an error quoting it) is
-    ``spreadsheet_safe``."""
+    for an image that is no photo of a lesion (``checks.NOT_ASSESSED``), whose probability is left empty; the lesion
+    area and measurements are empty when no lesion was outlined or the image was not assessed; every row carries
+    the disclaimer, so that a file passed on still says it. Text that comes from a user (the image's name, an error
+    quoting it) is ``spreadsheet_safe``."""
     row: dict[str, Any] = dict.fromkeys(CSV_COLUMNS, "")
     row["image"] = spreadsheet_safe(str(path))
     row["disclaimer"] = DISCLAIMER
@@ -116,7 +116,8 @@ def prediction_row(path: Path | str, result: Prediction | Exception | str) -> di
         row["error"] = spreadsheet_safe(str(result))
         return row
     if result.melanoma_probability is not None:
-        row["melanoma_probability"] = f"{result.melanoma_probability:.6f}"
+        if result.assessable:  # a mask's or a black frame's probability is noise: not shown, so not sortable either
+            row["melanoma_probability"] = f"{result.melanoma_probability:.6f}"
         row["decision"] = _decision_code(result)
         row["model_output"] = result.decision_text
         row["threshold"] = f"{result.threshold:.6f}"
@@ -128,7 +129,7 @@ def prediction_row(path: Path | str, result: Prediction | Exception | str) -> di
             area_px=m.area_pixels,
             asymmetry=f"{m.asymmetry:.4f}",
             border_irregularity=f"{m.border_irregularity:.4f}",
-            colour_variegation=m.colour_variegation,
+            colour_variegation="" if m.colour_variegation is None else m.colour_variegation,  # None: no colour
             colours_present=";".join(m.colours_present),
             equivalent_diameter_px=f"{m.equivalent_diameter_px:.1f}",
         )

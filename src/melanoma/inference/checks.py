@@ -26,6 +26,12 @@ probability or outline for it, and ``melanoma evaluate`` leaves it out of its sc
   EXIF orientation applied). The models see every image enlarged or reduced to their input size; the ISIC 2017
   validation images shrunk to 96 px and below lost mean Jaccard and AUC beyond noise, at 128 px and above they did
   not (``python benchmarks/small_images.py``, rule written before it ran; report ``models/eval/small_images.json``).
+- ``greyscale_image``: the image has no colour (``colour_spread``, the mean difference between a pixel's largest and
+  smallest channel, below ``GREYSCALE_SPREAD``): a greyscale export or scan. The least colourful of the 2750 ISIC 2017
+  images spreads 4.1 levels, and grey images, even saved as JPEG, 0 (``tests/test_checks.py`` measures both). The
+  models learned from colour dermoscopy; ``python benchmarks/greyscale_images.py`` measures what the validation
+  images made grey lose (report ``models/eval/greyscale_images.json``), and the lesion's colours are not measured
+  (``LesionMeasurements.without_colour``). Not checked on an image that is not assessed.
 - ``no_lesion``: the segmenter outlined nothing; there is nothing to measure, and a classifier looks at the whole
   image anyway.
 - ``outline_uncertain``: many pixels of the map lie between 0.2 and 0.8 compared with the size of the outlined
@@ -44,6 +50,7 @@ import numpy as np
 
 __all__ = [
     "BLANK_STD_THRESHOLD",
+    "GREYSCALE_SPREAD",
     "MASK_TONE_SHARE",
     "MIN_RELIABLE_SIDE",
     "NOT_ASSESSED",
@@ -52,6 +59,7 @@ __all__ = [
     "UNCERTAIN_BAND",
     "UNCERTAIN_RATIO_THRESHOLD",
     "QualityCheck",
+    "colour_spread",
     "grey_std",
     "image_checks",
     "quality_checks",
@@ -72,6 +80,13 @@ SECOND_TONE_DOMINANCE = 0.5
 #: ``small_image`` fires when the shorter side of the image as uploaded is below this many pixels
 #: (``min_reliable_side`` of ``models/eval/small_images.json``).
 MIN_RELIABLE_SIDE = 128
+#: ``greyscale_image`` fires below this ``colour_spread`` (grey levels; see the module doc for what it measured).
+GREYSCALE_SPREAD = 1.0
+GREYSCALE_MESSAGE = (
+    "The image has no colour (greyscale). The models learned from colour dermoscopy images: validation images made "
+    'grey were outlined and ranked measurably worse than in colour (model card, "Quality checks"). The lesion\'s '
+    "colours are not measured. Use the colour original if you have it."
+)
 #: Map values strictly between these two count as uncertain pixels.
 UNCERTAIN_BAND = (0.2, 0.8)
 #: ``outline_uncertain`` fires above this ``uncertain_ratio`` (fitted on held-out train images, see the module doc).
@@ -104,6 +119,10 @@ QUALITY_CHECKS: dict[str, QualityCheck] = {
             f"The image is smaller than {MIN_RELIABLE_SIDE} pixels on its shorter side. Validation images this "
             'small were outlined and ranked measurably worse than at full size (model card, "Quality checks"): '
             "use a larger image if you have one.",
+        ),
+        QualityCheck(
+            "greyscale_image",
+            GREYSCALE_MESSAGE,
         ),
         QualityCheck(
             "no_lesion",
@@ -165,6 +184,14 @@ def _grey_sample(image: np.ndarray) -> np.ndarray:
     return np.asarray(image)[::step, ::step].astype(np.float32) @ np.array([0.299, 0.587, 0.114], np.float32)
 
 
+def colour_spread(image: np.ndarray) -> float:
+    """The mean difference between the largest and the smallest channel of an RGB uint8 image's pixels (0-255),
+    from about 128x128 evenly spaced pixels: 0 for a greyscale image."""
+    step = max(1, max(np.shape(image)[:2]) // 128)
+    sample = np.asarray(image)[::step, ::step].astype(np.int16)
+    return float((sample.max(axis=2) - sample.min(axis=2)).mean())
+
+
 def two_tone_share(image: np.ndarray) -> float:
     """The share of an RGB uint8 image's pixels in its two most common grey tones (8-level bins whose centres lie at
     least ``TONE_GAP`` levels apart): 1.0 for a two-valued mask. 0 when the second tone is not flat: it holds under
@@ -182,8 +209,8 @@ def two_tone_share(image: np.ndarray) -> float:
 
 
 def image_checks(image: np.ndarray, original_size: tuple[int, int] | None = None) -> tuple[QualityCheck, ...]:
-    """The checks that fire for the image itself (HxWx3 uint8 RGB): ``blank_image`` or ``mask_image``, and
-    ``small_image``.
+    """The checks that fire for the image itself (HxWx3 uint8 RGB): ``blank_image``, ``mask_image`` or
+    ``greyscale_image``, and ``small_image``.
 
     ``original_size``: (width, height) of the image as uploaded, when ``image`` was decoded smaller (a big JPEG);
     by default ``image``'s own size.
@@ -193,6 +220,8 @@ def image_checks(image: np.ndarray, original_size: tuple[int, int] | None = None
         checks += (QUALITY_CHECKS["blank_image"],)
     elif two_tone_share(image) >= MASK_TONE_SHARE:
         checks += (QUALITY_CHECKS["mask_image"],)
+    elif colour_spread(image) < GREYSCALE_SPREAD:
+        checks += (QUALITY_CHECKS["greyscale_image"],)
     width, height = original_size if original_size is not None else (image.shape[1], image.shape[0])
     if min(width, height) < MIN_RELIABLE_SIDE:
         checks += (QUALITY_CHECKS["small_image"],)

@@ -8,6 +8,7 @@ on file size and pixel count are checked before anything is decoded.
 
 from __future__ import annotations
 
+import functools
 import io
 import math
 import re
@@ -17,7 +18,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image, ImageCms, ImageOps, UnidentifiedImageError
 
 __all__ = [
     "SUPPORTED_FORMATS",
@@ -26,6 +27,7 @@ __all__ = [
     "exif_transposed",
     "load_image_with_size",
     "to_rgb_array",
+    "as_srgb",
 ]
 
 ImageSource = str | Path | bytes | bytearray | memoryview | BinaryIO
@@ -266,7 +268,8 @@ def exif_transposed(image: Image.Image) -> Image.Image:
 
 
 def to_rgb_array(image: Image.Image, label: str) -> np.ndarray:
-    """Convert any supported Pillow mode to an HxWx3 uint8 RGB array."""
+    """Convert any supported Pillow mode to an HxWx3 uint8 RGB array (in sRGB when it embeds a colour profile)."""
+    image = as_srgb(image)
     mode = image.mode
     if mode == "RGB":
         return np.array(image, dtype=np.uint8)
@@ -281,6 +284,43 @@ def to_rgb_array(image: Image.Image, label: str) -> np.ndarray:
         raise ImageLoadError(
             f"{label} uses the colour mode {mode!r}, which cannot be converted to RGB; re-save it as 8-bit RGB"
         ) from error
+
+
+#: Modes whose embedded colour profile LittleCMS converts here (16-bit and float images keep their values).
+_ICC_MODES = ("RGB", "RGBA", "CMYK", "L")
+
+
+def as_srgb(image: Image.Image) -> Image.Image:
+    """The image's pixels converted from its embedded ICC profile to sRGB: the colours a colour-managed viewer
+    shows, in the colour space the models learned (none of the 2750 ISIC 2017 images embeds a profile, so their
+    values are taken as sRGB). A phone's Display P3 or a camera's Adobe RGB photo would otherwise reach the models
+    with its colours shifted. Returned as it is without a profile, with an sRGB one, in a mode not converted here,
+    or when the profile is damaged or does not fit the mode: a profile is metadata and must not make a photo
+    unreadable."""
+    icc = image.info.get("icc_profile")
+    if not icc or image.mode not in _ICC_MODES:
+        return image
+    transform = _srgb_transform(bytes(icc), image.mode)
+    if transform is None:
+        return image
+    try:
+        return ImageCms.applyTransform(image, transform)
+    except (ImageCms.PyCMSError, OSError, ValueError, TypeError):
+        return image
+
+
+@functools.lru_cache(maxsize=16)
+def _srgb_transform(icc: bytes, mode: str) -> ImageCms.ImageCmsTransform | None:
+    """The transform from the profile to sRGB (built once per profile: building costs more than applying), or None
+    when there is nothing to convert or the profile cannot be used."""
+    try:
+        profile = ImageCms.ImageCmsProfile(io.BytesIO(icc))
+        if "srgb" in ImageCms.getProfileDescription(profile).lower().replace(" ", ""):
+            return None  # the commonest camera profile: nothing to convert
+        output = "RGBA" if mode == "RGBA" else "RGB"
+        return ImageCms.buildTransform(profile, ImageCms.createProfile("sRGB"), mode, output)
+    except (ImageCms.PyCMSError, OSError, ValueError, TypeError):
+        return None
 
 
 def _stretch_to_uint8(values: np.ndarray) -> np.ndarray:

@@ -71,10 +71,10 @@ class LesionMeasurements:
             axis-aligned straight edges (a square reads 1.14 instead of 1.27); tiny lesions can read below 1.
         colour_variegation: number of the six dermoscopic colours (``DERMOSCOPIC_COLOURS``: white, red,
             light brown, dark brown, blue-gray, black) to which at least 5 % of the lesion pixels are
-            nearest in CIELab; 1..6, 0 for an empty mask.
+            nearest in CIELab; 1..6, 0 for an empty mask; None for an image without colour (``without_colour``).
         colours_present: the names of those colours, in ``DERMOSCOPIC_COLOURS`` order.
         colour_spread: standard deviation of the lesion pixel colours in CIELab, sqrt(trace(covariance)),
-            i.e. the root-mean-square colour difference (ΔE*ab) from the lesion's mean colour.
+            i.e. the root-mean-square colour difference (ΔE*ab) from the lesion's mean colour; None without colour.
     """
 
     area_pixels: int
@@ -83,9 +83,9 @@ class LesionMeasurements:
     asymmetry: float
     asymmetry_axes: tuple[float, float]
     border_irregularity: float
-    colour_variegation: int
+    colour_variegation: int | None
     colours_present: tuple[str, ...]
-    colour_spread: float
+    colour_spread: float | None
 
     def rescaled(self, scale_x: float, scale_y: float) -> LesionMeasurements:
         """The same lesion in the pixels of the image resized by ``scale_x`` x ``scale_y`` (e.g. from the smaller
@@ -94,6 +94,11 @@ class LesionMeasurements:
         area = self.area_pixels * scale_x * scale_y
         diameter = self.equivalent_diameter_px * math.sqrt(scale_x * scale_y)
         return replace(self, area_pixels=round(area), equivalent_diameter_px=diameter)
+
+    def without_colour(self) -> LesionMeasurements:
+        """The same lesion with its colour numbers left out: a greyscale image's grey pixels lie nearest to "white"
+        and "blue-gray" in CIELab, which would read as dermoscopic colours it does not show."""
+        return replace(self, colour_variegation=None, colours_present=(), colour_spread=None)
 
     def to_dict(self) -> dict[str, object]:
         """JSON-ready dict (tuples become lists)."""

@@ -13,6 +13,7 @@ import os
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -74,7 +75,8 @@ class Prediction:
         melanoma_probability: the classifier's melanoma probability in [0, 1], None without a classifier.
         decision: True when the probability is at or above the model's threshold.
         threshold: the classifier's decision threshold (chosen on validation data, see its config).
-        lesion_mask: HxW bool lesion mask at the image's original size (None without a segmenter).
+        work_mask: the lesion mask at ``image``'s size, bool (None without a segmenter): what overlays and
+            measurements use. ``lesion_mask`` is the same at the original size, made when first asked for.
         lesion_area_fraction: fraction of the image covered by the lesion mask.
         measurements: ABCD-style lesion measurements (see ``measure_lesion``); areas and diameters in pixels of
             the original image (``original_size``), whatever size it was analysed at.
@@ -91,7 +93,7 @@ class Prediction:
     melanoma_probability: float | None
     decision: bool | None
     threshold: float | None
-    lesion_mask: np.ndarray | None
+    work_mask: np.ndarray | None
     lesion_area_fraction: float | None
     measurements: LesionMeasurements | None
     heatmap: np.ndarray | None
@@ -137,17 +139,21 @@ class Prediction:
             text += "; but the segmenter found no lesion in this image, so check that it shows a skin lesion"
         if "small_image" in codes:
             text += "; the image is small, which makes this output less reliable"
+        if "greyscale_image" in codes:
+            text += "; the image has no colour, which makes this output less reliable"
         return text
 
-    @property
-    def work_mask(self) -> np.ndarray | None:
-        """The lesion mask at ``image``'s size (for overlays)."""
-        if self.lesion_mask is None:
+    @cached_property
+    def lesion_mask(self) -> np.ndarray | None:
+        """HxW bool lesion mask at the image's original size (None without a segmenter).
+
+        Made on first use: a 12-megapixel photo's mask costs about as much as the rest of its analysis, and the
+        app, which draws at the work size, never needs it."""
+        if self.work_mask is None:
             return None
-        height, width = self.image.shape[:2]
-        if self.lesion_mask.shape == (height, width):
-            return self.lesion_mask
-        return resize_mask(self.lesion_mask, (width, height)) >= 0.5
+        if self.work_mask.shape[::-1] == tuple(self.original_size):
+            return self.work_mask
+        return _upsample_mask(self.work_mask, self.original_size)
 
 
 @dataclass(frozen=True)
@@ -457,20 +463,21 @@ class Predictor:
     def _finish(self, name, image, original_size, probability, cam, box, lesion_map, timings) -> Prediction:
         clock = time.perf_counter()
         height, width = image.shape[:2]
-        mask = full_mask = measurements = area = None
+        mask = measurements = area = None
         checks: tuple[QualityCheck, ...] = image_checks(image, tuple(original_size))
         if lesion_map is not None:
             if not any(check.code in NOT_ASSESSED for check in checks):  # no outline is shown to check
                 checks += quality_checks(lesion_map, float(self.segmenter.config["threshold"]))
             mask = self._lesion_mask(resize_mask(lesion_map, (width, height)))
             area = float(mask.mean())
-            full_mask = mask if (width, height) == tuple(original_size) else _upsample_mask(mask, original_size)
             timings["postprocess"] = (time.perf_counter() - clock) * 1000
             clock = time.perf_counter()
             # Measured on the work image, reported in the original photo's pixels (a big JPEG is decoded and
             # analysed smaller: its diameter in those pixels would not be the photo's).
             scale = (original_size[0] / width, original_size[1] / height)
             measurements = measure_lesion(mask, image).rescaled(*scale)
+            if any(check.code == "greyscale_image" for check in checks):
+                measurements = measurements.without_colour()
             timings["measurements"] = (time.perf_counter() - clock) * 1000
         heatmap = None
         if cam is not None:
@@ -485,7 +492,7 @@ class Predictor:
             melanoma_probability=probability,
             decision=decision,
             threshold=threshold,
-            lesion_mask=full_mask,
+            work_mask=mask,
             lesion_area_fraction=area,
             measurements=measurements,
             heatmap=heatmap,
