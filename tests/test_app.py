@@ -369,6 +369,9 @@ def test_measurement_rows_explain_each_value(prediction) -> None:
     assert [row["Measurement"] for row in rows][0] == "Lesion area"
     assert all(row["What it means"] for row in rows)
     assert "128×128" in rows[-1]["What it means"]
+    grey = {row["Measurement"]: row["Value"] for row in app.measurement_rows(
+        prediction.measurements.without_colour(), (128, 128))}  # fmt: skip
+    assert grey["Colour variegation"] == "not measured: the image has no colour"
 
 
 @pytest.mark.parametrize("probability", [0.0, 0.123, 0.5, 0.9996, 1.0])
