@@ -951,3 +951,23 @@ def test_a_stale_models_variable_is_named_as_the_source(tmp_path, monkeypatch, c
             [sys.executable, "-m", "melanoma.cli", "predict", "--help"], capture_output=True, text=True, check=True
         ).stdout
     )
+
+
+def test_evaluate_segmentation_names_annotations_without_a_lesion(
+    tiny_models_dir, shared_synthetic_isic_dir, tmp_path, capsys
+):
+    import shutil
+
+    images, masks = tmp_path / "images", tmp_path / "masks"
+    shutil.copytree(shared_synthetic_isic_dir / "images" / "val", images)
+    shutil.copytree(shared_synthetic_isic_dir / "masks" / "val", masks)
+    first = sorted(masks.glob("*_segmentation.png"))[0]
+    with Image.open(first) as mask:
+        Image.new("L", mask.size).save(first)  # all background, as a mask format read wrong would come out
+    out = tmp_path / "scores.json"
+    args = ["evaluate", "segmentation", "--images", str(images), "--masks", str(masks)]
+    assert main([*args, "--models", str(tiny_models_dir), "--json", str(out)]) == 0
+    name = first.name.removesuffix("_segmentation.png")
+    assert json.loads(out.read_text())["empty_annotations"] == [name]
+    err = capsys.readouterr().err
+    assert f"hold no lesion pixel and are scored as lesion-free: {name}" in err

@@ -375,6 +375,13 @@ MASK_FORMATS = {
     "red lesion on black (RGB)": lambda m: Image.fromarray(np.stack([m * 255, m * 0, m * 0], -1).astype(np.uint8)),
     "palette, red lesion": lambda m: _palette(m, (255, 0, 0)),
     "palette, dark blue lesion": lambda m: _palette(m, (0, 0, 128)),
+    "label map {0, 1, 2}, lesion as 2": lambda m: Image.fromarray(m.astype(np.uint8) * 2),
+    "red lesion on a transparent white layer (RGBA)": lambda m: Image.fromarray(
+        np.where(m[..., None], [255, 0, 0, 255], [255, 255, 255, 0]).astype(np.uint8), mode="RGBA"
+    ),
+    "lesion in the alpha channel only (LA)": lambda m: Image.fromarray(
+        np.stack([np.zeros_like(m, np.uint8), m.astype(np.uint8) * 255], -1), mode="LA"
+    ),
 }
 
 
@@ -397,6 +404,19 @@ def test_read_mask_keeps_the_official_rule_for_interpolated_masks(tmp_path):
     assert read_mask(tmp_path / "all_ones.png").all()  # a {0, 1} map that is lesion everywhere
     Image.fromarray(np.zeros((4, 4), np.uint8)).save(tmp_path / "empty.png")
     assert not read_mask(tmp_path / "empty.png").any()
+
+
+def test_read_mask_reads_a_label_map_saved_as_jpeg(tmp_path):
+    """A {0, 1} mask saved as JPEG spreads to a few low values: any non-zero one is lesion, near the true outline."""
+    mask = np.zeros((60, 80), bool)
+    mask[15:45, 20:60] = True
+    Image.fromarray(mask.astype(np.uint8)).save(tmp_path / "m.jpg", quality=90)
+    read = read_mask(tmp_path / "m.jpg")
+    assert (read & mask).sum() / (read | mask).sum() > 0.9  # JPEG blurs the edges: 0.93 here (it read nothing before)
+    alpha_constant = np.dstack([np.full(mask.shape + (3,), 255, np.uint8), np.full(mask.shape, 255, np.uint8)])
+    alpha_constant[mask, :3] = 0  # an opaque RGBA mask: its alpha says nothing, the grey values do (dark lesion)
+    Image.fromarray(alpha_constant, mode="RGBA").save(tmp_path / "opaque.png")
+    assert (read_mask(tmp_path / "opaque.png") == ~mask).all()  # two values: the brighter one is lesion, as before
 
 
 def test_read_mask_names_an_unreadable_file(tmp_path):

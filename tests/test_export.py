@@ -319,3 +319,42 @@ def test_a_failed_export_into_a_new_folder_removes_it(tiny_runs, tmp_path, monke
     with pytest.raises(OSError, match="disk full"):
         export_run(tiny_runs["classification"], tmp_path / "kept")
     assert (tmp_path / "kept").is_dir()  # it was there before: kept, empty as it was
+
+
+def test_export_fits_the_threshold_on_the_pixels_it_serves(tiny_models_dir, tmp_path, monkeypatch):
+    """A big JPEG is decoded at reduced scale when served; export's calibration must see the same pixels, or the
+    threshold it fits is off for a site's original-size photos."""
+    from conftest import synthetic_lesion
+    from PIL import Image
+
+    from melanoma.data.samples import Sample
+    from melanoma.inference.calibrate import batched_outputs, calibrate_classification
+    from melanoma.inference.predictor import Predictor
+
+    samples = []
+    for index in range(4):
+        lesion, _ = synthetic_lesion(256, seed=index)
+        path = tmp_path / f"big{index}.jpg"
+        Image.fromarray(lesion).resize((1600, 1200), Image.Resampling.BICUBIC).save(path, quality=90)
+        samples.append(Sample(path.stem, path, None, index % 2, None, None))
+    served = Predictor.from_dir(tiny_models_dir)
+    expected = [served.load(sample.image_path)[0] for sample in samples]
+    assert expected[0].shape[0] < 1200  # decoded at reduced scale
+    seen = []
+    original = Predictor.classify
+
+    def recording(self, images, lesion_maps=None):
+        seen.extend(images)
+        return original(self, images, lesion_maps)
+
+    monkeypatch.setattr(Predictor, "classify", recording)
+    classifier = served.classifier
+    calibrate_classification(classifier.session, samples, classifier.config, tmp_path / "out", served.segmenter)
+    assert len(seen) == len(expected)
+    for got, want in zip(seen, expected, strict=True):
+        np.testing.assert_array_equal(got, want)
+    segmenter = served.segmenter
+    alone = Predictor(segmenter, None, tiny_models_dir)  # the segmenter's export sees it as served on its own
+    outputs = [output[0] for _, output in batched_outputs(segmenter, samples)]
+    direct = segmenter.run([alone.load(sample.image_path)[0] for sample in samples])[0]
+    np.testing.assert_allclose(np.stack(outputs), direct, atol=1e-6)

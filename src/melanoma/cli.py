@@ -215,8 +215,22 @@ def _evaluate(args: argparse.Namespace) -> int:
     emit_json(scores, args.json)
     _warn_unreadable(scores["unreadable"])
     _warn_not_assessed(scores["not_assessed"])
+    _warn_empty_annotations(scores.get("empty_annotations", []))
     _warn_seen(args.task, scores)
     return 0
+
+
+def _warn_empty_annotations(names: list[str]) -> None:
+    """Say on stderr which annotation masks hold no lesion pixel (scored as such, but often a format read wrong)."""
+    if not names:
+        return
+    shown = ", ".join(names[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else "")
+    print(
+        f"warning: the masks of {len(names)} image(s) hold no lesion pixel and are scored as lesion-free: {shown} "
+        "(listed under 'empty_annotations'); if they do show a lesion, check how the masks are stored (README, "
+        "Data: lesion pixels above 127, or the other formats listed there)",
+        file=sys.stderr,
+    )
 
 
 def _warn_seen(task: str, scores: dict) -> None:

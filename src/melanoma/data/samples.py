@@ -317,8 +317,12 @@ def read_mask(path: Path | str) -> np.ndarray:
     challenge's scoring. Masks from other tools are often stored otherwise, and read by the same rule they would
     come out empty; so, on the gray values (palette and colour masks are converted to gray first):
 
+    - a transparency that varies (a lesion painted on a transparent layer): the opaque pixels (alpha above 127)
+      are lesion, whatever colour they were painted in;
     - values only in {0, 1} (a label map saved as is): 1 is lesion;
     - exactly two values (e.g. a palette mask with a coloured lesion on black): the brighter one is lesion;
+    - no value above 127 (a label map with more classes, or a {0, 1} mask saved as JPEG, whose values spread to
+      0-3): any non-zero value is lesion;
     - anything else (a {0, 255} mask resized with interpolation, or one value only): above 127 is lesion.
 
     Raises:
@@ -326,6 +330,9 @@ def read_mask(path: Path | str) -> np.ndarray:
     """
     try:
         with Image.open(path) as image:
+            alpha = _varying_alpha(image)
+            if alpha is not None:
+                return alpha > 127
             mode = image.mode
             if mode == "P" or mode.startswith(("RGB", "LA", "CMYK")):
                 image = image.convert("RGB")
@@ -337,4 +344,14 @@ def read_mask(path: Path | str) -> np.ndarray:
         return gray == 1
     if values.size == 2:
         return gray == values[1]
+    if values.max() <= 127:
+        return gray > 0
     return gray > 127
+
+
+def _varying_alpha(image: Image.Image) -> np.ndarray | None:
+    """The image's alpha channel when it has one that is not the same everywhere, else None."""
+    if image.mode not in ("RGBA", "LA", "PA") and not (image.mode == "P" and "transparency" in image.info):
+        return None
+    alpha = np.asarray(image.convert("RGBA").getchannel("A"))
+    return alpha if alpha.min() != alpha.max() else None

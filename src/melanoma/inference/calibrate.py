@@ -16,9 +16,8 @@ import numpy as np
 from tqdm import tqdm
 
 from melanoma.data.samples import Sample, read_mask
-from melanoma.inference.image_io import load_image
 from melanoma.inference.postprocess import lesion_mask, resize_mask
-from melanoma.inference.predictor import TASK_CONFIGS, Model, Predictor, load_model, onnx_session
+from melanoma.inference.predictor import TASK_CONFIGS, Model, Predictor, load_for, load_model, onnx_session
 from melanoma.inference.preprocess import FLIP_MODES
 from melanoma.metrics import SegmentationMeter, classification_scores, cross_fitted_summary
 
@@ -42,7 +41,7 @@ def batched_outputs(
     """Run ``model`` (the Predictor's path) over the samples' images; yield each sample with its outputs."""
     for start in tqdm(range(0, len(samples), batch_size), desc=desc, leave=False):
         chunk = samples[start : start + batch_size]
-        outputs = model.run([load_image(s.image_path) for s in chunk])
+        outputs = model.run([load_for(s.image_path, model) for s in chunk])  # decoded as served
         for i, sample in enumerate(chunk):
             yield sample, [output[i] for output in outputs]
 
@@ -135,7 +134,8 @@ def calibrate_classification(
     labels, probabilities = [], []
     for start in tqdm(range(0, len(samples), 16), desc="validation", leave=False):
         chunk = samples[start : start + 16]
-        probability, _cams, _boxes = predictor.classify([load_image(s.image_path) for s in chunk])
+        images = [load_for(s.image_path, segmenter, predictor.classifier) for s in chunk]  # decoded as served
+        probability, _cams, _boxes = predictor.classify(images)
         labels += [int(s.melanoma) for s in chunk]
         probabilities += [float(p) for p in probability]
     scores = classification_scores(np.asarray(labels), np.asarray(probabilities), bootstrap=1000, seed=0)

@@ -77,8 +77,9 @@ def seen_warning(task: str, seen: dict[str, int] | None, n: int) -> str | None:
         chose = "best epoch and threshold" if task == "classification" else "best epoch and post-processing"
         parts.append(f"{seen['validation']} are its validation images, which chose its {chose}")
     return (
-        f"of these {n} images, {' and '.join(parts)} (the {task} model's config lists them): scores on them are "
-        "not held-out and flatter the model; evaluate on images it never saw"
+        f"of these {n} images, {' and '.join(parts)} (the {task} model's config lists them, by file name): scores "
+        "on them are not held-out and flatter the model; evaluate on images it never saw (if these are other images "
+        "that share those file names, this does not apply)"
     )
 
 
@@ -112,7 +113,7 @@ def evaluate_segmentation(
     sizes = set()
     failures: dict[str, list[str]] = {"under": [], "over": [], "other": []}
     checks: list[set[str]] = []
-    scored, not_assessed, unreadable = [], [], {}
+    scored, not_assessed, unreadable, empty = [], [], {}, []
     for sample, prediction in _predictions(predictor, samples, batch_size, unreadable):
         if not prediction.assessable:  # no photo of a lesion: served as "not assessed", so not scored either
             not_assessed.append(sample.image_id)
@@ -120,6 +121,8 @@ def evaluate_segmentation(
         scored.append(sample)
         checks.append({check.code for check in prediction.quality_checks})
         target = read_mask(sample.mask_path)
+        if not target.any():  # scored as annotated, but more often a mask format read wrong than a lesion-free photo
+            empty.append(sample.image_id)
         predicted = prediction.lesion_mask
         sizes.add(predicted.shape)
         _check_mask_size(sample, predicted.shape, target.shape)
@@ -138,6 +141,7 @@ def evaluate_segmentation(
         "per_image": dict(zip([s.image_id for s in scored], [round(j, 4) for j in per_image], strict=True)),
         "not_assessed": not_assessed,
         "unreadable": unreadable,
+        "empty_annotations": empty,
         "seen_in_training": seen_in_training(predictor.segmenter.config, [s.image_id for s in scored]),
         "threshold": predictor.segmenter.config["threshold"],
         "postprocess": predictor.segmenter.config.get("postprocess", {}),

@@ -241,6 +241,18 @@ def load_model(models_dir: Path, task: str, threads: int | None = None, spinning
     return Model(session, config)
 
 
+def draft_side(*models: Model | None) -> int:
+    """The shorter side a big JPEG keeps when decoded at reduced scale for these models: the largest of their input
+    and prepared sizes. Export, quantization and serving decode through it, so that a threshold is fitted on the
+    pixels it is served on."""
+    return max(max(m.size, m.config.get("prepared_size") or 0) for m in models if m is not None)
+
+
+def load_for(source: ImageSource, *models: Model | None) -> np.ndarray:
+    """An image decoded as the Predictor decodes it for a folder holding ``models``."""
+    return load_image_with_size(source, min_side_for_draft=draft_side(*models))[0]
+
+
 def _work_image(image: np.ndarray) -> np.ndarray:
     height, width = image.shape[:2]
     scale = WORK_MAX_SIDE / max(height, width)
@@ -365,8 +377,7 @@ class Predictor:
 
     @property
     def _draft_side(self) -> int:
-        models = [model for model in (self.segmenter, self.classifier) if model is not None]
-        return max(max(m.size, m.config.get("prepared_size") or 0) for m in models)
+        return draft_side(self.segmenter, self.classifier)
 
     def load(self, source: ImageSource, name: str | None = None) -> tuple[np.ndarray, tuple[int, int]]:
         """Decode an image the way the models need it (big JPEGs at reduced scale)."""

@@ -21,8 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from melanoma.inference.image_io import load_image
-from melanoma.inference.predictor import onnx_digest
+from melanoma.inference.predictor import Model, load_for, onnx_digest
 from melanoma.inference.preprocess import resize_for, to_input
 
 CALIBRATION_IMAGES = 64
@@ -37,7 +36,8 @@ class _ImageReader:
     @staticmethod
     def _batches(paths: list[Path], config: dict[str, Any], batch_size: int) -> Iterator[dict[str, np.ndarray]]:
         for start in range(0, len(paths), batch_size):
-            images = [resize_for(load_image(p), config) for p in paths[start : start + batch_size]]
+            model = Model(None, config)  # its sizes only: the images are decoded as served
+            images = [resize_for(load_for(p, model), config) for p in paths[start : start + batch_size]]
             yield {"image": to_input(images, config["mean"], config["std"])}
 
     def get_next(self) -> dict[str, np.ndarray] | None:
