@@ -71,3 +71,10 @@ def test_data_paths_in_overrides_are_taken_as_typed(folder):
     config = load_config(None, ["data.source=folder", f"data.images_dir={folder}"])
     assert config.data.images_dir == folder
     assert load_config(None, ["data.data_dir=null"]).data.data_dir is None
+
+
+@pytest.mark.parametrize(("key", "name"), [("group_column", "ON"), ("group_column", "Lesion #"),
+                                           ("label_column", "1"), ("mask_suffix", "_mask: v2.png")])  # fmt: skip
+def test_column_names_and_mask_endings_in_overrides_are_taken_as_typed(key, name):
+    config = load_config(None, ["data.source=folder", "data.images_dir=x", f"data.{key}={name}"])
+    assert getattr(config.data, key) == name

@@ -157,6 +157,9 @@ def test_label_not_binary(user_folder):
     labels_csv.write_text(labels_csv.read_text().replace("lesion_04,0", "lesion_04,2"))
     with pytest.raises(DataError, match=r"line 6: melanoma label '2' is not 0 or 1"):
         read_image_folder(images_dir, labels_csv)
+    labels_csv.write_text(labels_csv.read_text().replace("lesion_04,2", "lesion_04,"))
+    with pytest.raises(DataError, match=r"line 6: image 'lesion_04' has no melanoma label; give it 0 or 1, or remove"):
+        read_image_folder(images_dir, labels_csv)
 
 
 def test_image_without_label(user_folder):

@@ -49,7 +49,7 @@ def test_threshold_is_refitted_on_the_sites_images_and_the_networks_copied(tiny_
     assert config["threshold"] == pytest.approx(expected)
     assert summary["refitted_threshold"]["threshold"] == pytest.approx(expected, abs=1e-4)
     original = json.loads((tiny_models_dir / "classification.json").read_text())
-    assert summary["shipped_threshold"]["threshold"] == pytest.approx(original["threshold"], abs=1e-4)
+    assert summary["current_threshold"]["threshold"] == pytest.approx(original["threshold"], abs=1e-4)
     assert config["recalibration"]["previous"]["threshold"] == original["threshold"]
     assert config["recalibration"]["images_dir"] == str(images)
     assert (config["validation"]["n"], config["validation"]["n_positive"]) == (26, 12)
@@ -88,7 +88,7 @@ def test_calibrate_command_prints_the_summary_and_writes_the_models(tiny_models_
     captured = capsys.readouterr()
     summary = json.loads(captured.out)
     assert summary == json.loads(report.read_text()) and summary["out_dir"] == str(out)
-    assert {"shipped_threshold", "refitted_threshold", "auc"} <= set(summary)
+    assert {"current_threshold", "refitted_threshold", "auc"} <= set(summary)
     assert "not a medical device" in captured.err
     assert f"advice: {summary['advice']}." in captured.err
     assert (f"melanoma app --models {out}" in captured.err) == summary["serve_refitted"]
@@ -173,6 +173,20 @@ def test_a_site_ranked_at_chance_is_warned_and_the_warning_travels_with_the_fold
     config = json.loads((out / "classification.json").read_text())
     assert config["validation"]["warning"] == summary["warning"]
     assert f"classification.json in {out}: {summary['warning']}" in Predictor.from_dir(out).warnings
+    assert summary["ranked_at_chance"] and not summary["serve_refitted"]
+
+
+def test_calibrate_at_chance_says_not_to_serve_the_fit_at_all(tiny_models_dir, tmp_path, monkeypatch, capsys):
+    from melanoma.inference import recalibrate
+
+    monkeypatch.setattr(recalibrate, "chance_warning", lambda site: "ranked at chance here.")
+    images, labels = _site(tmp_path)
+    out = tmp_path / "site_models"
+    common = ["--models", str(tiny_models_dir), "--images", str(images), "--labels", str(labels)]
+    assert main(["calibrate", *common, "--out", str(out)]) == 0
+    err = capsys.readouterr().err
+    assert "do not serve it: the classifier ranks this site's images no better than chance" in err
+    assert "only once more labelled images" not in err  # no advice that contradicts the warning
 
 
 def test_an_almost_uniform_image_is_left_out_of_the_scores_and_listed(tiny_models_dir, tmp_path):

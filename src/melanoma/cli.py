@@ -309,6 +309,11 @@ def _calibrate(args: argparse.Namespace) -> int:
     print(f"advice: {summary['advice']}.", file=sys.stderr)
     if summary["serve_refitted"]:
         then = f"serve them with `melanoma app --models {args.out}` or `melanoma predict --models {args.out} ...`"
+    elif summary["ranked_at_chance"]:  # no threshold helps a classifier that does not rank these images
+        then = (
+            "kept as a record of this fit only; do not serve it: the classifier ranks this site's images no better "
+            "than chance (warning above), which no threshold can mend"
+        )
     else:  # the record is still written: the fit and its numbers, for the site's files and a later comparison
         current = args.models or "the shipped models"
         then = (

@@ -210,8 +210,9 @@ def _set_nested(values: dict[str, Any], dotted: str, value: Any) -> None:
 def parse_overrides(overrides: list[str]) -> dict[str, Any]:
     """Turn ``["optim.lr=3e-4", "--data.image_size=192"]`` into a nested dict (values parsed as YAML).
 
-    Data paths are taken as typed (only ``null`` or nothing means unset): a folder named ``2024``, ``#1`` or
-    ``my data: v2`` is a path, not a number, a comment or a mapping.
+    Data paths and the names of columns and mask endings are taken as typed (only ``null`` or nothing means unset):
+    a folder named ``2024``, ``#1`` or ``my data: v2`` is a path, and a column named ``ON`` or ``Lesion #`` a name,
+    not a boolean, a comment or a mapping.
     """
     values: dict[str, Any] = {}
     for item in overrides:
@@ -222,7 +223,7 @@ def parse_overrides(overrides: list[str]) -> dict[str, Any]:
         key = key.strip()
         if raw in ("", "null", "~"):
             value = None
-        elif key in {f"data.{name}" for name in DATA_PATH_KEYS}:
+        elif key in {f"data.{name}" for name in (*DATA_PATH_KEYS, *DATA_NAME_KEYS)}:
             value = raw
         else:
             value = yaml.safe_load(raw)
@@ -328,6 +329,8 @@ def save_config(config: TrainConfig, path: str | Path) -> None:
 
 
 DATA_PATH_KEYS = ("data_dir", "images_dir", "masks_dir", "labels_csv")
+#: Names a user types as they appear in their files (a column header, a file-name ending): never parsed as YAML.
+DATA_NAME_KEYS = ("label_column", "group_column", "mask_suffix")
 
 
 def absolute_data_paths(data: DataConfig) -> None:

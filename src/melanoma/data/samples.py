@@ -267,6 +267,11 @@ def _read_labels(path: Path, column: str, strict: bool = True, column_option: bo
             image_id = _image_stem((row[id_column] or "").strip())
             if not strict and (value not in (0.0, 1.0) or image_id in conflicting):
                 continue
+            if not raw:
+                raise DataError(
+                    f"labels CSV {path}, line {line}: image {image_id!r} has no {column} label; give it 0 or 1, or "
+                    "remove both its row and the image"
+                )
             if value not in (0.0, 1.0):
                 raise DataError(f"labels CSV {path}, line {line}: {column} label {raw!r} is not 0 or 1")
             if labels.get(image_id, int(value)) != int(value):

@@ -80,7 +80,7 @@ def recalibrate_threshold(
         mask_suffix: files named ``<stem><mask_suffix>`` in ``images_dir`` are masks, not images to fit on.
 
     Returns:
-        ``{"out_dir", "n", "n_positive", "auc", "shipped_threshold": {...}, "refitted_threshold": {...}}``: the
+        ``{"out_dir", "n", "n_positive", "auc", "current_threshold": {...}, "refitted_threshold": {...}}``: the
         operating point of the starting threshold on these images, and the new one's (in-sample, with ``ci95``
         and ``cross_fitted``); ``advice`` (``threshold_advice``) and ``serve_refitted``: whether to serve the new
         folder (the advice says so and the site is not ranked at chance).
@@ -145,12 +145,13 @@ def recalibrate_threshold(
         "n": refitted["n"],
         "n_positive": refitted["n_positive"],
         "auc": refitted["auc"],
-        "shipped_threshold": _operating_point(shipped),
+        "current_threshold": _operating_point(shipped),  # the --models folder's own threshold
         "refitted_threshold": {**_operating_point(refitted), "cross_fitted": refitted["cross_fitted"]},
     }
-    summary["advice"] = threshold_advice(summary["shipped_threshold"], refitted["cross_fitted"])
+    summary["advice"] = threshold_advice(summary["current_threshold"], refitted["cross_fitted"])
     # Serve the new folder only when the advice says so and the site is not ranked at chance ("do not serve it").
-    summary["serve_refitted"] = summary["advice"].startswith("serve") and chance_warning(refitted) is None
+    summary["ranked_at_chance"] = chance_warning(refitted) is not None
+    summary["serve_refitted"] = summary["advice"].startswith("serve") and not summary["ranked_at_chance"]
     if shipped["unreadable"]:  # left out of the fit: said beside the numbers and in the re-fitted config
         summary["unreadable"] = shipped["unreadable"]
     if shipped["not_assessed"]:  # almost uniform or a mask: left out of the fit, said as the unreadable files are
