@@ -170,6 +170,19 @@ def test_image_without_label(user_folder):
         read_image_folder(images_dir, labels_csv)
 
 
+def test_unlabelled_images_say_why_when_their_names_tell(user_folder):
+    images_dir, labels_csv, _ = user_folder
+    first = sorted(images_dir.iterdir())[0]
+    Image.new("L", (16, 16)).save(images_dir / f"{first.stem}_mask.png")  # a mask kept beside the images
+    with pytest.raises(DataError, match=r"followed by '_mask\.png'.*`--mask-suffix _mask\.png`"):
+        read_image_folder(images_dir, labels_csv)
+    (images_dir / f"{first.stem}_mask.png").unlink()
+    text = labels_csv.read_text()
+    labels_csv.write_text(text.replace("lesion_", "case_"))  # the CSV's ids and the file names never meet
+    with pytest.raises(DataError, match=r"No image matches any row: the CSV's ids begin 'case_\d+'.*named 'lesion_"):
+        read_image_folder(images_dir, labels_csv)
+
+
 def test_label_without_image(user_folder):
     images_dir, labels_csv, _ = user_folder
     next(images_dir.glob("lesion_02.*")).unlink()

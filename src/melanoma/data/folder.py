@@ -263,6 +263,7 @@ def _check_label_coverage(
         raise DataError(
             f"image {unlabelled[0]} has no label in {labels_csv} ({len(unlabelled)} image(s) without a label); "
             f"add a row '{unlabelled[0].stem},<0 or 1>' or remove the image{matched_on}"
+            + _unlabelled_hint(unlabelled, labels, len(image_paths))
         )
     missing = sorted(image_id for image_id in labels if image_id not in image_ids)
     if missing and not ignore_rows_without_image:
@@ -270,6 +271,36 @@ def _check_label_coverage(
             f"{labels_csv} lists image {missing[0]!r} but {image_paths[0].parent} has no image with that name "
             f"({len(missing)} missing); add the image or remove its row"
         )
+
+
+def _unlabelled_hint(unlabelled: list[Path], labels: dict[str, int], images: int) -> str:
+    """Why images may lack a label, when their names say so: masks beside the images (a labelled name plus one
+    ending), or no image matching the CSV at all (its ids then shown beside the file names)."""
+    endings = {path: _labelled_ending(path.stem, labels) for path in unlabelled}
+    suffixes = {None if ending is None else ending + path.suffix for path, ending in endings.items()}
+    if None not in suffixes and len(suffixes) == 1:
+        (suffix,) = suffixes
+        return (
+            f". Each of them is a labelled image's name followed by {suffix!r}: if they are masks kept beside the "
+            f"images, name that ending (`--mask-suffix {suffix}`, or `data.mask_suffix={suffix}` in training) and "
+            "they are no longer taken for images"
+        )
+    if len(unlabelled) == images:
+        ids = ", ".join(repr(i) for i in list(labels)[:3])
+        names = ", ".join(repr(p.stem) for p in unlabelled[:3])
+        return (
+            f". No image matches any row: the CSV's ids begin {ids}, the images are named {names} (check for "
+            "leading zeros dropped by a spreadsheet, paths or extensions in the ids, or another id column)"
+        )
+    return ""
+
+
+def _labelled_ending(name: str, labels: dict[str, int]) -> str | None:
+    """What follows a labelled image's name in ``name`` ("lesion_01_mask" -> "_mask"), or None."""
+    for index, character in enumerate(name):
+        if character in "_-. " and index and name[:index] in labels:
+            return name[index:]
+    return None
 
 
 def _find_mask(
