@@ -709,6 +709,7 @@ def test_an_isic_layout_without_labels_points_at_its_labels_files(shared_synthet
         ("image_id;melanoma;note\nISIC_1;1;x\nISIC_2;0;y\n", {"ISIC_1": 1, "ISIC_2": 0}),  # European Excel
         ("image_id,melanoma\r\nISIC_1,1\r\n,\r\n,,\r\n", {"ISIC_1": 1}),  # empty trailing rows
         ("\ufeffimage_id;melanoma\r\nISIC_1;0\r\n", {"ISIC_1": 0}),  # byte-order mark and semicolons
+        ("image_id;melanoma;notes, free text\nISIC_1;1;a, b\n", {"ISIC_1": 1}),  # a comma inside a column name
     ],
 )
 def test_labels_csv_with_other_separators_cases_and_empty_rows(tmp_path, text, expected):

@@ -196,12 +196,19 @@ def _spreadsheet_reader(handle) -> csv.DictReader:
     handle.seek(0)  # the utf-8-sig decoder skips a byte-order mark again
     # A spreadsheet set to a European locale saves "image_id;melanoma", and "Text (Tab delimited)" with tabs: read
     # either as it was meant.
+    # The separator whose split of the header names an image column wins (a semicolon file may have a comma inside
+    # a column name); failing that, a semicolon or tab in a header without commas.
+    naming = [d for d in (",", ";", "\t") if _present(ID_COLUMNS, _header_fields(header, d))]
     others = [d for d in (";", "\t") if d in header and "," not in header]
-    delimiter = others[0] if len(others) == 1 else ","
+    delimiter = naming[0] if len(naming) == 1 else others[0] if len(others) == 1 else ","
     reader = csv.DictReader(handle, delimiter=delimiter)
     # Column names as typed: "image_id, melanoma" (a space after the comma) or "Image_ID" name the same columns.
     reader.fieldnames = [name.strip().lower() for name in reader.fieldnames or []]
     return reader
+
+
+def _header_fields(header: str, delimiter: str) -> list[str]:
+    return [name.strip().lower() for name in next(csv.reader([header], delimiter=delimiter), [])]
 
 
 def _filled_rows(reader: csv.DictReader):
