@@ -347,7 +347,8 @@ def _structure_problems(samples: Sequence[Sample]) -> list[str]:
             problems.append(
                 f"image {sample.image_path} has no mask while {with_mask} other image(s) have one; "
                 f"add its mask (as {Path(next(x for x in samples if x.mask_path).mask_path).name} is named for "
-                "its image) or remove the image"
+                "its image) or remove the image (a classifier reads masks only with data.lesion_crop: without it, "
+                "drop data.masks_dir)"
             )
         if sample.melanoma is None and with_label > 0:
             problems.append(

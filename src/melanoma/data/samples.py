@@ -86,7 +86,8 @@ def list_images(folder: Path, skip: Callable[[Path], bool] | None = None, skip_d
         raise DataError(
             f"image folder {folder} has {len(paths)} images of its own and {len(nested_images)} more in subfolders "
             f"({shown}{', ...' if len(nested_images) > 3 else ''}), which are not read: move them into {folder}, "
-            "or out of it"
+            "or out of it (a subfolder of masks: move that folder out of the image folder, or name it with --masks "
+            "when evaluating segmentation)"
         )
     return paths
 
