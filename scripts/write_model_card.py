@@ -1117,6 +1117,15 @@ OPTION_STUDIES = (
         "loss blended alike (Zhang et al. 2018); serving is unchanged.",
         "mixup",
     ),
+    (
+        "classification_cv_enclr.json",
+        "enclr",
+        "A lower learning rate for the pretrained backbone",
+        "The Lite0 member overfits early (metric history above). `optim.encoder_lr_scale=0.25` trains the ImageNet "
+        "backbone at a quarter of `optim.lr` (1e-4) while the new one-logit head keeps 4e-4, a common way to "
+        "fine-tune a pretrained network on few images; serving is unchanged.",
+        "the lower backbone learning rate",
+    ),
 )
 
 

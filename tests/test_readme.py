@@ -486,6 +486,8 @@ def _classifier_rows() -> list[str]:
          "(`model.keratosis_aux=true`, not exported)"),
         ("mixup", "classification_cv_mixup.json", "mixup: training batches blended with shuffled copies of "
          "themselves, labels alike (`data.mixup_alpha=0.2`)"),
+        ("enclr", "classification_cv_enclr.json", "a 4x lower learning rate for the pretrained backbone, the head "
+         "keeping its own (`optim.encoder_lr_scale=0.25`)"),
     )  # fmt: skip
     for setting, study, tried in studies:
         if not (REPO / "models" / "eval" / study).is_file():
