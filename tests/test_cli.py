@@ -331,7 +331,8 @@ def test_evaluate_segmentation_and_classification(tiny_models_dir, shared_synthe
     for summary in seg["quality_checks"].values():  # each check: its images against the others
         assert 0 <= summary["failures_flagged"] <= summary["flagged"] <= seg["n"]
         assert summary["failures"] == failures
-    assert set(seg["quality_checks"]) == {"blank_image", "mask_image", "small_image", "no_lesion", "outline_uncertain"}
+    shown = {"blank_image", "mask_image", "greyscale_image", "small_image", "no_lesion", "outline_uncertain"}
+    assert set(seg["quality_checks"]) == shown
     assert (
         main(
             [
@@ -817,7 +818,9 @@ def test_evaluate_says_when_it_scores_the_models_own_training_or_validation_imag
     assert main(["evaluate", "segmentation", "--images", str(data / "images" / "train"), "--masks", str(masks),
                  *args]) == 0  # fmt: skip
     assert json.loads((tmp_path / "report.json").read_text())["seen_in_training"] == {"train": 8, "validation": 0}
-    assert "of these 8 images, 8 trained it (the segmentation model's config lists them)" in capsys.readouterr().err
+    assert "of these 8 images, 8 trained it (the segmentation model's config lists them, by file name)" in (
+        capsys.readouterr().err
+    )
 
 
 def test_images_seen_in_training_are_counted_over_every_ensemble_member():
