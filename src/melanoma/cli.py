@@ -222,15 +222,18 @@ def _evaluate(args: argparse.Namespace) -> int:
 
 def _warn_empty_annotations(names: list[str]) -> None:
     """Say on stderr which annotation masks hold no lesion pixel (scored as such, but often a format read wrong)."""
-    if not names:
-        return
-    shown = ", ".join(names[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else "")
-    print(
-        f"warning: the masks of {len(names)} image(s) hold no lesion pixel and are scored as lesion-free: {shown} "
-        "(listed under 'empty_annotations'); if they do show a lesion, check how the masks are stored (README, "
-        "Data: lesion pixels above 127, or the other formats listed there)",
-        file=sys.stderr,
-    )
+    if names:
+        print(
+            f"warning: the masks of {len(names)} image(s) hold no lesion pixel and are scored as lesion-free: "
+            f"{_first_names(names)} (listed under 'empty_annotations'); if they do show a lesion, check how the masks "
+            "are stored (README, Data: lesion pixels above 127, or the other formats listed there)",
+            file=sys.stderr,
+        )
+
+
+def _first_names(names: list[str]) -> str:
+    """'a, b, c and 4 more': the first three of a list of image names for a warning."""
+    return ", ".join(names[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else "")
 
 
 def _warn_seen(task: str, scores: dict) -> None:
@@ -256,14 +259,12 @@ def _warn_unreadable(unreadable: dict[str, str]) -> None:
 
 def _warn_not_assessed(names: list[str]) -> None:
     """Say on stderr which images were left out of a score as not assessed (the JSON lists them)."""
-    if not names:
-        return
-    shown = ", ".join(names[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else "")
-    print(
-        f"warning: {len(names)} image(s) are not assessed and left out of the scores (almost uniform, or two flat "
-        f"tones as a mask or a drawing; listed under 'not_assessed'): {shown}",
-        file=sys.stderr,
-    )
+    if names:
+        print(
+            f"warning: {len(names)} image(s) are not assessed and left out of the scores (almost uniform, or two "
+            f"flat tones as a mask or a drawing; listed under 'not_assessed'): {_first_names(names)}",
+            file=sys.stderr,
+        )
 
 
 def _baseline_predictor(folder: str | None, task: str):
