@@ -137,8 +137,13 @@ def test_meter_streams_the_same_scores_as_the_batch_function():
     meter = SegmentationMeter()
     per_image = [meter.update(p, t) for p, t in zip(predictions, targets, strict=True)]
     assert len(meter) == 5
-    assert meter.compute() == segmentation_scores(iter(predictions), iter(targets))
-    assert per_image == meter.compute()["per_image_jaccard"]
+    scores = meter.compute()
+    assert scores == segmentation_scores(iter(predictions), iter(targets))
+    # against Jaccard and Dice written out here, not through the meter
+    jaccards = [(p & t).sum() / (p | t).sum() for p, t in zip(predictions, targets, strict=True)]
+    dices = [2 * (p & t).sum() / (p.sum() + t.sum()) for p, t in zip(predictions, targets, strict=True)]
+    assert per_image == pytest.approx(jaccards) and scores["per_image_jaccard"] == pytest.approx(jaccards)
+    assert scores["jaccard"] == pytest.approx(np.mean(jaccards)) and scores["dice"] == pytest.approx(np.mean(dices))
 
 
 def test_meter_bootstrap_intervals_bracket_the_scores_and_shrink_with_more_images():

@@ -1,5 +1,7 @@
 """Model factories and the offline ImageNet weight conversion."""
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -19,7 +21,7 @@ def _imagenet_input(image: np.ndarray, size: int = 224) -> torch.Tensor:
     return torch.from_numpy((resized - 0.5) / 0.5).permute(2, 0, 1)[None]
 
 
-@pytest.mark.parametrize("arch", ["tf_efficientnet_lite0", "tf_efficientnet_lite2"])
+@pytest.mark.parametrize("arch", ARCHS)
 def test_converted_weights_recognise_imagenet_photos(arch):
     skimage_data = require("skimage.data")
     model = build_imagenet_classifier(arch).eval()
@@ -131,8 +133,11 @@ def test_eval_is_deterministic():
 
 
 def test_archs_have_weights():
+    """Every arch the configs accept has its ImageNet weight file installed (the recognition test above loads it)."""
+    assert ARCHS == ("tf_efficientnet_lite0", "tf_efficientnet_lite1", "tf_efficientnet_lite2")
     for arch in ARCHS:
-        assert weight_file(arch).endswith(".pth")
+        path = Path(weight_file(arch))
+        assert path.suffix == ".pth" and path.is_file() and path.stat().st_size > 1_000_000
 
 
 def _cast(rgb: torch.Tensor, gains) -> torch.Tensor:

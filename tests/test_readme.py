@@ -490,8 +490,7 @@ def _classifier_rows() -> list[str]:
          "keeping its own (`optim.encoder_lr_scale=0.25`)"),
     )  # fmt: skip
     for setting, study, tried in studies:
-        if not (REPO / "models" / "eval" / study).is_file():
-            continue
+        assert (REPO / "models" / "eval" / study).is_file(), f"README quotes models/eval/{study}, which is missing"
         pooled = _setting(setting, study)["pooled_vs_baseline"]
         folds = "-".join(str(f) for f in (pooled["folds"][0], pooled["folds"][-1]))
         verdict = (
