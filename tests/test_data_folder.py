@@ -619,8 +619,35 @@ def test_folder_keys_need_the_folder_source_and_the_isic_root_needs_the_isic_sou
         load_config(None, ["data.mask_suffix=_mask.png"])
     with pytest.raises(ConfigError, match="data.label_column=target names a column of your own labels CSV"):
         load_config(None, ["data.label_column=target"])
+    with pytest.raises(ConfigError, match="data.val_fraction=0.5 splits your own folder, but data.source is isic"):
+        load_config(None, ["data.val_fraction=0.5"])
     with pytest.raises(ConfigError, match="optim.epochs=0: train for at least one epoch"):
         load_config(None, ["optim.epochs=0"])
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("optim.lr=-1", "optim.lr=-1.0: the learning rate must be positive"),
+        ("optim.lr=.nan", "optim.lr=nan: the learning rate must be positive"),
+        ("data.limit_train=0", r"data.limit_train=0: null \(no limit\) or at least 1"),
+        ("optim.max_steps_per_epoch=0", "optim.max_steps_per_epoch=0: null"),
+        ("model.drop_rate=2", r"model.drop_rate=2.0: a dropout probability, in \[0, 1\)"),
+        ("data.batch_size=0", "data.batch_size=0: at least 1 image per batch"),
+        ("data.num_workers=-1", "data.num_workers=-1: 0"),
+        ("data.source=folder data.val_fraction=1", "data.val_fraction=1.0: the validation share"),
+        ("optim.min_lr_ratio=2", "optim.min_lr_ratio=2.0: the cosine's final fraction"),
+        ("threads=0", "threads=0: null"),
+    ],
+)
+def test_config_numbers_out_of_range_are_refused_before_training(override, message):
+    """Such a run would otherwise train to the end (a negative learning rate), read 0 as "no limit", or fail only
+    after the data were decoded with a message that does not name the key."""
+    from melanoma.config import ConfigError, load_config
+
+    with pytest.raises(ConfigError, match=message):
+        load_config(None, override.split())
+    load_config(None, ["optim.lr=4e-4", "data.limit_train=1", "model.drop_rate=0", "optim.ema_decay=0.998"])
 
 
 @pytest.mark.parametrize("encoding", ["cp1252", "utf-16"])

@@ -157,9 +157,10 @@ def test_weight_average_is_validated_and_kept_as_best(shared_synthetic_isic_dir,
 
 @pytest.mark.parametrize("decay", [-0.1, 1.0])
 def test_weight_average_decay_out_of_range_is_an_error(shared_synthetic_isic_dir, tmp_path, decay):
-    config = tiny_config("classification", shared_synthetic_isic_dir, **{"optim.ema_decay": decay})
-    with pytest.raises(ValueError, match=r"ema_decay must be in \[0, 1\)"):
-        fit(config, tmp_path / "run")
+    from melanoma.config import ConfigError
+
+    with pytest.raises(ConfigError, match=rf"optim.ema_decay={decay}: must be in \[0, 1\)"):
+        tiny_config("classification", shared_synthetic_isic_dir, **{"optim.ema_decay": decay})
 
 
 def test_training_is_seeded(shared_synthetic_isic_dir, tmp_path):
@@ -195,8 +196,14 @@ def test_channels_last_trains_the_same_model_in_another_memory_layout(shared_syn
     # A channels-last checkpoint loads into the default (NCHW) network, as export and evaluation build it.
     from melanoma.models.factory import build_model
 
-    model = build_model(task, config.model)
+    model = build_model(task, config.model).eval()
     model.load_state_dict(load_checkpoint(tmp_path / "nhwc" / "best.pt")["model"])
+    # and the trained network computes the same outputs in either layout (both tasks)
+    x = torch.rand(2, 3, config.data.image_size, config.data.image_size, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        nchw = model(x)
+        nhwc_out = model.to(memory_format=torch.channels_last)(x.contiguous(memory_format=torch.channels_last))
+    torch.testing.assert_close(nhwc_out, nchw, rtol=1e-4, atol=1e-3)
 
 
 def test_resume_without_checkpoint_says_what_to_do(shared_synthetic_isic_dir, tmp_path):
@@ -391,3 +398,10 @@ def test_training_says_how_the_data_split_and_warns_of_a_small_validation_set(sh
     assert describe_split("segmentation", {"n_train": 8, "n_validation": 2}) == [
         "data: 8 train images, 2 validation images"
     ]
+    # the advice fits how the run splits: ISIC's validation split is fixed, a folder's share is a setting
+    assert "will be noise; add labelled validation images" in err
+    small = {"n_train": 16, "n_validation": 4, "n_train_melanoma": 3, "n_validation_melanoma": 2}
+    folder = describe_split("classification", {**small, "dataset": "user folder"}, limit_val=4)[1]
+    assert folder.endswith("will be noise; raise or drop data.limit_val or add images or raise data.val_fraction")
+    folds = describe_split("classification", {**small, "cv_folds": 5})[1]
+    assert folds.endswith("use fewer data.cv_folds (each fold is larger)")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import math
 import types
 import typing
 from dataclasses import dataclass, field
@@ -255,9 +256,44 @@ def load_config(path: str | Path | None, overrides: list[str] | None = None) -> 
         raise ConfigError(f"task: {config.task!r} is not one of {', '.join(TASKS)}")
     _check_sizes(config.data)
     _check_source(config.data)
-    if config.optim.epochs < 1:
-        raise ConfigError(f"optim.epochs={config.optim.epochs}: train for at least one epoch")
+    _check_ranges(config)
     return config
+
+
+def _check_ranges(config: TrainConfig) -> None:
+    """Numbers outside their meaningful range are refused before any data is read or folder made: a negative
+    learning rate would train (backwards) to the end, ``data.limit_train=0`` would read as "no limit"."""
+    data, model, optim = config.data, config.model, config.optim
+    rules: list[tuple[str, Any, bool, str]] = [
+        ("optim.epochs", optim.epochs, optim.epochs >= 1, "train for at least one epoch"),
+        ("optim.lr", optim.lr, 0 < optim.lr < math.inf, "the learning rate must be positive, e.g. 4e-4"),
+        ("optim.encoder_lr_scale", optim.encoder_lr_scale, 0 <= optim.encoder_lr_scale < math.inf,
+         "a factor of optim.lr, >= 0 (1 trains the backbone at optim.lr)"),
+        ("optim.weight_decay", optim.weight_decay, 0 <= optim.weight_decay < math.inf, "must be 0 or more"),
+        ("optim.warmup_epochs", optim.warmup_epochs, 0 <= optim.warmup_epochs < math.inf, "must be 0 or more"),
+        ("optim.min_lr_ratio", optim.min_lr_ratio, 0 <= optim.min_lr_ratio <= 1,
+         "the cosine's final fraction of optim.lr, between 0 and 1"),
+        ("optim.grad_clip", optim.grad_clip, 0 <= optim.grad_clip < math.inf, "a gradient norm, or 0 for no clipping"),
+        ("optim.ema_decay", optim.ema_decay, 0 <= optim.ema_decay < 1, "must be in [0, 1) (0 turns the average off)"),
+        ("model.drop_rate", model.drop_rate, 0 <= model.drop_rate < 1, "a dropout probability, in [0, 1)"),
+        ("data.batch_size", data.batch_size, data.batch_size >= 1, "at least 1 image per batch"),
+        ("data.num_workers", data.num_workers, data.num_workers >= 0, "0 (load in the main process) or more"),
+        ("data.val_fraction", data.val_fraction, 0 < data.val_fraction < 1,
+         "the validation share of a folder without a validation split, strictly between 0 and 1"),
+        ("data.crop_margin", data.crop_margin, 0 <= data.crop_margin < math.inf, "a fraction of the lesion, >= 0"),
+        ("data.mixup_alpha", data.mixup_alpha, 0 <= data.mixup_alpha < math.inf,
+         "0 (off) or a positive Beta parameter such as 0.2"),
+    ]  # fmt: skip
+    for key, value in (
+        ("data.limit_train", data.limit_train),
+        ("data.limit_val", data.limit_val),
+        ("optim.max_steps_per_epoch", optim.max_steps_per_epoch),
+        ("threads", config.threads),
+    ):
+        rules.append((key, value, value is None or value >= 1, "null (no limit) or at least 1"))
+    for key, value, valid, expected in rules:
+        if not valid:
+            raise ConfigError(f"{key}={value}: {expected}")
 
 
 _FOLDER_KEYS = ("images_dir", "labels_csv", "masks_dir")
@@ -282,6 +318,12 @@ def _check_source(data: DataConfig) -> None:
             f"data.label_column={data.label_column} names a column of your own labels CSV, but data.source is "
             "isic2017, whose labels are read from its melanoma column: add data.source=folder with data.images_dir "
             "and data.labels_csv, or drop data.label_column"
+        )
+    if data.source == "isic2017" and data.val_fraction != DataConfig.val_fraction:
+        raise ConfigError(
+            f"data.val_fraction={data.val_fraction} splits your own folder, but data.source is isic2017, which "
+            "validates on its official validation split: use data.limit_val=N for part of it, data.cv_folds=K to "
+            "validate on folds of the train split, or drop data.val_fraction"
         )
     if data.source == "folder" and data.data_dir:
         raise ConfigError(

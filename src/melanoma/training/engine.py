@@ -82,9 +82,7 @@ def build_ema(config: TrainConfig, model: nn.Module) -> ModelEmaV3 | None:
     random decoder/head of the first steps instead of carrying it for thousands of steps (a short CPU run has
     only ~1500). Buffers (BatchNorm statistics) are averaged too.
     """
-    decay = config.optim.ema_decay
-    if not 0.0 <= decay < 1.0:
-        raise ValueError(f"optim.ema_decay must be in [0, 1) (0 turns the average off), got {decay}")
+    decay = config.optim.ema_decay  # in [0, 1): load_config refuses others
     if decay == 0.0:
         return None
     return ModelEmaV3(model, decay=decay, use_warmup=True, warmup_power=0.75)
@@ -294,9 +292,7 @@ def check_task_data(config: TrainConfig, samples: list) -> None:
 
 
 def check_mixup(config: TrainConfig) -> None:
-    alpha = config.data.mixup_alpha
-    if alpha < 0 or not math.isfinite(alpha):
-        raise ValueError(f"data.mixup_alpha must be 0 (off) or a positive Beta parameter such as 0.2, got {alpha}")
+    alpha = config.data.mixup_alpha  # >= 0: load_config refuses others
     if alpha > 0 and config.task != "classification":
         raise ValueError(
             f"data.mixup_alpha={alpha} is a classification setting (blended images get blended labels); set "
@@ -315,7 +311,7 @@ def make_loaders(config: TrainConfig, info: distributed.DistInfo):
         # Fail before training, not after the first epoch: AUC (the model-selection metric) needs both classes.
         raise ValueError(
             f"the validation split ({len(val_samples)} images) has only one class; model selection by AUC needs "
-            "melanoma and non-melanoma images (raise data.limit_val or data.val_fraction)"
+            f"melanoma and non-melanoma images ({_more_validation(provenance, config.data.limit_val)})"
         )
     size, strong, jpeg = config.data.image_size, config.data.strong_augmentation, config.data.jpeg_augmentation
     if config.task == "segmentation":
@@ -391,7 +387,19 @@ def _append_row(path: Path, row: dict[str, Any]) -> None:
 MIN_VALIDATION_PER_CLASS = 10
 
 
-def describe_split(task: str, provenance: dict[str, Any]) -> list[str]:
+def _more_validation(provenance: dict[str, Any], limit_val: int | None) -> str:
+    """How to get a larger validation split, for the way this run splits its data."""
+    ways = ["raise or drop data.limit_val"] if limit_val else []
+    if "cv_folds" in provenance:
+        ways.append("use fewer data.cv_folds (each fold is larger)")
+    elif provenance.get("dataset") == "user folder":
+        ways += ["add images", "raise data.val_fraction"]
+    else:  # the official ISIC validation split: fixed
+        ways.append("use the whole official validation split" if limit_val else "add labelled validation images")
+    return " or ".join(ways)
+
+
+def describe_split(task: str, provenance: dict[str, Any], limit_val: int | None = None) -> list[str]:
     """Lines said when training starts: how many images train and validate (and melanomas), and a warning when the
     validation images that choose the best epoch are too few to tell epochs apart."""
 
@@ -408,7 +416,7 @@ def describe_split(task: str, provenance: dict[str, Any]) -> list[str]:
             lines.append(
                 f"warning: the validation split has {melanoma} melanoma and {other} other images, fewer than "
                 f"{MIN_VALIDATION_PER_CLASS} of a class: the best epoch (and the threshold an export fits on them) "
-                "will be noise; add images or raise data.val_fraction"
+                f"will be noise; {_more_validation(provenance, limit_val)}"
             )
     return lines
 
@@ -517,8 +525,9 @@ def fit(
     train_loader, val_loader, train_samples, provenance = make_loaders(config, info)
     if info.is_main:  # after the data checks: a run refused for its data leaves no empty folder behind
         out.mkdir(parents=True, exist_ok=True)
-        for line in describe_split(config.task, provenance):
+        for line in describe_split(config.task, provenance, config.data.limit_val):
             print(line, file=sys.stderr, flush=True)
+        print(f"run: {out} (config.yaml, split.csv, metrics.csv per epoch, last.pt, best.pt)", file=sys.stderr)
     loss_fn = build_loss(config, train_samples)
     if isinstance(loss_fn, nn.Module):
         loss_fn = loss_fn.to(info.device)
