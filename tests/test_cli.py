@@ -693,6 +693,58 @@ def test_ctrl_c_ends_with_a_hint_not_a_traceback(monkeypatch, capsys, tmp_path):
     assert not (tmp_path / "last.pt.tmp").exists()
 
 
+def test_an_interrupted_data_preparation_says_to_run_it_again(tmp_path, monkeypatch, capsys):
+    from melanoma.data import prepare
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(prepare, "prepare_isic2017", interrupted)
+    assert main(["data", "prepare", "isic2017", "--archives", str(tmp_path), "--out", str(tmp_path / "o")]) == 130
+    assert "splits prepared so far are complete" in capsys.readouterr().err
+
+
+def test_predict_refuses_an_out_that_would_overwrite_an_image(tiny_models_dir, tmp_path):
+    from conftest import synthetic_lesion
+
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    for name in ("a.jpg", "b.jpg"):
+        Image.fromarray(synthetic_lesion(64)[0]).save(folder / name)
+    before = (folder / "a.jpg").read_bytes()
+    # `--out a.jpg b.jpg`: two images meant, the first taken as the CSV to write
+    models = ["--models", str(tiny_models_dir)]
+    with pytest.raises(SystemExit, match="names an image, but --out is the CSV file to write"):
+        main(["predict", *models, "--out", str(folder / "a.jpg"), str(folder / "b.jpg")])
+    # a CSV path that is one of the files found in the folder (a file with another suffix named on the command line)
+    table = tmp_path / "photo.csv"
+    table.write_bytes(before)
+    with pytest.raises(SystemExit, match="is one of the files to predict; give the CSV a new name"):
+        main(["predict", str(table), str(folder), *models, "--out", str(table)])
+    assert (folder / "a.jpg").read_bytes() == before and table.read_bytes() == before
+
+
+def test_a_stopped_run_is_named_as_such_by_export_and_a_finished_one_by_train(shared_synthetic_isic_dir, tmp_path,
+                                                                                capsys):  # fmt: skip
+    from conftest import tiny_config
+
+    from melanoma.training.engine import fit
+
+    run = tmp_path / "run"
+    fit(tiny_config("classification", shared_synthetic_isic_dir, **{"optim.epochs": 2}), run, stop_after=1)
+    assert f"run: {run} (config.yaml, split.csv, metrics.csv per epoch" in capsys.readouterr().err  # said at start
+    assert main(["export", str(run), "--out", str(tmp_path / "models")]) == 0
+    assert f"note: {run} stopped after 1 of its 2 epochs; its best epoch so far was exported" in capsys.readouterr().err
+    again = ["train", "classification", "--config", "configs/tiny.yaml", "--out", str(run), "task=classification"]
+    with pytest.raises(SystemExit, match="pass --resume to continue it"):
+        main([*again, "optim.epochs=2"])
+    fit(tiny_config("classification", shared_synthetic_isic_dir, **{"optim.epochs": 2}), run, resume=True)
+    assert main(["export", str(run), "--out", str(tmp_path / "models2")]) == 0
+    assert "stopped after" not in capsys.readouterr().err
+    with pytest.raises(SystemExit, match=re.escape(f"it finished its epochs (export it with melanoma export {run})")):
+        main([*again, "optim.epochs=2"])
+
+
 def test_os_errors_name_the_path_and_a_moved_data_root_names_data_dir(tiny_models_dir, tmp_path, capsys):
     from conftest import synthetic_lesion
 

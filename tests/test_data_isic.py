@@ -78,8 +78,14 @@ def test_empty_folder(synthetic_isic_dir):
 
 def test_missing_split_folder(synthetic_isic_dir):
     shutil.rmtree(synthetic_isic_dir / "images" / "val")
-    with pytest.raises(DataError, match="does not exist"):
+    with pytest.raises(DataError, match="is not an ISIC-layout root: it has no images/val folder"):
         read_isic2017(synthetic_isic_dir, "val")
+
+
+def test_a_plain_image_folder_as_data_dir_is_told_apart_from_the_isic_layout(synthetic_isic_dir):
+    # --data-dir given the images themselves: the advice must not be "pass the folder that holds the images"
+    with pytest.raises(DataError, match="has no images/train folder .* data.source=folder data.images_dir=DIR"):
+        read_isic2017(synthetic_isic_dir / "images" / "train", "train")
 
 
 def test_missing_data_dir(tmp_path):

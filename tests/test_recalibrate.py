@@ -255,6 +255,30 @@ def test_calibrate_tells_to_serve_the_new_folder_only_when_the_advice_does(
     assert (out / "classification.json").is_file()  # the record of the fit is written either way
 
 
+def test_calibrate_does_not_advise_serving_a_fit_on_the_models_own_training_images(
+    tiny_models_dir, tmp_path, capsys, monkeypatch
+):
+    from melanoma.inference import recalibrate
+
+    scored = recalibrate.evaluate_classification
+
+    def seen(*args, **kwargs):  # as if 3 of the site's file names were in the model's training list
+        return {**scored(*args, **kwargs), "seen_in_training": {"train": 3, "validation": 0}}
+
+    monkeypatch.setattr(recalibrate, "evaluate_classification", seen)
+    monkeypatch.setattr(recalibrate, "threshold_advice", lambda current, cross_fitted: "serve the re-fitted ...")
+    monkeypatch.setattr(recalibrate, "chance_warning", lambda site: None)
+    images, labels = _site(tmp_path)
+    out = tmp_path / "site_models"
+    argv = ["calibrate", "--models", str(tiny_models_dir), "--images", str(images), "--labels", str(labels)]
+    assert main([*argv, "--out", str(out)]) == 0
+    captured = capsys.readouterr()
+    assert json.loads(captured.out)["serve_refitted"] is False
+    assert "of these 26 images, 3 trained it" in captured.err
+    assert "do not serve it: the fit includes the model's own training or validation images" in captured.err
+    assert "serve them with" not in captured.err
+
+
 @pytest.mark.parametrize(
     ("positives", "negatives", "advice"),
     [(2, 2, "both kinds"), (3, 40, "the kind short of it"), (40, 9, "the kind short of it")],

@@ -52,7 +52,14 @@ def _train(args: argparse.Namespace) -> int:
         raise SystemExit(f"error: --out {out} is a file; pass a folder for the run")
     held = [name for name in ("last.pt", "best.pt") if (out / name).is_file()]
     if not args.resume and held:  # a new run would overwrite that run's checkpoints and metrics.csv
-        hint = "pass --resume to continue it, or" if "last.pt" in held else "choose"
+        finished = "last.pt" in held and _finished(out)
+        hint = (
+            f"it finished its epochs (export it with melanoma export {out}), so choose"
+            if finished
+            else "pass --resume to continue it, or"
+            if "last.pt" in held
+            else "choose"
+        )
         raise SystemExit(
             f"error: {out} already holds a run ({', '.join(held)}): {hint} another --out "
             "(delete the folder to train it again from scratch)"
@@ -71,6 +78,24 @@ def _train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _run_progress(run_dir: Path) -> tuple[int, int] | None:
+    """(finished epochs, planned epochs) of a run folder, from its metrics.csv rows and config.yaml; None when either
+    is missing or unreadable."""
+    import yaml
+
+    try:
+        rows = (run_dir / "metrics.csv").read_text().strip().splitlines()[1:]
+        planned = (yaml.safe_load((run_dir / "config.yaml").read_text()) or {}).get("optim", {}).get("epochs")
+    except (OSError, ValueError, AttributeError, yaml.YAMLError):
+        return None
+    return (len(rows), planned) if isinstance(planned, int) else None
+
+
+def _finished(run_dir: Path) -> bool:
+    progress = _run_progress(run_dir)
+    return progress is not None and progress[0] >= progress[1]
+
+
 def _export(args: argparse.Namespace) -> int:
     from melanoma.inference.export import export_run
 
@@ -86,6 +111,15 @@ def _export(args: argparse.Namespace) -> int:
         data_dir=args.data_dir,
     )
     print(f"exported to {out}")
+    for run in (Path(args.run_dir), *map(Path, args.ensemble)):
+        progress = _run_progress(run)
+        if progress is not None and progress[0] < progress[1]:  # stopped early (Ctrl-C, stop_after)
+            print(
+                f"note: {run} stopped after {progress[0]} of its {progress[1]} epochs; its best epoch so far was "
+                f"exported (to finish it: the same melanoma train command with --out {run} --resume, then export "
+                "again)",
+                file=sys.stderr,
+            )
     if replaced:
         print(f"note: this replaced the {replaced} in {out}", file=sys.stderr)
     _print_export_warning(Path(args.run_dir), out)
@@ -315,6 +349,13 @@ def _calibrate(args: argparse.Namespace) -> int:
             "kept as a record of this fit only; do not serve it: the classifier ranks this site's images no better "
             "than chance (warning above), which no threshold can mend"
         )
+    elif (seen := summary.get("seen_in_training")) and (seen["train"] or seen["validation"]):
+        then = (
+            "kept as a record of this fit only; do not serve it: the fit includes the model's own training or "
+            "validation images (warning above), on which it scores better than on a site's new images; calibrate "
+            "on images it never saw (if these are other images that only share those file names, the advice above "
+            "stands)"
+        )
     else:  # the record is still written: the fit and its numbers, for the site's files and a later comparison
         current = args.models or "the shipped models"
         then = (
@@ -370,9 +411,15 @@ def _round(value):
 
 
 def _predict(args: argparse.Namespace) -> int:
+    from melanoma.data.samples import IMAGE_SUFFIXES
     from melanoma.inference.batch import default_workers, expand_paths, predict_paths, threads_per_worker
     from melanoma.inference.predictor import Predictor
 
+    if args.out and Path(args.out).suffix.lower() in IMAGE_SUFFIXES:  # `--out a.jpg b.jpg` meant two inputs
+        raise SystemExit(
+            f"error: --out {args.out} names an image, but --out is the CSV file to write (e.g. --out "
+            "predictions.csv); list every image to predict without --out in front of it"
+        )
     workers = default_workers() if args.workers is None else args.workers
     predictor = Predictor.from_dir(args.models, threads=threads_per_worker(workers))
     for warning in predictor.warnings:
@@ -389,6 +436,8 @@ def _predict(args: argparse.Namespace) -> int:
     paths = expand_paths(args.paths, warn=lambda message: print(f"warning: {message}", file=sys.stderr))
     if not paths:
         raise SystemExit("error: no image files found in the given paths")
+    if args.out and Path(args.out).resolve() in {path.resolve() for path in paths}:  # it would be emptied unread
+        raise SystemExit(f"error: --out {args.out} is one of the files to predict; give the CSV a new name")
     overlays = Path(args.overlays) if args.overlays else None
     if overlays is not None and overlays.exists() and not overlays.is_dir():
         raise SystemExit(f"error: --overlays {overlays} is a file; give a folder (it is created if missing)")
@@ -442,7 +491,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     commands = parser.add_subparsers(dest="command", required=True)
 
-    train = commands.add_parser("train", help="train a model from a YAML config (needs the [train] extra)")
+    train = commands.add_parser(
+        "train",
+        help="train a model from a YAML config (needs the [train] extra)",
+        description="Train a model from a YAML config (configs/*.yaml) plus KEY=VALUE overrides; every key, its "
+        "type and default is in README's 'Config keys' (src/melanoma/config.py). The run folder (--out) gets "
+        "config.yaml (the resolved config), split.csv, metrics.csv (a row per epoch), last.pt (to resume) and "
+        "best.pt (the epoch with the best validation score, which `melanoma export RUN_DIR` exports). Ctrl-C stops "
+        "after saying how to go on: the same command with --resume continues from the last finished epoch.",
+    )
     train.add_argument("task", choices=["segmentation", "classification"])
     train.add_argument("--config", required=True, help="YAML file, e.g. configs/segmentation.yaml")
     train.add_argument("--data-dir", help="ISIC layout root (default: $MELANOMA_DATA or ../shared/data/isic2017)")
@@ -512,7 +569,7 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate = commands.add_parser(
         "evaluate",
         help="score the exported models on labelled images (official metrics)",
-        description="Score the exported models on labelled images (official ISIC 2017 metrics, bootstrap 95%% "
+        description="Score the exported models on labelled images (official ISIC 2017 metrics, bootstrap 95% "
         "intervals): `evaluate segmentation` needs --masks, `evaluate classification` needs --labels.",
     )
     evaluate.add_argument("task", choices=["segmentation", "classification"])
@@ -648,7 +705,13 @@ def _install_hint(error: Exception, command: str) -> str:
 
 
 def _interrupt_hint(args: argparse.Namespace) -> str:
-    """How to go on after Ctrl-C: a training run resumes from its last finished epoch, if it has one."""
+    """How to go on after Ctrl-C: a training run resumes from its last finished epoch, if it has one; a data
+    preparation keeps the splits it finished."""
+    if args.command == "data":
+        return (
+            " (the splits prepared so far are complete, the one in progress was left out: run the same command "
+            "again to finish)"
+        )
     if args.command != "train":
         return ""
     out = getattr(args, "out", None)

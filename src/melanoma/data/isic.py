@@ -55,6 +55,13 @@ def read_isic2017(data_dir: str | Path | None, split: Split) -> list[Sample]:
             f"ISIC 2017 data not found at {root}; pass --data-dir or set {DATA_ENV_VAR}, "
             "or build it with `melanoma data prepare isic2017 --archives DIR --out DIR`"
         )
+    if not (root / "images" / split).is_dir():
+        raise DataError(
+            f"{root} is not an ISIC-layout root: it has no images/{split} folder (the layout is images/, masks/ "
+            f"and labels/ under one root, as `melanoma data prepare` writes it); pass that root as --data-dir, or "
+            "train on a folder of your own with data.source=folder data.images_dir=DIR data.labels_csv=CSV "
+            "(README: Your own images, step by step)"
+        )
     images = list_images(root / "images" / split)
     masks_dir = root / "masks" / split
     labels_path = root / "labels" / LABEL_FILES[split]

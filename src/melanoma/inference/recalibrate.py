@@ -83,7 +83,8 @@ def recalibrate_threshold(
         ``{"out_dir", "n", "n_positive", "auc", "current_threshold": {...}, "refitted_threshold": {...}}``: the
         operating point of the starting threshold on these images, and the new one's (in-sample, with ``ci95``
         and ``cross_fitted``); ``advice`` (``threshold_advice``) and ``serve_refitted``: whether to serve the new
-        folder (the advice says so and the site is not ranked at chance).
+        folder (the advice says so, the site is not ranked at chance and none of the images is, by file name, one
+        the model trained or was validated on).
 
     An image file that cannot be read is left out of the fit and listed under ``unreadable`` (in the summary and
     the re-fitted config's provenance).
@@ -149,9 +150,15 @@ def recalibrate_threshold(
         "refitted_threshold": {**_operating_point(refitted), "cross_fitted": refitted["cross_fitted"]},
     }
     summary["advice"] = threshold_advice(summary["current_threshold"], refitted["cross_fitted"])
-    # Serve the new folder only when the advice says so and the site is not ranked at chance ("do not serve it").
+    # Serve the new folder only when the advice says so, the site is not ranked at chance ("do not serve it") and
+    # the images are not the model's own training or validation images (a fit on them is flattered).
     summary["ranked_at_chance"] = chance_warning(refitted) is not None
-    summary["serve_refitted"] = summary["advice"].startswith("serve") and not summary["ranked_at_chance"]
+    seen = shipped["seen_in_training"] or {}
+    summary["serve_refitted"] = (
+        summary["advice"].startswith("serve")
+        and not summary["ranked_at_chance"]
+        and not (seen.get("train") or seen.get("validation"))
+    )
     if shipped["unreadable"]:  # left out of the fit: said beside the numbers and in the re-fitted config
         summary["unreadable"] = shipped["unreadable"]
     if shipped["not_assessed"]:  # almost uniform or a mask: left out of the fit, said as the unreadable files are
