@@ -231,6 +231,86 @@ def test_corrupt_archive(official_archives, tmp_path):
     (folder / "ISIC-2017_Test_v2_Data.zip").write_bytes(b"not a zip")
     with pytest.raises(DataError, match=r"Test_v2_Data\.zip is not a readable zip archive.*download it again"):
         prepare_isic2017(folder, tmp_path / "out", download=False, progress=False)
+    assert not (tmp_path / "out").exists()  # the last split's archive, found before the first split is converted
+
+
+@pytest.mark.parametrize(
+    ("saved_as", "from_file", "message"),
+    [
+        ("ISIC-2017_Training_Data.zip", "ISIC-2017_Training_Part1_GroundTruth.zip",
+         r"Training_Data\.zip holds lesion masks \(first: ISIC_0000000_segmentation\), not the dermoscopic images"),
+        ("ISIC-2017_Training_Data.zip", "ISIC-2017_Validation_Data.zip",
+         r"Training_Data\.zip and .*Training_Part1_GroundTruth\.zip share no image id .*another split's file"),
+        ("ISIC-2017_Training_Part3_GroundTruth.csv", "ISIC-2017_Validation_Part3_GroundTruth.csv",
+         r"Training_Data\.zip and .*Training_Part3_GroundTruth\.csv share no image id"),
+    ],
+)  # fmt: skip
+def test_an_archive_with_the_wrong_contents_is_named_before_anything_is_written(
+    official_archives, tmp_path, saved_as, from_file, message
+):
+    folder = _copy_archives(official_archives, tmp_path / "archives")
+    (folder / saved_as).write_bytes((official_archives.folder / from_file).read_bytes())
+    with pytest.raises(DataError, match=message):
+        prepare_isic2017(folder, tmp_path / "out", download=False, progress=False)
+    assert not (tmp_path / "out").exists()
+
+
+def test_an_error_page_saved_as_the_labels_csv_is_named(official_archives, tmp_path):
+    folder = _copy_archives(official_archives, tmp_path / "archives")
+    page = "<?xml version='1.0'?><Error><Code>AccessDenied</Code></Error>\n"
+    (folder / "ISIC-2017_Validation_Part3_GroundTruth.csv").write_text(page)
+    with pytest.raises(DataError, match=r"Validation_Part3_GroundTruth\.csv has no image column"):
+        prepare_isic2017(folder, tmp_path / "out", download=False, progress=False)
+
+
+def test_a_split_is_written_whole_or_not_at_all_and_foreign_files_are_refused(
+    official_archives, tmp_path, monkeypatch, capsys
+):
+    from melanoma.data import prepare
+
+    out = tmp_path / "out"
+    real_write_mask = prepare._write_mask
+
+    def interrupted_in_val(data, path, size):
+        if path.parent.name == "val":
+            raise KeyboardInterrupt
+        return real_write_mask(data, path, size)
+
+    monkeypatch.setattr(prepare, "_write_mask", interrupted_in_val)
+    with pytest.raises(KeyboardInterrupt):
+        prepare_isic2017(official_archives.folder, out, download=False, progress=False)
+    # train is whole and readable; val, interrupted, is not there at all (its images were staged, not moved in)
+    assert len(read_isic2017(out, "train")) == 4 and all(s.mask_path for s in read_isic2017(out, "train"))
+    assert not (out / "images" / "val").exists()
+    assert not (out / "labels" / "ISIC-2017_Validation_Part3_GroundTruth.csv").exists()
+    monkeypatch.setattr(prepare, "_write_mask", real_write_mask)
+    assert prepare_isic2017(official_archives.folder, out, download=False, progress=False) == {
+        "train": 4, "val": 2, "test": 2
+    }  # fmt: skip
+    assert not (out / prepare.STAGING_NAME).exists()
+    # a file no archive holds (another run's, other data) is refused rather than left mixed into the split
+    (out / "images" / "train" / "ISIC_9999999.jpg").write_bytes(b"from another preparation")
+    (out / "images" / "train" / ".DS_Store").write_bytes(b"Finder")  # hidden files are not in the way
+    foreign = r"images/train holds 1 file\(s\) the archives do not have \(first: ISIC_9999999"
+    with pytest.raises(DataError, match=foreign):
+        prepare_isic2017(official_archives.folder, out, download=False, progress=False)
+    (out / "images" / "train" / "ISIC_9999999.jpg").unlink()
+    prepare_isic2017(official_archives.folder, out, download=False, progress=False)  # again: the same files
+    assert sorted(p.name for p in (out / "images" / "train").iterdir()) == [f"ISIC_000000{i}.jpg" for i in range(4)]
+    capsys.readouterr()
+
+
+def test_an_images_archive_without_its_metadata_csv_is_said(official_archives, tmp_path, capsys):
+    folder = _copy_archives(official_archives, tmp_path / "archives")
+    images_zip = folder / "ISIC-2017_Validation_Data.zip"
+    with zipfile.ZipFile(official_archives.folder / images_zip.name) as source, zipfile.ZipFile(images_zip, "w") as out:
+        for member in source.namelist():
+            if not member.endswith("_metadata.csv"):
+                out.writestr(member, source.read(member))
+    prepare_isic2017(folder, tmp_path / "out", download=False, progress=False)
+    assert "ISIC-2017_Validation_Data.zip holds no *_metadata.csv (age, sex)" in capsys.readouterr().err
+    assert not (tmp_path / "out" / "metadata" / "ISIC-2017_Validation_Data_metadata.csv").exists()
+    assert (tmp_path / "out" / "metadata" / "ISIC-2017_Training_Data_metadata.csv").is_file()
 
 
 def test_image_without_mask_in_archives(official_archives, tmp_path):
@@ -239,8 +319,9 @@ def test_image_without_mask_in_archives(official_archives, tmp_path):
     with zipfile.ZipFile(masks_zip, "w") as archive:
         mask = official_archives.masks["val"]["ISIC_0000004"]
         archive.writestr("ISIC-2017_Validation_Part1_GroundTruth/ISIC_0000004_segmentation.png", _png(mask))
-    with pytest.raises(DataError, match=r"no mask for 1 image\(s\) \(first: ISIC_0000005\)"):
+    with pytest.raises(DataError, match=r"no mask for 1 image\(s\) of ISIC-2017_Validation_Data.zip \(first: ISIC_0+5"):
         prepare_isic2017(folder, tmp_path / "out", download=False, progress=False)
+    assert not (tmp_path / "out").exists()  # found before anything was written
 
 
 def test_undecodable_image_in_archive(official_archives, tmp_path):

@@ -16,6 +16,7 @@ import http.client
 import io
 import os
 import shutil
+import sys
 import urllib.error
 import urllib.request
 import zipfile
@@ -29,7 +30,7 @@ import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
-from melanoma.data.samples import IMAGE_SUFFIXES, MASK_SUFFIX, DataError
+from melanoma.data.samples import IMAGE_SUFFIXES, MASK_SUFFIX, DataError, read_labels_csv
 
 OFFICIAL_BASE_URL = "https://isic-challenge-data.s3.amazonaws.com/2017/"
 # The preparation of the data in ../shared, which the shipped models were trained on: Pillow's bicubic squash and
@@ -41,6 +42,7 @@ MASK_THRESHOLD = 127
 _CHUNK_BYTES = 1 << 20
 _TIMEOUT_SECONDS = 60
 _SKIPPED_SUFFIXES = ("_superpixels.png",)
+STAGING_NAME = ".prepare-partial"
 
 
 @dataclass(frozen=True)
@@ -96,7 +98,9 @@ def prepare_isic2017(
     Args:
         archives_dir: folder holding the official archives (``ISIC-2017_Training_Data.zip``, ...); missing ones
             are downloaded there when ``download`` is True, resuming a partial ``<name>.part`` file.
-        out_dir: where to write ``images/``, ``masks/``, ``labels/`` and ``metadata/``; existing files are replaced.
+        out_dir: where to write ``images/``, ``masks/``, ``labels/`` and ``metadata/``. A split's folders are
+            replaced whole once the split is converted (``out_dir/.prepare-partial`` holds it until then); folders
+            holding files the archives do not have (another run's, other data) are refused, not mixed in.
         download: fetch missing archives from ``base_url``; when False a missing archive is an error.
         size: side of the square output images and masks (resized without keeping the aspect ratio).
         progress: show tqdm progress bars.
@@ -106,16 +110,28 @@ def prepare_isic2017(
         Number of images written per split, e.g. ``{"train": 2000, "val": 150, "test": 600}``.
 
     Raises:
-        DataError: when an archive is missing (and not downloaded), a download fails, or an archive's contents
-            are not what the challenge published (no images, an image without its mask).
+        DataError: when an archive is missing (and not downloaded), a download fails, an archive's contents
+            are not what the challenge published (no images, masks where images belong, an image without its mask
+            or its label row, another split's file), or ``out_dir`` holds files the archives do not have.
     """
     archives_dir, out_dir = Path(archives_dir).expanduser(), Path(out_dir).expanduser()
     if size < 1:
         raise DataError(f"size must be a positive number of pixels, got {size}")
     archives = _ensure_archives(archives_dir, download, base_url, progress)
+    # Every archive is opened and matched against the others before anything is written: a wrong or damaged one
+    # is named now, not after the training images were converted.
+    image_ids = {split.split: _check_split_archives(split, archives) for split in SPLIT_ARCHIVES}
+    for split in SPLIT_ARCHIVES:
+        _check_no_foreign_files(split, image_ids[split.split], out_dir)
+    # Each split is written into a staging folder and moved into place once whole: after an interrupt or an error
+    # the layout holds complete splits only (an earlier run's, or none), never a split without its masks or labels.
+    staging = out_dir / STAGING_NAME
+    shutil.rmtree(staging, ignore_errors=True)
     counts = {}
     for split in SPLIT_ARCHIVES:
-        counts[split.split] = _prepare_split(split, archives, out_dir, size, progress)
+        _prepare_split(split, archives, image_ids[split.split], staging, size, progress)
+        counts[split.split] = _move_into_place(split, staging, out_dir)
+    shutil.rmtree(staging, ignore_errors=True)
     return counts
 
 
@@ -194,9 +210,95 @@ def _range_is_complete(error: urllib.error.HTTPError, offset: int) -> bool:
     return content_range.strip() == f"bytes */{offset}"
 
 
-def _prepare_split(split: _SplitArchives, archives: dict[str, Path], out_dir: Path, size: int, progress: bool) -> int:
+def _check_split_archives(split: _SplitArchives, archives: dict[str, Path]) -> set[str]:
+    """The image ids of ``split``'s images archive, once its masks archive and labels CSV are found to match it
+    (zip directories and the CSV only: nothing is decoded)."""
+    images_zip = archives[split.images_zip]
+    with _open_zip(images_zip) as zip_file:
+        ids = sorted({_image_id(m) for m in zip_file.namelist() if not _is_junk(m) and _image_id(m) is not None})
+    if not ids:
+        raise DataError(f"{images_zip} holds no images; delete it and download it again")
+    masks = [i for i in ids if i.endswith(MASK_SUFFIX.removesuffix(".png"))]
+    if masks:
+        raise DataError(
+            f"{images_zip} holds lesion masks (first: {masks[0]}), not the dermoscopic images: it is probably a "
+            f"*_Part1_GroundTruth.zip saved under this name; download {split.images_zip} again"
+        )
+    if not split.with_ground_truth:
+        return set(ids)
+    masks_zip = archives[split.masks_zip]
+    with _open_zip(masks_zip) as zip_file:
+        names = [Path(m).name for m in zip_file.namelist() if not _is_junk(m)]
+    mask_ids = {name.removesuffix(MASK_SUFFIX) for name in names if name.endswith(MASK_SUFFIX)}
+    _check_matching(set(ids), mask_ids, images_zip, masks_zip, "mask")
+    labels_csv = archives[split.labels_csv]
+    labels = read_labels_csv(labels_csv, column_option=False)  # names the file when it is not a labels CSV
+    _check_matching(set(ids), set(labels), images_zip, labels_csv, "label row")
+    return set(ids)
+
+
+def _check_matching(image_ids: set[str], other_ids: set[str], images_zip: Path, other: Path, what: str) -> None:
+    """Every image of ``images_zip`` has its ``what`` in ``other``; no id in common means one of the two files
+    belongs to another split (or is another file saved under the name)."""
+    if not image_ids & other_ids:
+        first = min(other_ids) if other_ids else "none"
+        raise DataError(
+            f"{images_zip} and {other} share no image id (first image: {min(image_ids)}; first in {other.name}: "
+            f"{first}): one of them is another split's file or another file saved under its name; check both and "
+            "download the wrong one again"
+        )
+    missing = sorted(image_ids - other_ids)
+    if missing:
+        raise DataError(
+            f"{other} has no {what} for {len(missing)} image(s) of {images_zip.name} (first: {missing[0]}); delete "
+            f"{other.name} and download it again"
+        )
+
+
+def _split_folders(split: _SplitArchives, root: Path) -> list[Path]:
+    return [root / "images" / split.split] + ([root / "masks" / split.split] if split.with_ground_truth else [])
+
+
+def _check_no_foreign_files(split: _SplitArchives, image_ids: set[str], out_dir: Path) -> None:
+    """Refuse an output folder holding files this split's archives would not write: they would stay mixed in."""
+    for folder in _split_folders(split, out_dir):
+        if not folder.is_dir():
+            continue
+        foreign = sorted(
+            entry.name
+            for entry in folder.iterdir()
+            if not entry.name.startswith(".")  # .DS_Store and the like go with the folder
+            and entry.name.removesuffix(".jpg").removesuffix(MASK_SUFFIX) not in image_ids
+        )
+        if foreign:
+            raise DataError(
+                f"{folder} holds {len(foreign)} file(s) the archives do not have (first: {foreign[0]}): an earlier "
+                "preparation from other archives, or other data; the preparation replaces this folder, so move "
+                "what you want to keep, delete the folder, or choose another --out"
+            )
+
+
+def _move_into_place(split: _SplitArchives, staging: Path, out_dir: Path) -> int:
+    """Replace ``split``'s folders and files in ``out_dir`` with the staged ones; returns its number of images."""
+    for source in _split_folders(split, staging):
+        target = out_dir / source.relative_to(staging)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if target.is_dir():
+            shutil.rmtree(target)  # only this split's own files: _check_no_foreign_files ran first
+        os.replace(source, target)
+    for kind in ("labels", "metadata"):
+        for source in sorted((staging / kind).glob(f"{split.prefix}_*")) if (staging / kind).is_dir() else []:
+            (out_dir / kind).mkdir(parents=True, exist_ok=True)
+            os.replace(source, out_dir / kind / source.name)
+    return sum(1 for _ in (out_dir / "images" / split.split).iterdir())
+
+
+def _prepare_split(
+    split: _SplitArchives, archives: dict[str, Path], image_ids: set[str], out_dir: Path, size: int, progress: bool
+) -> None:
+    """Convert ``split``'s images (and masks of those images, labels, metadata) into ``out_dir``."""
     images_dir = out_dir / "images" / split.split
-    image_ids = _convert_zip_members(
+    _convert_zip_members(
         archives[split.images_zip],
         images_dir,
         lambda member: _image_id(member) is not None,
@@ -204,23 +306,19 @@ def _prepare_split(split: _SplitArchives, archives: dict[str, Path], out_dir: Pa
         f"{split.split} images",
         progress,
     )
-    if not image_ids:
-        raise DataError(f"{archives[split.images_zip]} holds no images; delete it and download it again")
     if split.with_ground_truth:
         _copy_metadata(archives[split.images_zip], split.metadata_csv, out_dir / "metadata")
         masks_dir = out_dir / "masks" / split.split
-        mask_ids = _convert_zip_members(
+        _convert_zip_members(
             archives[split.masks_zip],
             masks_dir,
-            lambda member: Path(member).name.endswith(MASK_SUFFIX),
+            lambda member: Path(member).name.removesuffix(MASK_SUFFIX) in image_ids,
             lambda data, name: _write_mask(data, masks_dir / Path(name).name, size),
             f"{split.split} masks",
             progress,
         )
-        _check_masks(image_ids, mask_ids, archives[split.masks_zip])
         (out_dir / "labels").mkdir(parents=True, exist_ok=True)
         shutil.copyfile(archives[split.labels_csv], out_dir / "labels" / split.labels_csv)
-    return len(image_ids)
 
 
 def _convert_zip_members(
@@ -330,16 +428,13 @@ def _copy_metadata(images_zip: Path, metadata_name: str | None, metadata_dir: Pa
     """Copy the ``*_metadata.csv`` shipped inside the images archive (absent in some archive versions)."""
     with _open_zip(images_zip) as zip_file:
         members = [m for m in zip_file.namelist() if Path(m).name.endswith("_metadata.csv") and not _is_junk(m)]
-        if not members or metadata_name is None:
+        if metadata_name is None:
+            return
+        if not members:  # absent in some archive versions; benchmarks/classification_metadata.py needs it
+            print(
+                f"warning: {images_zip} holds no *_metadata.csv (age, sex): metadata/{metadata_name} is not written",
+                file=sys.stderr,
+            )
             return
         metadata_dir.mkdir(parents=True, exist_ok=True)
         (metadata_dir / metadata_name).write_bytes(zip_file.read(members[0]))
-
-
-def _check_masks(image_ids: set[str], mask_ids: set[str], masks_zip: Path) -> None:
-    without_mask = sorted(image_ids - mask_ids)
-    if without_mask:
-        raise DataError(
-            f"{masks_zip} has no mask for {len(without_mask)} image(s) (first: {without_mask[0]}); "
-            "delete the archive and download it again"
-        )
