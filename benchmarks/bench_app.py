@@ -30,6 +30,7 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from melanoma.app import PROBABILITY_PATTERN, parse_probability_marker
+from melanoma.reporting import script_parser
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = (
@@ -243,7 +244,7 @@ def _round(value: float) -> float:
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = script_parser(__doc__)
     parser.add_argument("--sessions", type=int, default=20, help="concurrent browser sessions (default 20)")
     parser.add_argument("--json", help="also write the report to this file")
     parser.add_argument("--url", help="benchmark an app that is already running (no server is started)")

@@ -26,7 +26,6 @@ Usage: python benchmarks/bench_consistency.py [--models DIR] [--data-dir DIR] [-
 
 from __future__ import annotations
 
-import argparse
 import io
 import shlex
 import sys
@@ -46,7 +45,7 @@ from melanoma.metrics import (
     segmentation_scores,
     sensitivity_specificity,
 )
-from melanoma.reporting import emit_json
+from melanoma.reporting import emit_json, script_parser
 
 
 def _classify(predictor: Predictor, images: list[np.ndarray]) -> np.ndarray:
@@ -166,7 +165,7 @@ def acquisition_shift(predictor: Predictor, images, labels, masks, baseline: Pre
 
 
 def main(argv: list[str] | None = None) -> dict:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = script_parser(__doc__)
     parser.add_argument("--models", help="model folder (default: the shipped models)")
     parser.add_argument("--data-dir", help="ISIC 2017 data root (default: $MELANOMA_DATA or ../shared/data/isic2017)")
     parser.add_argument("--json", help="also write the JSON report here")

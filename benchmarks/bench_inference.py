@@ -17,7 +17,6 @@ Prints JSON. Needs the [train] extra for (a). Speed is measured here, never asse
 
 from __future__ import annotations
 
-import argparse
 import os
 import statistics
 import subprocess
@@ -31,7 +30,7 @@ from PIL import Image
 
 from melanoma.data.isic import resolve_data_dir
 from melanoma.inference.predictor import Predictor
-from melanoma.reporting import emit_json
+from melanoma.reporting import emit_json, script_parser
 
 
 def _median_ms(values: list[float]) -> float:
@@ -171,12 +170,14 @@ def peak_rss_mb(models_dir: str | None, paths: list[Path]) -> float:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = script_parser(__doc__)
     parser.add_argument("--models", help="model folder (default: the shipped models)")
     parser.add_argument("--data-dir", help="ISIC 2017 layout (default: $MELANOMA_DATA or ../shared/data/isic2017)")
-    parser.add_argument("--n", type=int, default=50, help="validation images for the side-by-side timing")
-    parser.add_argument("--skip-eager", action="store_true")
-    parser.add_argument("--json")
+    parser.add_argument("--n", type=int, default=50, help="validation images for the side-by-side timing (default: 50)")
+    parser.add_argument(
+        "--skip-eager", action="store_true", help="skip the PyTorch (eager) pipeline's timing and the speed-up"
+    )
+    parser.add_argument("--json", help="also write the JSON to this file")
     args = parser.parse_args()
     data = resolve_data_dir(args.data_dir)
     paths = sorted((data / "images" / "val").glob("*.jpg"))[: args.n]

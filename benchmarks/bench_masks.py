@@ -12,7 +12,6 @@ after one warm-up, in milliseconds, all in one process. Speed is measured here, 
 
 from __future__ import annotations
 
-import argparse
 import shlex
 import sys
 import time
@@ -24,7 +23,7 @@ import numpy as np
 
 from melanoma.inference.measurements import measure_lesion
 from melanoma.inference.postprocess import clean_mask, fill_holes, largest_component
-from melanoma.reporting import emit_json
+from melanoma.reporting import emit_json, script_parser
 
 
 def median_ms(function: Callable[[], Any], repeats: int) -> float:
@@ -72,7 +71,7 @@ def run(repeats: int) -> dict[str, Any]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = script_parser(__doc__)
     parser.add_argument("--repeats", type=int, default=15, help="timed calls per row (median reported)")
     parser.add_argument("--json", help="also write the JSON report here")
     args = parser.parse_args()

@@ -12,7 +12,6 @@ Prints JSON. Speed is measured here, never asserted in tests.
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import statistics
@@ -22,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from melanoma.reporting import emit_json
+from melanoma.reporting import emit_json, script_parser
 
 # onnxruntime is imported inside the functions, after melanoma: the package opts it out of telemetry, which only
 # works before its first import.
@@ -99,11 +98,11 @@ def bench_model(path: Path, size: int, repeats: int, with_openvino: bool, prefix
 def main() -> None:
     import onnxruntime as ort
 
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = script_parser(__doc__)
     parser.add_argument("--models", default="models", help="float model folder (default: models)")
     parser.add_argument("--int8", help="the `melanoma quantize` output for the same models, timed alongside")
-    parser.add_argument("--repeats", type=int, default=20)
-    parser.add_argument("--json")
+    parser.add_argument("--repeats", type=int, default=20, help="timed calls per setting (default: 20)")
+    parser.add_argument("--json", help="also write the JSON to this file")
     args = parser.parse_args()
     result: dict[str, object] = {"cpu_count": os.cpu_count(), "onnxruntime": ort.__version__}
     try:

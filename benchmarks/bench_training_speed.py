@@ -12,7 +12,6 @@ with bf16 instructions (``cpu_bf16_flags``: avx512_bf16 / amx_bf16 from /proc/cp
 
 from __future__ import annotations
 
-import argparse
 import platform
 import time
 from pathlib import Path
@@ -21,7 +20,7 @@ import torch
 
 from melanoma.config import ModelConfig
 from melanoma.models.factory import build_model
-from melanoma.reporting import emit_json
+from melanoma.reporting import emit_json, script_parser
 from melanoma.training.engine import autocast_context
 from melanoma.training.losses import bce_dice_loss
 
@@ -99,15 +98,21 @@ def cpu_info() -> dict:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--task", default="segmentation", choices=["segmentation", "classification"])
-    parser.add_argument("--arch", default="tf_efficientnet_lite0")
-    parser.add_argument("--size", type=int, default=192)
-    parser.add_argument("--steps", type=int, default=6)
-    parser.add_argument("--batch", type=int, default=16)
-    parser.add_argument("--decoder", default="256,128,64,32,16")
-    parser.add_argument("--shipped", action="store_true", help="measure the shipped networks (ignores the above)")
-    parser.add_argument("--json")
+    parser = script_parser(__doc__)
+    parser.add_argument(
+        "--task", default="segmentation", choices=["segmentation", "classification"], help="default: segmentation"
+    )
+    parser.add_argument("--arch", default="tf_efficientnet_lite0", help="default: tf_efficientnet_lite0")
+    parser.add_argument("--size", type=int, default=192, help="input side in pixels (default: 192)")
+    parser.add_argument("--steps", type=int, default=6, help="timed steps per setting, --shipped too (default: 6)")
+    parser.add_argument("--batch", type=int, default=16, help="images per step (default: 16)")
+    parser.add_argument(
+        "--decoder", default="256,128,64,32,16", help="U-Net decoder channels (default: 256,128,64,32,16)"
+    )
+    parser.add_argument(
+        "--shipped", action="store_true", help="the shipped networks at their sizes (ignores --task to --decoder)"
+    )
+    parser.add_argument("--json", help="also write the JSON to this file")
     args = parser.parse_args()
     if args.shipped:
         networks = list(SHIPPED)

@@ -15,7 +15,6 @@ Prints JSON (and writes the rows the model card renders when --json is given).
 
 from __future__ import annotations
 
-import argparse
 import shlex
 import sys
 
@@ -26,7 +25,7 @@ from melanoma.data.isic import read_isic2017
 from melanoma.inference.image_io import load_image
 from melanoma.inference.predictor import Model, Predictor
 from melanoma.metrics import paired_auc_difference
-from melanoma.reporting import emit_json
+from melanoma.reporting import emit_json, script_parser
 
 VARIANTS = {"plain": [], "tta_hflip": ["hflip"], "tta_hflip_vflip": ["hflip", "vflip"]}
 
@@ -39,8 +38,8 @@ def probabilities(predictor: Predictor, images: list[np.ndarray], flips: list[st
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--models")
+    parser = script_parser(__doc__)
+    parser.add_argument("--models", help="the base classifier's model folder (default: the shipped models)")
     parser.add_argument(
         "--candidate",
         action="append",
@@ -48,8 +47,8 @@ def main() -> None:
         metavar="NAME=DIR[,DIR...]",
         help="another classifier's model folder (several: the mean of their probabilities)",
     )
-    parser.add_argument("--data-dir")
-    parser.add_argument("--json")
+    parser.add_argument("--data-dir", help="ISIC 2017 layout (default: $MELANOMA_DATA or ../shared/data/isic2017)")
+    parser.add_argument("--json", help="also write the JSON to this file")
     args = parser.parse_args()
     predictor = Predictor.from_dir(args.models)
     samples = read_isic2017(args.data_dir, "val")

@@ -23,7 +23,6 @@ Usage: python benchmarks/classification_metadata.py --oof CSV [--models DIR] [--
 
 from __future__ import annotations
 
-import argparse
 import csv
 import shlex
 import sys
@@ -35,7 +34,7 @@ from sklearn.linear_model import LogisticRegression
 from melanoma.data.isic import read_isic2017, resolve_data_dir
 from melanoma.inference.predictor import Predictor
 from melanoma.metrics import paired_auc_difference
-from melanoma.reporting import emit_json
+from melanoma.reporting import emit_json, script_parser
 
 METADATA_FILES = {"train": "ISIC-2017_Training_Data_metadata.csv", "val": "ISIC-2017_Validation_Data_metadata.csv"}
 EPSILON = 1e-6
@@ -135,7 +134,7 @@ def validation_study(models: Path | None, data_dir: Path, train_labels: dict[str
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = script_parser(__doc__)
     parser.add_argument("--oof", type=Path, required=True, help="out-of-fold probabilities of a fold model")
     parser.add_argument("--models", type=Path, default=None, help="exported models (default: the shipped ones)")
     parser.add_argument("--data-dir", default=None, help="ISIC 2017 folder (default: $MELANOMA_DATA or ../shared)")

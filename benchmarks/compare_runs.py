@@ -10,7 +10,6 @@ the test-time flips the model's config asks for). Prints JSON.
 
 from __future__ import annotations
 
-import argparse
 import json
 import statistics
 import time
@@ -19,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from melanoma.inference.predictor import Model, onnx_session
-from melanoma.reporting import emit_json
+from melanoma.reporting import emit_json, script_parser
 
 KEYS = ("jaccard", "thresholded_jaccard", "dice", "auc", "average_precision", "sensitivity", "specificity")
 
@@ -28,6 +27,9 @@ def describe(path: Path, task: str) -> dict:
     folder = path / "export" if (path / "export").is_dir() else path
     config_path = folder / f"{task}.json"
     if not config_path.is_file():
+        other = "classification" if task == "segmentation" else "segmentation"
+        if (folder / f"{other}.json").is_file():
+            raise SystemExit(f"error: {folder} holds a {other} model, not a {task} one: pass --task {other}")
         raise SystemExit(f"error: {config_path} is missing: export the run (`melanoma export {path}`)")
     config = json.loads(config_path.read_text())
     training = config["training"]
@@ -66,11 +68,16 @@ def describe(path: Path, task: str) -> dict:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = script_parser(__doc__)
     parser.add_argument("paths", nargs="+", type=Path, help="run directories and/or model folders")
-    parser.add_argument("--task", choices=["segmentation", "classification"], default="segmentation")
-    parser.add_argument("--repeats", type=int, default=30)
-    parser.add_argument("--json")
+    parser.add_argument(
+        "--task",
+        choices=["segmentation", "classification"],
+        default="segmentation",
+        help="which model of each folder to compare (default: segmentation)",
+    )
+    parser.add_argument("--repeats", type=int, default=30, help="timed calls per model (default: 30)")
+    parser.add_argument("--json", help="also write the JSON to this file")
     args = parser.parse_args()
     rows = [describe(path, args.task) for path in args.paths]
     rng = np.random.default_rng(0)

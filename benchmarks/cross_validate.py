@@ -45,7 +45,6 @@ Prints JSON (and writes it to --json FILE).
 
 from __future__ import annotations
 
-import argparse
 import csv
 import math
 import shlex
@@ -58,7 +57,7 @@ import yaml
 
 from melanoma.config import TrainConfig, load_config, load_run_config, to_dict
 from melanoma.metrics import classification_scores, paired_auc_difference, paired_mean_difference
-from melanoma.reporting import emit_json
+from melanoma.reporting import emit_json, script_parser
 
 
 def require_fold_runs(run_dirs: list[Path]) -> None:
@@ -473,7 +472,7 @@ def _raw_weight_scores(setting_dir: Path, scores: dict[int, float], monitor: str
 
 def main(argv: list[str] | None = None) -> None:
     command = ["python", *sys.argv] if argv is None else ["python", "benchmarks/cross_validate.py", *argv]
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = script_parser(__doc__)
     parser.add_argument("--config", required=True, help="YAML training config, e.g. configs/classification.yaml")
     parser.add_argument("--folds", type=int, default=5, help="number of folds of the train split (>= 2)")
     parser.add_argument("--out", required=True, help="study folder: runs go to OUT/NAME/foldK")

@@ -15,7 +15,6 @@ it to --json FILE). Needs only the serving install.
 
 from __future__ import annotations
 
-import argparse
 import shlex
 import sys
 from typing import Any
@@ -28,7 +27,7 @@ from melanoma.data.samples import read_mask
 from melanoma.inference.image_io import load_image
 from melanoma.inference.predictor import Predictor
 from melanoma.metrics import jaccard, paired_auc_difference, paired_mean_difference
-from melanoma.reporting import emit_json
+from melanoma.reporting import emit_json, script_parser
 
 
 def greyscale(image: np.ndarray) -> np.ndarray:
@@ -78,7 +77,7 @@ def study(predictor: Predictor, data_dir: str | None) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = script_parser(__doc__)
     parser.add_argument("--models", default=None, help="exported models folder (default: the shipped models)")
     parser.add_argument("--data-dir", default=None, help="ISIC 2017 data (default: $MELANOMA_DATA or ../shared/...)")
     parser.add_argument("--json", default=None, help="also write the report to this file")

@@ -25,7 +25,6 @@ writes it to --json FILE). Fitting needs the ``[train]`` extra (PyTorch).
 
 from __future__ import annotations
 
-import argparse
 import shlex
 import sys
 from collections.abc import Iterable
@@ -45,7 +44,10 @@ from melanoma.inference.checks import UNCERTAIN_BAND, uncertain_ratio  # noqa: E
 from melanoma.inference.postprocess import resize_mask  # noqa: E402
 from melanoma.inference.predictor import Predictor  # noqa: E402
 from melanoma.metrics import THRESHOLDED_JACCARD_CUTOFF, jaccard  # noqa: E402
-from melanoma.reporting import emit_json  # noqa: E402
+from melanoma.reporting import (
+    emit_json,  # noqa: E402, script_parser
+    script_parser,  # noqa: E402
+)
 
 #: ``edge_contact`` looks at the outermost rings of this many pixels at the model's size: the segmenter's maps fade
 #: in the last 2-3 pixels even where the annotated lesion reaches the edge.
@@ -242,7 +244,7 @@ def validation_records(models_dir: Path, data_dir: str | None) -> Iterable[dict]
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = script_parser(__doc__)
     parser.add_argument("--fit", nargs="+", type=Path, required=True, help="fold run folders (config.yaml + best.pt)")
     parser.add_argument("--models", type=Path, default=Path("models"), help="exported models to check (default models)")
     parser.add_argument("--data-dir", help="ISIC 2017 data folder (default: $MELANOMA_DATA or ../shared/data/isic2017)")

@@ -36,7 +36,6 @@ Prints JSON (and writes it to --json FILE). Needs the ``[train]`` extra (PyTorch
 
 from __future__ import annotations
 
-import argparse
 import shlex
 import sys
 from collections.abc import Callable, Iterable
@@ -58,7 +57,10 @@ from melanoma.metrics import (  # noqa: E402
     paired_mean_difference,
     segmentation_failure,
 )
-from melanoma.reporting import emit_json  # noqa: E402
+from melanoma.reporting import (
+    emit_json,  # noqa: E402, script_parser
+    script_parser,  # noqa: E402
+)
 
 ORACLE_THRESHOLDS = np.round(np.arange(0.02, 0.99, 0.02), 2)
 # The thresholds a learned per-image choice picks from (0.5 included: "keep the global threshold").
@@ -306,7 +308,7 @@ def _fold_pairs(run_dirs: list[Path], data_dir: str | None):
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = script_parser(__doc__)
     parser.add_argument("runs", nargs="+", type=Path, help="fold run folders (config.yaml + best.pt)")
     parser.add_argument("--data-dir", help="ISIC 2017 data folder (default: the runs' config, $MELANOMA_DATA)")
     parser.add_argument("--json", type=Path, help="also write the JSON report to this file")

@@ -15,7 +15,6 @@ bootstrap difference in mean per-image Jaccard and the paired stratified bootstr
 
 from __future__ import annotations
 
-import argparse
 import shlex
 import sys
 from typing import Any
@@ -29,7 +28,7 @@ from melanoma.data.samples import read_mask
 from melanoma.inference.image_io import load_image
 from melanoma.inference.predictor import Predictor
 from melanoma.metrics import jaccard, paired_auc_difference, paired_mean_difference
-from melanoma.reporting import emit_json
+from melanoma.reporting import emit_json, script_parser
 
 #: Written before any downscaled prediction was seen (runs/decision_rules.md, 2026-11-29 22:45 UTC).
 RULE = (
@@ -122,7 +121,7 @@ def study(predictor: Predictor, data_dir: str | None, sizes: tuple[int, ...]) ->
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = script_parser(__doc__)
     parser.add_argument("--models", default=None, help="exported models folder (default: the shipped models)")
     parser.add_argument("--data-dir", default=None, help="ISIC 2017 data (default: $MELANOMA_DATA or ../shared/...)")
     parser.add_argument("--sizes", type=int, nargs="+", default=list(SIZES), help="sides to downscale to (px)")

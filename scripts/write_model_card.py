@@ -6,11 +6,12 @@ command beside each table. Usage: python scripts/write_model_card.py [models]
 
 from __future__ import annotations
 
-import argparse
 import json
 import re
 import statistics
 from pathlib import Path
+
+from melanoma.reporting import script_parser
 
 EVAL_COMMANDS = {
     "segmentation_val.json": "melanoma evaluate segmentation --images $DATA/images/val --masks $DATA/masks/val "
@@ -2071,7 +2072,7 @@ def contents(lines: list[str]) -> list[str]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = script_parser(__doc__)
     parser.add_argument(
         "models", nargs="?", default="models", help="folder with the model configs and eval/ (default: models)"
     )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 from pathlib import Path
 from typing import Any
@@ -19,3 +20,9 @@ def emit_json(payload: Any, path: str | Path | None = None) -> str:
             raise OSError(f"cannot write {path}: {error.strerror or error}; the results are printed above") from error
     print(text)
     return text
+
+
+def script_parser(doc: str | None) -> argparse.ArgumentParser:
+    """The argument parser of a benchmark or script: its whole module docstring (what it measures, its usage lines
+    and their defaults) as the ``--help`` text, laid out as written."""
+    return argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
