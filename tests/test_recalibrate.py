@@ -235,12 +235,24 @@ def test_an_unreadable_image_is_left_out_of_the_fit_and_recorded(tiny_models_dir
     assert list(config["recalibration"]["unreadable"]) == ["cut"]
 
 
-@pytest.mark.parametrize("advice", ["serve the re-fitted threshold: ...", "keep the current threshold: ..."])
-def test_calibrate_tells_to_serve_the_new_folder_only_when_the_advice_does(
-    tiny_models_dir, tmp_path, capsys, monkeypatch, advice
+@pytest.mark.parametrize(
+    ("advice", "seen"),
+    [
+        ("serve the re-fitted threshold: ...", None),
+        ("keep the current threshold: ...", None),
+        # as if 3 of the site's file names were in the model's training list: a flattered fit, not to be served
+        ("serve the re-fitted threshold: ...", {"train": 3, "validation": 0}),
+    ],
+)
+def test_calibrate_tells_to_serve_the_new_folder_only_when_the_advice_does_and_the_images_are_new(
+    tiny_models_dir, tmp_path, capsys, monkeypatch, advice, seen
 ):
     from melanoma.inference import recalibrate
 
+    scored = recalibrate.evaluate_classification
+    monkeypatch.setattr(
+        recalibrate, "evaluate_classification", lambda *a, **k: {**scored(*a, **k), "seen_in_training": seen}
+    )
     monkeypatch.setattr(recalibrate, "threshold_advice", lambda current, cross_fitted: advice)
     monkeypatch.setattr(recalibrate, "chance_warning", lambda site: None)
     images, labels = _site(tmp_path)
@@ -248,35 +260,14 @@ def test_calibrate_tells_to_serve_the_new_folder_only_when_the_advice_does(
     argv = ["calibrate", "--models", str(tiny_models_dir), "--images", str(images), "--labels", str(labels)]
     assert main([*argv, "--out", str(out)]) == 0
     captured = capsys.readouterr()
-    serve = advice.startswith("serve")
+    serve = advice.startswith("serve") and seen is None
     assert json.loads(captured.out)["serve_refitted"] is serve
     assert (f"serve them with `melanoma app --models {out}`" in captured.err) is serve
-    assert (f"go on serving {tiny_models_dir}" in captured.err) is not serve
+    assert (f"go on serving {tiny_models_dir}" in captured.err) is advice.startswith("keep")
+    if seen:
+        assert "of these 26 images, 3 trained it" in captured.err
+        assert "do not serve it: the fit includes the model's own training or validation images" in captured.err
     assert (out / "classification.json").is_file()  # the record of the fit is written either way
-
-
-def test_calibrate_does_not_advise_serving_a_fit_on_the_models_own_training_images(
-    tiny_models_dir, tmp_path, capsys, monkeypatch
-):
-    from melanoma.inference import recalibrate
-
-    scored = recalibrate.evaluate_classification
-
-    def seen(*args, **kwargs):  # as if 3 of the site's file names were in the model's training list
-        return {**scored(*args, **kwargs), "seen_in_training": {"train": 3, "validation": 0}}
-
-    monkeypatch.setattr(recalibrate, "evaluate_classification", seen)
-    monkeypatch.setattr(recalibrate, "threshold_advice", lambda current, cross_fitted: "serve the re-fitted ...")
-    monkeypatch.setattr(recalibrate, "chance_warning", lambda site: None)
-    images, labels = _site(tmp_path)
-    out = tmp_path / "site_models"
-    argv = ["calibrate", "--models", str(tiny_models_dir), "--images", str(images), "--labels", str(labels)]
-    assert main([*argv, "--out", str(out)]) == 0
-    captured = capsys.readouterr()
-    assert json.loads(captured.out)["serve_refitted"] is False
-    assert "of these 26 images, 3 trained it" in captured.err
-    assert "do not serve it: the fit includes the model's own training or validation images" in captured.err
-    assert "serve them with" not in captured.err
 
 
 @pytest.mark.parametrize(
