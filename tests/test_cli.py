@@ -461,10 +461,11 @@ def test_train_and_export_through_the_cli(shared_synthetic_isic_dir, tmp_path, c
     Image.fromarray(np.full((64, 64, 3), 120, np.uint8)).save(image)
     assert main(["predict", str(image), "--models", str(tmp_path / "models"), "--out", str(tmp_path / "p.csv")]) == 0
     assert f"warning: classification.json in {tmp_path / 'models'}: {warning}" in capsys.readouterr().err
-    # The same --out again without --resume would delete the run's metrics.csv: refused, saying what to do.
+    # The same --out again without --resume would delete the run's metrics.csv: refused, saying what to do (the run
+    # finished its epochs, so not --resume).
     history = (run / "metrics.csv").read_text()
     again = ["train", "classification", "--config", "configs/tiny.yaml", "--out", str(run), "task=classification"]
-    with pytest.raises(SystemExit, match="already holds a run .*pass --resume to continue it, or another --out"):
+    with pytest.raises(SystemExit, match="already holds a run .*it finished its epochs .*so choose another --out"):
         main(again)
     assert (run / "metrics.csv").read_text() == history
 
