@@ -36,7 +36,7 @@ MIN_SEGMENTATION_IMAGES = 30
 
 
 def batched_outputs(
-    model: Model, samples: Sequence[Sample], batch_size: int = 16, desc: str = "validation"
+    model: Model, samples: Sequence[Sample], batch_size: int = 16, desc: str = "segmentation validation"
 ) -> Iterator[tuple[Sample, list[np.ndarray]]]:
     """Run ``model`` (the Predictor's path) over the samples' images; yield each sample with its outputs."""
     for start in tqdm(range(0, len(samples), batch_size), desc=desc, leave=False):
@@ -132,7 +132,7 @@ def calibrate_classification(
     """
     predictor = Predictor(segmenter, Model(session, model_config), out_dir)
     labels, probabilities = [], []
-    for start in tqdm(range(0, len(samples), 16), desc="validation", leave=False):
+    for start in tqdm(range(0, len(samples), 16), desc="classification validation", leave=False):
         chunk = samples[start : start + 16]
         images = [load_for(s.image_path, segmenter, predictor.classifier) for s in chunk]  # decoded as served
         probability, _cams, _boxes = predictor.classify(images)
