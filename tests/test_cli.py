@@ -17,6 +17,15 @@ from melanoma.cli import main
 from melanoma.inference.batch import CSV_COLUMNS
 
 
+def _refused(capsys, argv, match):
+    """``main(argv)`` refuses the command line: exit code 2 (argparse's code for usage errors) and ``error: ...``
+    on stderr matching ``match``."""
+    capsys.readouterr()
+    assert main(argv) == 2
+    error = capsys.readouterr().err
+    assert error.startswith("error: ") and re.search(match, error), error
+
+
 def _rows(path):
     with open(path, newline="") as handle:
         return list(csv.DictReader(handle))
@@ -465,14 +474,16 @@ def test_train_and_export_through_the_cli(shared_synthetic_isic_dir, tmp_path, c
     # finished its epochs, so not --resume).
     history = (run / "metrics.csv").read_text()
     again = ["train", "classification", "--config", "configs/tiny.yaml", "--out", str(run), "task=classification"]
-    with pytest.raises(SystemExit, match="already holds a run .*it finished its epochs .*so choose another --out"):
-        main(again)
+    _refused(capsys, again, "already holds a run .*it finished its epochs .*so choose another --out")
     assert (run / "metrics.csv").read_text() == history
 
 
-def test_train_rejects_a_config_of_the_other_task(shared_synthetic_isic_dir, tmp_path):
-    with pytest.raises(SystemExit, match="segmentation config.*or add the override task=classification"):
-        main(["train", "classification", "--config", "configs/tiny.yaml", "--out", str(tmp_path / "r")])
+def test_train_rejects_a_config_of_the_other_task(shared_synthetic_isic_dir, tmp_path, capsys):
+    _refused(
+        capsys,
+        ["train", "classification", "--config", "configs/tiny.yaml", "--out", str(tmp_path / "r")],
+        "segmentation config.*or add the override task=classification",
+    )
 
 
 def test_json_report_is_written_even_when_stdout_is_closed(tmp_path, monkeypatch):
@@ -514,15 +525,13 @@ def test_unwritable_outputs_end_in_an_error_line_not_a_traceback(tiny_models_dir
     assert capsys.readouterr().err.startswith(f"error: cannot use {blocker / 'p.csv'}: Not a directory")
 
 
-def test_train_refuses_a_run_folder_that_kept_only_best_pt_or_is_a_file(tmp_path):
+def test_train_refuses_a_run_folder_that_kept_only_best_pt_or_is_a_file(tmp_path, capsys):
     run = tmp_path / "run"
     run.mkdir()
     (run / "best.pt").write_bytes(b"a finished run whose last.pt was deleted to save space")
     command = ["train", "segmentation", "--config", "configs/tiny.yaml"]
-    with pytest.raises(SystemExit, match=r"already holds a run \(best.pt\): choose another --out"):
-        main([*command, "--out", str(run)])
-    with pytest.raises(SystemExit, match="is a file; pass a folder"):
-        main([*command, "--out", str(run / "best.pt")])
+    _refused(capsys, [*command, "--out", str(run)], r"already holds a run \(best.pt\): choose another --out")
+    _refused(capsys, [*command, "--out", str(run / "best.pt")], "is a file; pass a folder")
 
 
 def test_a_model_exported_without_calibration_is_flagged_where_it_is_served(tiny_models_dir, tmp_path, capsys):
@@ -604,8 +613,11 @@ def test_usage_errors_are_caught_before_any_work(tiny_models_dir, tmp_path, caps
             main(["predict", str(image), option, "0"])
         assert exit_info.value.code == 2 and f"argument {option}: must be at least 1, got 0" in capsys.readouterr().err
     (tmp_path / "file").write_text("")
-    with pytest.raises(SystemExit, match="--overlays .* is a file; give a folder"):
-        main(["predict", str(image), "--models", str(tiny_models_dir), "--overlays", str(tmp_path / "file")])
+    _refused(
+        capsys,
+        ["predict", str(image), "--models", str(tiny_models_dir), "--overlays", str(tmp_path / "file")],
+        "--overlays .* is a file; give a folder",
+    )
     # A wrong --baseline is named at once, before the evaluation runs.
     command = ["evaluate", "classification", "--images", str(tmp_path), "--labels", str(tmp_path / "none.csv")]
     assert main([*command, "--models", str(tiny_models_dir), "--baseline", str(tmp_path / "nope")]) == 2
@@ -705,7 +717,7 @@ def test_an_interrupted_data_preparation_says_to_run_it_again(tmp_path, monkeypa
     assert "splits prepared so far are complete" in capsys.readouterr().err
 
 
-def test_predict_refuses_an_out_that_would_overwrite_an_image(tiny_models_dir, tmp_path):
+def test_predict_refuses_an_out_that_would_overwrite_an_image(tiny_models_dir, tmp_path, capsys):
     from conftest import synthetic_lesion
 
     folder = tmp_path / "photos"
@@ -715,13 +727,19 @@ def test_predict_refuses_an_out_that_would_overwrite_an_image(tiny_models_dir, t
     before = (folder / "a.jpg").read_bytes()
     # `--out a.jpg b.jpg`: two images meant, the first taken as the CSV to write
     models = ["--models", str(tiny_models_dir)]
-    with pytest.raises(SystemExit, match="names an image, but --out is the CSV file to write"):
-        main(["predict", *models, "--out", str(folder / "a.jpg"), str(folder / "b.jpg")])
+    _refused(
+        capsys,
+        ["predict", *models, "--out", str(folder / "a.jpg"), str(folder / "b.jpg")],
+        "names an image, but --out is the CSV file to write",
+    )
     # a CSV path that is one of the files found in the folder (a file with another suffix named on the command line)
     table = tmp_path / "photo.csv"
     table.write_bytes(before)
-    with pytest.raises(SystemExit, match="is one of the files to predict; give the CSV a new name"):
-        main(["predict", str(table), str(folder), *models, "--out", str(table)])
+    _refused(
+        capsys,
+        ["predict", str(table), str(folder), *models, "--out", str(table)],
+        "is one of the files to predict; give the CSV a new name",
+    )
     assert (folder / "a.jpg").read_bytes() == before and table.read_bytes() == before
 
 
@@ -737,13 +755,13 @@ def test_a_stopped_run_is_named_as_such_by_export_and_a_finished_one_by_train(sh
     assert main(["export", str(run), "--out", str(tmp_path / "models")]) == 0
     assert f"note: {run} stopped after 1 of its 2 epochs; its best epoch so far was exported" in capsys.readouterr().err
     again = ["train", "classification", "--config", "configs/tiny.yaml", "--out", str(run), "task=classification"]
-    with pytest.raises(SystemExit, match="pass --resume to continue it"):
-        main([*again, "optim.epochs=2"])
+    _refused(capsys, [*again, "optim.epochs=2"], "pass --resume to continue it")
     fit(tiny_config("classification", shared_synthetic_isic_dir, **{"optim.epochs": 2}), run, resume=True)
     assert main(["export", str(run), "--out", str(tmp_path / "models2")]) == 0
     assert "stopped after" not in capsys.readouterr().err
-    with pytest.raises(SystemExit, match=re.escape(f"it finished its epochs (export it with melanoma export {run})")):
-        main([*again, "optim.epochs=2"])
+    _refused(
+        capsys, [*again, "optim.epochs=2"], re.escape(f"it finished its epochs (export it with melanoma export {run})")
+    )
 
 
 def test_os_errors_name_the_path_and_a_moved_data_root_names_data_dir(tiny_models_dir, tmp_path, capsys):

@@ -15,6 +15,12 @@ from pathlib import Path
 
 from melanoma import DISCLAIMER
 
+
+class UsageError(ValueError):
+    """A command line that cannot run as given (a wrong --out, a config of the other task): ``main`` prints it
+    after ``error:`` and exits 2, as argparse does for its own usage errors and as every other refusal does."""
+
+
 MASK_SUFFIX_HELP = (
     "what a mask's file name adds to its image's stem (default: _segmentation.png; e.g. _mask.png, or .png for masks "
     "named as their images in a folder of their own): segmentation reads the masks by it, and files so named among "
@@ -38,8 +44,8 @@ def _train(args: argparse.Namespace) -> int:
     if config.task != args.task:
         overridden = any(item.lstrip("-").startswith("task=") for item in args.overrides)
         source = f"{args.config} with the override task={config.task}" if overridden else args.config
-        raise SystemExit(
-            f"error: {source} is a {config.task} config, but you asked to train {args.task}: use a "
+        raise UsageError(
+            f"{source} is a {config.task} config, but you asked to train {args.task}: use a "
             f"{args.task} config, or add the override task={args.task}"
         )
     config.command = shlex.join(["melanoma", *args.argv])
@@ -47,9 +53,9 @@ def _train(args: argparse.Namespace) -> int:
     out = Path(args.out or f"runs/{args.task}-{time.strftime('%Y%m%d-%H%M%S')}")
     args.out = str(out)  # a run folder named here is named in the Ctrl-C hint too
     if args.resume and not (out / "last.pt").is_file():
-        raise SystemExit(f"error: --resume needs {out / 'last.pt'}; pass the --out of the run to continue")
+        raise UsageError(f"--resume needs {out / 'last.pt'}; pass the --out of the run to continue")
     if out.exists() and not out.is_dir():
-        raise SystemExit(f"error: --out {out} is a file; pass a folder for the run")
+        raise UsageError(f"--out {out} is a file; pass a folder for the run")
     held = [name for name in ("last.pt", "best.pt") if (out / name).is_file()]
     if not args.resume and held:  # a new run would overwrite that run's checkpoints and metrics.csv
         finished = "last.pt" in held and _finished(out)
@@ -60,8 +66,8 @@ def _train(args: argparse.Namespace) -> int:
             if "last.pt" in held
             else "choose"
         )
-        raise SystemExit(
-            f"error: {out} already holds a run ({', '.join(held)}): {hint} another --out "
+        raise UsageError(
+            f"{out} already holds a run ({', '.join(held)}): {hint} another --out "
             "(delete the folder to train it again from scratch)"
         )
 
@@ -416,8 +422,8 @@ def _predict(args: argparse.Namespace) -> int:
     from melanoma.inference.predictor import Predictor
 
     if args.out and Path(args.out).suffix.lower() in IMAGE_SUFFIXES:  # `--out a.jpg b.jpg` meant two inputs
-        raise SystemExit(
-            f"error: --out {args.out} names an image, but --out is the CSV file to write (e.g. --out "
+        raise UsageError(
+            f"--out {args.out} names an image, but --out is the CSV file to write (e.g. --out "
             "predictions.csv); list every image to predict without --out in front of it"
         )
     workers = default_workers() if args.workers is None else args.workers
@@ -435,12 +441,12 @@ def _predict(args: argparse.Namespace) -> int:
         )
     paths = expand_paths(args.paths, warn=lambda message: print(f"warning: {message}", file=sys.stderr))
     if not paths:
-        raise SystemExit("error: no image files found in the given paths")
+        raise UsageError("no image files found in the given paths")
     if args.out and Path(args.out).resolve() in {path.resolve() for path in paths}:  # it would be emptied unread
-        raise SystemExit(f"error: --out {args.out} is one of the files to predict; give the CSV a new name")
+        raise UsageError(f"--out {args.out} is one of the files to predict; give the CSV a new name")
     overlays = Path(args.overlays) if args.overlays else None
     if overlays is not None and overlays.exists() and not overlays.is_dir():
-        raise SystemExit(f"error: --overlays {overlays} is a file; give a folder (it is created if missing)")
+        raise UsageError(f"--overlays {overlays} is a file; give a folder (it is created if missing)")
     # A file name that is not valid UTF-8 (e.g. Latin-1 bytes from an old archive) is written back byte for byte
     # rather than stopping the run at its row.
     if args.out:
