@@ -14,12 +14,14 @@ import json
 import os
 import random
 import shutil
+import sys
 import tempfile
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+from tqdm import tqdm
 
 from melanoma.inference.predictor import Model, load_for, onnx_digest
 from melanoma.inference.preprocess import resize_for, to_input
@@ -30,15 +32,21 @@ CALIBRATION_IMAGES = 64
 class _ImageReader:
     """ONNX Runtime ``CalibrationDataReader`` over preprocessed images (the model's own preprocessing)."""
 
-    def __init__(self, paths: Sequence[Path], config: dict[str, Any], batch_size: int = 8):
-        self.batches = iter(self._batches(list(paths), config, batch_size))
+    def __init__(self, paths: Sequence[Path], config: dict[str, Any], batch_size: int = 8, desc: str = "int8 ranges"):
+        self.batches = iter(self._batches(list(paths), config, batch_size, desc))
 
     @staticmethod
-    def _batches(paths: list[Path], config: dict[str, Any], batch_size: int) -> Iterator[dict[str, np.ndarray]]:
-        for start in range(0, len(paths), batch_size):
-            model = Model(None, config)  # its sizes only: the images are decoded as served
-            images = [resize_for(load_for(p, model), config) for p in paths[start : start + batch_size]]
-            yield {"image": to_input(images, config["mean"], config["std"])}
+    def _batches(
+        paths: list[Path], config: dict[str, Any], batch_size: int, desc: str
+    ) -> Iterator[dict[str, np.ndarray]]:
+        # ONNX Runtime runs the float graph on every batch here, silently: the bar says what the wait is for.
+        with tqdm(total=len(paths), desc=desc, unit="img", leave=False, file=sys.stderr) as bar:
+            for start in range(0, len(paths), batch_size):
+                model = Model(None, config)  # its sizes only: the images are decoded as served
+                batch = paths[start : start + batch_size]
+                images = [resize_for(load_for(p, model), config) for p in batch]
+                yield {"image": to_input(images, config["mean"], config["std"])}
+                bar.update(len(batch))
 
     def get_next(self) -> dict[str, np.ndarray] | None:
         return next(self.batches, None)
@@ -89,7 +97,7 @@ def quantize_onnx(source: Path, target: Path, calibration: Sequence[Path], confi
         quantize_static(
             str(prepared),
             str(target),
-            _ImageReader(calibration, config),
+            _ImageReader(calibration, config, desc=f"{config.get('task', 'model')} int8 activation ranges"),
             quant_format=QuantFormat.QDQ,
             nodes_to_exclude=float_tail(prepared),
             per_channel=True,
