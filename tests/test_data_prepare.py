@@ -9,6 +9,7 @@ from __future__ import annotations
 import http.server
 import io
 import re
+import shutil
 import socket
 import threading
 import zipfile
@@ -298,6 +299,23 @@ def test_a_split_is_written_whole_or_not_at_all_and_foreign_files_are_refused(
     prepare_isic2017(official_archives.folder, out, download=False, progress=False)  # again: the same files
     assert sorted(p.name for p in (out / "images" / "train").iterdir()) == [f"ISIC_000000{i}.jpg" for i in range(4)]
     capsys.readouterr()
+
+
+def test_a_non_empty_folder_without_a_layout_is_refused_as_out(official_archives, tmp_path):
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / "notes.txt").write_text("a user's own file")
+    (home / ".profile").write_text("hidden files do not count")
+    with pytest.raises(
+        DataError, match=r"holds 1 other file\(s\) or folder\(s\) \(first: notes.txt\) and no ISIC layout"
+    ):
+        prepare_isic2017(official_archives.folder, home, download=False, progress=False)
+    assert sorted(p.name for p in home.iterdir()) == [".profile", "notes.txt"]  # nothing was written
+    # the archives folder inside --out is not in the way, nor is a folder with only hidden files
+    archives = tmp_path / "data" / "archives"
+    shutil.copytree(official_archives.folder, archives)
+    counts = prepare_isic2017(archives, tmp_path / "data", download=False, progress=False)
+    assert counts == {"train": 4, "val": 2, "test": 2}
 
 
 def test_an_images_archive_without_its_metadata_csv_is_said(official_archives, tmp_path, capsys):

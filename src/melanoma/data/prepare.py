@@ -100,7 +100,8 @@ def prepare_isic2017(
             are downloaded there when ``download`` is True, resuming a partial ``<name>.part`` file.
         out_dir: where to write ``images/``, ``masks/``, ``labels/`` and ``metadata/``. A split's folders are
             replaced whole once the split is converted (``out_dir/.prepare-partial`` holds it until then); folders
-            holding files the archives do not have (another run's, other data) are refused, not mixed in.
+            holding files the archives do not have (another run's, other data) are refused, not mixed in, and so
+            is a non-empty folder that holds no ISIC layout yet (the archives folder, if inside, aside).
         download: fetch missing archives from ``base_url``; when False a missing archive is an error.
         size: side of the square output images and masks (resized without keeping the aspect ratio).
         progress: show tqdm progress bars.
@@ -112,7 +113,8 @@ def prepare_isic2017(
     Raises:
         DataError: when an archive is missing (and not downloaded), a download fails, an archive's contents
             are not what the challenge published (no images, masks where images belong, an image without its mask
-            or its label row, another split's file), or ``out_dir`` holds files the archives do not have.
+            or its label row, another split's file), or ``out_dir`` holds files the archives do not have, or
+            other files and no layout.
     """
     archives_dir, out_dir = Path(archives_dir).expanduser(), Path(out_dir).expanduser()
     if size < 1:
@@ -121,6 +123,7 @@ def prepare_isic2017(
     # Every archive is opened and matched against the others before anything is written: a wrong or damaged one
     # is named now, not after the training images were converted.
     image_ids = {split.split: _check_split_archives(split, archives) for split in SPLIT_ARCHIVES}
+    _check_out_dir(out_dir, archives_dir)
     for split in SPLIT_ARCHIVES:
         _check_no_foreign_files(split, image_ids[split.split], out_dir)
     # Each split is written into a staging folder and moved into place once whole: after an interrupt or an error
@@ -257,6 +260,27 @@ def _check_matching(image_ids: set[str], other_ids: set[str], images_zip: Path, 
 
 def _split_folders(split: _SplitArchives, root: Path) -> list[Path]:
     return [root / "images" / split.split] + ([root / "masks" / split.split] if split.with_ground_truth else [])
+
+
+#: The folders a preparation writes into ``out_dir``; one of them present marks an ISIC layout (maybe another's).
+LAYOUT_FOLDERS = ("images", "masks", "labels", "metadata")
+
+
+def _check_out_dir(out_dir: Path, archives_dir: Path) -> None:
+    """Refuse a non-empty ``out_dir`` that is not an ISIC layout (a home or project folder given by mistake): the
+    layout's four folders would be mixed into it. The archives folder, when it lies inside, does not count."""
+    if not out_dir.is_dir() or any((out_dir / name).is_dir() for name in LAYOUT_FOLDERS):
+        return
+    archives = archives_dir.resolve()
+    others = sorted(
+        entry.name for entry in out_dir.iterdir() if not entry.name.startswith(".") and entry.resolve() != archives
+    )
+    if others:
+        raise DataError(
+            f"--out {out_dir} holds {len(others)} other file(s) or folder(s) (first: {others[0]}) and no ISIC layout "
+            f"({', '.join(LAYOUT_FOLDERS)}): the preparation would write its folders among them; choose a new or "
+            "empty folder, e.g. --out data/isic2017"
+        )
 
 
 def _check_no_foreign_files(split: _SplitArchives, image_ids: set[str], out_dir: Path) -> None:
