@@ -905,7 +905,7 @@ def test_images_seen_in_training_are_counted_over_every_ensemble_member():
     assert seen_in_training(config, ["x", "y"]) == {"train": 0, "validation": 0}
     assert seen_in_training({"training": {"data": {}}}, ["a"]) is None  # an export from before the lists were kept
     assert seen_warning("classification", {"train": 0, "validation": 0}, 2) is None
-    assert seen_warning("classification", None, 2) is None
+    assert "is unknown" in seen_warning("classification", None, 2)  # it cannot tell: said, not taken as "none"
 
 
 def test_predict_shows_no_progress_bar_between_csv_rows_on_a_terminal(monkeypatch):

@@ -217,8 +217,23 @@ def test_images_left_out_as_not_assessed_are_named_by_evaluate_and_calibrate(tin
 def test_the_advice_compares_the_refit_on_unseen_images_with_the_current_threshold():
     from melanoma.inference.recalibrate import threshold_advice
 
-    better = threshold_advice({"balanced_accuracy": 0.70}, {"balanced_accuracy": 0.78})
-    assert better.startswith("serve the re-fitted threshold") and "0.780 (cross-fitted) against 0.700" in better
+    def current(low, high):
+        return {"balanced_accuracy": 0.70, "sensitivity": 0.9, "specificity": 0.5, "ci95": {
+            "balanced_accuracy": [low, high]}}  # fmt: skip
+
+    refit = {"balanced_accuracy": 0.78, "sensitivity": 0.75, "specificity": 0.81}
+    better = threshold_advice(current(0.62, 0.77), refit)  # above the current threshold's interval: beyond noise
+    assert (
+        better.startswith("serve the re-fitted threshold")
+        and "0.780 on images it was not fitted on (cross-fitted) against 0.700" in better
+    )
+    # what it trades is said, a loss of sensitivity by name
+    assert "melanoma sensitivity 0.900 -> 0.750 (it would miss more melanomas) and specificity 0.500 -> 0.810" in better
+    within = threshold_advice(current(0.60, 0.80), refit)  # a gain inside the interval: noise, kept
+    assert within.startswith("keep the current threshold") and "inside the current one's 95% interval" in within
+    assert "0.780" in within and "sensitivity 0.900 -> 0.750" in within
+    unscored = threshold_advice({"balanced_accuracy": 0.70}, {"balanced_accuracy": 0.78})  # no interval: kept
+    assert unscored.startswith("keep the current threshold") and "no interval to tell the gain from noise" in unscored
     worse = threshold_advice({"balanced_accuracy": 0.776}, {"balanced_accuracy": 0.748})
     assert worse.startswith("keep the current threshold") and "0.748" in worse and "0.776" in worse
     assert threshold_advice({"balanced_accuracy": 0.7}, {"skipped": "too few"}).startswith("no comparison")
@@ -238,10 +253,12 @@ def test_an_unreadable_image_is_left_out_of_the_fit_and_recorded(tiny_models_dir
 @pytest.mark.parametrize(
     ("advice", "seen"),
     [
-        ("serve the re-fitted threshold: ...", None),
-        ("keep the current threshold: ...", None),
+        ("serve the re-fitted threshold: ...", {"train": 0, "validation": 0}),
+        ("keep the current threshold: ...", {"train": 0, "validation": 0}),
         # as if 3 of the site's file names were in the model's training list: a flattered fit, not to be served
         ("serve the re-fitted threshold: ...", {"train": 3, "validation": 0}),
+        # a config from before exports listed the images: it cannot tell, so the folder is not advised
+        ("serve the re-fitted threshold: ...", None),
     ],
 )
 def test_calibrate_tells_to_serve_the_new_folder_only_when_the_advice_does_and_the_images_are_new(
@@ -260,13 +277,16 @@ def test_calibrate_tells_to_serve_the_new_folder_only_when_the_advice_does_and_t
     argv = ["calibrate", "--models", str(tiny_models_dir), "--images", str(images), "--labels", str(labels)]
     assert main([*argv, "--out", str(out)]) == 0
     captured = capsys.readouterr()
-    serve = advice.startswith("serve") and seen is None
+    serve = advice.startswith("serve") and seen == {"train": 0, "validation": 0}
     assert json.loads(captured.out)["serve_refitted"] is serve
     assert (f"serve them with `melanoma app --models {out}`" in captured.err) is serve
     assert (f"go on serving {tiny_models_dir}" in captured.err) is advice.startswith("keep")
-    if seen:
+    if seen and seen["train"]:
         assert "of these 26 images, 3 trained it" in captured.err
         assert "do not serve it: the fit includes the model's own training or validation images" in captured.err
+    if seen is None:
+        assert "whether these images trained it, or chose its best epoch and threshold, is unknown" in captured.err
+        assert "its config cannot tell (warning above): serve it once you know they did not" in captured.err
     assert (out / "classification.json").is_file()  # the record of the fit is written either way
 
 

@@ -64,6 +64,8 @@ def test_the_shipped_segmenter_scores_what_its_report_says(isic_data_dir):
     for metric, interval in report["ci95"].items():  # seeded bootstrap: the same resamples
         assert scores["ci95"][metric] == pytest.approx(interval, abs=1e-4), metric
     assert scores["failures"] == report["failures"]
+    # the shipped config lists its images, so scoring its own validation images says so
+    assert scores["seen_in_training"] == report["seen_in_training"] == {"train": 0, "validation": 150}
 
 
 @pytest.mark.data
@@ -82,3 +84,17 @@ def test_the_shipped_classifier_scores_what_its_report_says(isic_data_dir):
     for metric, interval in report["ci95"].items():
         assert scores["ci95"][metric] == pytest.approx(interval, abs=1e-4), metric
     _assert_close(scores["cross_fitted"], report["cross_fitted"], "cross_fitted")
+    assert scores["seen_in_training"] == report["seen_in_training"] == {"train": 0, "validation": 150}
+
+
+@pytest.mark.data
+def test_the_shipped_configs_list_the_official_splits_they_trained_on(isic_data_dir):
+    from melanoma.data.isic import read_isic2017
+
+    train = [s.image_id for s in read_isic2017(isic_data_dir, "train")]
+    val = [s.image_id for s in read_isic2017(isic_data_dir, "val")]
+    for task in ("segmentation", "classification"):
+        config = _config(task)
+        records = [m["training"] for m in config.get("ensemble", {}).get("members", [])] + [config["training"]]
+        for record in records:
+            assert record["data"]["image_ids"] == {"train": train, "validation": val}, task

@@ -362,6 +362,11 @@ def _calibrate(args: argparse.Namespace) -> int:
             "on images it never saw (if these are other images that only share those file names, the advice above "
             "stands)"
         )
+    elif summary["advice"].startswith("serve") and summary.get("seen_in_training", {}) is None:
+        then = (
+            "kept as a record of this fit; the advice above holds only if these images did not train the model, which "
+            "its config cannot tell (warning above): serve it once you know they did not"
+        )
     else:  # the record is still written: the fit and its numbers, for the site's files and a later comparison
         current = args.models or "the shipped models"
         then = (

@@ -66,9 +66,21 @@ def seen_in_training(config: dict[str, Any], image_ids: Sequence[str]) -> dict[s
     }
 
 
+#: What ``seen_warning`` says when a model's config lists no images (``seen_in_training`` is None).
+UNKNOWN_IMAGES = (
+    "the {task} model's config lists no training or validation images (an export from before exports recorded "
+    "them), so whether these images trained it, or chose its best epoch and threshold, is unknown; "
+    "`python scripts/record_image_lists.py MODELS_DIR` records them for a model trained on the official ISIC 2017 "
+    "splits"
+)
+
+
 def seen_warning(task: str, seen: dict[str, int] | None, n: int) -> str | None:
-    """A sentence when images scored were the network's training or validation images: no held-out score."""
-    if not seen or not (seen["train"] or seen["validation"]):
+    """A sentence when images scored were the network's training or validation images (no held-out score), or
+    when its config cannot tell (``seen`` None)."""
+    if seen is None:
+        return UNKNOWN_IMAGES.format(task=task)
+    if not (seen["train"] or seen["validation"]):
         return None
     parts = []
     if seen["train"]:

@@ -151,20 +151,22 @@ def recalibrate_threshold(
     }
     summary["advice"] = threshold_advice(summary["current_threshold"], refitted["cross_fitted"])
     # Serve the new folder only when the advice says so, the site is not ranked at chance ("do not serve it") and
-    # the images are not the model's own training or validation images (a fit on them is flattered).
+    # the images are known not to be the model's own training or validation images (a fit on them is flattered; a
+    # config from before exports listed them cannot tell).
     summary["ranked_at_chance"] = chance_warning(refitted) is not None
-    seen = shipped["seen_in_training"] or {}
+    seen = shipped["seen_in_training"]
     summary["serve_refitted"] = (
         summary["advice"].startswith("serve")
         and not summary["ranked_at_chance"]
-        and not (seen.get("train") or seen.get("validation"))
+        and seen is not None
+        and not (seen["train"] or seen["validation"])
     )
     if shipped["unreadable"]:  # left out of the fit: said beside the numbers and in the re-fitted config
         summary["unreadable"] = shipped["unreadable"]
     if shipped["not_assessed"]:  # almost uniform or a mask: left out of the fit, said as the unreadable files are
         summary["not_assessed"] = shipped["not_assessed"]
-    if shipped["seen_in_training"]:  # the model's own training / validation images: a flattered fit
-        summary["seen_in_training"] = shipped["seen_in_training"]
+    # the model's own training / validation images (a flattered fit), or None: its config cannot tell
+    summary["seen_in_training"] = shipped["seen_in_training"]
     return {**summary, "warning": warning} if warning else summary
 
 
@@ -172,19 +174,51 @@ def threshold_advice(current: dict[str, Any], cross_fitted: dict[str, Any]) -> s
     """Whether the re-fitted threshold can be expected to do better on this site than the current one.
 
     The current threshold was fitted on other images, so its balanced accuracy here is a fair estimate; the re-fitted
-    one's in-sample figures are flattered by the fit, its cross-fitted ones are not: those two are compared."""
+    one's in-sample figures are flattered by the fit, its cross-fitted ones are not: those two are compared. Serving
+    the re-fitted one is advised only when its cross-fitted balanced accuracy lies above the current threshold's 95%
+    bootstrap interval on these images (a gain inside it is what another sample of the site's images could undo), and
+    the advice always says what it trades: melanoma sensitivity against specificity."""
     now, refit = current.get("balanced_accuracy"), cross_fitted.get("balanced_accuracy")
     if now is None or refit is None:
         return "no comparison: too few images of a class for the cross-fitted estimate"
-    if refit > now:
+    trade = _trade(current, cross_fitted)
+    interval = (current.get("ci95") or {}).get("balanced_accuracy")
+    compared = (
+        f"a balanced accuracy of {refit:.3f} on images it was not fitted on (cross-fitted) against {now:.3f} for the "
+        "current threshold on these images"
+    )
+    if refit > now and interval and refit > interval[1]:
         return (
-            f"serve the re-fitted threshold: on images it was not fitted on it reaches a balanced accuracy of "
-            f"{refit:.3f} (cross-fitted) against {now:.3f} for the current threshold on these images"
+            f"serve the re-fitted threshold: it reaches {compared}, above the current one's 95% interval "
+            f"({interval[0]:.3f}-{interval[1]:.3f}); {trade}"
+        )
+    if refit > now:
+        noise = (
+            f"inside the current one's 95% interval ({interval[0]:.3f}-{interval[1]:.3f}), a gain another sample of "
+            "this site's images could undo"
+            if interval
+            else "with no interval to tell the gain from noise (scored without bootstrap)"
+        )
+        return (
+            f"keep the current threshold: re-fitted, it reaches {compared}, {noise}; {trade}; more labelled images "
+            "would tell them apart better"
         )
     return (
-        f"keep the current threshold: re-fitted, it reaches a balanced accuracy of {refit:.3f} on images it was not "
-        f"fitted on (cross-fitted) against {now:.3f} for the current one on these images; more labelled images "
-        "would tell them apart better"
+        f"keep the current threshold: re-fitted, it reaches {compared}; {trade}; more labelled images would tell them "
+        "apart better"
+    )
+
+
+def _trade(current: dict[str, Any], cross_fitted: dict[str, Any]) -> str:
+    """'re-fitted, melanoma sensitivity 0.917 -> 0.745 and specificity 0.750 -> 0.980 (cross-fitted)'."""
+    pairs = [(key, current.get(key), cross_fitted.get(key)) for key in ("sensitivity", "specificity")]
+    if any(now is None or refit is None for _, now, refit in pairs):
+        return "the re-fitted threshold's sensitivity and specificity are in the report"
+    (_, sens_now, sens_refit), (_, spec_now, spec_refit) = pairs
+    fewer = " (it would miss more melanomas)" if sens_refit < sens_now else ""
+    return (
+        f"re-fitted, melanoma sensitivity {sens_now:.3f} -> {sens_refit:.3f}{fewer} and specificity {spec_now:.3f} -> "
+        f"{spec_refit:.3f} (cross-fitted)"
     )
 
 

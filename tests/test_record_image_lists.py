@@ -1,0 +1,62 @@
+"""scripts/record_image_lists.py: the image lists of configs exported before exports kept them."""
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
+import record_image_lists  # noqa: E402
+
+
+def _legacy_config(**data):
+    """A model config as exported before the lists were recorded: counts, no ``image_ids``."""
+    block = {"dataset": record_image_lists.OFFICIAL, "train_split": "train", "validation_split": "val", **data}
+    settings = {"data": {"source": "isic2017", "cv_folds": 0, "limit_train": None, "limit_val": None}}
+    return {"task": "classification", "training": {"command": "melanoma train ...", "data": block, "config": settings}}
+
+
+def test_lists_are_filled_from_the_official_splits_when_the_counts_match(shared_synthetic_isic_dir, tmp_path):
+    from melanoma.data.isic import read_isic2017
+
+    train, val = read_isic2017(shared_synthetic_isic_dir, "train"), read_isic2017(shared_synthetic_isic_dir, "val")
+    counts = {"n_train": len(train), "n_validation": len(val), "n_train_melanoma": sum(s.melanoma for s in train)}
+    good = tmp_path / "models"
+    good.mkdir()
+    (good / "classification.json").write_text(json.dumps(_legacy_config(**counts)))
+    argv = [str(good), "--data-dir", str(shared_synthetic_isic_dir)]
+    assert record_image_lists.main([*argv, "--check"]) == 1  # a list is missing
+    assert record_image_lists.main(argv) == 0
+    data = json.loads((good / "classification.json").read_text())["training"]["data"]
+    assert data["image_ids"] == {"train": [s.image_id for s in train], "validation": [s.image_id for s in val]}
+    assert data["image_ids_recorded_by"].startswith("python scripts/record_image_lists.py")
+    assert record_image_lists.main([*argv, "--check"]) == 0
+
+
+@pytest.mark.parametrize(
+    ("change", "reason"),
+    [
+        ({"n_train": 1999}, "recorded counts differ from the data's: n_train 1999 against"),
+        ({"dataset": "a folder of images"}, "trained on 'a folder of images'"),
+    ],
+)
+def test_a_record_it_cannot_vouch_for_is_left_as_it_is(shared_synthetic_isic_dir, tmp_path, capsys, change, reason):
+    folder = tmp_path / "models"
+    folder.mkdir()
+    config = _legacy_config(**change)
+    (folder / "classification.json").write_text(json.dumps(config))
+    assert record_image_lists.main([str(folder), "--data-dir", str(shared_synthetic_isic_dir)]) == 0
+    assert json.loads((folder / "classification.json").read_text()) == config
+    assert reason in capsys.readouterr().err
+
+
+def test_a_fold_run_is_not_given_the_whole_split(shared_synthetic_isic_dir, tmp_path, capsys):
+    folder = tmp_path / "models"
+    folder.mkdir()
+    config = _legacy_config()
+    config["training"]["config"]["data"]["cv_folds"] = 5
+    (folder / "classification.json").write_text(json.dumps(config))
+    assert record_image_lists.main([str(folder), "--data-dir", str(shared_synthetic_isic_dir)]) == 0
+    assert "image_ids" not in json.loads((folder / "classification.json").read_text())["training"]["data"]
+    assert "not the whole official split" in capsys.readouterr().err
