@@ -581,6 +581,35 @@ def test_evaluate_refuses_a_mask_of_another_size_and_names_exif_rotation(tiny_mo
     assert main(command) == 2
     error = capsys.readouterr().err
     assert "wide_segmentation.png is 64x64 but its image" in error and "at its image's size" in error
+    # Every mask is measured before any image is scored: all wrong ones counted, the first three named.
+    for name in ("wide2", "wide3", "wide4"):
+        Image.fromarray(image).resize((120, 80)).save(images / f"{name}.png")
+        Image.fromarray(mask).save(masks / f"{name}_segmentation.png")
+    assert main(command) == 2
+    error = capsys.readouterr().err
+    assert error.startswith("error: 4 mask(s) do not have their image's size (3 more: wide2_segmentation.png 64x64")
+    assert "it/s" not in error and "batch" not in error  # refused before the scoring pass started
+
+
+def test_evaluate_names_photos_whose_exif_turn_a_mask_size_cannot_confirm(tiny_models_dir, tmp_path, capsys):
+    from conftest import synthetic_lesion
+
+    images, masks = tmp_path / "images", tmp_path / "masks"
+    images.mkdir()
+    masks.mkdir()
+    image, mask = synthetic_lesion(64, seed=5)
+    for name, orientation, size in (("square", 6, (64, 64)), ("upside", 3, (96, 64)), ("plain", 1, (96, 64))):
+        exif = Image.Exif()
+        exif[0x0112] = orientation
+        Image.fromarray(image).resize(size).save(images / f"{name}.jpg", exif=exif)
+        Image.fromarray(mask).resize(size, Image.Resampling.NEAREST).save(masks / f"{name}_segmentation.png")
+    json_path = tmp_path / "report.json"
+    command = ["evaluate", "segmentation", "--images", str(images), "--masks", str(masks), "--json", str(json_path)]
+    assert main([*command, "--models", str(tiny_models_dir)]) == 0
+    assert json.loads(json_path.read_text())["orientation_unclear"] == ["square", "upside"]
+    error = capsys.readouterr().err
+    assert "warning: 2 image(s) carry an EXIF orientation tag that flips or turns them" in error
+    assert "square, upside (listed under 'orientation_unclear')" in error
 
 
 def test_predict_keeps_going_past_a_file_name_that_is_not_utf8(tiny_models_dir, tmp_path):

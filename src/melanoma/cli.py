@@ -256,6 +256,7 @@ def _evaluate(args: argparse.Namespace) -> int:
     _warn_unreadable(scores["unreadable"])
     _warn_not_assessed(scores["not_assessed"])
     _warn_empty_annotations(scores.get("empty_annotations", []))
+    _warn_orientation_unclear(scores.get("orientation_unclear", []))
     _warn_seen(args.task, scores)
     return 0
 
@@ -267,6 +268,18 @@ def _warn_empty_annotations(names: list[str]) -> None:
             f"warning: the masks of {len(names)} image(s) hold no lesion pixel and are scored as lesion-free: "
             f"{_first_names(names)} (listed under 'empty_annotations'); if they do show a lesion, check how the masks "
             "are stored (README, Data: lesion pixels above 127, or the other formats listed there)",
+            file=sys.stderr,
+        )
+
+
+def _warn_orientation_unclear(names: list[str]) -> None:
+    """Say on stderr which photos carry an EXIF turn that their masks' size cannot confirm."""
+    if names:
+        print(
+            f"warning: {len(names)} image(s) carry an EXIF orientation tag that flips or turns them without changing "
+            f"their size as shown: {_first_names(names)} (listed under 'orientation_unclear'); they are scored as a "
+            "photo viewer shows them, so a mask drawn on the stored pixels is misaligned: check those masks on the "
+            "image as shown",
             file=sys.stderr,
         )
 

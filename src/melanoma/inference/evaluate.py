@@ -20,11 +20,13 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from PIL import Image
 from tqdm import tqdm
 
 from melanoma.data.folder import read_image_folder
 from melanoma.data.samples import MASK_SUFFIX, DataError, Sample, read_labels_csv, read_mask
 from melanoma.inference.checks import QUALITY_CHECKS
+from melanoma.inference.image_io import displayed_size
 from melanoma.inference.predictor import Prediction, Predictor
 from melanoma.metrics import (
     FAILURE_INSIDE,
@@ -121,6 +123,7 @@ def evaluate_segmentation(
     samples = read_image_folder(
         Path(images_dir), masks_dir=Path(masks_dir), require_masks=True, mask_suffix=mask_suffix
     )
+    turned = _check_masks_fit(samples)  # every size before any image is scored: a late error loses the pass
     meter = SegmentationMeter()
     sizes = set()
     failures: dict[str, list[str]] = {"under": [], "over": [], "other": []}
@@ -154,6 +157,7 @@ def evaluate_segmentation(
         "not_assessed": not_assessed,
         "unreadable": unreadable,
         "empty_annotations": empty,
+        "orientation_unclear": [i for i in turned if i in {s.image_id for s in scored}],
         "seen_in_training": seen_in_training(predictor.segmenter.config, [s.image_id for s in scored]),
         "threshold": predictor.segmenter.config["threshold"],
         "postprocess": predictor.segmenter.config.get("postprocess", {}),
@@ -172,6 +176,40 @@ def evaluate_segmentation(
         },
         "quality_checks": {code: check_summary(per_image, marks) for code, marks in flagged.items()},
     }
+
+
+#: EXIF orientations that flip or turn a photo by 180 degrees: its size as shown is its stored size.
+_SIZE_KEEPING_TURNS = (2, 3, 4)
+
+
+def _check_masks_fit(samples: Sequence[Sample]) -> list[str]:
+    """Refuse, before any image is scored, masks whose size is not their image's as shown (all of them counted,
+    the first three named); return the ids of images whose EXIF orientation a mask's size cannot confirm (a flip or
+    a 180-degree turn, or a quarter turn of a square photo): the mask may have been drawn on the stored pixels."""
+    wrong, unclear = [], []
+    for sample in samples:
+        shown = displayed_size(sample.image_path)
+        if shown is None or sample.mask_path is None:  # unreadable: the scoring pass reports it
+            continue
+        (width, height), orientation = shown
+        try:
+            with Image.open(sample.mask_path) as mask:
+                mask_size = mask.size
+        except OSError:
+            continue  # read_mask names the file in the pass
+        if mask_size != (width, height):
+            wrong.append((sample, (width, height), mask_size))
+        elif orientation in _SIZE_KEEPING_TURNS or (orientation >= 5 and width == height):
+            unclear.append(sample.image_id)
+    if wrong:
+        sample, (width, height), (mask_width, mask_height) = wrong[0]
+        others = "; ".join(f"{s.mask_path.name} {m[0]}x{m[1]} for {i[0]}x{i[1]}" for s, i, m in wrong[1:3])
+        more = f" ({len(wrong) - 1} more: {others}{' ...' if len(wrong) > 3 else ''})" if len(wrong) > 1 else ""
+        try:
+            _check_mask_size(sample, (height, width), (mask_height, mask_width))
+        except DataError as error:
+            raise DataError(f"{len(wrong)} mask(s) do not have their image's size{more}; the first: {error}") from None
+    return unclear
 
 
 def _check_mask_size(sample: Sample, predicted: tuple[int, ...], target: tuple[int, ...]) -> None:

@@ -25,6 +25,7 @@ __all__ = [
     "ImageLoadError",
     "load_image",
     "exif_transposed",
+    "displayed_size",
     "load_image_with_size",
     "to_rgb_array",
     "as_srgb",
@@ -255,6 +256,24 @@ def _load_pixels(image: Image.Image, label: str) -> None:
         raise ImageLoadError(
             f"{label} is truncated or corrupt ({error}); re-download or re-export it as JPEG or PNG"
         ) from error
+
+
+def displayed_size(path: Path | str) -> tuple[tuple[int, int], int] | None:
+    """``((width, height) as a photo viewer shows it, EXIF orientation 1-8)`` from the file's header, without
+    decoding its pixels (the orientation of JPEG and TIFF files; 1 for other formats); None when the file cannot be
+    opened as an image (the caller's decoding pass reports it)."""
+    try:
+        with warnings.catch_warnings():  # a huge photo: the decoding pass applies the pixel limit and says so
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(path, formats=SUPPORTED_FORMATS) as image:
+                width, height = image.size
+                orientation = 1
+                if image.format in ("JPEG", "TIFF"):  # in the header: no decoding (a PNG's may follow its pixels)
+                    orientation = int(image.getexif().get(_EXIF_ORIENTATION_TAG, 1) or 1)
+    except (Image.DecompressionBombError, *_DECODE_ERRORS):
+        return None
+    orientation = orientation if 1 <= orientation <= 8 else 1
+    return ((height, width) if orientation >= 5 else (width, height)), orientation
 
 
 def exif_transposed(image: Image.Image) -> Image.Image:
