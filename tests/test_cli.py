@@ -295,6 +295,10 @@ def test_evaluate_classification_checks_its_inputs_before_scoring(
     assert main([*command, "--models", str(tiny_models_dir), "--json", str(tmp_path / "e.json")]) == 0
     report = json.loads((tmp_path / "e.json").read_text())
     assert (report["n"], report["labels_without_image"]) == (3, 1)
+    missing = [image_id for image_id, _, _ in rows][3]
+    assert f"note: 1 row(s) of {labels} have no image in {subset} and are not scored (first: {missing})" in (
+        capsys.readouterr().err
+    )
     # One class only, or plots without matplotlib: refused before any image is scored.
     monkeypatch.setattr(Predictor, "predict_arrays", lambda *a, **k: pytest.fail("scored before the check"))
     (subset / f"{kept[2]}.jpg").unlink()  # the two left are melanomas

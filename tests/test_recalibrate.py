@@ -239,6 +239,20 @@ def test_the_advice_compares_the_refit_on_unseen_images_with_the_current_thresho
     assert threshold_advice({"balanced_accuracy": 0.7}, {"skipped": "too few"}).startswith("no comparison")
 
 
+def test_label_rows_without_an_image_are_counted_in_the_summary_and_the_record(tiny_models_dir, tmp_path, capsys):
+    images, labels = _site(tmp_path)
+    labels.write_text(labels.read_text() + "gone_1,1\ngone_2,0\n")
+    out = tmp_path / "site_models"
+    argv = ["calibrate", "--models", str(tiny_models_dir), "--images", str(images), "--labels", str(labels)]
+    assert main([*argv, "--out", str(out)]) == 0
+    captured = capsys.readouterr()
+    summary = json.loads(captured.out)
+    assert (summary["labels_without_image"], summary["labels_without_image_first"]) == (2, ["gone_1", "gone_2"])
+    assert f"note: 2 row(s) of {labels} have no image in {images} and are not scored" in captured.err
+    config = json.loads((out / "classification.json").read_text())
+    assert config["recalibration"]["labels_without_image"] == 2
+
+
 def test_an_unreadable_image_is_left_out_of_the_fit_and_recorded(tiny_models_dir, tmp_path):
     images, labels = _site(tmp_path)
     (images / "cut.jpg").write_bytes(b"\xff\xd8\xff\xe0 a JPEG that stops here")

@@ -257,8 +257,21 @@ def _evaluate(args: argparse.Namespace) -> int:
     _warn_not_assessed(scores["not_assessed"])
     _warn_empty_annotations(scores.get("empty_annotations", []))
     _warn_orientation_unclear(scores.get("orientation_unclear", []))
+    _note_rows_without_image(scores, args.labels if args.task == "classification" else None, args.images)
     _warn_seen(args.task, scores)
     return 0
+
+
+def _note_rows_without_image(scores: dict, labels: str | None, images: str) -> None:
+    """Say on stderr how many rows of the labels CSV were not scored because their image is not in the folder
+    (expected when a subset is scored with a whole data set's CSV; a surprise when the folder is the wrong one)."""
+    count = scores.get("labels_without_image", 0)
+    if labels and count:
+        print(
+            f"note: {count} row(s) of {labels} have no image in {images} and are not scored (first: "
+            f"{_first_names(scores.get('labels_without_image_first', []))}); {scores['n']} image(s) were",
+            file=sys.stderr,
+        )
 
 
 def _warn_empty_annotations(names: list[str]) -> None:
@@ -357,6 +370,7 @@ def _calibrate(args: argparse.Namespace) -> int:
     emit_json(summary, args.json)
     _warn_unreadable(summary.get("unreadable", {}))
     _warn_not_assessed(summary.get("not_assessed", []))
+    _note_rows_without_image(summary, args.labels, args.images)
     _warn_seen("classification", summary)
     if "warning" in summary:
         print(f"warning: {summary['warning']}", file=sys.stderr)

@@ -316,7 +316,8 @@ def evaluate_classification(
         mask_suffix=mask_suffix,
     )
     # Rows of images not in the folder (the full ISIC CSV for a subset) are skipped: said in the report.
-    unscored_rows = len(read_labels_csv(Path(labels_csv), label_column)) - len(samples)
+    found = {s.image_id for s in samples}
+    unscored_rows = sorted(i for i in read_labels_csv(Path(labels_csv), label_column) if i not in found)
     check_classification_inputs([s.melanoma for s in samples], [0.5] * len(samples))  # both classes, before scoring
     truth, probabilities, per_image, not_assessed, unreadable = [], [], {}, [], {}
     for sample, prediction in _predictions(predictor, samples, batch_size, unreadable):
@@ -347,7 +348,8 @@ def evaluate_classification(
         "images_dir": str(images_dir),
         "labels_csv": str(labels_csv),
         "label_column": label_column,
-        "labels_without_image": unscored_rows,
+        "labels_without_image": len(unscored_rows),
+        "labels_without_image_first": unscored_rows[:3],
         "not_assessed": not_assessed,
         "unreadable": unreadable,
         "seen_in_training": seen_in_training(predictor.classifier.config, list(per_image)),

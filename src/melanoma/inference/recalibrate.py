@@ -131,6 +131,7 @@ def recalibrate_threshold(
         "from_models": str(source.resolve()),
         "previous_threshold_here": _operating_point(shipped),
         **({"unreadable": shipped["unreadable"]} if shipped["unreadable"] else {}),
+        **({"labels_without_image": shipped["labels_without_image"]} if shipped["labels_without_image"] else {}),
         **({"not_assessed": shipped["not_assessed"]} if shipped["not_assessed"] else {}),
     }
     config_path = out_dir / TASK_CONFIGS["classification"]
@@ -161,6 +162,9 @@ def recalibrate_threshold(
         and seen is not None
         and not (seen["train"] or seen["validation"])
     )
+    if shipped["labels_without_image"]:  # rows of the CSV whose image is not in the folder: not in the fit
+        summary["labels_without_image"] = shipped["labels_without_image"]
+        summary["labels_without_image_first"] = shipped["labels_without_image_first"]
     if shipped["unreadable"]:  # left out of the fit: said beside the numbers and in the re-fitted config
         summary["unreadable"] = shipped["unreadable"]
     if shipped["not_assessed"]:  # almost uniform or a mask: left out of the fit, said as the unreadable files are
