@@ -529,6 +529,19 @@ def test_unwritable_outputs_end_in_an_error_line_not_a_traceback(tiny_models_dir
     assert capsys.readouterr().err.startswith(f"error: cannot use {blocker / 'p.csv'}: Not a directory")
 
 
+def test_a_json_path_that_cannot_be_written_is_refused_before_the_work(tiny_models_dir, tmp_path, capsys, monkeypatch):
+    from melanoma.inference import recalibrate
+
+    monkeypatch.setattr(recalibrate, "recalibrate_threshold", lambda *a, **k: pytest.fail("ran before the check"))
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    command = ["calibrate", "--models", str(tiny_models_dir), "--images", str(tmp_path), "--labels", "x.csv"]
+    command += ["--out", str(tmp_path / "site")]
+    _refused(capsys, [*command, "--json", str(tmp_path)], r"--json .* is a folder; give the report a file name")
+    _refused(capsys, [*command, "--json", str(blocker / "r.json")], r"is a file, not a folder; choose another path")
+    assert not (tmp_path / "site").exists()
+
+
 def test_train_refuses_a_run_folder_that_kept_only_best_pt_or_is_a_file(tmp_path, capsys):
     run = tmp_path / "run"
     run.mkdir()

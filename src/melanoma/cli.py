@@ -706,6 +706,7 @@ def main(argv: list[str] | None = None) -> int:
             parser.error(f"unrecognized arguments: {' '.join(extra)}")
         args.overrides = [*args.overrides, *extra]
     try:
+        _check_json_path(getattr(args, "json", None))
         return args.func(args)
     except (ValueError, ImportError) as error:
         print(f"error: {error}{_install_hint(error, args.command)}", file=sys.stderr)
@@ -729,6 +730,21 @@ def main(argv: list[str] | None = None) -> int:
 TRAIN_MODULES = frozenset(
     {"torch", "torchvision", "timm", "segmentation_models_pytorch", "albumentations", "onnx", "matplotlib"}
 )
+
+
+def _check_json_path(path: str | None) -> None:
+    """A ``--json`` the report cannot be written to is refused before the work, not after it (calibrate would have
+    written its model folder, and the warnings printed after the report would be lost)."""
+    if not path:
+        return
+    target = Path(path)
+    if target.is_dir():
+        raise UsageError(
+            f"--json {path} is a folder; give the report a file name, e.g. --json {target / 'report.json'}"
+        )
+    blocking = next((parent for parent in target.parents if parent.exists() and not parent.is_dir()), None)
+    if blocking is not None:
+        raise UsageError(f"--json {path}: {blocking} is a file, not a folder; choose another path for the report")
 
 
 def _install_hint(error: Exception, command: str) -> str:
