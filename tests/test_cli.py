@@ -542,6 +542,30 @@ def test_a_json_path_that_cannot_be_written_is_refused_before_the_work(tiny_mode
     assert not (tmp_path / "site").exists()
 
 
+def test_evaluate_names_a_file_given_as_the_folder_an_empty_csv_and_where_the_models_folder_came_from(
+    tiny_models_dir, tmp_path, capsys, monkeypatch
+):
+    import shutil
+
+    from conftest import synthetic_lesion
+
+    images = tmp_path / "images"
+    images.mkdir()
+    Image.fromarray(synthetic_lesion(64)[0]).save(images / "a.jpg")
+    labels = tmp_path / "labels.csv"
+    labels.write_text("image_id,melanoma\n")
+    command = ["evaluate", "classification", "--labels", str(labels), "--models", str(tiny_models_dir)]
+    _refused(capsys, [*command, "--images", str(images)], "labels.csv has a header but no rows")
+    _refused(capsys, [*command, "--images", str(images / "a.jpg")], r"a.jpg is a file, not a folder; pass the folder")
+    segmenter_only = tmp_path / "segmenter"
+    segmenter_only.mkdir()
+    for name in ("segmentation.json", "segmentation.onnx"):
+        shutil.copy(tiny_models_dir / name, segmenter_only)
+    monkeypatch.setenv("MELANOMA_MODELS", str(segmenter_only))
+    command = ["evaluate", "classification", "--labels", str(labels), "--images", str(images)]
+    _refused(capsys, command, r"no classification model in .*segmenter \(from \$MELANOMA_MODELS: fix or unset it")
+
+
 def test_train_refuses_a_run_folder_that_kept_only_best_pt_or_is_a_file(tmp_path, capsys):
     run = tmp_path / "run"
     run.mkdir()

@@ -70,6 +70,11 @@ def list_images(folder: Path, skip: Callable[[Path], bool] | None = None, skip_d
     Files for which ``skip`` is true (a user's masks under their own suffix) are left out everywhere, and a subfolder
     that is ``skip_dir`` (the masks folder) is not searched.
     """
+    if folder.is_file():
+        raise DataError(
+            f"{folder} is a file, not a folder; pass the folder that holds the images (a single image: put it in a "
+            "folder of its own)"
+        )
     if not folder.is_dir():
         raise DataError(f"image folder {folder} does not exist; pass the folder that holds the images")
     skip = skip or (lambda path: False)
@@ -292,6 +297,8 @@ def _read_labels(path: Path, column: str, strict: bool = True, column_option: bo
                     f"({int(value)} here, {labels[image_id]} before); keep one row per image"
                 )
             labels[image_id] = int(value)
+    if strict and not labels:
+        raise DataError(f"labels CSV {path} has a header but no rows; add a row '<image_id>,<0 or 1>' per image")
     return labels
 
 

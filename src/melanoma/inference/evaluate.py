@@ -119,7 +119,7 @@ def evaluate_segmentation(
     (each image's mask named ``<stem><mask_suffix>``), with image-bootstrap 95% intervals (``ci95``, ``bootstrap``
     resamples)."""
     if predictor.segmenter is None:
-        raise DataError(f"no segmentation model in {predictor.models_dir}")
+        raise DataError(predictor.missing_model("segmentation"))
     samples = read_image_folder(
         Path(images_dir), masks_dir=Path(masks_dir), require_masks=True, mask_suffix=mask_suffix
     )
@@ -305,7 +305,7 @@ def evaluate_classification(
     its sensitivity/specificity here are flattered by the fit, the cross-fitted ones are not.
     """
     if predictor.classifier is None:
-        raise DataError(f"no classification model in {predictor.models_dir}")
+        raise DataError(predictor.missing_model("classification"))
     if plots_dir is not None:  # checked before the long scoring pass, which a late failure would throw away
         check_plots_dir(Path(plots_dir))
     samples = read_image_folder(

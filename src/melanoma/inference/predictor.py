@@ -322,11 +322,21 @@ class Predictor:
             )
         models = [load_model(folder, task, threads, spinning) for task in ("segmentation", "classification")]
         try:
-            return cls(*models, folder)
+            predictor = cls(*models, folder)
         except ModelsNotFoundError as error:
             if not from_env:
                 raise
             raise ModelsNotFoundError(f"{error}; {folder} came from ${MODELS_ENV_VAR}: fix or unset it") from error
+        predictor.models_from_env = from_env
+        return predictor
+
+    #: True when ``from_dir`` found the folder through ``$MELANOMA_MODELS`` (errors then say so).
+    models_from_env: bool = False
+
+    def missing_model(self, task: str) -> str:
+        """What to say when a command needs the ``task`` model and this folder lacks it."""
+        source = f" (from ${MODELS_ENV_VAR}: fix or unset it, or pass --models DIR)" if self.models_from_env else ""
+        return f"no {task} model in {self.models_dir}{source}"
 
     @property
     def model_configs(self) -> dict[str, dict[str, Any]]:
