@@ -955,13 +955,15 @@ def test_evaluate_says_when_it_scores_the_models_own_training_or_validation_imag
     err = capsys.readouterr().err
     assert "warning: of these 4 images, 4 are its validation images, which chose its best epoch and threshold" in err
     assert "not held-out" in err
+    # 2 + 2 images: their bootstrap intervals are said to be too narrow to read
+    assert "warning: only 2 melanoma image(s) and 2 other image(s) scored: the 95% intervals (ci95)" in err
     masks = data / "masks" / "train"
     assert main(["evaluate", "segmentation", "--images", str(data / "images" / "train"), "--masks", str(masks),
                  *args]) == 0  # fmt: skip
     assert json.loads((tmp_path / "report.json").read_text())["seen_in_training"] == {"train": 8, "validation": 0}
-    assert "of these 8 images, 8 trained it (the segmentation model's config lists them, by file name)" in (
-        capsys.readouterr().err
-    )
+    err = capsys.readouterr().err
+    assert "of these 8 images, 8 trained it (the segmentation model's config lists them, by file name)" in err
+    assert "warning: only 8 image(s) scored: the 95% intervals (ci95) resample just these" in err
 
 
 def test_images_seen_in_training_are_counted_over_every_ensemble_member():

@@ -259,6 +259,10 @@ def _evaluate(args: argparse.Namespace) -> int:
     _warn_orientation_unclear(scores.get("orientation_unclear", []))
     _note_rows_without_image(scores, args.labels if args.task == "classification" else None, args.images)
     _warn_seen(args.task, scores)
+    from melanoma.inference.evaluate import few_images_warning
+
+    if warning := few_images_warning(args.task, scores):
+        print(f"warning: {warning}", file=sys.stderr)
     return 0
 
 

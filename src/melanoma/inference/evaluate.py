@@ -97,6 +97,30 @@ def seen_warning(task: str, seen: dict[str, int] | None, n: int) -> str | None:
     )
 
 
+#: Fewer images than this (of a class, for the classifier) and a bootstrap interval says little: it can only
+#: resample the few there are, and comes out narrow, even of zero width, exactly where the uncertainty is largest.
+MIN_FOR_INTERVALS = 10
+
+
+def few_images_warning(task: str, scores: dict[str, Any]) -> str | None:
+    """A sentence when the scored images are too few for the bootstrap intervals to mean much."""
+    if task == "classification":
+        positives, n = scores.get("n_positive", 0), scores.get("n", 0)
+        counts = {"melanoma": positives, "other": n - positives}
+    else:
+        counts = {"": scores.get("n", 0)}
+    short = {kind: count for kind, count in counts.items() if count < MIN_FOR_INTERVALS}
+    if not short:
+        return None
+    named = " and ".join(f"{count} {kind} image(s)".replace("  ", " ") for kind, count in short.items())
+    return (
+        f"only {named} scored: the 95% intervals (ci95) resample just these and understate the uncertainty (with "
+        f"every image right, an interval of zero width); score at least {MIN_FOR_INTERVALS}"
+        + (" of each kind" if task == "classification" else "")
+        + " before reading them"
+    )
+
+
 def _none_scored(images_dir: Path, not_assessed: list[str], unreadable: dict[str, str]) -> DataError:
     reasons = []
     if unreadable:
