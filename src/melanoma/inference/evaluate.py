@@ -43,13 +43,16 @@ def _predictions(
     predictor: Predictor, samples: Sequence[Sample], batch_size: int, unreadable: dict[str, str]
 ) -> Iterator[tuple[Sample, Prediction]]:
     """Each readable sample with its prediction; a file that fails to load goes into ``unreadable`` (id -> error)."""
-    for start in tqdm(range(0, len(samples), batch_size), desc="evaluating", unit="batch"):
-        chunk = samples[start : start + batch_size]
-        for sample, result in zip(chunk, predictor.predict_batch([s.image_path for s in chunk]), strict=True):
-            if not isinstance(result, Prediction):
-                unreadable[sample.image_id] = str(result)
-                continue
-            yield sample, result
+    with tqdm(total=len(samples), desc="evaluating", unit="img") as bar:
+        for start in range(0, len(samples), batch_size):
+            chunk = samples[start : start + batch_size]
+            results = predictor.predict_batch([s.image_path for s in chunk])
+            bar.update(len(chunk))
+            for sample, result in zip(chunk, results, strict=True):
+                if not isinstance(result, Prediction):
+                    unreadable[sample.image_id] = str(result)
+                    continue
+                yield sample, result
 
 
 def seen_in_training(config: dict[str, Any], image_ids: Sequence[str]) -> dict[str, int] | None:
