@@ -3,7 +3,7 @@
 Usage:
     python benchmarks/cross_validate.py --config configs/classification.yaml --folds 5 --out runs/cv \\
         --setting "base" --setting "size256: data.image_size=256" [--only-folds 0 1 | --no-train] [--served] \\
-        [--ensemble "NAME=base+size256"] [--data-dir DIR] [--json FILE]
+        [--ensemble "NAME=base+size256" [--reference NAME]] [--data-dir DIR] [--json FILE]
 
 Each ``--setting`` is ``NAME`` or ``NAME: key=value key=value`` (config overrides, as for ``melanoma train``);
 the first setting is the baseline. Every setting is trained on every fold into ``OUT/NAME/foldK`` with
@@ -35,7 +35,9 @@ A, B, ... have completed, the mean of their out-of-fold melanoma probabilities p
 A_RUN --ensemble B_RUN`` serves), or for segmentation the Jaccard of the mean of their probability maps (each
 resized to the mask first; recomputed from each fold's best.pt, cached in ``OUT/NAME/foldK/oof_jaccard.csv``); it is
 compared with the baseline like a setting, the per-fold analysis pairing it with the baseline's out-of-fold score
-on the same folds.
+on the same folds. ``--reference NAME`` (classification) also compares every ensemble listed after the ensemble
+NAME with it, by the same two analyses and rule (``vs_reference`` in their rows): e.g. a third network against the
+shipped pair.
 Runs trained with ``optim.ema_decay`` also report their raw (non-averaged) weights' best score per fold.
 With ``--served`` the pooled predictions come through each fold's ONNX export instead (``melanoma export RUN
 --no-calibrate``, with ``--segmenter DIR`` for lesion-crop settings; cached in ``RUN/oof_served.csv``): the serving
@@ -105,13 +107,10 @@ def _fold_auc(predictions: dict[str, tuple[int, float]]) -> float | None:
     return classification_scores(labels, [p for _, p in predictions.values()])["auc"]
 
 
-def ensemble_row(
-    name: str,
-    members: list[str],
-    baseline: str,
-    predictions: dict[str, dict[int, dict[str, tuple[int, float]]]],
-) -> dict[str, Any]:
-    """The study row of an ensemble: per fold all members completed, the mean of their out-of-fold probabilities."""
+def combined_predictions(
+    name: str, members: list[str], predictions: dict[str, dict[int, dict[str, tuple[int, float]]]]
+) -> dict[int, dict[str, tuple[int, float]]]:
+    """Per fold all ``members`` completed, each image's (label, mean of the members' out-of-fold probabilities)."""
     folds = sorted(set.intersection(*(set(predictions[member]) for member in members)))
     combined: dict[int, dict[str, tuple[int, float]]] = {}
     for fold in folds:
@@ -122,6 +121,33 @@ def ensemble_row(
             image_id: (label, statistics.fmean(predictions[m][fold][image_id][1] for m in members))
             for image_id, (label, _) in first.items()
         }
+    return combined
+
+
+def reference_comparison(
+    reference: str,
+    ensembles: dict[str, list[str]],
+    name: str,
+    predictions: dict[str, dict[int, dict[str, tuple[int, float]]]],
+) -> dict[str, Any]:
+    """The ensemble ``name`` against the ensemble ``reference`` (e.g. three networks against the shipped two), by
+    the same two analyses and rule as against the baseline: per-fold AUC differences, pooled paired bootstrap."""
+    ref = combined_predictions(reference, ensembles[reference], predictions)
+    other = combined_predictions(name, ensembles[name], predictions)
+    ref_auc = {fold: auc for fold, values in ref.items() if (auc := _fold_auc(values)) is not None}
+    other_auc = {fold: auc for fold, values in other.items() if (auc := _fold_auc(values)) is not None}
+    per_fold, pooled = paired_comparison(ref_auc, other_auc), pooled_comparison(ref, other)
+    return {"name": reference, "vs": per_fold, "pooled_vs": pooled, "decision": _decision(per_fold, pooled)}
+
+
+def ensemble_row(
+    name: str,
+    members: list[str],
+    baseline: str,
+    predictions: dict[str, dict[int, dict[str, tuple[int, float]]]],
+) -> dict[str, Any]:
+    """The study row of an ensemble: per fold all members completed, the mean of their out-of-fold probabilities."""
+    combined = combined_predictions(name, members, predictions)
     per_fold = {fold: auc for fold, values in combined.items() if (auc := _fold_auc(values)) is not None}
     base = {fold: auc for fold, values in predictions[baseline].items() if (auc := _fold_auc(values)) is not None}
     pooled = [pair for fold in combined.values() for pair in fold.values()]
@@ -497,6 +523,12 @@ def main(argv: list[str] | None = None) -> None:
         help="also score the ensemble of these settings: the mean of their out-of-fold probabilities (segmentation: "
         "of their probability maps)",
     )
+    parser.add_argument(
+        "--reference",
+        metavar="ENSEMBLE",
+        help="classification: also compare every --ensemble listed after this one with it (e.g. a third network "
+        "against the shipped pair), by the same analyses and rule (vs_reference in their rows)",
+    )
     parser.add_argument("--note", help="free text kept in the report, e.g. where and how the folds were trained")
     parser.add_argument("--json", help="also write the JSON report here")
     args = parser.parse_args(argv)
@@ -511,6 +543,10 @@ def main(argv: list[str] | None = None) -> None:
     if len(settings) != len(args.setting):
         parser.error("each --setting needs its own NAME")
     ensembles = dict(parse_ensemble(text, list(settings)) for text in args.ensemble)
+    if args.reference and args.reference not in ensembles:
+        parser.error(
+            f"--reference {args.reference}: not one of the --ensemble names ({', '.join(ensembles) or 'none'})"
+        )
 
     from melanoma.training.engine import MONITOR, fit
 
@@ -583,9 +619,15 @@ def main(argv: list[str] | None = None) -> None:
             row["pooled_vs_baseline"] = compare(predictions[rows[0]["name"]], predictions[name])
             row["decision"] = _decision(row["vs_baseline"], row["pooled_vs_baseline"])
         rows.append(row)
+    if args.reference and task != "classification":
+        parser.error("--reference compares classifier ensembles' pooled AUC: leave it out for segmentation")
+    after_reference = False
     for name, members in ensembles.items():
         if task == "classification":
             rows.append(ensemble_row(name, members, rows[0]["name"], predictions))
+            if after_reference:
+                rows[-1]["vs_reference"] = reference_comparison(args.reference, ensembles, name, predictions)
+            after_reference = after_reference or name == args.reference
         else:
             rows.append(segmentation_ensemble_row(name, members, rows[0]["name"], predictions, configs, out))
     report = {

@@ -273,6 +273,14 @@ def test_study_runs_end_to_end_and_resumes(shared_synthetic_isic_dir, tmp_path, 
     both = json.loads(capsys.readouterr().out)["settings"][-1]
     assert both["members"] == ["base", "lr"] and both["pooled_vs_baseline"]["images"] == len(train_ids)
     assert both["decision"] in {"adopt", "reject", "no evidence"}
+    # --reference: the ensembles after it are also compared with it (here the same pair: no difference)
+    ensembles = ["--ensemble", "both=base+lr", "--ensemble", "again=lr+base", "--reference", "both"]
+    cross_validate.main([*argv[:5], str(copied), *argv[6:-2], "--no-train", *ensembles])
+    again = json.loads(capsys.readouterr().out)["settings"][-1]
+    assert again["vs_reference"]["name"] == "both" and again["vs_reference"]["pooled_vs"]["difference"] == 0
+    with pytest.raises(SystemExit):
+        cross_validate.main([*argv[:5], str(copied), *argv[6:-2], "--no-train", "--reference", "nothing"])
+    assert "--reference nothing: not one of the --ensemble names" in capsys.readouterr().err
     assert not list(copied.glob("*/*/*.pt"))
     card = "\n".join(load_script("write_model_card", "scripts").cross_validation_section(elsewhere, "### Elsewhere"))
     assert card.startswith("### Elsewhere") and "trained elsewhere" in card
@@ -455,6 +463,24 @@ def test_ensemble_row_averages_the_members_out_of_fold_probabilities():
     mismatched = {**predictions, "other": _predictions({0: second[:-1]}, labels)}
     with pytest.raises(SystemExit, match="different images on fold 0"):
         cross_validate.ensemble_row("both", ["base", "other"], "base", mismatched)
+
+
+def test_a_reference_ensemble_is_compared_with_each_ensemble_after_it():
+    labels = [0, 1, 0, 1, 0, 0, 1, 0]
+    first = [0.1, 0.9, 0.2, 0.3, 0.4, 0.1, 0.8, 0.1]
+    second = [0.1, 0.8, 0.2, 0.9, 0.1, 0.1, 0.3, 0.35]
+    third = [0.5, 0.5, 0.5, 0.5, 0.5, 0.5, 0.5, 0.5]  # ranks nothing: it can only dilute the pair
+    predictions = {
+        name: _predictions({0: values, 1: values}, labels)
+        for name, values in (("base", first), ("other", second), ("flat", third))
+    }
+    ensembles = {"pair": ["base", "other"], "triple": ["base", "other", "flat"], "same": ["base", "other"]}
+    same = cross_validate.reference_comparison("pair", ensembles, "same", predictions)
+    assert same["name"] == "pair" and same["pooled_vs"]["difference"] == 0 and same["decision"] == "no evidence"
+    triple = cross_validate.reference_comparison("pair", ensembles, "triple", predictions)
+    assert triple["pooled_vs"]["images"] == 16 and triple["vs"]["folds"] == [0, 1]
+    # a constant member keeps the pair's ranking (the mean is the pair's scaled and shifted): no gain, no loss
+    assert triple["pooled_vs"]["difference"] == pytest.approx(0.0)
 
 
 @pytest.mark.parametrize(
