@@ -10,17 +10,20 @@ export HF_HUB_OFFLINE = 1
 
 .PHONY: app test test-fast lint format clean
 
-$(BIN)/python:
+# The virtual environment, marked complete only once its pip is upgraded: one left half-made (Ctrl-C, a full disk)
+# is made again by the next `make app` or `make test` instead of failing at a missing bin/pip ever after.
+$(VENV)/.created:
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info[:2] != (3, 11))' 2>/dev/null || { \
 	  echo "error: this project needs Python 3.11, and '$(PYTHON)' is" \
 	  "$$($(PYTHON) -c 'import platform; print(platform.python_version())' 2>/dev/null || echo 'not a Python');" \
-	  "install Python 3.11 and run e.g. PYTHON=/usr/bin/python3.11 make app"; exit 1; }
-	$(PYTHON) -m venv $(VENV)
+	  "install Python 3.11 and run e.g. PYTHON=/usr/bin/python3.11 make $(or $(MAKECMDGOALS),app)"; exit 1; }
+	$(PYTHON) -m venv --clear $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
+	touch $@
 
 # The serving install (no torch), installed again whenever pyproject.toml changes: a second `make app` starts
 # without the package index.
-$(VENV)/.app-installed: pyproject.toml | $(BIN)/python
+$(VENV)/.app-installed: pyproject.toml $(VENV)/.created
 	$(BIN)/pip install --quiet -e '.[app]'
 	touch $@
 
@@ -29,9 +32,10 @@ app: $(VENV)/.app-installed
 	$(BIN)/melanoma app --port $(PORT) --address $(ADDRESS)
 
 # Everything (training, app, dev tools), installed again whenever pyproject.toml changes.
-$(VENV)/.dev-installed: pyproject.toml | $(BIN)/python
+# On Linux, PyPI's torch wheel brings its CUDA libraries along: several GB to download the first time.
+$(VENV)/.dev-installed: pyproject.toml $(VENV)/.created
 	$(BIN)/pip install --quiet -e '.[train,app,dev]'
-	touch $@
+	touch $@ $(VENV)/.app-installed
 
 # Set up everything, lint, and run the whole test suite (slow tests included).
 test: $(VENV)/.dev-installed

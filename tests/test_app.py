@@ -496,6 +496,24 @@ def test_run_app_refuses_bad_arguments_before_starting(kwargs, message, capsys, 
     assert message in capsys.readouterr().err
 
 
+def test_run_app_names_a_busy_port_and_a_foreign_address_before_starting(capsys) -> None:
+    import socket
+
+    with socket.socket() as holder:  # another server on the port
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        port = holder.getsockname()[1]
+        assert server.run_app(port=port) == 2
+        assert f"port {port} on 127.0.0.1 is in use (another app or server); pass another with --port N" in (
+            capsys.readouterr().err
+        )
+    # 192.0.2.1 is reserved for documentation (RFC 5737): no machine has it; .invalid never resolves (RFC 2606)
+    assert server.run_app(port=port, address="192.0.2.1") == 2
+    assert "--address 192.0.2.1 is not an address of this machine" in capsys.readouterr().err
+    assert server.run_app(port=port, address="no-such-host.invalid") == 2
+    assert "--address no-such-host.invalid is neither an address nor a host name" in capsys.readouterr().err
+
+
 def test_sigterm_to_melanoma_app_stops_its_server_too(tiny_models_dir) -> None:
     """systemd and `docker stop` send SIGTERM to `melanoma app` alone; its Streamlit child must not serve on."""
     import contextlib

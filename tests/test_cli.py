@@ -430,6 +430,14 @@ def test_evaluate_reads_label_map_and_palette_masks_as_the_official_ones(tiny_mo
     assert scores["label_map"] == scores["official"] == scores["palette"]
 
 
+def test_version_is_the_package_version(capsys):
+    from melanoma import __version__
+
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--version"])
+    assert exit_info.value.code == 0 and capsys.readouterr().out == f"melanoma {__version__}\n"
+
+
 def test_console_script_help_lists_the_commands():
     output = subprocess.run(
         [sys.executable, "-m", "melanoma.cli", "--help"], capture_output=True, text=True, check=True

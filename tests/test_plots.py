@@ -76,7 +76,7 @@ def test_missing_matplotlib_says_how_to_install(tmp_path, monkeypatch):
     for name in [m for m in sys.modules if m == "matplotlib" or m.startswith("matplotlib.")]:
         monkeypatch.delitem(sys.modules, name)
     monkeypatch.setitem(sys.modules, "matplotlib", None)  # makes `import matplotlib...` raise ImportError
-    with pytest.raises(ImportError, match=r"pip install 'melanoma\[train\]'"):
+    with pytest.raises(ImportError, match=r"pip install -e '\.\[train\]' in the repository"):
         plot_roc([0, 1], [0.2, 0.8], 0.5, tmp_path / "roc.png")
-    with pytest.raises(ImportError, match=r"pip install 'melanoma\[train\]'"):
+    with pytest.raises(ImportError, match=r"pip install -e '\.\[train\]' in the repository"):
         plot_calibration([0, 1], [0.2, 0.8], tmp_path / "calibration.png")

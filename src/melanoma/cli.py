@@ -531,6 +531,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="melanoma", description=f"Melanoma detection and lesion segmentation. {DISCLAIMER}"
     )
+    from melanoma import __version__
+
+    parser.add_argument("--version", action="version", version=f"melanoma {__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
 
     train = commands.add_parser(
@@ -552,7 +555,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     train.set_defaults(func=_train)
 
-    export = commands.add_parser("export", help="export a run's best checkpoint to ONNX + JSON config")
+    export = commands.add_parser(
+        "export", help="export a run's best checkpoint to ONNX + JSON config (needs the [train] extra)"
+    )
     export.add_argument("run_dir")
     export.add_argument("--out", help="model folder to write (default: <run_dir>/export)")
     export.add_argument("--no-calibrate", action="store_true", help="skip the threshold search on validation data")
@@ -758,7 +763,8 @@ def _install_hint(error: Exception, command: str) -> str:
         return ""
     return (
         f"; `melanoma {command}` needs the training install, which the app's install (make app) leaves out: "
-        "pip install -e '.[train]' in the repository (make test installs it too)"
+        "pip install -e '.[train]' in the repository (make test installs it too), or, for an installed wheel, "
+        "pip install 'WHEEL_FILE[train]'"
     )
 
 

@@ -248,7 +248,10 @@ def load_config(path: str | Path | None, overrides: list[str] | None = None) -> 
     if path is not None:
         path = Path(path)
         if not path.is_file():
-            raise ConfigError(f"config file {path} does not exist; see configs/ for examples")
+            raise ConfigError(
+                f"config file {path} does not exist; the repository's configs/ folder has the shipped recipes "
+                "(configs/segmentation.yaml, configs/classification.yaml)"
+            )
         values = yaml.safe_load(path.read_text()) or {}
     values = _merge(values, parse_overrides(overrides or []))
     config = from_dict(TrainConfig, values)

@@ -24,7 +24,8 @@ def _new_figure(width: float, height: float) -> Any:
         from matplotlib.figure import Figure
     except ImportError as error:
         raise ImportError(
-            "plotting needs matplotlib, which is not installed; install it with: pip install 'melanoma[train]'"
+            "plotting needs matplotlib, which is not installed; it comes with the training install: "
+            "pip install -e '.[train]' in the repository (make test installs it too)"
         ) from error
     figure = Figure(figsize=(width, height), dpi=100, layout="constrained")
     FigureCanvasAgg(figure)

@@ -7,6 +7,7 @@ directory. The model folder reaches the app through ``$MELANOMA_MODELS``, which 
 
 from __future__ import annotations
 
+import errno
 import importlib.util
 import os
 import signal
@@ -89,7 +90,7 @@ def run_app(port: int = 8501, models_dir: str | None = None, address: str | None
     Returns:
         The server's exit status (2 when it could not be started; the reason is printed to stderr).
     """
-    problem = _launch_problem(port, models_dir)
+    problem = _launch_problem(port, models_dir, address)
     if problem:
         print(f"error: {problem}", file=sys.stderr)
         return 2
@@ -148,7 +149,7 @@ class AppServer:
             RuntimeError: the server exited or did not become healthy within ``timeout_s``; the message
                 holds the end of its log.
         """
-        problem = _launch_problem(self.port, self.models_dir)
+        problem = _launch_problem(self.port, self.models_dir, self.address)
         if problem:
             raise RuntimeError(problem)
         with self.log_path.open("wb") as log:
@@ -213,10 +214,13 @@ def _flag_value(value: str | int | bool) -> str:
     return str(value).lower() if isinstance(value, bool) else str(value)
 
 
-def _launch_problem(port: int, models_dir: str | Path | None) -> str | None:
+def _launch_problem(port: int, models_dir: str | Path | None, address: str | None = None) -> str | None:
     """Why the app cannot start (with what to do), or None."""
     if importlib.util.find_spec("streamlit") is None:
-        return "the app needs Streamlit; install it with `pip install 'melanoma[app]'`"
+        return (
+            "the app needs Streamlit, from the app's install: `make app` in the repository, or "
+            "`pip install -e '.[app]'` there"
+        )
     if not 1 <= int(port) <= 65535:
         return f"port {port} is not a TCP port; pass --port between 1 and 65535 (default 8501)"
     if models_dir is not None and not Path(models_dir).expanduser().is_dir():
@@ -231,6 +235,38 @@ def _launch_problem(port: int, models_dir: str | Path | None) -> str | None:
             f"models folder {models_dir} holds no model (neither {' nor '.join(TASK_CONFIGS.values())}); pass "
             "--models with the folder `melanoma export` wrote"
         )
+    return _listen_problem(address or "127.0.0.1", int(port))
+
+
+def _listen_problem(address: str, port: int) -> str | None:
+    """Why the server could not listen on ``address:port`` (tried here, as Streamlit would, and released at once),
+    or None: Streamlit itself ends an unknown address in a traceback and a busy port in a bare "not available"."""
+    try:
+        family, kind, protocol, _, socket_address = socket.getaddrinfo(address, port, type=socket.SOCK_STREAM)[0]
+    except (socket.gaierror, UnicodeError) as error:
+        return (
+            f"--address {address} is neither an address nor a host name this machine can resolve "
+            f"({getattr(error, 'strerror', None) or error}); pass an address of this machine: 127.0.0.1 (this machine "
+            "only, the default) or 0.0.0.0 (every network interface)"
+        )
+    with socket.socket(family, kind, protocol) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the server does: a closed port is free
+        try:
+            probe.bind(socket_address)
+        except OSError as error:
+            if error.errno == errno.EADDRINUSE:
+                return (
+                    f"port {port} on {address} is in use (another app or server); pass another with --port N "
+                    "(make: PORT=N make app), or stop what holds it"
+                )
+            if error.errno == errno.EADDRNOTAVAIL:
+                return (
+                    f"--address {address} is not an address of this machine; pass one of its own, 127.0.0.1 (this "
+                    "machine only, the default) or 0.0.0.0 (every network interface)"
+                )
+            if error.errno == errno.EACCES:
+                return f"port {port} needs administrator rights here; pass --port 1024 or higher (default 8501)"
+            return f"cannot listen on {address}:{port} ({error.strerror or error}); pass another --port or --address"
     return None
 
 

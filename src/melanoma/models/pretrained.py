@@ -42,7 +42,10 @@ def weight_file(arch: str) -> str:
         module = importlib.import_module(module_name)
     except ImportError as error:
         package = module_name.replace("_", "-")
-        raise ImportError(f"{package} is not installed; run pip install 'melanoma[train]'") from error
+        raise ImportError(
+            f"{package} is not installed; it comes with the training install: pip install -e '.[train]' in the "
+            "repository (make test installs it too)"
+        ) from error
     return getattr(module, class_name).get_model_file_path()
 
 
