@@ -311,7 +311,7 @@ def test_evaluate_classification_checks_its_inputs_before_scoring(
     assert "--plots needs matplotlib" in capsys.readouterr().err
 
 
-def test_evaluate_segmentation_and_classification(tiny_models_dir, shared_synthetic_isic_dir, tmp_path):
+def test_evaluate_segmentation_and_classification(tiny_models_dir, shared_synthetic_isic_dir, tmp_path, capsys):
     seg_json, cls_json = tmp_path / "seg.json", tmp_path / "cls.json"
     root = shared_synthetic_isic_dir
     assert (
@@ -333,6 +333,9 @@ def test_evaluate_segmentation_and_classification(tiny_models_dir, shared_synthe
     )
     seg = json.loads(seg_json.read_text())
     assert seg["n"] == 4 and {"jaccard", "thresholded_jaccard", "dice"} <= set(seg)
+    low, high = seg["ci95"]["jaccard"]  # the headline numbers for people, on stderr, from the same report
+    summary = f"summary: 4 images: mean Jaccard {seg['jaccard']:.4f} (95% CI {low:.4f}-{high:.4f}), thresholded"
+    assert summary in capsys.readouterr().err
     for name in ("jaccard", "thresholded_jaccard", "dice"):  # image-bootstrap 95% intervals around each score
         low, high = seg["ci95"][name]
         assert low <= seg[name] <= high
@@ -367,6 +370,9 @@ def test_evaluate_segmentation_and_classification(tiny_models_dir, shared_synthe
     )
     scores = json.loads(cls_json.read_text())
     assert scores["n"] == 4
+    summary = f"summary: 4 images (2 melanoma): AUC {scores['auc']:.4f} (95% CI {scores['ci95']['auc'][0]:.4f}-"
+    error = capsys.readouterr().err
+    assert summary in error and f"at the model's threshold {scores['threshold']:.4f}: sensitivity" in error
     expected_keys = {"auc", "average_precision", "threshold", "sensitivity", "specificity", "balanced_accuracy", "ci95"}
     assert expected_keys <= set(scores)
     # 4 images cannot be split into 5 folds of each class: the cross-fitted operating point says so, run goes on

@@ -253,6 +253,7 @@ def _evaluate(args: argparse.Namespace) -> int:
     from melanoma.reporting import emit_json
 
     emit_json(scores, args.json)
+    print(f"summary: {evaluation_summary(args.task, scores)}", file=sys.stderr)
     _warn_unreadable(scores["unreadable"])
     _warn_not_assessed(scores["not_assessed"])
     _warn_empty_annotations(scores.get("empty_annotations", []))
@@ -276,6 +277,32 @@ def _note_rows_without_image(scores: dict, labels: str | None, images: str) -> N
             f"{_first_names(scores.get('labels_without_image_first', []))}); {scores['n']} image(s) were",
             file=sys.stderr,
         )
+
+
+def evaluation_summary(task: str, scores: dict) -> str:
+    """The report's headline numbers in one line for people (the JSON on stdout has them all)."""
+    ci = scores.get("ci95", {})
+
+    def value(key: str, label: str) -> str:
+        interval = f" (95% CI {ci[key][0]:.4f}-{ci[key][1]:.4f})" if key in ci else ""
+        return f"{label} {scores[key]:.4f}{interval}"
+
+    if task == "segmentation":
+        metrics = [("jaccard", "mean Jaccard"), ("thresholded_jaccard", "thresholded Jaccard"), ("dice", "Dice")]
+        return f"{scores['n']} images: " + ", ".join(value(key, label) for key, label in metrics)
+    head = ", ".join(value(key, label) for key, label in (("auc", "AUC"), ("average_precision", "average precision")))
+    point = ", ".join(
+        value(key, label)
+        for key, label in (
+            ("sensitivity", "sensitivity"),
+            ("specificity", "specificity"),
+            ("balanced_accuracy", "balanced accuracy"),
+        )
+    )
+    return (
+        f"{scores['n']} images ({scores['n_positive']} melanoma): {head}; at the model's threshold "
+        f"{scores['threshold']:.4f}: {point}"
+    )
 
 
 def _warn_empty_annotations(names: list[str]) -> None:
