@@ -50,6 +50,8 @@ def test_threshold_is_refitted_on_the_sites_images_and_the_networks_copied(tiny_
     assert summary["refitted_threshold"]["threshold"] == pytest.approx(expected, abs=1e-4)
     original = json.loads((tiny_models_dir / "classification.json").read_text())
     assert summary["current_threshold"]["threshold"] == pytest.approx(original["threshold"], abs=1e-4)
+    for point in ("current_threshold", "refitted_threshold"):  # a threshold's own intervals, not the ranking's
+        assert set(summary[point]["ci95"]) == {"sensitivity", "specificity", "balanced_accuracy"}
     assert config["recalibration"]["previous"]["threshold"] == original["threshold"]
     assert config["recalibration"]["images_dir"] == str(images)
     assert (config["validation"]["n"], config["validation"]["n_positive"]) == (26, 12)

@@ -271,6 +271,13 @@ def ranking_warning(site: dict[str, Any], reference: dict[str, Any]) -> str | No
     )
 
 
+#: The scores of a threshold (the ranking's AUC and average precision are the same at any threshold).
+_AT_THRESHOLD = ("sensitivity", "specificity", "balanced_accuracy")
+
+
 def _operating_point(scores: dict[str, Any]) -> dict[str, Any]:
-    keys = ("threshold", "sensitivity", "specificity", "balanced_accuracy", "ci95")
-    return {key: scores[key] for key in keys if key in scores}
+    """A threshold and what it gives on the scored images, with those scores' 95% intervals only."""
+    point = {key: scores[key] for key in ("threshold", *_AT_THRESHOLD) if key in scores}
+    if "ci95" in scores:
+        point["ci95"] = {key: scores["ci95"][key] for key in _AT_THRESHOLD if key in scores["ci95"]}
+    return point
