@@ -568,6 +568,12 @@ def test_raw_configs_shown_to_visitors_keep_no_server_paths() -> None:
         "relative": "runs/classification",
         "members": [{"run": "…/lite0"}, 42, None],
     }
+    # the image lists of the shipped configs (thousands of ids) are counted, not sent to every visitor
+    shipped = json.loads((REPO_ROOT / "models" / "classification.json").read_text())
+    shown = app.without_server_paths(shipped)["ensemble"]["members"][0]["training"]["data"]["image_ids"]
+    assert shown == {"train": "2000 image ids (in the model's JSON file)",
+                     "validation": "150 image ids (in the model's JSON file)"}  # fmt: skip
+    assert len(json.dumps(app.without_server_paths(shipped))) < len(json.dumps(shipped)) / 2
 
 
 def test_a_saved_overlay_says_which_image_and_what_the_model_output_was(prediction) -> None:

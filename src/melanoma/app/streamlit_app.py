@@ -779,14 +779,27 @@ _ABSOLUTE_PATH = re.compile(r"""(?<![\w.:/\\~-])(?:/|[A-Za-z]:[\\/])(?:[^\s/\\'"
 
 def without_server_paths(value: Any) -> Any:
     """A config as every visitor may see it: each absolute path (a site's image folder recorded by ``melanoma
-    calibrate``, the server's run folders) cut to ``…/`` and its last part; the files on the server keep them."""
+    calibrate``, the server's run folders) cut to ``…/`` and its last part; the files on the server keep them. The
+    lists of training and validation image ids (thousands of names, sent to every visitor on every rerun) are
+    counted instead."""
     if isinstance(value, dict):
-        return {key: without_server_paths(item) for key, item in value.items()}
+        return {
+            key: _counted(item) if key == "image_ids" and isinstance(item, dict) else without_server_paths(item)
+            for key, item in value.items()
+        }
     if isinstance(value, list):
         return [without_server_paths(item) for item in value]
     if isinstance(value, str):
         return _ABSOLUTE_PATH.sub(lambda match: f"…/{match.group(1)}", value)
     return value
+
+
+def _counted(image_ids: dict[str, Any]) -> dict[str, Any]:
+    """``{"train": [2000 ids], ...}`` -> ``{"train": "2000 image ids (in the model's JSON file)", ...}``."""
+    return {
+        part: f"{len(ids)} image ids (in the model's JSON file)" if isinstance(ids, list) else ids
+        for part, ids in image_ids.items()
+    }
 
 
 # "." and "@" too: Streamlit's markdown turns www.example.org and name@example.org into links by themselves.
