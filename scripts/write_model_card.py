@@ -1092,7 +1092,7 @@ def classification_section(config: dict, eval_dir: Path) -> list[str]:
         _load(eval_dir / "classification_cv_ema.json"),
         "### Cross-validation over train: a moving average of the weights, fold 0 on the CPU",
     )
-    return lines + option_studies_section(eval_dir)
+    return lines + option_studies_section(eval_dir) + pair_replication_section(_load(eval_dir / PAIR_STUDY))
 
 
 #: Single-option studies on the Lite0 member's recipe, all five folds on the CPU: (study file, setting name, title,
@@ -1138,6 +1138,69 @@ OPTION_STUDIES = (
         "the keratosis output with the lower backbone learning rate",
     ),
 )
+
+
+#: The shipped pair's choice (made on GPU-trained folds) repeated on folds trained on the CPU.
+PAIR_STUDY = "classification_cv_pair_cpu.json"
+
+
+def pair_replication_section(study: dict | None) -> list[str]:
+    """The Lite0 + Lite2 pair against the Lite0 alone on CPU-trained folds, with its pre-written rule, and the
+    exploratory third members against the pair."""
+    if not study:
+        return []
+    rows = {r["name"]: r for r in study["settings"]}
+    pair, lite2 = rows["base+lite2"], rows["lite2"]
+    gain = pair["pooled_vs_baseline"]
+    shared = gain["folds"]
+    folds = f"{shared[0]}-{shared[-1]}" if len(shared) > 1 else str(shared[0])
+    low, high = gain["ci95"]
+    verdict = "confirmed" if low > 0 else "rejected" if high < 0 else "not confirmed"
+    outcome = (
+        "The interval lies above 0: the choice is confirmed, and the shipped pair stays."
+        if low > 0
+        else "The interval lies below 0: the pair is rejected, and the Lite0 alone is the candidate to ship."
+        if high < 0
+        else "The interval reaches 0: the replication does not confirm the choice (the shipped models are unchanged "
+        "and the choice is reopened)."
+    )
+    thirds = [r for r in study["settings"] if "vs_reference" in r]
+
+    def options(name: str) -> str:
+        return " ".join(o for o in rows[name]["overrides"] if o != "amp=bf16")
+
+    third_text = "; ".join(
+        f"{', '.join(f'`{options(m)}`' for m in r['members'][2:])}: {r['pooled_out_of_fold_auc']:.4f}, "
+        f"{_gain_text(r['vs_reference']['pooled_vs'])}"
+        for r in thirds
+    )
+    lines = [
+        f"### The Lite0 + Lite2 pair on folds trained on the CPU: {verdict}",
+        "",
+        "The shipped classifier is a pair because the five-fold study above, trained on a lent GPU, found the pair's "
+        "pooled out-of-fold AUC above the Lite0 recipe's alone. Repeated here with the Lite2 member's recipe trained "
+        "on this 2-core CPU (bf16 autocast) on the same five held-out train folds as the option studies above, "
+        f"against their Lite0 base (folds {folds}, {gain['images']} images, {gain['melanomas']} melanomas): the "
+        f"Lite2 alone {lite2['pooled_out_of_fold_auc']:.4f}, the Lite0 alone {gain['baseline_auc']:.4f}, the pair "
+        f"{gain['other_auc']:.4f}: gain {_gain_text(gain)} (study below).",
+        "",
+        "Decision rule, written before its first Lite2 fold was trained: the pair's choice is confirmed if the pooled "
+        "gain of the pair over the Lite0 alone has a 95% interval above 0; if the interval reaches 0 the replication "
+        "does not confirm it; if it lies below 0 the pair is rejected. " + outcome,
+        "",
+    ]
+    if thirds:
+        lines += [
+            "Exploratory, no decision (the candidates were chosen after seeing their single-option results on these "
+            f"folds, and {len(thirds)} were compared): a third Lite0 member, trained with one of the options above, "
+            "averaged with the pair, against the pair (`--reference base+lite2`; pooled out-of-fold AUC of the three, "
+            f"then the gain over the pair with its 95% interval): {third_text}. A third network would also add its "
+            "training time to the shipped recipe's and its compute to every prediction.",
+            "",
+        ]
+    return lines + cross_validation_section(
+        study, f"### Cross-validation over train: the Lite2 member and the pair, folds {folds} on the CPU"
+    )
 
 
 def option_studies_section(eval_dir: Path) -> list[str]:

@@ -507,6 +507,29 @@ def _classifier_rows() -> list[str]:
             f"{tried} | train folds {folds} (Lite0 member, bf16) | AUC {auc:.4f} against {baseline:.4f} "
             f"(gain {pooled['difference']:+.4f}, {_ci(*pooled['ci95'], 4)}, {pooled['images']} images) | {verdict}"
         )
+    # the shipped pair's choice, repeated on CPU-trained folds against the same Lite0 base
+    study = "classification_cv_pair_cpu.json"
+    assert (REPO / "models" / "eval" / study).is_file(), f"README quotes models/eval/{study}, which is missing"
+    pair = _setting("base+lite2", study)["pooled_vs_baseline"]
+    folds = "-".join(str(f) for f in (pair["folds"][0], pair["folds"][-1]))
+    low, high = pair["ci95"]
+    verdict = (
+        "confirmed: the pair stays shipped"
+        if low > 0
+        else "rejected: the Lite0 alone is the candidate"
+        if high < 0
+        else "not confirmed: the choice is reopened"
+    )
+    thirds = [row for row in _load(study)["settings"] if "vs_reference" in row]
+    best = max(thirds, key=lambda row: row["vs_reference"]["pooled_vs"]["difference"])
+    gain = best["vs_reference"]["pooled_vs"]
+    rows.append(
+        f"the shipped pair's choice repeated: the Lite2 member's recipe trained on the CPU, averaged with the Lite0 "
+        f"| train folds {folds} (bf16) | AUC {pair['other_auc']:.4f} against {pair['baseline_auc']:.4f} for the Lite0 "
+        f"alone (gain {pair['difference']:+.4f}, {_ci(low, high, 4)}, {pair['images']} images); exploratory: a third "
+        f"Lite0 member with one option, at best ({best['members'][2]}) {gain['difference']:+.4f} over the pair "
+        f"({_ci(*gain['ci95'], 4)}; {len(thirds)} tried, chosen on these folds) | {verdict}"
+    )
     return rows
 
 
