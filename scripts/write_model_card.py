@@ -1194,8 +1194,16 @@ def pair_replication_section(study: dict | None) -> list[str]:
             "Exploratory, no decision (the candidates were chosen after seeing their single-option results on these "
             f"folds, and {len(thirds)} were compared): a third Lite0 member, trained with one of the options above, "
             "averaged with the pair, against the pair (`--reference base+lite2`; pooled out-of-fold AUC of the three, "
-            f"then the gain over the pair with its 95% interval): {third_text}. A third network would also add its "
-            "training time to the shipped recipe's and its compute to every prediction.",
+            f"then the gain over the pair with its 95% interval): {third_text}. "
+            + (
+                f"All {len(thirds)} lie above the pair, whichever option their third member was trained with: that "
+                "points at the size of the ensemble more than at any option. "
+                if all(r["vs_reference"]["pooled_vs"]["ci95"][0] > 0 for r in thirds)
+                else ""
+            )
+            + "Before a third network is shipped, a study with its own rule written first (a third member trained "
+            "anew, not chosen on these folds) has to settle it; it would also add its training time to the shipped "
+            "recipe's and its compute to every prediction.",
             "",
         ]
     return lines + cross_validation_section(

@@ -523,11 +523,12 @@ def _classifier_rows() -> list[str]:
     thirds = [row for row in _load(study)["settings"] if "vs_reference" in row]
     best = max(thirds, key=lambda row: row["vs_reference"]["pooled_vs"]["difference"])
     gain = best["vs_reference"]["pooled_vs"]
+    option = " ".join(o for o in _setting(best["members"][2], study)["overrides"] if o != "amp=bf16")
     rows.append(
         f"the shipped pair's choice repeated: the Lite2 member's recipe trained on the CPU, averaged with the Lite0 "
         f"| train folds {folds} (bf16) | AUC {pair['other_auc']:.4f} against {pair['baseline_auc']:.4f} for the Lite0 "
         f"alone (gain {pair['difference']:+.4f}, {_ci(low, high, 4)}, {pair['images']} images); exploratory: a third "
-        f"Lite0 member with one option, at best ({best['members'][2]}) {gain['difference']:+.4f} over the pair "
+        f"Lite0 member with one option, at best (`{option}`) {gain['difference']:+.4f} over the pair "
         f"({_ci(*gain['ci95'], 4)}; {len(thirds)} tried, chosen on these folds) | {verdict}"
     )
     return rows
