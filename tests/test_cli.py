@@ -710,6 +710,14 @@ def test_usage_errors_are_caught_before_any_work(tiny_models_dir, tmp_path, caps
     # export of a folder that is no training run says what it needs.
     assert main(["export", str(tmp_path)]) == 2
     assert "give the folder of a training run" in capsys.readouterr().err
+    # --add-to takes the exported classifier as it is: options that would change it are refused, not ignored.
+    add = ["export", str(tmp_path / "run"), "--add-to", str(tiny_models_dir)]
+    for extra, named in [
+        (["--ensemble", str(tmp_path / "other")], "--ensemble"),
+        (["--no-calibrate", "--classifier-flips", "hflip"], "--no-calibrate, --classifier-flips"),
+        (["--test-time-flips", "off"], "--test-time-flips"),
+    ]:
+        _refused(capsys, [*add, *extra], f"--add-to cannot be combined with {named}:")
 
 
 def test_reports_create_their_folder_and_labels_headers_may_have_spaces(tmp_path):

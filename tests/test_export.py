@@ -240,6 +240,106 @@ def test_ensemble_is_one_graph_averaging_its_members(tiny_runs, second_classifie
     assert 0.0 <= result.melanoma_probability <= 1.0 and result.heatmap is not None
 
 
+@pytest.fixture(scope="module")
+def third_classifier(shared_synthetic_isic_dir, tmp_path_factory):
+    """A third tiny classification run (seed 2), to add to an exported ensemble of ``tiny_runs``'s and seed 1's."""
+    from conftest import tiny_config
+
+    from melanoma.training.engine import fit
+
+    run_dir = tmp_path_factory.mktemp("run-classification-seed2")
+    fit(tiny_config("classification", shared_synthetic_isic_dir, seed=2), run_dir)
+    return run_dir
+
+
+def _outputs(folder, inputs):
+    session = ort.InferenceSession(str(folder / "classification.onnx"), providers=["CPUExecutionProvider"])
+    return session.run(None, {"image": inputs})
+
+
+def test_a_network_added_to_an_exported_ensemble_serves_the_mean_of_all(
+    tiny_runs, second_classifier, third_classifier, tmp_path
+):
+    from melanoma.cli import main
+    from melanoma.inference.export import add_to_export, export_run
+    from melanoma.inference.predictor import Predictor
+
+    first, second, third = tiny_runs["classification"], second_classifier, third_classifier
+    pair = export_run(first, tmp_path / "pair", ensemble=[second])
+    (pair / "something_else.txt").write_text("kept")
+    before = {path.name: path.read_bytes() for path in pair.iterdir()}
+    trio = tmp_path / "trio"
+    assert main(["export", str(third), "--add-to", str(pair), "--out", str(trio)]) == 0  # through the CLI
+    reference = export_run(first, tmp_path / "reference", ensemble=[second, third])
+    assert {path.name: path.read_bytes() for path in pair.iterdir()} == before  # read, not changed
+
+    inputs = np.random.default_rng(0).normal(0, 1, (3, 3, 64, 64)).astype(np.float32)
+    third_alone = pytorch_reference(load_run_model(third)[0], "classification", inputs)
+    assert not np.allclose(_outputs(pair, inputs)[0], third_alone[0], atol=1e-3)  # so the weights are tested
+    for got, want in zip(_outputs(trio, inputs), _outputs(reference, inputs), strict=True):
+        np.testing.assert_allclose(got, want, atol=1e-5, rtol=0)  # (2 * pair + third) / 3 = mean of the three
+
+    added, built = (json.loads((folder / "classification.json").read_text()) for folder in (trio, reference))
+    assert added["arch"] == built["arch"] == "+".join(["tf_efficientnet_lite0"] * 3)
+    assert [m["run"] for m in added["ensemble"]["members"]] == [str(first), str(second), str(third.resolve())]
+    assert added["training"] == built["training"]
+    paired = json.loads((pair / "classification.json").read_text())
+    assert added["ensemble"]["added_to"] == {
+        "members": 2,
+        "exported": paired["exported"],
+        "onnx_sha256": paired["onnx_sha256"],
+        "threshold": paired["threshold"],
+    }
+    assert added["threshold"] == pytest.approx(built["threshold"], abs=1e-5)  # calibrated anew, on the mean of 3
+    assert added["validation"]["auc"] == pytest.approx(built["validation"]["auc"])
+    assert Predictor.from_dir(trio).classifier.config["onnx_sha256"] == added["onnx_sha256"]
+
+    # One network, then another: the first export had no ensemble.
+    single = export_run(first, tmp_path / "single")
+    both = add_to_export(second, single, tmp_path / "both")
+    for got, want in zip(_outputs(both, inputs), _outputs(pair, inputs), strict=True):
+        np.testing.assert_allclose(got, want, atol=1e-5, rtol=0)
+    assert len(json.loads((both / "classification.json").read_text())["ensemble"]["members"]) == 2
+
+
+def test_adding_to_an_exported_classifier_refuses_what_would_not_serve_as_trained(
+    tiny_runs, second_classifier, third_classifier, tmp_path
+):
+    import shutil
+
+    from melanoma.inference.export import add_to_export, export_run
+
+    first, second = tiny_runs["classification"], second_classifier
+    pair = export_run(first, tmp_path / "pair", ensemble=[second])
+    with pytest.raises(ValueError, match="already a member"):
+        add_to_export(second, pair, tmp_path / "twice")
+    with pytest.raises(ValueError, match="only a classifier"):
+        add_to_export(tiny_runs["segmentation"], pair, tmp_path / "segmenter")
+    with pytest.raises(FileNotFoundError, match="no classification.json"):
+        add_to_export(first, tmp_path, tmp_path / "nothing")
+
+    def altered(name, change):
+        folder = tmp_path / name
+        shutil.copytree(pair, folder)
+        config = json.loads((folder / "classification.json").read_text())
+        change(config)
+        (folder / "classification.json").write_text(json.dumps(config))
+        return folder
+
+    cases = {
+        "is not the network": altered("digest", lambda c: c.update(onnx_sha256="0" * 64)),
+        "input_size 64 vs 32": altered("size", lambda c: c.update(input_size=32)),
+        "int8-quantized": altered("int8", lambda c: c.update(quantization={})),
+        "other images": altered(
+            "images", lambda c: c["ensemble"]["members"][0]["training"]["data"]["image_ids"]["validation"].pop()
+        ),
+    }
+    for match, folder in cases.items():
+        with pytest.raises(ValueError, match=match):
+            add_to_export(third_classifier, folder, tmp_path / "x")
+    assert not (tmp_path / "x").exists()  # refused before any folder was made
+
+
 def test_ensemble_members_must_take_the_same_input(tiny_runs, shared_synthetic_isic_dir, tmp_path):
     from conftest import tiny_config
 

@@ -103,19 +103,23 @@ def _finished(run_dir: Path) -> bool:
 
 
 def _export(args: argparse.Namespace) -> int:
-    from melanoma.inference.export import export_run
+    from melanoma.inference.export import add_to_export, export_run
 
     replaced = _previous_export(Path(args.run_dir), Path(args.out) if args.out else Path(args.run_dir) / "export")
-    out = export_run(
-        Path(args.run_dir),
-        Path(args.out) if args.out else None,
-        calibrate=not args.no_calibrate,
-        flips=args.test_time_flips,
-        segmenter_dir=Path(args.segmenter) if args.segmenter else None,
-        classifier_flips=args.classifier_flips,
-        ensemble=[Path(run) for run in args.ensemble],
-        data_dir=args.data_dir,
-    )
+    if args.add_to:
+        _check_add_to_options(args)
+        out = add_to_export(Path(args.run_dir), Path(args.add_to), Path(args.out) if args.out else None, args.data_dir)
+    else:
+        out = export_run(
+            Path(args.run_dir),
+            Path(args.out) if args.out else None,
+            calibrate=not args.no_calibrate,
+            flips=args.test_time_flips,
+            segmenter_dir=Path(args.segmenter) if args.segmenter else None,
+            classifier_flips=args.classifier_flips,
+            ensemble=[Path(run) for run in args.ensemble],
+            data_dir=args.data_dir,
+        )
     print(f"exported to {out}")
     for run in (Path(args.run_dir), *map(Path, args.ensemble)):
         progress = _run_progress(run)
@@ -130,6 +134,23 @@ def _export(args: argparse.Namespace) -> int:
         print(f"note: this replaced the {replaced} in {out}", file=sys.stderr)
     _print_export_warning(Path(args.run_dir), out)
     return 0
+
+
+def _check_add_to_options(args: argparse.Namespace) -> None:
+    """--add-to takes the exported classifier as it is: options that would change it are refused, not ignored."""
+    given = {
+        "--ensemble": args.ensemble,
+        "--no-calibrate": args.no_calibrate,
+        "--classifier-flips": args.classifier_flips,
+        "--segmenter": args.segmenter,
+        "--test-time-flips": args.test_time_flips != "auto",
+    }
+    clashing = [option for option, value in given.items() if value]
+    if clashing:
+        raise UsageError(
+            f"--add-to cannot be combined with {', '.join(clashing)}: the network joins the exported classifier as "
+            "it is (same flips, calibrated anew); to choose them, export all the runs with --ensemble"
+        )
 
 
 def _bar_beside(out) -> bool:
@@ -616,6 +637,13 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="RUN_DIR",
         help="classification: more runs served with RUN_DIR as one model (one ONNX graph, mean probability); "
         "all must take the same input size and crop",
+    )
+    export.add_argument(
+        "--add-to",
+        metavar="MODELS_DIR",
+        help="classification: serve RUN_DIR together with the classifier (or ensemble) already exported in "
+        "MODELS_DIR, whose runs may be gone: one ONNX graph, the mean over all members, calibrated anew; "
+        "written to --out (which may be MODELS_DIR)",
     )
     export.set_defaults(func=_export)
 

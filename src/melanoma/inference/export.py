@@ -11,7 +11,7 @@ import datetime as dt
 import json
 import os
 import shutil
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -226,6 +226,173 @@ def export_run(
     return out_dir
 
 
+def add_to_export(run_dir: Path, models_dir: Path, out_dir: Path | None = None, data_dir: Path | None = None) -> Path:
+    """Serve ``run_dir/best.pt`` together with the classifier exported in ``models_dir``, whose training runs may be
+    gone: one ONNX graph whose probability and activation map are the mean over all members (the exported ensemble's
+    n members weigh n / (n + 1), the new network 1 / (n + 1), exactly as ``export_run(first, ensemble=[...])`` of
+    all the runs would), calibrated anew on the validation split. Written to ``out_dir`` (default
+    ``run_dir/export``); ``out_dir`` may be ``models_dir`` itself.
+    """
+    run_dir, models_dir = Path(run_dir), Path(models_dir)
+    out_dir = Path(out_dir) if out_dir else run_dir / "export"
+    before = _exported_classifier(models_dir)
+    model, config, state = load_run_model(run_dir)
+    use_data_dir(config.data, data_dir)
+    model_config = _added_member_config(before, models_dir, run_dir, config, state)
+    members_before = len(model_config["ensemble"]["members"]) - 1
+    created = _new_folders(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+
+    def write_network(staged: Path) -> None:
+        member = staged.with_name(staged.name + ".member")
+        try:
+            export_onnx(model, "classification", config.data.image_size, member)
+            add_member_graph(models_dir / before["onnx_file"], member, staged, members_before)
+        finally:
+            member.unlink(missing_ok=True)
+
+    try:
+        _put_in_place(out_dir, model_config, write_network, config, ("auto", None))
+    except BaseException:
+        _remove_if_empty(created)
+        raise
+    train_config = models_dir / "classification_train_config.yaml"  # the first member's, as export_run writes it
+    if train_config.is_file() and train_config.resolve() != (out_dir / train_config.name).resolve():
+        shutil.copy(train_config, out_dir / train_config.name)
+    return out_dir
+
+
+def _exported_classifier(models_dir: Path) -> dict[str, Any]:
+    """The config of the float, unmodified classifier exported in ``models_dir`` (checked against its network)."""
+    path = models_dir / "classification.json"
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"{models_dir} has no classification.json: give the folder of an exported classifier (e.g. models)"
+        )
+    config = json.loads(path.read_text())
+    network = models_dir / config.get("onnx_file", "classification.onnx")
+    if not network.is_file() or onnx_digest(network) != config.get("onnx_sha256"):
+        raise ValueError(
+            f"{network} is missing or is not the network {path} describes (onnx_sha256): restore the folder as it "
+            "was exported"
+        )
+    if "quantization" in config:
+        raise ValueError(
+            f"{models_dir} holds an int8-quantized classifier: add the network to the float model folder it was "
+            "quantized from, then quantize the result again"
+        )
+    if config.get("input_crop"):
+        raise ValueError(
+            f"{models_dir}'s classifier takes lesion crops: adding to it is not supported; export all the runs "
+            "with melanoma export FIRST_RUN --ensemble RUN ... --segmenter DIR"
+        )
+    return config
+
+
+def _added_member_config(
+    before: dict[str, Any], models_dir: Path, run_dir: Path, config: TrainConfig, state: dict[str, Any]
+) -> dict[str, Any]:
+    """The config of ``before``'s ensemble with ``run_dir``'s network added (before calibration); refuses a
+    network that does not take the same input, is already a member, or trained on other images."""
+    if config.task != "classification":
+        raise ValueError(f"{run_dir} is a {config.task} run: only a classifier can join the exported classifier")
+    if config.data.lesion_crop:
+        raise ValueError(f"{run_dir} trained on lesion crops: it cannot join a classifier that takes whole images")
+    added = _model_config(
+        run_dir,
+        config,
+        state,
+        [(run_dir, None, config, state)],
+        True,
+        before["onnx_file"],
+        before.get("test_time_flips", []),
+    )
+    same_input = ("input_size", "resize", "resize_filter", "prepared_size", "mean", "std", "label")
+    different = [
+        f"{key} {added.get(key)!r} vs {before.get(key)!r}" for key in same_input if added.get(key) != before.get(key)
+    ]
+    if different:
+        raise ValueError(
+            f"{run_dir} does not take the same input as the classifier in {models_dir} ({'; '.join(different)}): "
+            "an ensemble is one ONNX graph with one input, so its members must share sizes and preprocessing"
+        )
+    members = before.get("ensemble", {}).get("members") or [
+        {
+            "run": str((models_dir / before["onnx_file"]).resolve()),
+            "arch": before["arch"],
+            "training": before["training"],
+        }
+    ]
+    if any(member.get("run") == str(run_dir.resolve()) for member in members):
+        raise ValueError(
+            f"{run_dir} is already a member of the classifier in {models_dir}: the same network twice only weighs it "
+            "double"
+        )
+    for member in members:
+        _check_same_images(member.get("training", {}).get("data", {}), state.get("provenance", {}), run_dir)
+    added.update(arch=f"{before['arch']}+{config.model.arch}", training=before["training"])
+    added["ensemble"] = {
+        "combine": added["ensemble"]["combine"],
+        "members": [*members, *added["ensemble"]["members"]],
+        "added_to": {
+            "members": len(members),
+            "exported": before.get("exported"),
+            "onnx_sha256": before["onnx_sha256"],
+            "threshold": before.get("threshold"),
+        },
+    }
+    return added
+
+
+def _check_same_images(member: dict[str, Any], provenance: dict[str, Any], run_dir: Path) -> None:
+    """Refuse a run whose training and validation images differ from an ensemble member's: the ensemble's threshold
+    is fitted on the validation split, which must hold none of any member's training images."""
+    if member.get("image_ids") and provenance.get("image_ids"):
+        same = member["image_ids"] == provenance["image_ids"]
+    else:  # a member exported before the image lists were recorded: the splits' names and sizes
+        keys = ("dataset", "train_split", "validation_split", "n_train", "n_validation")
+        same = all(member.get(key) == provenance.get(key) for key in keys)
+    if not same:
+        raise ValueError(
+            f"{run_dir} trained or validated on other images than the classifier it would join "
+            f"({provenance.get('n_train')} and {provenance.get('n_validation')} images against "
+            f"{member.get('n_train')} and {member.get('n_validation')}): the ensemble's threshold is fitted on one "
+            "validation split that no member trained on; train the run on the same data and split"
+        )
+
+
+def add_member_graph(ensemble: Path, member: Path, target: Path, members_before: int) -> None:
+    """Write to ``target`` one classifier graph: ``(n * ensemble + member) / (n + 1)`` for the melanoma probability
+    and the activation map alike, ``n = members_before`` (the mean over all members, as ``export_onnx`` builds it)."""
+    import onnx
+    from onnx import compose, helper, numpy_helper
+
+    first, second = onnx.load(str(ensemble)), onnx.load(str(member))
+    old, new = compose.add_prefix(first, "ensemble/"), compose.add_prefix(second, "added/")
+    weights = {
+        "ensemble/": numpy_helper.from_array(np.array(members_before / (members_before + 1), np.float32), "w_ensemble"),
+        "added/": numpy_helper.from_array(np.array(1 / (members_before + 1), np.float32), "w_added"),
+    }
+    image = first.graph.input[0].name
+    nodes = [helper.make_node("Identity", [image], [f"{prefix}{image}"]) for prefix in weights]
+    nodes += [*old.graph.node, *new.graph.node]
+    for output in first.graph.output:
+        for prefix, weight in weights.items():
+            nodes.append(helper.make_node("Mul", [f"{prefix}{output.name}", weight.name], [f"{prefix}{output.name}_w"]))
+        nodes.append(helper.make_node("Add", [f"{prefix}{output.name}_w" for prefix in weights], [output.name]))
+    graph = helper.make_graph(
+        nodes,
+        first.graph.name,
+        list(first.graph.input),
+        list(first.graph.output),
+        [*old.graph.initializer, *new.graph.initializer, *weights.values()],
+    )
+    combined = helper.make_model(graph, opset_imports=list(first.opset_import), producer_name=first.producer_name)
+    combined.ir_version = max(first.ir_version, second.ir_version)
+    onnx.checker.check_model(combined)
+    onnx.save(combined, str(target))
+
+
 def _write_export(
     run_dir: Path,
     out_dir: Path,
@@ -243,33 +410,53 @@ def _write_export(
         from melanoma.inference.calibrate import find_segmenter
 
         find_segmenter([out_dir, *([Path(segmenter_dir)] if segmenter_dir else [])])  # before anything is written
-    onnx_path = out_dir / MODEL_FILES[task]
-    # Written beside the model folder's files and put in place only once calibrated: a failed or interrupted export
-    # leaves the folder's current network and config as they were (they must stay a matching pair).
-    staged = out_dir / f".{onnx_path.name}.partial"
-    try:
-        export_onnx([m for _, m, _, _ in members] if ensemble else model, task, config.data.image_size, staged)
-        model_config = _model_config(run_dir, config, state, members, ensemble, onnx_path.name, classifier_flips)
-        if calibrate:
-            from melanoma.inference.calibrate import calibrate_model
+    model_config = _model_config(run_dir, config, state, members, ensemble, MODEL_FILES[task], classifier_flips)
 
-            model_config.update(calibrate_model(staged, model_config, config, out_dir, flips, segmenter_dir))
-        else:  # the Predictor says so wherever the model is served (threshold 0.5, nothing measured)
-            model_config["calibrated"] = False
-        model_config["onnx_sha256"] = onnx_digest(staged)  # the Predictor refuses a network its config does not fit
-        config_path = out_dir / f"{task}.json"
-        staged_config = out_dir / f".{config_path.name}.partial"
-        staged_config.write_text(json.dumps(model_config, indent=2) + "\n")
-        os.replace(staged, onnx_path)
-        os.replace(staged_config, config_path)
-    finally:
-        for leftover in (staged, out_dir / f".{task}.json.partial"):
-            leftover.unlink(missing_ok=True)
+    def write_network(staged: Path) -> None:
+        export_onnx([m for _, m, _, _ in members] if ensemble else model, task, config.data.image_size, staged)
+
+    model_config = _put_in_place(
+        out_dir, model_config, write_network, config, (flips, segmenter_dir) if calibrate else None
+    )
     if model_config.get("input_crop") and segmenter_dir and not (out_dir / "segmentation.json").is_file():
         _copy_segmenter(Path(segmenter_dir), out_dir)
     config_yaml = run_dir / "config.yaml"
     if config_yaml.is_file():
         shutil.copy(config_yaml, out_dir / f"{task}_train_config.yaml")
+
+
+def _put_in_place(
+    out_dir: Path,
+    model_config: dict[str, Any],
+    write_network: Callable[[Path], None],
+    train_config: TrainConfig,
+    calibration: tuple[str, Path | None] | None,
+) -> dict[str, Any]:
+    """Write the network (``write_network(path)``), calibrate it (``calibration``: the segmenter's flip rule and a
+    lesion-crop classifier's segmenter folder; None: not calibrated), then put it and its config in place.
+
+    Both are written beside the model folder's files and put in place only once calibrated: a failed or interrupted
+    export leaves the folder's current network and config as they were (they must stay a matching pair).
+    """
+    task = model_config["task"]
+    staged = out_dir / f".{model_config['onnx_file']}.partial"
+    staged_config = out_dir / f".{task}.json.partial"
+    try:
+        write_network(staged)
+        if calibration is not None:
+            from melanoma.inference.calibrate import calibrate_model
+
+            model_config.update(calibrate_model(staged, model_config, train_config, out_dir, *calibration))
+        else:  # the Predictor says so wherever the model is served (threshold 0.5, nothing measured)
+            model_config["calibrated"] = False
+        model_config["onnx_sha256"] = onnx_digest(staged)  # the Predictor refuses a network its config does not fit
+        staged_config.write_text(json.dumps(model_config, indent=2) + "\n")
+        os.replace(staged, out_dir / model_config["onnx_file"])
+        os.replace(staged_config, out_dir / f"{task}.json")
+    finally:
+        for leftover in (staged, staged_config):
+            leftover.unlink(missing_ok=True)
+    return model_config
 
 
 def _check_export_arguments(
