@@ -117,6 +117,21 @@ def _common(config: dict) -> list[str]:
         + (f" ({data['n_validation_melanoma']} melanoma)" if "n_validation_melanoma" in data else "")
         + ". The ISIC 2017 test set (600 images) was never used: its labels are withheld.",
         *_training_lines(config),
+        _exported_line(config, ensemble),
+        *_quantization(config),
+    ]
+
+
+def _exported_line(config: dict, ensemble: str) -> str:
+    added = config.get("ensemble", {}).get("added_to")
+    if added:  # melanoma export RUN --add-to: the last member joined an exported ensemble whose runs were gone
+        return (
+            f"- Exported: {config['exported']} by `melanoma export RUN_DIR --add-to models --out models`, which added "
+            f"the last network to the {added['members']}-network classifier exported {added['exported']} (threshold "
+            f"{added['threshold']:.4f}), calibrated anew: the same graph, within 1e-5, as `melanoma export "
+            f"RUN_DIR{ensemble} --out models` of all {len(_members(config))} runs."
+        )
+    return (
         f"- Exported: {config['exported']} by `melanoma export RUN_DIR{ensemble} --out models"
         + (" --test-time-flips off" if config.get("test_time_flips_mode") == "off" else "")
         + (
@@ -124,9 +139,8 @@ def _common(config: dict) -> list[str]:
             if config["task"] == "classification" and config.get("test_time_flips")
             else ""
         )
-        + "`.",
-        *_quantization(config),
-    ]
+        + "`."
+    )
 
 
 def _resize_text(config: dict) -> str:
@@ -968,8 +982,15 @@ def classification_section(config: dict, eval_dir: Path) -> list[str]:
         + "ROC curve: `roc_validation.png`; reliability diagram: `calibration_validation.png`.",
         "",
     ]
+    archs = [m["arch"] for m in _members(config)]
     for member in _members(config):
-        title = "the shipped run" if len(_members(config)) == 1 else f"the `{member['arch']}` member"
+        title = (
+            "the shipped run"
+            if len(archs) == 1
+            else f"the `{member['arch']}` member"
+            if archs.count(member["arch"]) == 1
+            else f"the `{member['arch']}` member `{Path(member['run']).name}`"  # two members of one architecture
+        )
         lines += [
             f"Metric history of {title} (`metrics.csv`):",
             "",
@@ -1092,7 +1113,12 @@ def classification_section(config: dict, eval_dir: Path) -> list[str]:
         _load(eval_dir / "classification_cv_ema.json"),
         "### Cross-validation over train: a moving average of the weights, fold 0 on the CPU",
     )
-    return lines + option_studies_section(eval_dir) + pair_replication_section(_load(eval_dir / PAIR_STUDY))
+    return (
+        lines
+        + option_studies_section(eval_dir)
+        + pair_replication_section(_load(eval_dir / PAIR_STUDY))
+        + third_member_section(_load(eval_dir / THIRD_STUDY), config)
+    )
 
 
 #: Single-option studies on the Lite0 member's recipe, all five folds on the CPU: (study file, setting name, title,
@@ -1209,6 +1235,67 @@ def pair_replication_section(study: dict | None) -> list[str]:
     return lines + cross_validation_section(
         study, f"### Cross-validation over train: the Lite2 member and the pair, folds {folds} on the CPU"
     )
+
+
+#: A third Lite0 network, trained anew with another seed, added to the pair (rule written before it trained).
+THIRD_STUDY = "classification_cv_seed43.json"
+THIRD_RUN = "runs/cls-sog-lite0-seed43"
+
+
+def third_member_section(study: dict | None, config: dict) -> list[str]:
+    """The pair with a third Lite0 trained anew (another seed) against the pair, on CPU-trained folds, with its
+    pre-written rule; and the two Lite0 seeds against each other (reported, no decision)."""
+    if not study:
+        return []
+    rows = {r["name"]: r for r in study["settings"]}
+    trio = next(r for r in study["settings"] if "vs_reference" in r)
+    added = trio["members"][-1]
+    gain, seeds = trio["vs_reference"]["pooled_vs"], rows[added]["pooled_vs_baseline"]
+    per_fold = trio["vs_reference"]["vs"]
+    shared = gain["folds"]
+    folds = f"{shared[0]}-{shared[-1]}" if len(shared) > 1 else str(shared[0])
+    options = " ".join(o for o in rows[added]["overrides"] if o != "amp=bf16")
+    low, high = gain["ci95"]
+    shipped = len(config.get("ensemble", {}).get("members", [])) > 2
+    if low > 0:
+        verdict = "adopted"
+        outcome = "The interval lies above 0: the third network is adopted. " + (
+            "The shipped classifier is the three networks."
+            if shipped
+            else "The shipped models are still the pair until the three are exported (`melanoma export "
+            f"{THIRD_RUN} --add-to models --out models`, as the pair's training runs are gone) and this card's "
+            "measurements of the shipped classifier are repeated for them."
+        )
+    else:
+        verdict = "not adopted"
+        outcome = (
+            f"The interval {'lies below' if high < 0 else 'reaches'} 0: no third network is added; the pair stays "
+            "shipped."
+        )
+    return [
+        f"### A third Lite0 network, trained anew with another seed: {verdict}",
+        "",
+        "The exploratory three-network ensembles above all beat the pair, whichever option their third Lite0 was "
+        "trained with. Whether that is the size of the ensemble was settled with a third Lite0 trained anew, with no "
+        f"option changed and only another seed (`{options}`; the folds are seeded apart from the training seed, so "
+        f"they are the same held-out train folds), averaged with the pair, against the pair (folds {folds}, "
+        f"{gain['images']} images, {gain['melanomas']} melanomas): the three {gain['other_auc']:.4f}, the pair "
+        f"{gain['baseline_auc']:.4f}: gain {_gain_text(gain)}; per fold {per_fold['mean']:+.4f} (95% t-interval "
+        f"{per_fold['ci95'][0]:+.4f} to {per_fold['ci95'][1]:+.4f}). Reported, no decision: the new Lite0 alone "
+        f"{seeds['other_auc']:.4f} against {seeds['baseline_auc']:.4f} for the base Lite0 (gain {_gain_text(seeds)}), "
+        "how much two seeds of one recipe differ.",
+        "",
+        "Decision rule, written before any network of the setting was trained: the third network is adopted if the "
+        "pooled gain of the three over the pair has a 95% interval above 0; otherwise nothing changes. If adopted, "
+        f"the shipped third network is `melanoma train classification --config configs/classification.yaml --out "
+        f"{THIRD_RUN} {options} amp=bf16` (trained on the whole train split before the folds), with Youden's "
+        "threshold on the validation split, unless the three's paired AUC gain over the shipped pair on the "
+        "validation split had a 95% interval wholly below 0. " + outcome,
+        "",
+        *cross_validation_section(
+            study, f"### Cross-validation over train: a third Lite0 network, folds {folds} on the CPU"
+        ),
+    ]
 
 
 def option_studies_section(eval_dir: Path) -> list[str]:

@@ -51,3 +51,17 @@ def test_contents_link_every_section_with_githubs_anchors():
     listed = [line for line in card if line.lstrip().startswith("- [") and "](#" in line]
     assert len(listed) == len(headings)
     assert all(f"[{title}]" in entry for title, entry in zip(headings, listed, strict=True))
+
+
+def test_card_says_how_a_network_added_to_an_exported_ensemble_was_exported():
+    writer = _writer()
+    members = [{"arch": "tf_efficientnet_lite0", "run": f"runs/r{i}", "training": {}} for i in range(3)]
+    config = {"task": "classification", "exported": "2026-12-08T10:00:00+00:00", "ensemble": {"members": members}}
+    assert writer._exported_line(config, " --ensemble RUN_DIR RUN_DIR").startswith(
+        "- Exported: 2026-12-08T10:00:00+00:00 by `melanoma export RUN_DIR --ensemble RUN_DIR RUN_DIR --out models`"
+    )
+    config["ensemble"]["added_to"] = {"members": 2, "exported": "2026-11-29", "threshold": 0.24545, "onnx_sha256": ""}
+    line = writer._exported_line(config, " --ensemble RUN_DIR RUN_DIR")
+    assert "`melanoma export RUN_DIR --add-to models --out models`" in line
+    assert "to the 2-network classifier exported 2026-11-29 (threshold 0.2455)" in line
+    assert "--ensemble RUN_DIR RUN_DIR --out models` of all 3 runs" in line
