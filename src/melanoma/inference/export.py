@@ -348,7 +348,7 @@ def _check_same_images(member: dict[str, Any], provenance: dict[str, Any], run_d
     """Refuse a run whose training and validation images differ from an ensemble member's: the ensemble's threshold
     is fitted on the validation split, which must hold none of any member's training images."""
     if member.get("image_ids") and provenance.get("image_ids"):
-        same = member["image_ids"] == provenance["image_ids"]
+        same = _sorted_lists(member["image_ids"]) == _sorted_lists(provenance["image_ids"])
     else:  # a member exported before the image lists were recorded: the splits' names and sizes
         keys = ("dataset", "train_split", "validation_split", "n_train", "n_validation")
         same = all(member.get(key) == provenance.get(key) for key in keys)
@@ -359,6 +359,10 @@ def _check_same_images(member: dict[str, Any], provenance: dict[str, Any], run_d
             f"{member.get('n_train')} and {member.get('n_validation')}): the ensemble's threshold is fitted on one "
             "validation split that no member trained on; train the run on the same data and split"
         )
+
+
+def _sorted_lists(image_ids: dict[str, list[str]]) -> dict[str, list[str]]:
+    return {part: sorted(ids) for part, ids in image_ids.items()}
 
 
 def add_member_graph(ensemble: Path, member: Path, target: Path, members_before: int) -> None:
