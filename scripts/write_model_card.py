@@ -1280,10 +1280,10 @@ def third_member_section(study: dict | None, config: dict) -> list[str]:
         f"option changed and only another seed (`{options}`; the folds are seeded apart from the training seed, so "
         f"they are the same held-out train folds), averaged with the pair, against the pair (folds {folds}, "
         f"{gain['images']} images, {gain['melanomas']} melanomas): the three {gain['other_auc']:.4f}, the pair "
-        f"{gain['baseline_auc']:.4f}: gain {_gain_text(gain)}; per fold {per_fold['mean']:+.4f} (95% t-interval "
-        f"{per_fold['ci95'][0]:+.4f} to {per_fold['ci95'][1]:+.4f}). Reported, no decision: the new Lite0 alone "
-        f"{seeds['other_auc']:.4f} against {seeds['baseline_auc']:.4f} for the base Lite0 (gain {_gain_text(seeds)}), "
-        "how much two seeds of one recipe differ.",
+        f"{gain['baseline_auc']:.4f}: gain {_gain_text(gain)}; per fold {_per_fold_text(per_fold)}. Reported, no "
+        "decision: the new Lite0 alone "
+        f"{seeds['other_auc']:.4f} against {seeds['baseline_auc']:.4f} for the base Lite0, a gain of "
+        f"{_gain_text(seeds)}: how much two seeds of one recipe differ.",
         "",
         "Decision rule, written before any network of the setting was trained: the third network is adopted if the "
         "pooled gain of the three over the pair has a 95% interval above 0; otherwise nothing changes. If adopted, "
@@ -1296,6 +1296,14 @@ def third_member_section(study: dict | None, config: dict) -> list[str]:
             study, f"### Cross-validation over train: a third Lite0 network, folds {folds} on the CPU"
         ),
     ]
+
+
+def _per_fold_text(paired: dict) -> str:
+    """The mean per-fold gain and its t-interval (none from a single fold)."""
+    if not paired.get("ci95"):
+        return f"{paired['mean']:+.4f} (one fold: no interval)"
+    low, high = paired["ci95"]
+    return f"{paired['mean']:+.4f} (95% t-interval {low:+.4f} to {high:+.4f})"
 
 
 def option_studies_section(eval_dir: Path) -> list[str]:
