@@ -272,6 +272,10 @@ def main(argv: list[str] | None = None) -> int:
             with AppServer(port=args.port, models_dir=args.models, log_path=Path(scratch) / "server.log") as server:
                 report = asyncio.run(run_sessions(server.url, image, args.sessions, args.timeout))
     report["models"] = args.models or ("as served" if args.url else "the default (shipped) models")
+    if not args.url:  # the server this run started serves these networks
+        from melanoma.inference.predictor import Predictor
+
+        report["networks"] = Predictor.from_dir(args.models).networks()
     if not args.image:
         report["image"]["path"] = "synthetic dermoscopy-like JPEG (deleted after the run)"
     text = json.dumps(report, indent=2)

@@ -190,6 +190,7 @@ def main(argv: list[str] | None = None) -> dict:
     report: dict = {
         "command": shlex.join(["python", *(sys.argv if argv is None else ["benchmarks/bench_consistency.py", *argv])]),
         "models_dir": str(predictor.models_dir),
+        "networks": predictor.networks(),
         "n_validation": len(samples),
         "test_time_flips": list(config.get("test_time_flips", [])),
         "resize_filter": {
@@ -220,6 +221,7 @@ def main(argv: list[str] | None = None) -> dict:
     report["acquisition"] = acquisition_shift(predictor, images, labels, masks, baseline)
     if baseline is not None:
         report["baseline_models_dir"] = str(baseline.models_dir)
+        report["baseline_networks"] = baseline.networks()
     emit_json(report, args.json)
     return report
 

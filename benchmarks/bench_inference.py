@@ -215,6 +215,7 @@ def main() -> None:
     if test_dir.is_dir():
         result.update(predict_throughput(args.models, test_dir))
     result["peak_rss_mb_both_models"] = peak_rss_mb(args.models, paths[:10])
+    result["networks"] = predictor.networks()
     emit_json(result, args.json)
 
 

@@ -123,6 +123,7 @@ def main() -> None:
                 path = Path(args.int8) / int8["onnx_file"]
                 rows.update(bench_model(path, int8["input_size"], args.repeats, False, prefix="int8_"))
         result[task] = {"input_size": config["input_size"], "variants": rows}
+        result.setdefault("networks", {})[task] = {k: config.get(k) for k in ("arch", "exported", "onnx_sha256")}
     emit_json(result, args.json)
 
 

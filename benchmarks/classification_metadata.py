@@ -130,7 +130,8 @@ def validation_study(models: Path | None, data_dir: Path, train_labels: dict[str
         [val_meta[s.image_id] for s in samples],
     )
     labels = np.array([int(s.melanoma) for s in samples])
-    return {"models_dir": str(predictor.models_dir), **_study(labels, probabilities, llr)}
+    networks = {"classification": predictor.networks()["classification"]}
+    return {"models_dir": str(predictor.models_dir), "networks": networks, **_study(labels, probabilities, llr)}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -88,6 +88,7 @@ def main(argv: list[str] | None = None) -> int:
     report = study(predictor, args.data_dir)
     arguments = argv if argv is not None else sys.argv[1:]
     report["command"] = shlex.join(["python", "benchmarks/greyscale_images.py", *arguments])
+    report["networks"] = predictor.networks()
     emit_json(report, args.json)
     return 0
 

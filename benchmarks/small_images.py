@@ -136,6 +136,7 @@ def main(argv: list[str] | None = None) -> int:
     arguments = argv if argv is not None else sys.argv[1:]
     report["command"] = shlex.join(["python", "benchmarks/small_images.py", *arguments])
     report["rule"] = RULE
+    report["networks"] = predictor.networks()
     emit_json(report, args.json)
     return 0
 

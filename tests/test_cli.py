@@ -231,6 +231,11 @@ def test_evaluate_segmentation_against_a_baseline_pairs_the_images(
     scores = run(baseline, "other.json")
     gain = scores["vs_baseline"]
     assert gain["models_dir"] == str(baseline) and gain["other_mean"] == pytest.approx(scores["jaccard"], abs=1e-4)
+    assert (
+        scores["networks"]["segmentation"]["onnx_sha256"]
+        == config["onnx_sha256"]
+        == gain["networks"]["segmentation"]["onnx_sha256"]
+    )
     assert main([*common[:6], "--models", str(baseline), "--json", str(tmp_path / "b.json")]) == 0
     assert gain["baseline_mean"] == pytest.approx(json.loads((tmp_path / "b.json").read_text())["jaccard"], abs=1e-4)
     assert gain["difference"] == pytest.approx(gain["other_mean"] - gain["baseline_mean"], abs=2e-4)
@@ -264,6 +269,10 @@ def test_evaluate_classification_against_a_baseline_pairs_the_images(
     reference = run(baseline, "baseline.json", "--per-image")
     gain = scores["vs_baseline"]
     assert gain["models_dir"] == str(baseline)
+    # each report names the networks it measured (the baseline's config is another, its network the same file)
+    shipped = json.loads((tiny_models_dir / "classification.json").read_text())
+    named = {key: shipped[key] for key in ("arch", "exported", "onnx_sha256")}
+    assert scores["networks"] == gain["networks"] == {"classification": named}
     assert gain["other_auc"] == pytest.approx(scores["auc"], abs=1e-4)
     assert gain["baseline_auc"] == pytest.approx(reference["auc"], abs=1e-4)
     assert gain["difference"] == pytest.approx(gain["other_auc"] - gain["baseline_auc"], abs=2e-4)

@@ -50,6 +50,42 @@ def test_the_configs_the_app_shows_agree_with_the_validation_reports():
     _assert_close(classification["cross_fitted"], report["cross_fitted"], "cross_fitted")
 
 
+#: Reports that describe the shipped models as they are now (the rest are history, studies of recipes or of
+#: other networks). Each names the networks it measured (``networks``), which must be the shipped ones.
+SHIPPED_REPORTS = (
+    "segmentation_val.json",
+    "segmentation_fullres_val.json",
+    "classification_val.json",
+    "small_images.json",
+    "greyscale_images.json",
+    "bench_consistency.json",
+    "bench_inference.json",
+    "bench_runtimes.json",
+    "bench_app.json",
+)
+#: Measured before reports named their networks: each leaves this list when its command is run again (the timing
+#: benchmarks need an otherwise idle CPU). No report may join it.
+NAMED_NO_NETWORKS = {"bench_consistency.json", "bench_inference.json", "bench_runtimes.json", "bench_app.json"}
+
+
+def test_the_reports_of_the_shipped_models_measured_the_networks_shipped_now():
+    shipped = {
+        task: {key: _config(task)[key] for key in ("arch", "exported", "onnx_sha256")}
+        for task in ("segmentation", "classification")
+    }
+    for name in SHIPPED_REPORTS:
+        networks = _report(name).get("networks")
+        if name in NAMED_NO_NETWORKS:
+            assert networks is None, f"models/eval/{name} now names its networks: take it off NAMED_NO_NETWORKS"
+            continue
+        assert networks, f"models/eval/{name} does not say which networks it measured: run its command again"
+        for task, network in networks.items():
+            assert network == shipped[task], (
+                f"models/eval/{name} measured another {task} network than the shipped one (exported "
+                f"{network['exported']}, not {shipped[task]['exported']}): run its command again"
+            )
+
+
 @pytest.mark.data
 def test_the_shipped_segmenter_scores_what_its_report_says(isic_data_dir):
     from melanoma.inference.evaluate import evaluate_segmentation

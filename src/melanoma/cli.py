@@ -461,12 +461,20 @@ def _segmentation_gain(scores: dict, baseline, args: argparse.Namespace) -> dict
     from melanoma.inference.evaluate import evaluate_segmentation
     from melanoma.metrics import paired_mean_difference
 
-    reference = evaluate_segmentation(baseline, Path(args.images), Path(args.masks), mask_suffix=args.mask_suffix)[
-        "per_image"
-    ]
+    measured = evaluate_segmentation(baseline, Path(args.images), Path(args.masks), mask_suffix=args.mask_suffix)
+    reference = measured["per_image"]
     ids = list(scores["per_image"])
     gain = paired_mean_difference([reference[i] for i in ids], [scores["per_image"][i] for i in ids])
-    return {"models_dir": str(baseline.models_dir), **{k: _round(v) for k, v in gain.items()}}
+    return _gain_record(baseline, measured, gain)
+
+
+def _gain_record(baseline, measured: dict, gain: dict) -> dict:
+    """A paired gain over ``baseline``, with the folder and the networks it was measured against."""
+    return {
+        "models_dir": str(baseline.models_dir),
+        "networks": measured["networks"],
+        **{k: _round(v) for k, v in gain.items()},
+    }
 
 
 def _classification_gain(scores: dict, baseline, args: argparse.Namespace) -> dict:
@@ -474,20 +482,21 @@ def _classification_gain(scores: dict, baseline, args: argparse.Namespace) -> di
     from melanoma.inference.evaluate import evaluate_classification
     from melanoma.metrics import paired_auc_difference
 
-    reference = evaluate_classification(
+    measured = evaluate_classification(
         baseline,
         Path(args.images),
         Path(args.labels),
         bootstrap=0,
         label_column=args.label_column,
         mask_suffix=args.mask_suffix,
-    )["per_image"]
+    )
+    reference = measured["per_image"]
     ids = list(scores["per_image"])
     labels = [scores["per_image"][i]["melanoma"] for i in ids]
     gain = paired_auc_difference(
         labels, [reference[i]["probability"] for i in ids], [scores["per_image"][i]["probability"] for i in ids]
     )
-    return {"models_dir": str(baseline.models_dir), **{k: _round(v) for k, v in gain.items()}}
+    return _gain_record(baseline, measured, gain)
 
 
 def _round(value):

@@ -55,6 +55,13 @@ def _predictions(
                 yield sample, result
 
 
+def _used_networks(predictor: Predictor) -> dict[str, dict[str, Any]]:
+    """The networks a classification score depends on: the classifier, and the segmenter that places a lesion-crop
+    classifier's crops."""
+    networks = predictor.networks()
+    return networks if predictor.classifier.config.get("input_crop") else {"classification": networks["classification"]}
+
+
 def seen_in_training(config: dict[str, Any], image_ids: Sequence[str]) -> dict[str, int] | None:
     """How many of ``image_ids`` the exported network (every member of an ensemble) trained on (``train``) or had as
     validation images (``validation``: they chose its best epoch and threshold), from the image lists its config
@@ -193,6 +200,7 @@ def evaluate_segmentation(
         "mask_suffix": mask_suffix,
         "mask_sizes_predicted": sorted({f"{w}x{h}" for h, w in sizes}),
         "models_dir": str(predictor.models_dir),
+        "networks": {"segmentation": predictor.networks()["segmentation"]},
         "failures": {
             "rule": (
                 f"images with Jaccard < {FAILURE_JACCARD}: under = at least {FAILURE_INSIDE:.0%} of the predicted "
@@ -381,5 +389,6 @@ def evaluate_classification(
         "unreadable": unreadable,
         "seen_in_training": seen_in_training(predictor.classifier.config, list(per_image)),
         "models_dir": str(predictor.models_dir),
+        "networks": _used_networks(predictor),
         "per_image": per_image,
     }

@@ -338,6 +338,15 @@ class Predictor:
         source = f" (from ${MODELS_ENV_VAR}: fix or unset it, or pass --models DIR)" if self.models_from_env else ""
         return f"no {task} model in {self.models_dir}{source}"
 
+    def networks(self) -> dict[str, dict[str, Any]]:
+        """Which networks this Predictor serves, by task: architecture, export date and the ONNX file's SHA-256 (the
+        file ``from_dir`` checked against its config). Reports record it, so that a measurement can be told from one
+        of other networks, e.g. of the models shipped before."""
+        return {
+            task: {key: config.get(key) for key in ("arch", "exported", "onnx_sha256")}
+            for task, config in self.model_configs.items()
+        }
+
     @property
     def model_configs(self) -> dict[str, dict[str, Any]]:
         """The JSON configs of the loaded models, by task."""
