@@ -1116,7 +1116,7 @@ def classification_section(config: dict, eval_dir: Path) -> list[str]:
     return (
         lines
         + option_studies_section(eval_dir)
-        + pair_replication_section(_load(eval_dir / PAIR_STUDY))
+        + pair_replication_section(_load(eval_dir / PAIR_STUDY), settled=(eval_dir / THIRD_STUDY).is_file())
         + third_member_section(_load(eval_dir / THIRD_STUDY), config)
     )
 
@@ -1170,9 +1170,9 @@ OPTION_STUDIES = (
 PAIR_STUDY = "classification_cv_pair_cpu.json"
 
 
-def pair_replication_section(study: dict | None) -> list[str]:
+def pair_replication_section(study: dict | None, settled: bool = False) -> list[str]:
     """The Lite0 + Lite2 pair against the Lite0 alone on CPU-trained folds, with its pre-written rule, and the
-    exploratory third members against the pair."""
+    exploratory third members against the pair (``settled``: the study of a third member trained anew exists)."""
     if not study:
         return []
     rows = {r["name"]: r for r in study["settings"]}
@@ -1229,7 +1229,8 @@ def pair_replication_section(study: dict | None) -> list[str]:
             )
             + "Before a third network is shipped, a study with its own rule written first (a third member trained "
             "anew, not chosen on these folds) has to settle it; it would also add its training time to the shipped "
-            "recipe's and its compute to every prediction.",
+            "recipe's and its compute to every prediction."
+            + (" That study follows this section's cross-validation table." if settled else ""),
             "",
         ]
     return lines + cross_validation_section(

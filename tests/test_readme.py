@@ -531,6 +531,25 @@ def _classifier_rows() -> list[str]:
         f"Lite0 member with one option, at best (`{option}`) {gain['difference']:+.4f} over the pair "
         f"({_ci(*gain['ci95'], 4)}; {len(thirds)} tried, chosen on these folds) | {verdict}"
     )
+    # a third Lite0 trained anew (another seed) against the pair, with its rule written first
+    study = "classification_cv_seed43.json"
+    assert (REPO / "models" / "eval" / study).is_file(), f"README quotes models/eval/{study}, which is missing"
+    trio = next(row for row in _load(study)["settings"] if "vs_reference" in row)
+    gain = trio["vs_reference"]["pooled_vs"]
+    seeds = _setting(trio["members"][-1], study)["pooled_vs_baseline"]
+    shipped = len(_config("classification")["ensemble"]["members"]) > 2
+    verdict = (
+        ("adopted: the three are shipped" if shipped else "adopted: to be shipped (the models are still the pair)")
+        if gain["ci95"][0] > 0
+        else "not adopted: the pair stays shipped"
+    )
+    folds = "-".join(str(f) for f in (gain["folds"][0], gain["folds"][-1]))
+    rows.append(
+        f"a third Lite0 network trained anew, only its seed changed (`seed=43`), averaged with the pair "
+        f"| train folds {folds} (bf16) | AUC {gain['other_auc']:.4f} against {gain['baseline_auc']:.4f} for the pair "
+        f"(gain {gain['difference']:+.4f}, {_ci(*gain['ci95'], 4)}, {gain['images']} images); the two Lite0 seeds "
+        f"alone: {seeds['other_auc']:.4f} against {seeds['baseline_auc']:.4f} | {verdict}"
+    )
     return rows
 
 
