@@ -1117,7 +1117,7 @@ def classification_section(config: dict, eval_dir: Path) -> list[str]:
         lines
         + option_studies_section(eval_dir)
         + pair_replication_section(_load(eval_dir / PAIR_STUDY), settled=(eval_dir / THIRD_STUDY).is_file())
-        + third_member_section(_load(eval_dir / THIRD_STUDY), config)
+        + third_member_section(_load(eval_dir / THIRD_STUDY), config, _load(eval_dir / THIRD_GUARD))
     )
 
 
@@ -1241,11 +1241,19 @@ def pair_replication_section(study: dict | None, settled: bool = False) -> list[
 #: A third Lite0 network, trained anew with another seed, added to the pair (rule written before it trained).
 THIRD_STUDY = "classification_cv_seed43.json"
 THIRD_RUN = "runs/cls-sog-lite0-seed43"
+#: The rule's guard: the three (exported into a scratch folder) against the shipped pair on the validation split.
+THIRD_GUARD = "classification_val_trio_vs_pair.json"
+THIRD_GUARD_COMMAND = (
+    f"melanoma export {THIRD_RUN} --add-to models --out runs/trio-models; melanoma evaluate classification --images "
+    "$DATA/images/val --labels $DATA/labels/ISIC-2017_Validation_Part3_GroundTruth.csv --models runs/trio-models "
+    f"--baseline models --json models/eval/{THIRD_GUARD}"
+)
 
 
-def third_member_section(study: dict | None, config: dict) -> list[str]:
+def third_member_section(study: dict | None, config: dict, guard: dict | None = None) -> list[str]:
     """The pair with a third Lite0 trained anew (another seed) against the pair, on CPU-trained folds, with its
-    pre-written rule; and the two Lite0 seeds against each other (reported, no decision)."""
+    pre-written rule and its guard on the validation split; and the two Lite0 seeds against each other (reported,
+    no decision)."""
     if not study:
         return []
     rows = {r["name"]: r for r in study["settings"]}
@@ -1258,7 +1266,30 @@ def third_member_section(study: dict | None, config: dict) -> list[str]:
     options = " ".join(o for o in rows[added]["overrides"] if o != "amp=bf16")
     low, high = gain["ci95"]
     shipped = len(config.get("ensemble", {}).get("members", [])) > 2
-    if low > 0:
+    if low > 0 and guard:
+        paired = guard["vs_baseline"]
+        blocked = paired["ci95"][1] < 0
+        verdict = "adopted" if not blocked else "stopped by its guard on the validation split"
+        outcome = (
+            f"The interval lies above 0. On the validation split ({guard['n']} images, {guard['n_positive']} "
+            f"melanomas) the three score AUC {guard['auc']:.4f} against the shipped pair's "
+            f"{paired['baseline_auc']:.4f}, {paired['difference']:+.4f} (95% CI {paired['ci95'][0]:+.4f} to "
+            f"{paired['ci95'][1]:+.4f}; `{THIRD_GUARD_COMMAND}`), "
+            + (
+                "wholly below 0: the guard stops them, and the pair stays shipped."
+                if blocked
+                else f"not wholly below 0, so the guard does not stop them (at their own Youden threshold "
+                f"{guard['threshold']:.4f}: sensitivity {guard['sensitivity']:.3f}, specificity "
+                f"{guard['specificity']:.3f}). The third network is adopted. "
+                + (
+                    "The shipped classifier is the three networks."
+                    if shipped
+                    else "The shipped models are still the pair until the three are put in `models` and this card's "
+                    "measurements of the shipped classifier are repeated for them."
+                )
+            )
+        )
+    elif low > 0:
         verdict = "adopted"
         outcome = "The interval lies above 0: the third network is adopted. " + (
             "The shipped classifier is the three networks."
