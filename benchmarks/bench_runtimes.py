@@ -21,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
+from melanoma.inference.predictor import network_record
 from melanoma.reporting import emit_json, script_parser
 
 # onnxruntime is imported inside the functions, after melanoma: the package opts it out of telemetry, which only
@@ -123,7 +124,7 @@ def main() -> None:
                 path = Path(args.int8) / int8["onnx_file"]
                 rows.update(bench_model(path, int8["input_size"], args.repeats, False, prefix="int8_"))
         result[task] = {"input_size": config["input_size"], "variants": rows}
-        result.setdefault("networks", {})[task] = {k: config.get(k) for k in ("arch", "exported", "onnx_sha256")}
+        result.setdefault("networks", {})[task] = network_record(config)
     emit_json(result, args.json)
 
 

@@ -47,6 +47,11 @@ class ModelIntegrityError(ValueError):
     """An ONNX file is not the one its JSON config was exported with (replaced, damaged or a Git LFS pointer)."""
 
 
+def network_record(config: dict[str, Any]) -> dict[str, Any]:
+    """How a report names the network an exported config describes: architecture, export date, ONNX SHA-256."""
+    return {key: config.get(key) for key in ("arch", "exported", "onnx_sha256")}
+
+
 def onnx_digest(path: Path) -> str:
     """The SHA-256 of a model file, hex (recorded as ``onnx_sha256`` by ``melanoma export`` and ``quantize``)."""
     digest = hashlib.sha256()
@@ -342,10 +347,7 @@ class Predictor:
         """Which networks this Predictor serves, by task: architecture, export date and the ONNX file's SHA-256 (the
         file ``from_dir`` checked against its config). Reports record it, so that a measurement can be told from one
         of other networks, e.g. of the models shipped before."""
-        return {
-            task: {key: config.get(key) for key in ("arch", "exported", "onnx_sha256")}
-            for task, config in self.model_configs.items()
-        }
+        return {task: network_record(config) for task, config in self.model_configs.items()}
 
     @property
     def model_configs(self) -> dict[str, dict[str, Any]]:
