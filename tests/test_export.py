@@ -1,6 +1,7 @@
 """ONNX export: parity with PyTorch, dynamic batch, the activation map, the model config."""
 
 import json
+from pathlib import Path
 
 import numpy as np
 import onnx
@@ -458,3 +459,12 @@ def test_export_fits_the_threshold_on_the_pixels_it_serves(tiny_models_dir, tmp_
     outputs = [output[0] for _, output in batched_outputs(segmenter, samples)]
     direct = segmenter.run([alone.load(sample.image_path)[0] for sample in samples])[0]
     np.testing.assert_allclose(np.stack(outputs), direct, atol=1e-6)
+
+
+def test_member_runs_are_named_relative_to_the_working_directory_when_under_it(tmp_path, monkeypatch):
+    from melanoma.inference.export import _run_path
+
+    (tmp_path / "runs" / "a").mkdir(parents=True)
+    monkeypatch.chdir(tmp_path)
+    assert _run_path("runs/a") == _run_path(tmp_path / "runs" / "a") == str(Path("runs") / "a")
+    assert _run_path(tmp_path.parent) == str(tmp_path.parent.resolve())  # outside it: absolute

@@ -289,6 +289,13 @@ def _exported_classifier(models_dir: Path) -> dict[str, Any]:
     return config
 
 
+def _run_path(path: Path | str) -> str:
+    """How a config names a member's run: relative to the working directory when it lies under it (the shipped
+    configs then read ``runs/NAME`` on any machine), else absolute."""
+    resolved, here = Path(path).resolve(), Path.cwd().resolve()
+    return str(resolved.relative_to(here)) if resolved.is_relative_to(here) else str(resolved)
+
+
 def _added_member_config(
     before: dict[str, Any], models_dir: Path, run_dir: Path, config: TrainConfig, state: dict[str, Any]
 ) -> dict[str, Any]:
@@ -318,12 +325,12 @@ def _added_member_config(
         )
     members = before.get("ensemble", {}).get("members") or [
         {
-            "run": str((models_dir / before["onnx_file"]).resolve()),
+            "run": _run_path(models_dir / before["onnx_file"]),
             "arch": before["arch"],
             "training": before["training"],
         }
     ]
-    if any(member.get("run") == str(run_dir.resolve()) for member in members):
+    if any(Path(member.get("run", "")).resolve() == run_dir.resolve() for member in members):
         raise ValueError(
             f"{run_dir} is already a member of the classifier in {models_dir}: the same network twice only weighs it "
             "double"
@@ -551,7 +558,7 @@ def _model_config(
         model_config["ensemble"] = {
             "combine": "mean of the members' melanoma probabilities; activation map: mean of their maps",
             "members": [
-                {"run": str(Path(path).resolve()), "arch": c.model.arch, "training": _training_record(path, c, st)}
+                {"run": _run_path(path), "arch": c.model.arch, "training": _training_record(path, c, st)}
                 for path, _, c, st in members
             ],
         }
