@@ -96,6 +96,17 @@ def bench_model(path: Path, size: int, repeats: int, with_openvino: bool, prefix
     }
 
 
+#: The validation metrics each export records (``melanoma quantize`` re-calibrates the int8 copy through its graph).
+HEADLINE = ("jaccard", "thresholded_jaccard", "dice", "auc", "sensitivity", "specificity")
+
+
+def headline(config: dict) -> dict:
+    """A model's threshold and headline validation metrics, as its exported config records them."""
+    return {"threshold": config["threshold"]} | {
+        k: config["validation"][k] for k in HEADLINE if k in config["validation"]
+    }
+
+
 def main() -> None:
     import onnxruntime as ort
 
@@ -118,12 +129,13 @@ def main() -> None:
             continue
         config = json.loads(config_path.read_text())
         rows = bench_model(Path(args.models) / config["onnx_file"], config["input_size"], args.repeats, True)
+        result[task] = {"input_size": config["input_size"], "variants": rows}
         if args.int8 and (Path(args.int8) / f"{task}.json").is_file():
             int8 = json.loads((Path(args.int8) / f"{task}.json").read_text())
             if int8.get("quantization"):
                 path = Path(args.int8) / int8["onnx_file"]
                 rows.update(bench_model(path, int8["input_size"], args.repeats, False, prefix="int8_"))
-        result[task] = {"input_size": config["input_size"], "variants": rows}
+                result[task]["validation"] = {"float": headline(config), "int8": headline(int8)}
         result.setdefault("networks", {})[task] = network_record(config)
     emit_json(result, args.json)
 

@@ -159,3 +159,23 @@ def test_quantize_repeats_the_few_images_warning_of_its_recalibration(tiny_model
     error = capsys.readouterr().err
     assert f"warning: {out / 'classification.json'}: {warning}" in error
     assert "classification int8 activation ranges" in error  # the silent ONNX Runtime pass has a progress bar
+
+
+def test_bench_runtimes_times_the_int8_copy_beside_its_recorded_accuracy(tiny_models_dir, quantized_dir, tmp_path):
+    import subprocess
+    import sys
+
+    from conftest import REPO_ROOT
+
+    out = tmp_path / "runtimes.json"
+    command = [sys.executable, str(REPO_ROOT / "benchmarks" / "bench_runtimes.py"), "--models", str(tiny_models_dir)]
+    command += ["--int8", str(quantized_dir), "--repeats", "1", "--json", str(out)]
+    subprocess.run(command, check=True, capture_output=True, text=True)
+    report = json.loads(out.read_text())
+    for task, metric in (("segmentation", "jaccard"), ("classification", "auc")):
+        assert {"ort_2threads", "int8_ort_1thread"} <= set(report[task]["variants"])
+        validation = report[task]["validation"]
+        for which, folder in (("float", tiny_models_dir), ("int8", quantized_dir)):
+            config = json.loads((folder / f"{task}.json").read_text())
+            assert validation[which]["threshold"] == config["threshold"]
+            assert validation[which][metric] == config["validation"][metric]
