@@ -951,8 +951,14 @@ def classification_section(config: dict, eval_dir: Path) -> list[str]:
         lines += [
             "Why an ensemble: in the 5-fold cross-validation over train below, no single setting beat the Lite0 "
             "recipe, while averaging the out-of-fold probabilities of two settings did (its ensemble rows; the "
-            "ensembles there average fold models, the shipped one the two networks trained on all of train). The "
-            "members are the best pair there whose training fits about 90 minutes of this CPU.",
+            "ensembles there average fold models, the shipped one averages networks trained on all of train). The "
+            "first two members are the best pair there whose training fits about 90 minutes of this CPU."
+            + (
+                " The third, a Lite0 trained anew with another seed, was added by the study of a third network at "
+                "the end of this section, in which the three beat the pair on five held-out train folds."
+                if len(_members(config)) == 3
+                else ""
+            ),
             "",
         ]
     lines += [
@@ -1099,7 +1105,7 @@ def classification_section(config: dict, eval_dir: Path) -> list[str]:
         ]
     lines += consistency_section(_load(eval_dir / "bench_consistency.json"))
     lines += colour_constancy_section(config, eval_dir)
-    lines += jpeg_augmentation_section(eval_dir)
+    lines += jpeg_augmentation_section(config, eval_dir)
     lines += metadata_section(eval_dir)
     lines += cross_validation_section(
         _load(eval_dir / "classification_cv5.json"),
@@ -1116,8 +1122,12 @@ def classification_section(config: dict, eval_dir: Path) -> list[str]:
     return (
         lines
         + option_studies_section(eval_dir)
-        + pair_replication_section(_load(eval_dir / PAIR_STUDY), settled=(eval_dir / THIRD_STUDY).is_file())
-        + third_member_section(_load(eval_dir / THIRD_STUDY), config, _load(eval_dir / THIRD_GUARD))
+        + pair_replication_section(
+            _load(eval_dir / PAIR_STUDY), settled=(eval_dir / THIRD_STUDY).is_file(), shipped=len(_members(config))
+        )
+        + third_member_section(
+            _load(eval_dir / THIRD_STUDY), config, _load(eval_dir / THIRD_GUARD), _load(eval_dir / THIRD_SPEED)
+        )
     )
 
 
@@ -1170,11 +1180,13 @@ OPTION_STUDIES = (
 PAIR_STUDY = "classification_cv_pair_cpu.json"
 
 
-def pair_replication_section(study: dict | None, settled: bool = False) -> list[str]:
+def pair_replication_section(study: dict | None, settled: bool = False, shipped: int = 2) -> list[str]:
     """The Lite0 + Lite2 pair against the Lite0 alone on CPU-trained folds, with its pre-written rule, and the
-    exploratory third members against the pair (``settled``: the study of a third member trained anew exists)."""
+    exploratory third members against the pair (``settled``: the study of a third member trained anew exists;
+    ``shipped``: how many networks the shipped classifier averages)."""
     if not study:
         return []
+    was = "is" if shipped == 2 else "was"
     rows = {r["name"]: r for r in study["settings"]}
     pair, lite2 = rows["base+lite2"], rows["lite2"]
     gain = pair["pooled_vs_baseline"]
@@ -1184,6 +1196,7 @@ def pair_replication_section(study: dict | None, settled: bool = False) -> list[
     verdict = "confirmed" if low > 0 else "rejected" if high < 0 else "not confirmed"
     outcome = (
         "The interval lies above 0: the choice is confirmed, and the shipped pair stays."
+        + ("" if shipped == 2 else " (It stayed shipped until the third network below was added to it.)")
         if low > 0
         else "The interval lies below 0: the pair is rejected, and the Lite0 alone is the candidate to ship."
         if high < 0
@@ -1203,7 +1216,8 @@ def pair_replication_section(study: dict | None, settled: bool = False) -> list[
     lines = [
         f"### The Lite0 + Lite2 pair on folds trained on the CPU: {verdict}",
         "",
-        "The shipped classifier is a pair because the five-fold study above, trained on a lent GPU, found the pair's "
+        f"The shipped classifier {was} a pair because the five-fold study above, trained on a lent GPU, found the "
+        "pair's "
         "pooled out-of-fold AUC above the Lite0 recipe's alone. Repeated here with the Lite2 member's recipe trained "
         "on this 2-core CPU (bf16 autocast) on the same five held-out train folds as the option studies above, "
         f"against their Lite0 base (folds {folds}, {gain['images']} images, {gain['melanomas']} melanomas): the "
@@ -1243,6 +1257,8 @@ THIRD_STUDY = "classification_cv_seed43.json"
 THIRD_RUN = "runs/cls-sog-lite0-seed43"
 #: The rule's guard: the three (exported into a scratch folder) against the shipped pair on the validation split.
 THIRD_GUARD = "classification_val_trio_vs_pair.json"
+#: The three's serving cost against the pair's (a copy of the pair's folder in runs/pair-models), side by side.
+THIRD_SPEED = "classification_trio_speed.json"
 THIRD_GUARD_COMMAND = (
     f"melanoma export {THIRD_RUN} --add-to models --out runs/trio-models; melanoma evaluate classification --images "
     "$DATA/images/val --labels $DATA/labels/ISIC-2017_Validation_Part3_GroundTruth.csv --models runs/trio-models "
@@ -1250,7 +1266,9 @@ THIRD_GUARD_COMMAND = (
 )
 
 
-def third_member_section(study: dict | None, config: dict, guard: dict | None = None) -> list[str]:
+def third_member_section(
+    study: dict | None, config: dict, guard: dict | None = None, speed: list | None = None
+) -> list[str]:
     """The pair with a third Lite0 trained anew (another seed) against the pair, on CPU-trained folds, with its
     pre-written rule and its guard on the validation split; and the two Lite0 seeds against each other (reported,
     no decision)."""
@@ -1272,9 +1290,11 @@ def third_member_section(study: dict | None, config: dict, guard: dict | None = 
         verdict = "adopted" if not blocked else "stopped by its guard on the validation split"
         outcome = (
             f"The interval lies above 0. On the validation split ({guard['n']} images, {guard['n_positive']} "
-            f"melanomas) the three score AUC {guard['auc']:.4f} against the shipped pair's "
-            f"{paired['baseline_auc']:.4f}, {paired['difference']:+.4f} (95% CI {paired['ci95'][0]:+.4f} to "
-            f"{paired['ci95'][1]:+.4f}; `{THIRD_GUARD_COMMAND}`), "
+            f"melanomas) the three score AUC {guard['auc']:.4f} against the {'then-' if shipped else ''}shipped "
+            f"pair's {paired['baseline_auc']:.4f}, {paired['difference']:+.4f} (95% CI {paired['ci95'][0]:+.4f} to "
+            f"{paired['ci95'][1]:+.4f}; `{THIRD_GUARD_COMMAND}`"
+            + (", when `models` held the pair" if shipped else "")
+            + "), "
             + (
                 "wholly below 0: the guard stops them, and the pair stays shipped."
                 if blocked
@@ -1282,7 +1302,7 @@ def third_member_section(study: dict | None, config: dict, guard: dict | None = 
                 f"{guard['threshold']:.4f}: sensitivity {guard['sensitivity']:.3f}, specificity "
                 f"{guard['specificity']:.3f}). The third network is adopted. "
                 + (
-                    "The shipped classifier is the three networks."
+                    _third_shipped_text(config, speed)
                     if shipped
                     else "The shipped models are still the pair until the three are put in `models` and this card's "
                     "measurements of the shipped classifier are repeated for them."
@@ -1292,7 +1312,7 @@ def third_member_section(study: dict | None, config: dict, guard: dict | None = 
     elif low > 0:
         verdict = "adopted"
         outcome = "The interval lies above 0: the third network is adopted. " + (
-            "The shipped classifier is the three networks."
+            _third_shipped_text(config, speed)
             if shipped
             else "The shipped models are still the pair until the three are exported (`melanoma export "
             f"{THIRD_RUN} --add-to models --out models`, as the pair's training runs are gone) and this card's "
@@ -1328,6 +1348,33 @@ def third_member_section(study: dict | None, config: dict, guard: dict | None = 
             study, f"### Cross-validation over train: a third Lite0 network, folds {folds} on the CPU"
         ),
     ]
+
+
+def _third_shipped_text(config: dict, speed: list | None) -> str:
+    """How the adopted third network reached ``models``, what it costs per image, and where the pair's own
+    measurements were kept."""
+    rows = {Path(r["run"]).name: r for r in speed or []}
+    cost = (
+        f" Its serving cost: the classifier's path for one 256x256 image takes {rows['models']['image_ms']} ms "
+        f"against the pair's {rows['pair-models']['image_ms']} ms, medians measured side by side in one run "
+        f"({rows['models']['image_ms'] / rows['pair-models']['image_ms']:.2f}x; `python benchmarks/compare_runs.py "
+        f"--task classification runs/pair-models models --json models/eval/{THIRD_SPEED}`, where `runs/pair-models` "
+        f"holds the pair's `models/`), and its ONNX file grows from {rows['pair-models']['onnx_mb']} to "
+        f"{rows['models']['onnx_mb']} MiB, which brings the tracked files under `models/` close to the project's "
+        "60 MiB limit."
+        if {"models", "pair-models"} <= set(rows)
+        else ""
+    )
+    return (
+        f"The three are shipped: `melanoma export {THIRD_RUN} --add-to models --out models` added it to the exported "
+        f"pair ({config['exported'][:10]}; the pair's training runs were not kept, so `--ensemble` could not rebuild "
+        "it), with a new threshold on the validation split. Every measurement in this card and the README that "
+        "describes the shipped classifier as it is now (validation, acquisition shifts, small and greyscale images, "
+        "serving speed, runtime levers, the app under load) was repeated for the three; the pair's own studies "
+        "(test-time flips, metadata) were not. The pair's config and its acquisition-shift report, which the "
+        "colour-constancy and JPEG sections above quote, are kept as `models/eval/classification_pair_config.json` "
+        "and `models/eval/bench_consistency_pair.json`." + cost
+    )
 
 
 def _per_fold_text(paired: dict) -> str:
@@ -1381,11 +1428,24 @@ def option_study_section(study: dict | None, setting: str, title: str, what: str
     )
 
 
+#: The Lite0 + Lite2 pair that colour constancy was shipped in, frozen when a third network joined it: its config
+#: (image lists left out) and its acquisition-shift report against the classifier before colour constancy.
+PAIR_CONFIG, PAIR_CONSISTENCY = "classification_pair_config.json", "bench_consistency_pair.json"
+
+
+def _pair_evidence(config: dict, eval_dir: Path) -> tuple[dict, dict, str]:
+    """The classifier colour constancy was shipped in, its acquisition-shift report and that report's file: the
+    frozen pair's when it was kept, else the shipped classifier's."""
+    frozen = _load(eval_dir / PAIR_CONFIG)
+    name = PAIR_CONSISTENCY if frozen else "bench_consistency.json"
+    return frozen or config, _load(eval_dir / name) or {}, name
+
+
 def colour_constancy_section(config: dict, eval_dir: Path) -> list[str]:
     """Why the shipped classifier divides out the colour cast: validation, acquisition shifts, a held-out train fold."""
     paired = _load(eval_dir / "classification_val_sog_vs_previous.json")
     previous = _load(eval_dir / "classification_previous_config.json")
-    consistency = _load(eval_dir / "bench_consistency.json") or {}
+    config, consistency, consistency_file = _pair_evidence(config, eval_dir)
     shifts = consistency.get("acquisition", {})
     before = (_load(eval_dir / "bench_consistency_previous.json") or {}).get("acquisition")
     if not (paired and previous and shifts and before):
@@ -1422,13 +1482,20 @@ def colour_constancy_section(config: dict, eval_dir: Path) -> list[str]:
         "- Validation, paired with the classifier shipped before (`melanoma evaluate classification --images "
         "$DATA/images/val --labels $DATA/labels/ISIC-2017_Validation_Part3_GroundTruth.csv --models models "
         f"--baseline {gain['models_dir']} --json models/eval/classification_val_sog_vs_previous.json`, where "
-        f"`{gain['models_dir']}` holds `models/` of commit 9c9670f): AUC {gain['other_auc']:.4f} against "
+        f"`{gain['models_dir']}` holds `models/` of commit 9c9670f"
+        + ("" if consistency_file == "bench_consistency.json" else " and `models` then held the pair")
+        + f"): AUC {gain['other_auc']:.4f} against "
         f"{gain['baseline_auc']:.4f}, gain {_gain_text(gain)}, {gain['decision']}; at its own Youden threshold "
         f"({paired['threshold']:.4f}) sensitivity {paired['sensitivity']:.3f} and specificity "
         f"{paired['specificity']:.3f} against {previous['validation']['sensitivity']:.3f} and "
         f"{previous['validation']['specificity']:.3f}.",
-        f"- The same validation images under the acquisition shifts (last column of the table above: "
-        f"`{consistency['command']}`): {shift_text}. Its AUC moves by "
+        "- The same validation images under the acquisition shifts ("
+        + (
+            "last column of the table above: "
+            if consistency_file == "bench_consistency.json"
+            else f"`models/eval/{consistency_file}`, measured for the pair with "
+        )
+        + f"`{consistency['command']}`): {shift_text}. Its AUC moves by "
         f"{min(moved):+.4f} to {max(moved):+.4f} from the unshifted images'. Better with an interval above 0 under "
         f"{len(better)} of {len(versus)} shifts ({', '.join(better) or 'none'}), worse under "
         f"{', '.join(worse) or 'none'}. JPEG re-compression is not a gain, so colour constancy does not help with "
@@ -1484,11 +1551,13 @@ def colour_constancy_section(config: dict, eval_dir: Path) -> list[str]:
     )
 
 
-def jpeg_augmentation_section(eval_dir: Path) -> list[str]:
+def jpeg_augmentation_section(config: dict, eval_dir: Path) -> list[str]:
     """``data.jpeg_augmentation`` for the classifier: a held-out train fold, then those fold models under the shifts."""
     study = _load(eval_dir / "classification_cv_jpeg.json")
     fold_shifts = _load(eval_dir / "classification_cv_jpeg_shifts.json")
-    shipped = (_load(eval_dir / "bench_consistency.json") or {}).get("acquisition", {})
+    _, consistency, consistency_file = _pair_evidence(config, eval_dir)
+    shipped = consistency.get("acquisition", {})
+    which = "shipped classifier's" if consistency_file == "bench_consistency.json" else "then-shipped pair's"
     if not (study and fold_shifts and "jpeg_q40" in shipped):
         return []
     row = {r["name"]: r for r in study["settings"]}["lite2-sog-jpeg"]
@@ -1499,8 +1568,9 @@ def jpeg_augmentation_section(eval_dir: Path) -> list[str]:
     lines = [
         "### JPEG re-compression in training: not adopted",
         "",
-        f"The shipped classifier's validation AUC falls from {q40['baseline_auc']:.4f} to {q40['other_auc']:.4f} "
-        "when the images are re-compressed as JPEG at quality 40 (table above), the one acquisition shift colour "
+        f"The {which} validation AUC fell from {q40['baseline_auc']:.4f} to {q40['other_auc']:.4f} "
+        f"when the images were re-compressed as JPEG at quality 40 (`models/eval/{consistency_file}`), the one "
+        "acquisition shift colour "
         "constancy cannot divide out. `data.jpeg_augmentation=true` re-compresses half the training images as "
         "JPEG at a random quality from 30 to 90 before the resize. Tried on the Lite2 member's recipe, held-out "
         f"train fold 0 (400 images, {pooled['melanomas']} melanomas): pooled AUC {pooled['other_auc']:.4f} against "
@@ -1559,7 +1629,7 @@ def metadata_section(eval_dir: Path) -> list[str]:
             ["scored on", "image model", "images", "melanomas", "image AUC", "image + metadata AUC", "gain (95% CI)"],
             [
                 row("held-out train fold 0", fold, f"`{fold['oof']}` (Lite2 member's recipe)"),
-                row("validation", val, "the shipped classifier"),
+                row("validation", val, _metadata_classifier(val, eval_dir)),
             ],
         ),
         "",
@@ -1576,6 +1646,15 @@ def metadata_section(eval_dir: Path) -> list[str]:
         ),
         "",
     ]
+
+
+def _metadata_classifier(val: dict, eval_dir: Path) -> str:
+    """Which classifier the metadata study's validation row used: the frozen pair when it scores that row's image
+    AUC (the study predates the third network), else the shipped one."""
+    pair = _load(eval_dir / PAIR_CONFIG)
+    if pair and round(pair["validation"]["auc"], 4) == val["image_auc"]:
+        return "the then-shipped Lite0 + Lite2 pair (`models/eval/classification_pair_config.json`)"
+    return "the shipped classifier"
 
 
 def _per_member(value) -> str:
@@ -1644,6 +1723,13 @@ def _gain_text(gain: dict | None) -> str:
     return f"{gain['difference']:+.4f} ({gain['ci95'][0]:+.4f} to {gain['ci95'][1]:+.4f})"
 
 
+def _baseline_networks(report: dict) -> str:
+    """The baseline's networks as the report recorded them (reports before ``baseline_networks`` say nothing)."""
+    networks = report.get("baseline_networks") or {}
+    named = ", ".join(f"{task} `{n['arch']}` exported {n['exported'][:10]}" for task, n in networks.items() if n)
+    return f" ({named})" if named else ""
+
+
 def acquisition_section(report: dict) -> list[str]:
     """The shipped models on the validation images as another camera or light might deliver them."""
     shifts = report.get("acquisition")
@@ -1684,7 +1770,7 @@ def acquisition_section(report: dict) -> list[str]:
         "compression (`ACQUISITION_SHIFTS` in `benchmarks/bench_consistency.py`). Changes are paired against the "
         "images as delivered (stratified bootstrap for AUC, image bootstrap for Jaccard); `prob. change` = median / "
         "95th percentile of the absolute probability change; sensitivity and specificity at the shipped threshold."
-        + (f" Baseline: `{report['baseline_models_dir']}`." if versus else ""),
+        + (f" Baseline: `{report['baseline_models_dir']}`{_baseline_networks(report)}." if versus else ""),
         "",
         _table(header, rows),
         "",
@@ -1886,7 +1972,8 @@ def runtimes_section(eval_dir: Path) -> list[str]:
         f"{bench['onnxruntime']}, OpenVINO {bench.get('openvino')}; one process, variants interleaved; "
         "ms per image at batch 1 and batch 16; largest output difference on random inputs from the same model "
         "file on ONNX Runtime with all threads, i.e. int8 rows are compared with the int8 model; the int8 models' "
-        "accuracy is in the comparison tables above, from `melanoma quantize`'s re-calibration).",
+        "validation metrics are those `melanoma quantize` recorded in their configs, re-calibrated through the int8 "
+        "graph, and are listed under each table).",
         "",
     ]
     for task in ("segmentation", "classification"):
@@ -1902,7 +1989,19 @@ def runtimes_section(eval_dir: Path) -> list[str]:
             _table(["variant", "ms/img batch 1", "ms/img batch 16", "max abs diff"], rows),
             "",
         ]
+        if "validation" in bench[task]:
+            lines += [_int8_accuracy_line(bench[task]["validation"]), ""]
     return lines
+
+
+def _int8_accuracy_line(validation: dict) -> str:
+    """Validation of the float model and its int8 copy, as their configs record them (each at its own threshold)."""
+
+    def metrics(row: dict) -> str:
+        shown = ", ".join(f"{k.replace('_', ' ')} {v:.4f}" for k, v in row.items() if k != "threshold")
+        return f"{shown} (threshold {row['threshold']:.4f})"
+
+    return f"Validation, float: {metrics(validation['float'])}; int8: {metrics(validation['int8'])}."
 
 
 def app_section(eval_dir: Path) -> list[str]:
@@ -1934,11 +2033,31 @@ def app_section(eval_dir: Path) -> list[str]:
     ]
 
 
+def _and(names: list[str]) -> str:
+    return ", ".join(names[:-1]) + " and " + names[-1] if len(names) > 1 else "".join(names)
+
+
+def _member_precision_text(members: list[dict]) -> str:
+    """Which shipped classifier networks were trained in fp32 and which with bf16 autocast."""
+    by_amp: dict[str, list[str]] = {}
+    for member in members:
+        name = Path(member["run"]).name if "run" in member else member["arch"]
+        by_amp.setdefault(member["training"].get("config", {}).get("amp", "none"), []).append(f"`{name}`")
+    if set(by_amp) <= {"none"}:
+        return "The shipped classifiers were trained in fp32 (`amp: none`): earlier sessions' CPU measured bf16 slower."
+    return (
+        f"Of the shipped classifier's networks, {_and(by_amp.get('none', [])) or 'none'} were trained in fp32 "
+        f"(`amp: none`; earlier sessions' CPU measured bf16 slower) and {_and(by_amp.get('bf16', []))} with "
+        "bf16 autocast (`amp: bf16`)."
+    )
+
+
 def precision_section(eval_dir: Path) -> list[str]:
     """bf16 autocast and the channels-last layout for training on the CPU: speed of the shipped networks, accuracy
     on a held-out fold, and the classifier ensemble bf16 let fit the training budget (not shipped)."""
     speed = _load(eval_dir / "bench_training_speed.json")
     triple = _load(eval_dir / "classification_bf16_triple.json")
+    members = _members(_load(eval_dir.parent / "classification.json") or {"arch": "?", "training": {}})
     if not speed:
         return []
     rows = [
@@ -1953,12 +2072,13 @@ def precision_section(eval_dir: Path) -> list[str]:
         "",
         "Command: `python benchmarks/bench_training_speed.py --shipped --json models/eval/bench_training_speed.json` "
         f"(synthetic inputs, compute only; {speed['threads']} threads, {speed['cpu']}, bf16 instructions: {flags}; "
-        "the variants measured one after the other in one process). The shipped classifiers were trained in fp32 "
-        "(`amp: none`): earlier sessions' CPU measured bf16 slower. This CPU has bf16 instructions, and bf16 "
+        "the variants measured one after the other in one process). "
+        + _member_precision_text(members)
+        + " This CPU has bf16 instructions, and bf16 "
         "autocast (`amp=bf16`) speeds up the training of the shipped networks (the shipped segmenter used it; see "
         "Lesion segmentation). The channels-last (NHWC) memory layout (`channels_last: true`, in the three training "
         "recipes under `configs/` since this measurement; the shipped segmenter was trained before it, in the default "
-        "NCHW layout, the shipped classifiers with it) "
+        "NCHW layout, the shipped classifiers' networks with it) "
         "speeds up both precisions again: the same network and arithmetic in another order, so results agree to "
         "rounding (`tests/test_training.py`):",
         "",
@@ -2021,7 +2141,13 @@ def precision_section(eval_dir: Path) -> list[str]:
             f"threshold ({evaluated['threshold']:.4f}) sensitivity {evaluated['sensitivity']:.3f} and specificity "
             f"{evaluated['specificity']:.3f} against {shipped['sensitivity']:.3f} and {shipped['specificity']:.3f}: "
             "a gain within noise (paired stratified bootstrap below), mixed operating-point metrics and a third "
-            "network's serving cost (about 6 ms per image), so it is not shipped.",
+            "network's serving cost (about 6 ms per image), so it is not shipped."
+            + (
+                " (A third network was shipped later by its own study, a Lite0 trained anew with another seed: see "
+                "A third Lite0 network under Melanoma classification.)"
+                if len(members) > 2
+                else ""
+            ),
             "",
             f"Command: `{triple['command']}`",
             "",

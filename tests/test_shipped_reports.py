@@ -63,9 +63,6 @@ SHIPPED_REPORTS = (
     "bench_runtimes.json",
     "bench_app.json",
 )
-#: Measured before reports named their networks: each leaves this list when its command is run again (the timing
-#: benchmarks need an otherwise idle CPU). No report may join it.
-NAMED_NO_NETWORKS = {"bench_consistency.json", "bench_inference.json", "bench_runtimes.json", "bench_app.json"}
 
 
 def test_the_reports_of_the_shipped_models_measured_the_networks_shipped_now():
@@ -75,9 +72,6 @@ def test_the_reports_of_the_shipped_models_measured_the_networks_shipped_now():
     }
     for name in SHIPPED_REPORTS:
         networks = _report(name).get("networks")
-        if name in NAMED_NO_NETWORKS:
-            assert networks is None, f"models/eval/{name} now names its networks: take it off NAMED_NO_NETWORKS"
-            continue
         assert networks, f"models/eval/{name} does not say which networks it measured: run its command again"
         for task, network in networks.items():
             assert network == shipped[task], (
