@@ -84,6 +84,7 @@ def main() -> None:
             "decision": gain["decision"],
         })  # fmt: skip
     result = {"command": shlex.join(["python", *sys.argv]), "n": int(labels.size), "rows": rows}
+    result["networks"] = predictor.networks()  # the --models folder's, which every row is measured against
     emit_json(result, args.json)
 
 

@@ -1126,7 +1126,11 @@ def classification_section(config: dict, eval_dir: Path) -> list[str]:
             _load(eval_dir / PAIR_STUDY), settled=(eval_dir / THIRD_STUDY).is_file(), shipped=len(_members(config))
         )
         + third_member_section(
-            _load(eval_dir / THIRD_STUDY), config, _load(eval_dir / THIRD_GUARD), _load(eval_dir / THIRD_SPEED)
+            _load(eval_dir / THIRD_STUDY),
+            config,
+            _load(eval_dir / THIRD_GUARD),
+            _load(eval_dir / THIRD_SPEED),
+            _load(eval_dir / THIRD_FLIPS),
         )
     )
 
@@ -1259,6 +1263,8 @@ THIRD_RUN = "runs/cls-sog-lite0-seed43"
 THIRD_GUARD = "classification_val_trio_vs_pair.json"
 #: The three's serving cost against the pair's (a copy of the pair's folder in runs/pair-models), side by side.
 THIRD_SPEED = "classification_trio_speed.json"
+#: Test-time flips for the three, against one view (the pair's are in classification_tta_sog.json).
+THIRD_FLIPS = "classification_tta_trio.json"
 THIRD_GUARD_COMMAND = (
     f"melanoma export {THIRD_RUN} --add-to models --out runs/trio-models; melanoma evaluate classification --images "
     "$DATA/images/val --labels $DATA/labels/ISIC-2017_Validation_Part3_GroundTruth.csv --models runs/trio-models "
@@ -1267,7 +1273,11 @@ THIRD_GUARD_COMMAND = (
 
 
 def third_member_section(
-    study: dict | None, config: dict, guard: dict | None = None, speed: list | None = None
+    study: dict | None,
+    config: dict,
+    guard: dict | None = None,
+    speed: list | None = None,
+    flips: dict | None = None,
 ) -> list[str]:
     """The pair with a third Lite0 trained anew (another seed) against the pair, on CPU-trained folds, with its
     pre-written rule and its guard on the validation split; and the two Lite0 seeds against each other (reported,
@@ -1302,7 +1312,7 @@ def third_member_section(
                 f"{guard['threshold']:.4f}: sensitivity {guard['sensitivity']:.3f}, specificity "
                 f"{guard['specificity']:.3f}). The third network is adopted. "
                 + (
-                    _third_shipped_text(config, speed)
+                    _third_shipped_text(config, speed, flips)
                     if shipped
                     else "The shipped models are still the pair until the three are put in `models` and this card's "
                     "measurements of the shipped classifier are repeated for them."
@@ -1312,7 +1322,7 @@ def third_member_section(
     elif low > 0:
         verdict = "adopted"
         outcome = "The interval lies above 0: the third network is adopted. " + (
-            _third_shipped_text(config, speed)
+            _third_shipped_text(config, speed, flips)
             if shipped
             else "The shipped models are still the pair until the three are exported (`melanoma export "
             f"{THIRD_RUN} --add-to models --out models`, as the pair's training runs are gone) and this card's "
@@ -1350,9 +1360,19 @@ def third_member_section(
     ]
 
 
-def _third_shipped_text(config: dict, speed: list | None) -> str:
-    """How the adopted third network reached ``models``, what it costs per image, and where the pair's own
-    measurements were kept."""
+def _third_shipped_text(config: dict, speed: list | None, flips: dict | None) -> str:
+    """How the adopted third network reached ``models``, what it costs per image, whether test-time flips help it,
+    and where the pair's own measurements were kept."""
+    views = [r for r in (flips or {}).get("rows", []) if r["name"].startswith("test-time augmentation")]
+    flip_text = (
+        f" Test-time flips for the three (`{flips['command']}`): "
+        + "; ".join(f"{r['name'].removeprefix('test-time augmentation: ')}: {r['result']}" for r in views)
+        + ": "
+        + ", ".join(sorted({r["decision"] for r in views}))
+        + ", so they are served on one view, as the pair was."
+        if views
+        else ""
+    )
     rows = {Path(r["run"]).name: r for r in speed or []}
     cost = (
         f" Its serving cost: the classifier's path for one 256x256 image takes {rows['models']['image_ms']} ms "
@@ -1370,10 +1390,10 @@ def _third_shipped_text(config: dict, speed: list | None) -> str:
         f"pair ({config['exported'][:10]}; the pair's training runs were not kept, so `--ensemble` could not rebuild "
         "it), with a new threshold on the validation split. Every measurement in this card and the README that "
         "describes the shipped classifier as it is now (validation, acquisition shifts, small and greyscale images, "
-        "serving speed, runtime levers, the app under load) was repeated for the three; the pair's own studies "
-        "(test-time flips, metadata) were not. The pair's config and its acquisition-shift report, which the "
+        "serving speed, runtime levers, test-time flips, the app under load) was repeated for the three; the "
+        "metadata study, the pair's, was not. The pair's config and its acquisition-shift report, which the "
         "colour-constancy and JPEG sections above quote, are kept as `models/eval/classification_pair_config.json` "
-        "and `models/eval/bench_consistency_pair.json`." + cost
+        "and `models/eval/bench_consistency_pair.json`." + cost + flip_text
     )
 
 

@@ -22,8 +22,11 @@ def test_classification_experiments_compares_candidates_and_ensembles(
         f"pair=ensemble={tiny_models_dir},{tiny_models_dir}",
     ]
     subprocess.run(command, check=True, capture_output=True, text=True)
-    rows = {row["name"]: row for row in json.loads(out.read_text())["rows"]}
+    report = json.loads(out.read_text())
+    rows = {row["name"]: row for row in report["rows"]}
     assert rows["plain image (shipped)"]["decision"] == "baseline"
+    digest = json.loads((tiny_models_dir / "classification.json").read_text())["onnx_sha256"]
+    assert report["networks"]["classification"]["onnx_sha256"] == digest  # the --models classifier
     assert {"test-time augmentation: hflip", "test-time augmentation: hflip + vflip"} <= set(rows)
     base_auc = rows["plain image (shipped)"]["result"].removeprefix("val AUC ")
     # The same model alone and averaged with itself: the same probabilities, so exactly no gain.

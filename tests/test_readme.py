@@ -456,10 +456,17 @@ def _classifier_rows() -> list[str]:
     assert flips["decision"] == "no AUC gain: within noise"
     runs = _runs("classification_comparison.json")
     extra = runs["classification-zero-lite2-hflip"]["image_ms"] - runs["models"]["image_ms"]
+    trio = {row["name"]: row for row in _load("classification_tta_trio.json")["rows"]}
+    assert {row["decision"] for name, row in trio.items() if name.startswith("test-time")} == {
+        "no AUC gain: within noise"
+    }
+    trio_flips, trio_one_view = trio["test-time augmentation: hflip"], trio["plain image (shipped)"]
     rows.append(
         f"{flips['result'].split(';')[0].removeprefix('val ')} against {one_view['result'].removeprefix('val AUC ')} "
         f"on one view; {extra:.0f} ms more per image, timed on the same two networks before colour constancy "
-        "(Classifiers compared) | not served"
+        f"(Classifiers compared); for the three networks shipped now: "
+        f"{trio_flips['result'].split(';')[0].removeprefix('val ')} against "
+        f"{trio_one_view['result'].removeprefix('val AUC ')} | not served"
     )
 
     jpeg_fold = _setting("lite2-sog-jpeg", "classification_cv_jpeg.json")["pooled_vs_baseline"]

@@ -62,6 +62,7 @@ SHIPPED_REPORTS = (
     "bench_inference.json",
     "bench_runtimes.json",
     "bench_app.json",
+    "classification_tta_trio.json",
 )
 
 
