@@ -1304,6 +1304,11 @@ def third_member_section(
             f"pair's {paired['baseline_auc']:.4f}, {paired['difference']:+.4f} (95% CI {paired['ci95'][0]:+.4f} to "
             f"{paired['ci95'][1]:+.4f}; `{THIRD_GUARD_COMMAND}`"
             + (", when `models` held the pair" if shipped else "")
+            + (
+                "; the very ONNX file shipped since, by its SHA-256"
+                if guard.get("networks", {}).get("classification", {}).get("onnx_sha256") == config.get("onnx_sha256")
+                else ""
+            )
             + "), "
             + (
                 "wholly below 0: the guard stops them, and the pair stays shipped."
