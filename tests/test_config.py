@@ -52,8 +52,19 @@ def test_bad_overrides_are_errors(overrides, message):
 
 
 def test_missing_file_is_a_clear_error(tmp_path):
-    with pytest.raises(ConfigError, match="does not exist"):
+    with pytest.raises(ConfigError, match="does not exist") as error:
         load_config(tmp_path / "nope.yaml")
+    assert "classification, segmentation, segmentation-128, tiny" in str(error.value)  # the recipes to name instead
+
+
+def test_a_recipe_is_found_by_name_from_any_folder(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # no configs/ here, as after `pip install`
+    for name in ("classification", "classification.yaml"):
+        assert load_config(name) == load_config(REPO / "configs" / "classification.yaml")
+    (tmp_path / "classification.yaml").write_text("task: segmentation\n")  # a file of that name comes first
+    assert load_config("classification.yaml").task == "segmentation"
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_config("configs/classification.yaml")  # a path is taken as a path
 
 
 def test_saved_config_round_trips(tmp_path):

@@ -13,7 +13,7 @@ import zipfile
 
 from conftest import REPO_ROOT
 
-PACKAGED = ("pyproject.toml", "README.md", "LICENSE", "src", "models")
+PACKAGED = ("pyproject.toml", "README.md", "LICENSE", "src", "models", "configs")
 
 
 def test_the_wheel_carries_the_models_the_app_and_the_licence(tmp_path):
@@ -34,5 +34,7 @@ def test_the_wheel_carries_the_models_the_app_and_the_licence(tmp_path):
     shipped = [p.relative_to(models).as_posix() for p in models.rglob("*") if p.is_file()]
     assert {f"melanoma/shipped_models/{name}" for name in shipped} <= names
     assert {"melanoma/app/streamlit_app.py", "melanoma/py.typed", "melanoma/cli.py"} <= names
+    recipes = {f"melanoma/recipes/{p.name}" for p in (REPO_ROOT / "configs").glob("*.yaml")}
+    assert recipes and recipes <= names  # `--config classification` works without the repository
     assert any(name.endswith(".dist-info/licenses/LICENSE") for name in names)
     assert not any(name.endswith((".pt", ".pth")) or "/runs/" in name for name in names)

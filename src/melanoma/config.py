@@ -242,16 +242,41 @@ def _merge(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
     return merged
 
 
+def recipes_dir() -> Path:
+    """The training recipes installed with the package (``melanoma/recipes``), else the repository's ``configs/``."""
+    packaged = Path(__file__).resolve().parent / "recipes"
+    return packaged if packaged.is_dir() else Path(__file__).resolve().parents[2] / "configs"
+
+
+def resolve_config_path(path: str | Path) -> Path:
+    """``path`` when it is a file, else the installed recipe it names (``classification`` or
+    ``classification.yaml``), so a ``pip install``ed package trains without the repository's ``configs/``.
+
+    Raises:
+        ConfigError: when it is neither, naming the recipes there are.
+    """
+    path = Path(path)
+    if path.is_file():
+        return path
+    recipes = recipes_dir()
+    if path.parent == Path("."):
+        for candidate in (recipes / path.name, recipes / f"{path.name}.yaml"):
+            if candidate.is_file():
+                return candidate
+    names = sorted(p.stem for p in recipes.glob("*.yaml"))
+    raise ConfigError(
+        f"config file {path} does not exist; pass a YAML file or the name of an installed recipe: "
+        + (", ".join(names) if names else "none found")
+        + f" (in {recipes}; e.g. --config classification)"
+    )
+
+
 def load_config(path: str | Path | None, overrides: list[str] | None = None) -> TrainConfig:
-    """Load a ``TrainConfig`` from YAML (or the defaults when ``path`` is None) plus overrides."""
+    """Load a ``TrainConfig`` from YAML (or the defaults when ``path`` is None) plus overrides; ``path`` may name an
+    installed recipe (``resolve_config_path``)."""
     values: dict[str, Any] = {}
     if path is not None:
-        path = Path(path)
-        if not path.is_file():
-            raise ConfigError(
-                f"config file {path} does not exist; the repository's configs/ folder has the shipped recipes "
-                "(configs/segmentation.yaml, configs/classification.yaml)"
-            )
+        path = resolve_config_path(path)
         values = yaml.safe_load(path.read_text()) or {}
     values = _merge(values, parse_overrides(overrides or []))
     config = from_dict(TrainConfig, values)
