@@ -79,7 +79,8 @@ def _fold_names(report: dict) -> str:
 def _measured() -> list[str]:
     seg, full = _load("segmentation_val.json"), _load("segmentation_fullres_val.json")
     cls, speed, app = _load("classification_val.json"), _load("bench_inference.json"), _load("bench_app.json")
-    low, high = cls["ci95"]["auc"]
+    # the config's unrounded interval, as the model card and the app show it (the report's is rounded to 4 places)
+    low, high = _config("classification")["validation"]["ci95"]["auc"]
     return [
         ", ".join(
             f"{label} {seg[key]:.4f} (95% CI {seg['ci95'][key][0]:.3f}-{seg['ci95'][key][1]:.3f})"
