@@ -1038,13 +1038,14 @@ def classification_section(config: dict, eval_dir: Path) -> list[str]:
             + "; a run whose arch lists several networks is an ensemble exported "
             "by `melanoma export RUN --ensemble RUN ...` (its epochs and training minutes are its members' "
             "together; a setting its members differ in is listed per member); `classification-zero-hflip` is the "
-            "Lite0 alone as shipped before, served with hflip test-time flips; `int8-set` is the shipped models "
-            "int8-quantized by `melanoma quantize --models models --out runs/int8-set` (re-calibrated on validation). "
-            "`head init` timm = timm's initialisation of the new 1-output head (uniform weights whose first logits "
-            "are large: initial training loss ~4 with pos_weight); zero = the head starts at logit 0 for every "
-            "image (`model.head_init`). The paired bootstrap above puts the AUC difference within noise; the zero "
-            "init is kept because it is a correction rather than a tuned setting, it is not worse on any "
-            "validation metric here, and its probabilities are far less compressed (see the Youden thresholds)."
+            "Lite0 alone as shipped before, served with hflip test-time flips; `int8-set` is "
+            + ("the models then shipped, " if before else "the shipped models ")
+            + "int8-quantized by `melanoma quantize --models models --out runs/int8-set` (re-calibrated on "
+            "validation). `head init` timm = timm's initialisation of the new 1-output head (uniform weights whose "
+            "first logits are large: initial training loss ~4 with pos_weight); zero = the head starts at logit 0 "
+            "for every image (`model.head_init`). The paired bootstrap above puts the AUC difference within "
+            "noise; the zero init is kept because it is a correction rather than a tuned setting, it is not worse "
+            "on any validation metric here, and its probabilities are far less compressed (see the Youden thresholds)."
             + " `strong aug.` = `data.strong_augmentation=true` (stronger colour jitter and gamma, illuminant "
             "colour-temperature shifts, coarse dropout); `lesion crop` = `data.lesion_crop=true` with its margin (the "
             "classifier sees a square crop around the lesion: ground-truth masks in training, the shipped "
@@ -1103,7 +1104,12 @@ def classification_section(config: dict, eval_dir: Path) -> list[str]:
             ),  # fmt: skip
             "",
         ]
-    lines += consistency_section(_load(eval_dir / "bench_consistency.json"))
+    measured = (
+        "experiments above; for the three networks shipped now, A third Lite0 network below"
+        if len(_members(config)) > 2 and (eval_dir / THIRD_FLIPS).is_file()
+        else "experiments above"
+    )
+    lines += consistency_section(_load(eval_dir / "bench_consistency.json"), measured)
     lines += colour_constancy_section(config, eval_dir)
     lines += jpeg_augmentation_section(config, eval_dir)
     lines += metadata_section(eval_dir)
@@ -1152,7 +1158,8 @@ OPTION_STUDIES = (
         "classification_cv_mixup.json",
         "mixup",
         "Mixup",
-        "The Lite0 member's validation loss climbs after its best epoch (6 of 12) while its training loss keeps "
+        "The first Lite0 member's (`cls-sog-lite0`) validation loss climbs after its best epoch (6 of 12) while its "
+        "training loss keeps "
         "falling (metric history above): it overfits. `data.mixup_alpha=0.2` trains on every batch blended with a "
         "shuffled copy of itself, `lam * x + (1 - lam) * x[perm]` with one `lam ~ Beta(0.2, 0.2)` per batch, the "
         "loss blended alike (Zhang et al. 2018); serving is unchanged.",
@@ -1162,7 +1169,8 @@ OPTION_STUDIES = (
         "classification_cv_enclr.json",
         "enclr",
         "A lower learning rate for the pretrained backbone",
-        "The Lite0 member overfits early (metric history above). `optim.encoder_lr_scale=0.25` trains the ImageNet "
+        "The first Lite0 member (`cls-sog-lite0`) overfits early (metric history above). `optim.encoder_lr_scale=0.25` "
+        "trains the ImageNet "
         "backbone at a quarter of `optim.lr` (1e-4) while the new one-logit head keeps 4e-4, a common way to "
         "fine-tune a pretrained network on few images; serving is unchanged.",
         "the lower backbone learning rate",
@@ -1471,6 +1479,7 @@ def colour_constancy_section(config: dict, eval_dir: Path) -> list[str]:
     paired = _load(eval_dir / "classification_val_sog_vs_previous.json")
     previous = _load(eval_dir / "classification_previous_config.json")
     config, consistency, consistency_file = _pair_evidence(config, eval_dir)
+    frozen = consistency_file != "bench_consistency.json"  # the pair's evidence, kept when a third network joined
     shifts = consistency.get("acquisition", {})
     before = (_load(eval_dir / "bench_consistency_previous.json") or {}).get("acquisition")
     if not (paired and previous and shifts and before):
@@ -1499,7 +1508,8 @@ def colour_constancy_section(config: dict, eval_dir: Path) -> list[str]:
         "(Finlayson & Trezzi 2004, Minkowski norm p = 6; used for dermoscopy by Barata et al. 2015) in front of each "
         "network's stem, inside the exported ONNX graph: each channel of each image is scaled so that its 6-norm "
         "mean becomes the same grey level, which divides out a per-channel gain (colour cast, exposure) up to "
-        f"clipping. Both members were trained again with it ({commands}; "
+        f"clipping. Both members{' of the then-shipped pair' if frozen else ''} were trained again with it "
+        f"({commands}; "
         f"{' + '.join(f'{m:.1f}' for m in minutes)} = {sum(minutes):.1f} minutes, sums of `epoch_seconds`) and "
         f"exported by `melanoma export {config['ensemble']['members'][0]['run']} --ensemble "
         f"{config['ensemble']['members'][1]['run']} --out models`.",
@@ -1530,7 +1540,8 @@ def colour_constancy_section(config: dict, eval_dir: Path) -> list[str]:
     if {"models", Path(gain["models_dir"]).name} <= set(speed):
         now_ms, before_ms = speed["models"]["image_ms"], speed[Path(gain["models_dir"]).name]["image_ms"]
         lines.append(
-            f"- Serving cost: the classifier's path for one 256x256 image takes {now_ms} ms against {before_ms} ms "
+            f"- Serving cost: {'the pair' if frozen else 'the classifier'}'s path for one 256x256 image "
+            f"{'took' if frozen else 'takes'} {now_ms} ms against {before_ms} ms "
             f"without it, medians measured side by side in one run ({now_ms / before_ms:.2f}x; `python "
             f"benchmarks/compare_runs.py --task classification {gain['models_dir']} models --json "
             "models/eval/classification_sog_speed.json`)."
@@ -1545,7 +1556,10 @@ def colour_constancy_section(config: dict, eval_dir: Path) -> list[str]:
             + "; ".join(f"{r['name'].removeprefix('test-time augmentation: ')}: {r['result']}" for r in rows)
             + ": "
             + ", ".join(sorted({r["decision"] for r in rows}))
-            + ", for one or three more views per network, so it is served on one view, as the classifier before it."
+            + ", for one or three more views per network, so "
+            + ("the pair was" if frozen else "it is")
+            + " served on one view, as the classifier before it"
+            + (" (the three networks shipped since likewise: A third Lite0 network, below)." if frozen else ".")
         )
     cv = _load(eval_dir / "classification_cv_sog.json")
     met = bool(better) and not worse and gain["ci95"][1] >= 0
@@ -1688,26 +1702,27 @@ def _per_member(value) -> str:
     return "+".join("yes" if v is True else "no" if v is False else str(v) for v in values)
 
 
-def _flip_text(flips: list[str]) -> str:
+def _flip_text(flips: list[str], measured: str = "experiments above") -> str:
     if "hflip" in flips:
         return (
             f"The classifier is served with test-time flips ({' + '.join(flips)}): its probability is the mean over "
             "the image and its mirror image, so mirroring an image that way leaves it unchanged by construction; the "
             "other mirror still moves it (one network view is not mirror-invariant, although training augmented with "
             "flips). The flips are served for that invariance (a lesion has no handedness: a mirrored photo should "
-            "score the same), not for validation AUC, where they measured within noise (experiments above)."
+            f"score the same), not for validation AUC, where they measured within noise ({measured})."
         )
     return (
         "The classifier is served on one view per image. The flips are changes the training augmentation covered, "
         "yet they move some probabilities a lot: the classifier is not mirror-invariant. Test-time flips would make "
         "it so by construction for the flips served (`melanoma export --classifier-flips hflip`: two views per "
         "network in one batch), but they add a view per flip to every network's cost (`image ms` in the comparison "
-        "table above) and measured within noise on validation AUC (experiments above)."
+        f"table above) and measured within noise on validation AUC ({measured})."
     )
 
 
-def consistency_section(report: dict | None) -> list[str]:
-    """How far the probability moves along other paths to the same lesion (``benchmarks/bench_consistency.py``)."""
+def consistency_section(report: dict | None, flips_measured: str = "experiments above") -> list[str]:
+    """How far the probability moves along other paths to the same lesion (``benchmarks/bench_consistency.py``);
+    ``flips_measured``: where the card gives the shipped classifier's test-time flip results."""
     if not report:
         return []
 
@@ -1735,7 +1750,7 @@ def consistency_section(report: dict | None) -> list[str]:
         f"Command: `{report['command']}`. How far the melanoma probability moves when the same lesion reaches the "
         "classifier along another path (validation images). Validation AUC with the training resize "
         f"{resize['auc_served']:.4f}, with Pillow's {resize['auc_pillow_bilinear']:.4f}. "
-        + _flip_text(report.get("test_time_flips", [])),
+        + _flip_text(report.get("test_time_flips", []), flips_measured),
         "",
         _table(["the same lesion, reached by", "images", "abs. probability change: median / 95th pct. / max"], rows),
         "",
