@@ -1033,6 +1033,7 @@ def test_predict_shows_no_progress_bar_between_csv_rows_on_a_terminal(monkeypatc
     [
         ("segmentation", ["--labels", "labels.csv"], "--labels is for `melanoma evaluate classification`"),
         ("segmentation", ["--label-column", "target", "--plots", "p"], "--label-column and --plots are for"),
+        ("segmentation", ["--id-column", "filename"], "--id-column is for `melanoma evaluate classification`"),
         ("classification", ["--masks", "masks"], "--masks is for `melanoma evaluate segmentation`"),
     ],
 )

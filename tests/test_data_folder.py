@@ -140,16 +140,35 @@ def test_a_csv_with_two_image_columns_says_which_one_it_matched(user_folder):
     labels_csv.write_text("image_id,image_name,melanoma\n" + "".join(f"{1000 + i},{r}\n" for i, r in enumerate(rows)))
     with pytest.raises(
         DataError,
-        match="matched on its column 'image_id', the first it has of image_id, image_name: if 'image_name' holds",
+        match="matched on its column 'image_id', the first it has of image_id, image_name: if 'image_name' holds "
+        "the file names, name it with --id-column",
     ):
         read_image_folder(images_dir, labels_csv)
+    samples = read_image_folder(images_dir, labels_csv, id_column="image_name")  # as --id-column image_name
+    assert [s.melanoma for s in samples] == [1, 1, 0, 0, 0, 0]
 
 
 def test_csv_without_an_image_column(user_folder):
     images_dir, labels_csv, _ = user_folder
     labels_csv.write_text("file,melanoma\nlesion_00,1\n")
-    with pytest.raises(DataError, match="no image column .*image_id or image_name or isic_id or image.*it has file"):
+    with pytest.raises(
+        DataError, match="no image column .*image_id or image_name or isic_id or image.*it has file.*--id-column"
+    ):
         read_image_folder(images_dir, labels_csv)
+
+
+def test_a_clinics_own_image_column_is_read_when_named(user_folder):
+    """--id-column: a CSV whose images are named in a column of its own (file names with their suffix), saved by a
+    European spreadsheet (semicolons), with a keratosis column read through the same names."""
+    images_dir, labels_csv, _ = user_folder
+    rows = [row.split(",")[:2] for row in labels_csv.read_text().splitlines()[1:]]
+    labels_csv.write_text("Filename; Melanoma; seborrheic_keratosis\n" + "".join(f"{i}.jpg;{m};0\n" for i, m in rows))
+    with pytest.raises(DataError, match="no image column .*it has filename, melanoma"):
+        read_image_folder(images_dir, labels_csv)
+    samples = read_image_folder(images_dir, labels_csv, id_column="FileName")
+    assert [s.melanoma for s in samples] == [1, 1, 0, 0, 0, 0] and {s.keratosis for s in samples} == {0}
+    with pytest.raises(DataError, match="has no column 'file_name' .--id-column.; it has filename, melanoma"):
+        read_image_folder(images_dir, labels_csv, id_column="file_name")
 
 
 def test_label_not_binary(user_folder):

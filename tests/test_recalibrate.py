@@ -124,6 +124,26 @@ def test_a_csv_laid_out_as_isic_2020_is_read_through_its_label_column(tiny_model
     assert json.loads((out / "classification.json").read_text())["recalibration"]["label_column"] == "target"
 
 
+def test_a_clinics_image_column_is_named_with_id_column(tiny_models_dir, tmp_path, capsys):
+    """A site's CSV that names its images in a column of its own: evaluate and calibrate read it by --id-column
+    (the baseline's pass too) and record it."""
+    images, labels = _site(tmp_path)
+    rows = labels.read_text().splitlines()[1:]
+    labels.write_text("filename,melanoma\n" + "".join(f"{row}\n" for row in rows))
+    common = ["--models", str(tiny_models_dir), "--images", str(images), "--labels", str(labels)]
+    assert main(["evaluate", "classification", *common]) == 2
+    assert "--id-column" in capsys.readouterr().err
+    command = ["evaluate", "classification", *common, "--id-column", "filename", "--baseline", str(tiny_models_dir)]
+    assert main(command) == 0
+    scores = json.loads(capsys.readouterr().out)
+    assert (scores["n"], scores["n_positive"], scores["id_column"]) == (26, 12, "filename")
+    assert scores["vs_baseline"]["difference"] == 0
+    out = tmp_path / "site_models"
+    assert main(["calibrate", *common, "--id-column", "filename", "--out", str(out)]) == 0
+    assert json.loads(capsys.readouterr().out)["auc"] == scores["auc"]
+    assert json.loads((out / "classification.json").read_text())["recalibration"]["id_column"] == "filename"
+
+
 @pytest.mark.data
 def test_on_the_isic_validation_images_the_refitted_threshold_is_the_shipped_one(isic_data_dir, tmp_path):
     # The shipped threshold is Youden's J on these images through the exported graph: re-fitting must find it again.

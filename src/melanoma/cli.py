@@ -30,7 +30,11 @@ MODELS_DEFAULT = "(default: $MELANOMA_MODELS when set, else the shipped models)"
 MODELS_HELP = f"model folder {MODELS_DEFAULT}"
 LABEL_COLUMN_HELP = (
     "the labels CSV's 0/1 melanoma column (default: melanoma; ISIC 2020's CSV: target, ISIC 2019's: MEL); the image "
-    "column may be image_id, image_name, isic_id or image"
+    "column may be image_id, image_name, isic_id or image (see --id-column)"
+)
+ID_COLUMN_HELP = (
+    "the labels CSV's column naming each image by its file name, with or without the suffix (default: the first of "
+    "image_id, image_name, isic_id, image it has; e.g. filename)"
 )
 
 
@@ -228,7 +232,12 @@ def _check_evaluate_options(args: argparse.Namespace) -> None:
     """Options of the other task are refused rather than ignored: a --labels given to a segmentation run would
     otherwise read as checked, and a --masks given to a classification run as used."""
     other = {
-        "segmentation": {"--labels": args.labels, "--label-column": args.label_column, "--plots": args.plots},
+        "segmentation": {
+            "--labels": args.labels,
+            "--label-column": args.label_column,
+            "--id-column": args.id_column,
+            "--plots": args.plots,
+        },
         "classification": {"--masks": args.masks},
     }[args.task]
     needed = "--masks" if args.task == "segmentation" else "--labels"
@@ -266,6 +275,7 @@ def _evaluate(args: argparse.Namespace) -> int:
             plots_dir=plots,
             label_column=args.label_column,
             mask_suffix=args.mask_suffix,
+            id_column=args.id_column,
         )
         if baseline:
             scores["vs_baseline"] = _classification_gain(scores, baseline, args)
@@ -418,6 +428,7 @@ def _calibrate(args: argparse.Namespace) -> int:
         Path(args.out),
         label_column=args.label_column,
         mask_suffix=args.mask_suffix,
+        id_column=args.id_column,
     )
     emit_json(summary, args.json)
     _warn_unreadable(summary.get("unreadable", {}))
@@ -489,6 +500,7 @@ def _classification_gain(scores: dict, baseline, args: argparse.Namespace) -> di
         bootstrap=0,
         label_column=args.label_column,
         mask_suffix=args.mask_suffix,
+        id_column=args.id_column,
     )
     reference = measured["per_image"]
     ids = list(scores["per_image"])
@@ -691,6 +703,7 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--mask-suffix", default="_segmentation.png", help=MASK_SUFFIX_HELP)
     evaluate.add_argument("--labels", help="classification: CSV with image_id,melanoma (see --label-column)")
     evaluate.add_argument("--label-column", help=f"classification: {LABEL_COLUMN_HELP}")
+    evaluate.add_argument("--id-column", help=f"classification: {ID_COLUMN_HELP}")
     evaluate.add_argument("--models", help=MODELS_HELP)
     evaluate.add_argument("--json", help="also write the scores to this file")
     evaluate.add_argument("--plots", help="classification: write roc.png and calibration.png here")
@@ -718,6 +731,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--labels", required=True, help="CSV with image_id,melanoma (image_id = file stem; see --label-column)"
     )
     calibrate.add_argument("--label-column", default="melanoma", help=LABEL_COLUMN_HELP)
+    calibrate.add_argument("--id-column", help=ID_COLUMN_HELP)
     calibrate.add_argument(
         "--mask-suffix",
         default="_segmentation.png",

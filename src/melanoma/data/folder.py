@@ -50,6 +50,7 @@ def read_image_folder(
     group_column: str | None = None,
     label_column: str = "melanoma",
     mask_suffix: str = MASK_SUFFIX,
+    id_column: str | None = None,
 ) -> list[Sample]:
     """List the samples of a folder of dermoscopic images.
 
@@ -65,6 +66,8 @@ def read_image_folder(
         label_column: the column of ``labels_csv`` holding the 0/1 melanoma label (ISIC 2020: ``target``).
         mask_suffix: what a mask's file name adds to its image's stem (``_mask.png``; ``.png`` for masks named as
             their images, in a folder of their own).
+        id_column: the column of ``labels_csv`` naming each image (``--id-column``); None: the first of
+            ``ID_COLUMNS`` it has.
 
     Returns:
         One Sample per image, sorted by file name.
@@ -80,13 +83,13 @@ def read_image_folder(
         raise DataError(f"masks are required but no masks folder was given; pass the folder of *{mask_suffix}")
     if masks_dir is not None and not masks_dir.is_dir():
         raise DataError(f"masks folder {masks_dir} does not exist; pass the folder that holds *{mask_suffix}")
-    labels = read_labels_csv(labels_csv, label_column) if labels_csv is not None else None
-    keratosis = read_optional_labels(labels_csv, "seborrheic_keratosis")
+    labels = read_labels_csv(labels_csv, label_column, id_column=id_column) if labels_csv is not None else None
+    keratosis = read_optional_labels(labels_csv, "seborrheic_keratosis", id_column)
     if group_column and labels_csv is None:
         raise DataError(f"data.group_column={group_column} names a column of the labels CSV: pass data.labels_csv")
     groups = read_group_column(labels_csv, group_column) if group_column and labels_csv else None
     if labels is not None:
-        _check_label_coverage(image_paths, labels, labels_csv, ignore_rows_without_image)
+        _check_label_coverage(image_paths, labels, labels_csv, ignore_rows_without_image, id_column)
     # Mask names by lower case too: masks saved as *_mask.PNG are found on a case-sensitive file system.
     mask_names = {p.name.lower(): p for p in masks_dir.iterdir()} if masks_dir is not None else {}
     samples = []
@@ -247,16 +250,20 @@ def _list_lesion_images(images_dir: Path, mask_suffix: str = MASK_SUFFIX, masks_
 
 
 def _check_label_coverage(
-    image_paths: list[Path], labels: dict[str, int], labels_csv: Path, ignore_rows_without_image: bool = False
+    image_paths: list[Path],
+    labels: dict[str, int],
+    labels_csv: Path,
+    ignore_rows_without_image: bool = False,
+    id_column: str | None = None,
 ) -> None:
     image_ids = {p.stem for p in image_paths}
     unlabelled = [p for p in image_paths if p.stem not in labels]
     if unlabelled:
-        columns = id_columns(labels_csv)
+        columns = [] if id_column else id_columns(labels_csv)  # a column the user named is not second-guessed
         matched_on = (
             f"; the images are matched on its column {columns[0]!r}, the first it has of {', '.join(columns)}: if "
-            f"{'another of them' if len(columns) > 2 else repr(columns[1])} holds the file names, drop or rename "
-            f"{columns[0]!r}"
+            f"{'another of them' if len(columns) > 2 else repr(columns[1])} holds the file names, name it with "
+            f"--id-column (evaluate, calibrate) or drop or rename {columns[0]!r}"
             if len(columns) > 1
             else ""
         )

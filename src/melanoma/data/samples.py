@@ -120,11 +120,14 @@ def _images_in_subfolders(folder: Path, skip_dir: Path | None = None) -> list[Pa
     return sorted(found)
 
 
-def read_labels_csv(path: Path, column: str = "melanoma", column_option: bool = True) -> dict[str, int]:
+def read_labels_csv(
+    path: Path, column: str = "melanoma", column_option: bool = True, id_column: str | None = None
+) -> dict[str, int]:
     """Read ``image_id,melanoma`` rows into a dict; other columns are ignored. ``column`` reads another 0/1 label
     (``data.label_column`` / ``--label-column``: ISIC 2020's ``target``, ISIC 2019's ``MEL``; or ISIC 2017's
     ``seborrheic_keratosis``); labels written as ``1.0`` / ``0.0`` count as 1 / 0. The image column may be named
-    as any ISIC release names it (``ID_COLUMNS``: ``image_id``, ``image_name``, ``isic_id``, ``image``).
+    as any ISIC release names it (``ID_COLUMNS``: ``image_id``, ``image_name``, ``isic_id``, ``image``), or be the
+    one ``id_column`` names (``--id-column``: a clinic's ``filename``).
 
     As spreadsheets save them: a UTF-8 byte-order mark before the header is skipped, column names are matched
     without regard to spaces around them or to case, a header separated by semicolons (a European locale's CSV)
@@ -146,7 +149,7 @@ def read_labels_csv(path: Path, column: str = "melanoma", column_option: bool = 
             f"labels CSV {path} is an image, not a labels CSV: pass a CSV with a header such as image_id,melanoma"
         )
     try:
-        return _read_labels(path, column, column_option=column_option)
+        return _read_labels(path, column, column_option=column_option, id_column=id_column)
     except UnicodeDecodeError as error:
         raise DataError(
             f"labels CSV {path} is not UTF-8 text ({error.reason} at byte {error.start}): save it as 'CSV UTF-8' "
@@ -181,7 +184,7 @@ def read_group_column(path: Path, column: str) -> dict[str, str]:
     return groups
 
 
-def read_optional_labels(path: Path | None, column: str) -> dict[str, int] | None:
+def read_optional_labels(path: Path | None, column: str, id_column: str | None = None) -> dict[str, int] | None:
     """A secondary 0/1 label column read leniently: None when there is no CSV or it has no such column, and an image
     whose cell is blank or not 0/1 (or that is listed twice with two values) is left out of the dict instead of
     stopping the read. Its training option (``model.keratosis_aux``) then names the images without one; with the
@@ -189,22 +192,22 @@ def read_optional_labels(path: Path | None, column: str) -> dict[str, int] | Non
     if path is None or not path.is_file():
         return None
     try:
-        return _read_labels(path, column, strict=False)
+        return _read_labels(path, column, strict=False, id_column=id_column)
     except (DataError, UnicodeDecodeError):  # no such column, or a file read_labels_csv reports on its own
         return None
 
 
-def _spreadsheet_reader(handle) -> csv.DictReader:
+def _spreadsheet_reader(handle, id_names: tuple[str, ...] = ID_COLUMNS) -> csv.DictReader:
     """A DictReader of a CSV as spreadsheets save it: opened with ``utf-8-sig`` (a byte-order mark is skipped),
     semicolon-separated when a European locale wrote it (tab-separated when saved as tab-delimited text), column
-    names lower-cased and stripped."""
+    names lower-cased and stripped. ``id_names``: the image columns whose presence tells the separator."""
     header = handle.readline()
     handle.seek(0)  # the utf-8-sig decoder skips a byte-order mark again
     # A spreadsheet set to a European locale saves "image_id;melanoma", and "Text (Tab delimited)" with tabs: read
     # either as it was meant.
     # The separator whose split of the header names an image column wins (a semicolon file may have a comma inside
     # a column name); failing that, a semicolon or tab in a header without commas.
-    naming = [d for d in (",", ";", "\t") if _present(ID_COLUMNS, _header_fields(header, d))]
+    naming = [d for d in (",", ";", "\t") if _present(id_names, _header_fields(header, d))]
     others = [d for d in (";", "\t") if d in header and "," not in header]
     delimiter = naming[0] if len(naming) == 1 else others[0] if len(others) == 1 else ","
     reader = csv.DictReader(handle, delimiter=delimiter)
@@ -234,24 +237,35 @@ def _present(names: tuple[str, ...], columns: list[str]) -> list[str]:
     return [name for name in names if name in columns]
 
 
-def _id_column(columns: list[str], path: Path) -> str:
-    """The column naming the images: the first of ``ID_COLUMNS`` the CSV has, or a DataError listing its columns."""
+def _id_column(columns: list[str], path: Path, wanted: str | None = None) -> str:
+    """The column naming the images: ``wanted`` (``--id-column``), else the first of ``ID_COLUMNS`` the CSV has; or a
+    DataError listing its columns."""
+    if wanted is not None:
+        if wanted.strip().lower() in columns:
+            return wanted.strip().lower()
+        raise DataError(
+            f"labels CSV {path} has no column {wanted!r} (--id-column); it has {', '.join(columns) or 'no header'}: "
+            "name the column that holds each image's file name (with or without its suffix)"
+        )
     found = _present(ID_COLUMNS, columns)
     if not found:
         raise DataError(
             f"labels CSV {path} has no image column ({' or '.join(ID_COLUMNS)}); it has "
             f"{', '.join(columns) or 'no header'}; expected a header such as 'image_id,melanoma', where image_id is "
-            "each image's file name without its suffix"
+            "each image's file name without its suffix, or name the column that holds them with --id-column NAME "
+            "(evaluate, calibrate)"
         )
     return found[0]
 
 
-def _read_labels(path: Path, column: str, strict: bool = True, column_option: bool = True) -> dict[str, int]:
+def _read_labels(
+    path: Path, column: str, strict: bool = True, column_option: bool = True, id_column: str | None = None
+) -> dict[str, int]:
     column = column.strip().lower()
     with path.open(newline="", encoding="utf-8-sig") as handle:
-        reader = _spreadsheet_reader(handle)
+        reader = _spreadsheet_reader(handle, (id_column.strip().lower(),) if id_column else ID_COLUMNS)
         columns = reader.fieldnames or []
-        id_column = _id_column(columns, path)
+        id_column = _id_column(columns, path, id_column)
         if column not in columns:
             others = [name for name in KNOWN_LABEL_COLUMNS if name in columns and name != column and column_option]
             hint = (

@@ -328,10 +328,12 @@ def evaluate_classification(
     plots_dir: Path | None = None,
     label_column: str = "melanoma",
     mask_suffix: str = MASK_SUFFIX,
+    id_column: str | None = None,
 ) -> dict[str, Any]:
     """Melanoma AUC, AP and thresholded metrics (at the shipped threshold) with bootstrap 95% intervals.
 
-    The labels are ``labels_csv``'s ``label_column`` (0/1; ISIC 2020's CSV: ``target``); files named
+    The labels are ``labels_csv``'s ``label_column`` (0/1; ISIC 2020's CSV: ``target``), the images named by its
+    ``id_column`` (None: the first of ``ID_COLUMNS`` it has); files named
     ``<stem><mask_suffix>`` (masks kept among the images) are not scored.
 
     ``per_image`` maps each image id to its label and the served melanoma probability. With ``bootstrap > 0``,
@@ -349,10 +351,12 @@ def evaluate_classification(
         ignore_rows_without_image=True,
         label_column=label_column,
         mask_suffix=mask_suffix,
+        id_column=id_column,
     )
     # Rows of images not in the folder (the full ISIC CSV for a subset) are skipped: said in the report.
     found = {s.image_id for s in samples}
-    unscored_rows = sorted(i for i in read_labels_csv(Path(labels_csv), label_column) if i not in found)
+    labels = read_labels_csv(Path(labels_csv), label_column, id_column=id_column)
+    unscored_rows = sorted(i for i in labels if i not in found)
     check_classification_inputs([s.melanoma for s in samples], [0.5] * len(samples))  # both classes, before scoring
     truth, probabilities, per_image, not_assessed, unreadable = [], [], {}, [], {}
     for sample, prediction in _predictions(predictor, samples, batch_size, unreadable):
@@ -383,6 +387,7 @@ def evaluate_classification(
         "images_dir": str(images_dir),
         "labels_csv": str(labels_csv),
         "label_column": label_column,
+        **({"id_column": id_column} if id_column else {}),
         "labels_without_image": len(unscored_rows),
         "labels_without_image_first": unscored_rows[:3],
         "not_assessed": not_assessed,

@@ -67,6 +67,7 @@ def recalibrate_threshold(
     bootstrap: int = 1000,
     label_column: str = "melanoma",
     mask_suffix: str = MASK_SUFFIX,
+    id_column: str | None = None,
 ) -> dict[str, Any]:
     """Fit the classifier's threshold on ``images_dir`` (labels in ``labels_csv``) and write the models to ``out_dir``.
 
@@ -78,6 +79,7 @@ def recalibrate_threshold(
         bootstrap: stratified bootstrap resamples for the 95% intervals.
         label_column: the column of ``labels_csv`` with the 0/1 melanoma label (ISIC 2020's CSV: ``target``).
         mask_suffix: files named ``<stem><mask_suffix>`` in ``images_dir`` are masks, not images to fit on.
+        id_column: the column of ``labels_csv`` naming the images (None: the first of ``ID_COLUMNS`` it has).
 
     Returns:
         ``{"out_dir", "n", "n_positive", "auc", "current_threshold": {...}, "refitted_threshold": {...}}``: the
@@ -104,6 +106,7 @@ def recalibrate_threshold(
         ignore_rows_without_image=True,
         label_column=label_column,
         mask_suffix=mask_suffix,
+        id_column=id_column,
     )
     _check_classes([s.melanoma for s in samples], Path(images_dir))
     shipped = evaluate_classification(
@@ -113,6 +116,7 @@ def recalibrate_threshold(
         bootstrap=bootstrap,
         label_column=label_column,
         mask_suffix=mask_suffix,
+        id_column=id_column,
     )
     per_image = shipped.pop("per_image")
     labels = [row["melanoma"] for row in per_image.values()]
@@ -127,6 +131,7 @@ def recalibrate_threshold(
         "images_dir": str(Path(images_dir).resolve()),  # absolute: the record holds from any working directory
         "labels_csv": str(Path(labels_csv).resolve()),
         **({"label_column": label_column} if label_column != "melanoma" else {}),
+        **({"id_column": id_column} if id_column else {}),
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
         "from_models": str(source.resolve()),
         "previous_threshold_here": _operating_point(shipped),
