@@ -104,44 +104,34 @@ def test_calibrate_command_prints_the_summary_and_writes_the_models(tiny_models_
     assert note in capsys.readouterr().err
 
 
-def test_a_csv_laid_out_as_isic_2020_is_read_through_its_label_column(tiny_models_dir, tmp_path, capsys):
-    """ISIC 2020's ground truth: image_name and target. Without --label-column the error names the option."""
+@pytest.mark.parametrize(
+    ("header", "option", "hint"),
+    [
+        ("image_name,target", ["--label-column", "target"], "name it with --label-column target"),  # ISIC 2020's
+        ("filename,melanoma", ["--id-column", "filename"], "--id-column"),  # a clinic's own image column
+    ],
+)
+def test_a_site_csv_laid_out_otherwise_is_read_through_the_column_named(
+    tiny_models_dir, tmp_path, capsys, header, option, hint
+):
+    """Without the option the error names it; with it, evaluate (the baseline's pass too) and calibrate read the
+    column and record it."""
     images, labels = _site(tmp_path)
     rows = labels.read_text().splitlines()[1:]
-    labels.write_text("image_name,target\n" + "".join(f"{row}\n" for row in rows))
+    labels.write_text(f"{header}\n" + "".join(f"{row}\n" for row in rows))
     common = ["--models", str(tiny_models_dir), "--images", str(images), "--labels", str(labels)]
     assert main(["evaluate", "classification", *common]) == 2
-    assert "name it with --label-column target" in capsys.readouterr().err
-    command = ["evaluate", "classification", *common, "--label-column", "target", "--baseline", str(tiny_models_dir)]
-    assert main(command) == 0  # the baseline's pass reads the same column
+    assert hint in capsys.readouterr().err
+    assert main(["evaluate", "classification", *common, *option, "--baseline", str(tiny_models_dir)]) == 0
     scores = json.loads(capsys.readouterr().out)
-    assert (scores["n"], scores["n_positive"], scores["label_column"]) == (26, 12, "target")
+    key, value = option[0].removeprefix("--").replace("-", "_"), option[1]
+    assert (scores["n"], scores["n_positive"], scores[key]) == (26, 12, value)
     assert scores["vs_baseline"]["difference"] == 0
     out = tmp_path / "site_models"
-    assert main(["calibrate", *common, "--label-column", "target", "--out", str(out)]) == 0
+    assert main(["calibrate", *common, *option, "--out", str(out)]) == 0
     refitted = json.loads(capsys.readouterr().out)
     assert refitted["n_positive"] == 12 and refitted["auc"] == scores["auc"]
-    assert json.loads((out / "classification.json").read_text())["recalibration"]["label_column"] == "target"
-
-
-def test_a_clinics_image_column_is_named_with_id_column(tiny_models_dir, tmp_path, capsys):
-    """A site's CSV that names its images in a column of its own: evaluate and calibrate read it by --id-column
-    (the baseline's pass too) and record it."""
-    images, labels = _site(tmp_path)
-    rows = labels.read_text().splitlines()[1:]
-    labels.write_text("filename,melanoma\n" + "".join(f"{row}\n" for row in rows))
-    common = ["--models", str(tiny_models_dir), "--images", str(images), "--labels", str(labels)]
-    assert main(["evaluate", "classification", *common]) == 2
-    assert "--id-column" in capsys.readouterr().err
-    command = ["evaluate", "classification", *common, "--id-column", "filename", "--baseline", str(tiny_models_dir)]
-    assert main(command) == 0
-    scores = json.loads(capsys.readouterr().out)
-    assert (scores["n"], scores["n_positive"], scores["id_column"]) == (26, 12, "filename")
-    assert scores["vs_baseline"]["difference"] == 0
-    out = tmp_path / "site_models"
-    assert main(["calibrate", *common, "--id-column", "filename", "--out", str(out)]) == 0
-    assert json.loads(capsys.readouterr().out)["auc"] == scores["auc"]
-    assert json.loads((out / "classification.json").read_text())["recalibration"]["id_column"] == "filename"
+    assert json.loads((out / "classification.json").read_text())["recalibration"][key] == value
 
 
 @pytest.mark.data
