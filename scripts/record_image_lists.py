@@ -10,9 +10,17 @@ then nothing is checked. A network trained on the official ISIC 2017 splits (``t
 with no fold or limit) trained on all of the train split and validated on all of the val split, so its lists are
 those splits' image ids: this script reads them from the data (``--data-dir``, ``$MELANOMA_DATA`` or
 ``../shared/data/isic2017``), checks them against the counts the config recorded at training time (images and
-melanomas per split), and writes them in, marked ``image_ids_recorded_by`` this script. Nothing else changes (the
-ONNX file and its ``onnx_sha256`` are untouched). A record it cannot vouch for (other data, a fold, a limit, counts
-that differ) is left as it is and named. ``--check`` writes nothing and exits 1 when a list is missing.
+melanomas per split), and writes them in, marked ``image_ids_recorded_by`` this script.
+
+Exports also keep the images' content fingerprints (``training.data.image_fingerprints``, once per config: every
+member of an ensemble trained on the same images), which find them under other names too
+(``melanoma.inference.fingerprint``). For a config whose own record lists official ISIC 2017 images and keeps no
+fingerprints, this script fingerprints those image files and writes them in, marked
+``image_fingerprints_recorded_by``.
+
+Nothing else changes (the ONNX file and its ``onnx_sha256`` are untouched). A record it cannot vouch for (other data,
+a fold, a limit, counts that differ) is left as it is and named. ``--check`` writes nothing and exits 1 when a list
+or the fingerprints are missing.
 """
 
 from __future__ import annotations
@@ -23,10 +31,12 @@ from pathlib import Path
 from typing import Any
 
 from melanoma.data.isic import read_isic2017
+from melanoma.inference.fingerprint import FINGERPRINT_METHOD, encode_fingerprints, fingerprint_files
 from melanoma.reporting import script_parser
 
 OFFICIAL = "ISIC 2017 challenge (official splits)"
 RECORDED_BY = "python scripts/record_image_lists.py (the official ISIC 2017 splits the config names, counts checked)"
+FINGERPRINTED_BY = "python scripts/record_image_lists.py (the listed official ISIC 2017 image files)"
 
 
 def records(config: dict[str, Any]) -> list[dict[str, Any]]:
@@ -86,6 +96,32 @@ def fill(config: dict[str, Any], data_dir: str | None) -> tuple[int, list[str]]:
     return filled, skipped
 
 
+def fill_fingerprints(config: dict[str, Any], data_dir: str | None) -> str | None:
+    """Fingerprint the images the config's own record lists (official ISIC 2017 splits) when it keeps no
+    fingerprints; None when written or already there, else why not."""
+    record = config.get("training", {})
+    data = record.get("data", {})
+    if data.get("image_fingerprints") or not data.get("image_ids"):
+        return None if data.get("image_fingerprints") else "it lists no images"
+    if data.get("dataset") != OFFICIAL:
+        return f"trained on {data.get('dataset', 'data it does not name')!r}, not {OFFICIAL!r}"
+    paths = {}
+    for split in {data.get("train_split", "train"), data.get("validation_split", "val")}:
+        paths.update({s.image_id: s.image_path for s in read_isic2017(data_dir, split)})
+    missing = [i for ids in data["image_ids"].values() for i in ids if i not in paths]
+    if missing:
+        return f"{len(missing)} of its listed images are not in the data (first: {missing[0]})"
+    data["image_fingerprints"] = {
+        "method": FINGERPRINT_METHOD,
+        **{
+            part: encode_fingerprints(fingerprint_files([paths[i] for i in ids]))
+            for part, ids in data["image_ids"].items()
+        },
+    }
+    data["image_fingerprints_recorded_by"] = FINGERPRINTED_BY
+    return None
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = script_parser(__doc__)
     parser.add_argument("models", nargs="?", default="models", help="exported models folder (default: models)")
@@ -101,15 +137,26 @@ def main(argv: list[str] | None = None) -> int:
     for path, config in configs.items():
         if args.check:
             lacking = [r.get("command", "?") for r in records(config) if not r.get("data", {}).get("image_ids")]
-            missing += len(lacking)
-            print(f"{path}: {len(lacking)} record(s) without image lists", file=sys.stderr)
+            unprinted = not config.get("training", {}).get("data", {}).get("image_fingerprints")
+            missing += len(lacking) + unprinted
+            state = "missing" if unprinted else "kept"
+            print(f"{path}: {len(lacking)} record(s) without image lists; fingerprints {state}", file=sys.stderr)
             continue
         filled, skipped = fill(config, args.data_dir)
         for reason in skipped:
             print(f"{path}: left as it is: {reason}", file=sys.stderr)
-        if filled:
+        had = bool(config.get("training", {}).get("data", {}).get("image_fingerprints"))
+        why = fill_fingerprints(config, args.data_dir)
+        if why:
+            print(f"{path}: no fingerprints written: {why}", file=sys.stderr)
+        printed = not had and not why
+        if filled or printed:
             path.write_text(json.dumps(config, indent=2) + "\n")
-        print(f"{path}: image lists recorded for {filled} record(s)", file=sys.stderr)
+        print(
+            f"{path}: image lists recorded for {filled} record(s); fingerprints "
+            f"{'recorded' if printed else 'kept' if had else 'not recorded'}",
+            file=sys.stderr,
+        )
     return 1 if missing else 0
 
 

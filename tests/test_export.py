@@ -297,10 +297,33 @@ def test_a_network_added_to_an_exported_ensemble_serves_the_mean_of_all(
 
     # One network, then another: the first export had no ensemble.
     single = export_run(first, tmp_path / "single")
+    single_data = json.loads((single / "classification.json").read_text())["training"]["data"]
     both = add_to_export(second, single, tmp_path / "both")
     for got, want in zip(_outputs(both, inputs), _outputs(pair, inputs), strict=True):
         np.testing.assert_allclose(got, want, atol=1e-5, rtol=0)
-    assert len(json.loads((both / "classification.json").read_text())["ensemble"]["members"]) == 2
+    both_config = json.loads((both / "classification.json").read_text())
+    assert len(both_config["ensemble"]["members"]) == 2
+    # The images' fingerprints are kept once, in the config's own record, not in every member's (about 92 KB each
+    # for ISIC 2017), and they are those of the images listed beside them.
+    for config in (added, built, both_config):
+        assert all("image_fingerprints" not in m["training"]["data"] for m in config["ensemble"]["members"])
+        data = config["training"]["data"]
+        assert data["image_fingerprints"] == single_data["image_fingerprints"]
+        assert data["image_ids"] == single_data["image_ids"]
+
+
+def test_an_export_keeps_the_fingerprints_of_the_images_it_lists(tiny_runs, shared_synthetic_isic_dir, tmp_path):
+    from melanoma.data.isic import read_isic2017
+    from melanoma.inference.export import export_run
+    from melanoma.inference.fingerprint import decode_fingerprints, fingerprint
+    from melanoma.inference.image_io import load_image
+
+    data = json.loads((export_run(tiny_runs["segmentation"], tmp_path / "one") / "segmentation.json").read_text())
+    data = data["training"]["data"]
+    for part, split in (("train", "train"), ("validation", "val")):
+        samples = {s.image_id: s for s in read_isic2017(shared_synthetic_isic_dir, split)}
+        want = [fingerprint(load_image(samples[i].image_path)) for i in data["image_ids"][part]]
+        np.testing.assert_array_equal(decode_fingerprints(data["image_fingerprints"][part]), np.stack(want))
 
 
 def test_adding_to_an_exported_classifier_refuses_what_would_not_serve_as_trained(

@@ -31,7 +31,43 @@ def test_lists_are_filled_from_the_official_splits_when_the_counts_match(shared_
     data = json.loads((good / "classification.json").read_text())["training"]["data"]
     assert data["image_ids"] == {"train": [s.image_id for s in train], "validation": [s.image_id for s in val]}
     assert data["image_ids_recorded_by"].startswith("python scripts/record_image_lists.py")
+    # ... and the fingerprints of those image files, which find them under other names too
+    from melanoma.inference.fingerprint import FINGERPRINT_METHOD, encode_fingerprints, fingerprint_files
+
+    assert data["image_fingerprints"] == {
+        "method": FINGERPRINT_METHOD,
+        "train": encode_fingerprints(fingerprint_files([s.image_path for s in train])),
+        "validation": encode_fingerprints(fingerprint_files([s.image_path for s in val])),
+    }
+    assert data["image_fingerprints_recorded_by"].startswith("python scripts/record_image_lists.py")
     assert record_image_lists.main([*argv, "--check"]) == 0
+
+
+def test_fingerprints_are_added_to_a_config_that_lists_its_images_and_kept_when_there(
+    shared_synthetic_isic_dir, tmp_path, capsys
+):
+    from melanoma.data.isic import read_isic2017
+
+    ids = {
+        "train": [s.image_id for s in read_isic2017(shared_synthetic_isic_dir, "train")],
+        "validation": [s.image_id for s in read_isic2017(shared_synthetic_isic_dir, "val")],
+    }
+    folder = tmp_path / "models"
+    folder.mkdir()
+    (folder / "segmentation.json").write_text(json.dumps({**_legacy_config(image_ids=ids), "task": "segmentation"}))
+    argv = [str(folder), "--data-dir", str(shared_synthetic_isic_dir)]
+    assert record_image_lists.main([*argv, "--check"]) == 1  # lists kept, fingerprints missing
+    assert record_image_lists.main(argv) == 0
+    assert "fingerprints recorded" in capsys.readouterr().err
+    written = (folder / "segmentation.json").read_text()
+    assert record_image_lists.main(argv) == 0 and (folder / "segmentation.json").read_text() == written
+    assert "fingerprints kept" in capsys.readouterr().err
+    # a listed image the data does not hold: nothing is written, and the reason is said
+    config = {**_legacy_config(image_ids={**ids, "train": [*ids["train"], "ISIC_9999999"]}), "task": "segmentation"}
+    (folder / "segmentation.json").write_text(json.dumps(config))
+    assert record_image_lists.main(argv) == 0
+    assert "1 of its listed images are not in the data (first: ISIC_9999999)" in capsys.readouterr().err
+    assert "image_fingerprints" not in json.loads((folder / "segmentation.json").read_text())["training"]["data"]
 
 
 @pytest.mark.parametrize(

@@ -780,18 +780,26 @@ _ABSOLUTE_PATH = re.compile(r"""(?<![\w.:/\\~-])(?:/|[A-Za-z]:[\\/])(?:[^\s/\\'"
 def without_server_paths(value: Any) -> Any:
     """A config as every visitor may see it: each absolute path (a site's image folder recorded by ``melanoma
     calibrate``, the server's run folders) cut to ``…/`` and its last part; the files on the server keep them. The
-    lists of training and validation image ids (thousands of names, sent to every visitor on every rerun) are
-    counted instead."""
+    lists of training and validation image ids and their fingerprints (thousands of names, about 130 KB of
+    base64, sent to every visitor on every rerun) are counted instead."""
     if isinstance(value, dict):
-        return {
-            key: _counted(item) if key == "image_ids" and isinstance(item, dict) else without_server_paths(item)
-            for key, item in value.items()
-        }
+        return {key: _shown(key, item) for key, item in value.items()}
     if isinstance(value, list):
         return [without_server_paths(item) for item in value]
     if isinstance(value, str):
         return _ABSOLUTE_PATH.sub(lambda match: f"…/{match.group(1)}", value)
     return value
+
+
+def _shown(key: str, item: Any) -> Any:
+    if key == "image_ids" and isinstance(item, dict):
+        return _counted(item)
+    if key == "image_fingerprints" and isinstance(item, dict):
+        return {
+            part: f"{len(text) * 3 // 4 // 32} fingerprints (in the model's JSON file)" if part != "method" else text
+            for part, text in item.items()
+        }
+    return without_server_paths(item)
 
 
 def _counted(image_ids: dict[str, Any]) -> dict[str, Any]:

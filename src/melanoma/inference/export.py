@@ -327,7 +327,7 @@ def _added_member_config(
         {
             "run": _run_path(models_dir / before["onnx_file"]),
             "arch": before["arch"],
-            "training": before["training"],
+            "training": _without_fingerprints(before["training"]),
         }
     ]
     if any(Path(member.get("run", "")).resolve() == run_dir.resolve() for member in members):
@@ -558,7 +558,7 @@ def _model_config(
         model_config["ensemble"] = {
             "combine": "mean of the members' melanoma probabilities; activation map: mean of their maps",
             "members": [
-                {"run": _run_path(path), "arch": c.model.arch, "training": _training_record(path, c, st)}
+                {"run": _run_path(path), "arch": c.model.arch, "training": _member_record(path, c, st)}
                 for path, _, c, st in members
             ],
         }
@@ -582,6 +582,17 @@ def _training_record(run_dir: Path, config: TrainConfig, state: dict[str, Any]) 
         "history": _metric_history(run_dir),
         "config": state["config"],
     }
+
+
+def _member_record(run_dir: Path, config: TrainConfig, state: dict[str, Any]) -> dict[str, Any]:
+    """An ensemble member's training record, without the image fingerprints: every member trained on the same images
+    (``_check_same_images``), whose fingerprints the config's own record keeps once (about 92 KB for ISIC 2017)."""
+    return _without_fingerprints(_training_record(run_dir, config, state))
+
+
+def _without_fingerprints(record: dict[str, Any]) -> dict[str, Any]:
+    data = {k: v for k, v in record.get("data", {}).items() if k != "image_fingerprints"}
+    return {**record, "data": data} if "data" in record else record
 
 
 def _ensemble_members(

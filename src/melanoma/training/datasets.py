@@ -308,4 +308,17 @@ def load_splits(data: DataConfig) -> tuple[list[Sample], list[Sample], dict[str,
     # Which images trained the model and which chose its epoch and threshold: the export keeps the lists, so that
     # `melanoma evaluate` and `melanoma calibrate` can say when they are given those images (no held-out score).
     provenance["image_ids"] = {"train": [s.image_id for s in train], "validation": [s.image_id for s in val]}
+    # ... and their content, which finds them under other names too (copies re-published renamed or re-encoded).
+    provenance["image_fingerprints"] = image_fingerprints(train, val)
     return train, val, provenance
+
+
+def image_fingerprints(train: list[Sample], val: list[Sample]) -> dict[str, str]:
+    """The content fingerprints of the training and validation images, in the order of their ``image_ids`` lists."""
+    from melanoma.inference.fingerprint import FINGERPRINT_METHOD, encode_fingerprints, fingerprint_files
+
+    return {
+        "method": FINGERPRINT_METHOD,
+        "train": encode_fingerprints(fingerprint_files([s.image_path for s in train])),
+        "validation": encode_fingerprints(fingerprint_files([s.image_path for s in val])),
+    }
