@@ -982,19 +982,52 @@ def test_evaluate_says_when_it_scores_the_models_own_training_or_validation_imag
     assert main(["evaluate", "classification", "--images", str(data / "images" / "val"), "--labels", str(labels),
                  *args]) == 0  # fmt: skip
     scores = json.loads((tmp_path / "report.json").read_text())
-    assert scores["seen_in_training"] == {"train": 0, "validation": 4}
+    assert scores["seen_in_training"] == {"train": 0, "validation": 4, "by_content": True, "copies": []}
     err = capsys.readouterr().err
     assert "warning: of these 4 images, 4 are its validation images, which chose its best epoch and threshold" in err
+    assert "(the classification model's config lists them, by file name or, for copies under other names, by " in err
     assert "not held-out" in err
     # 2 + 2 images: their bootstrap intervals are said to be too narrow to read
     assert "warning: only 2 melanoma image(s) and 2 other image(s) scored: the 95% intervals (ci95)" in err
     masks = data / "masks" / "train"
     assert main(["evaluate", "segmentation", "--images", str(data / "images" / "train"), "--masks", str(masks),
                  *args]) == 0  # fmt: skip
-    assert json.loads((tmp_path / "report.json").read_text())["seen_in_training"] == {"train": 8, "validation": 0}
+    seen = json.loads((tmp_path / "report.json").read_text())["seen_in_training"]
+    assert seen == {"train": 8, "validation": 0, "by_content": True, "copies": []}
     err = capsys.readouterr().err
-    assert "of these 8 images, 8 trained it (the segmentation model's config lists them, by file name)" in err
+    assert "of these 8 images, 8 trained it (the segmentation model's config lists them, by file name or" in err
     assert "warning: only 8 image(s) scored: the 95% intervals (ci95) resample just these" in err
+
+
+def test_evaluate_finds_the_models_own_images_renamed_resized_and_re_encoded(
+    tiny_models_dir, shared_synthetic_isic_dir, tmp_path, capsys
+):
+    """Copies under other names (as public collections re-publish ISIC images) are found by content."""
+    from PIL import Image
+
+    data = shared_synthetic_isic_dir
+    folder = tmp_path / "site"
+    folder.mkdir()
+    rows = ["image,melanoma"]
+    val_labels = (data / "labels" / "ISIC-2017_Validation_Part3_GroundTruth.csv").read_text().splitlines()[1:]
+    for i, row in enumerate(val_labels):
+        image_id, melanoma = row.split(",")[:2]
+        image = Image.open(data / "images" / "val" / f"{image_id}.jpg")
+        image.resize((200, 150)).save(folder / f"site_{i}.jpg", quality=60)  # enlarged, another shape, re-encoded
+        rows.append(f"site_{i},{melanoma}")
+    (folder / "labels.csv").write_text("\n".join(rows) + "\n")
+    report = tmp_path / "report.json"
+    assert main(["evaluate", "classification", "--images", str(folder), "--labels", str(folder / "labels.csv"),
+                 "--models", str(tiny_models_dir), "--json", str(report)]) == 0  # fmt: skip
+    seen = json.loads(report.read_text())["seen_in_training"]
+    assert (seen["train"], seen["validation"], seen["by_content"]) == (0, 4, True)
+    ids = [row.split(",")[0] for row in val_labels]
+    assert [(c["image"], c["copy_of"], c["part"]) for c in seen["copies"]] == [
+        (f"site_{i}", image_id, "validation") for i, image_id in enumerate(ids)
+    ]
+    assert all(c["distance"] <= 56 for c in seen["copies"])
+    err = capsys.readouterr().err
+    assert "4 are its validation images" in err and "4 of them are such copies: site_0 = ISIC_" in err
 
 
 def test_images_seen_in_training_are_counted_over_every_ensemble_member():
@@ -1004,8 +1037,9 @@ def test_images_seen_in_training_are_counted_over_every_ensemble_member():
         return {"training": {"data": {"image_ids": {"train": train, "validation": validation}}}}
 
     config = {"training": {}, "ensemble": {"members": [member(["a", "b"], ["c"]), member(["c", "d"], ["a"])]}}
-    assert seen_in_training(config, ["a", "c", "x"]) == {"train": 2, "validation": 2}
-    assert seen_in_training(config, ["x", "y"]) == {"train": 0, "validation": 0}
+    by_name = {"by_content": False, "copies": []}  # no fingerprints given or kept: by file name only
+    assert seen_in_training(config, ["a", "c", "x"]) == {"train": 2, "validation": 2, **by_name}
+    assert seen_in_training(config, ["x", "y"]) == {"train": 0, "validation": 0, **by_name}
     assert seen_in_training({"training": {"data": {}}}, ["a"]) is None  # an export from before the lists were kept
     assert seen_warning("classification", {"train": 0, "validation": 0}, 2) is None
     assert "is unknown" in seen_warning("classification", None, 2)  # it cannot tell: said, not taken as "none"

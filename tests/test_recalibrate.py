@@ -283,6 +283,11 @@ def test_an_unreadable_image_is_left_out_of_the_fit_and_recorded(tiny_models_dir
         ("keep the current threshold: ...", {"train": 0, "validation": 0}),
         # as if 3 of the site's file names were in the model's training list: a flattered fit, not to be served
         ("serve the re-fitted threshold: ...", {"train": 3, "validation": 0}),
+        # ... or 3 of the site's images were copies of them under other names, found by content
+        (
+            "serve the re-fitted threshold: ...",
+            {"train": 3, "validation": 0, "by_content": True, "copies": [{"image": "s1", "copy_of": "ISIC_1"}] * 3},
+        ),
         # a config from before exports listed the images: it cannot tell, so the folder is not advised
         ("serve the re-fitted threshold: ...", None),
     ],
@@ -303,13 +308,16 @@ def test_calibrate_tells_to_serve_the_new_folder_only_when_the_advice_does_and_t
     argv = ["calibrate", "--models", str(tiny_models_dir), "--images", str(images), "--labels", str(labels)]
     assert main([*argv, "--out", str(out)]) == 0
     captured = capsys.readouterr()
-    serve = advice.startswith("serve") and seen == {"train": 0, "validation": 0}
+    serve = advice.startswith("serve") and seen is not None and not (seen["train"] or seen["validation"])
     assert json.loads(captured.out)["serve_refitted"] is serve
     assert (f"serve them with `melanoma app --models {out}`" in captured.err) is serve
     assert (f"go on serving {tiny_models_dir}" in captured.err) is advice.startswith("keep")
     if seen and seen["train"]:
         assert "of these 26 images, 3 trained it" in captured.err
         assert "do not serve it: the fit includes the model's own training or validation images" in captured.err
+        # the escape for a clash of file names only where nothing was found by content
+        share = "if these are other images that only share those file names, the advice above stands"
+        assert (share in captured.err) is not seen.get("copies")
     if seen is None:
         assert "whether these images trained it, or chose its best epoch and threshold, is unknown" in captured.err
         assert "its config cannot tell (warning above): serve it once you know they did not" in captured.err

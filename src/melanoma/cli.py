@@ -446,11 +446,15 @@ def _calibrate(args: argparse.Namespace) -> int:
             "than chance (warning above), which no threshold can mend"
         )
     elif (seen := summary.get("seen_in_training")) and (seen["train"] or seen["validation"]):
+        unless = (
+            ""
+            if seen.get("copies")  # found by content too: not a clash of file names
+            else " (if these are other images that only share those file names, the advice above stands)"
+        )
         then = (
             "kept as a record of this fit only; do not serve it: the fit includes the model's own training or "
             "validation images (warning above), on which it scores better than on a site's new images; calibrate "
-            "on images it never saw (if these are other images that only share those file names, the advice above "
-            "stands)"
+            f"on images it never saw{unless}"
         )
     elif summary["advice"].startswith("serve") and summary.get("seen_in_training", {}) is None:
         then = (

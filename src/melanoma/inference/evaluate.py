@@ -26,6 +26,7 @@ from tqdm import tqdm
 from melanoma.data.folder import read_image_folder
 from melanoma.data.samples import MASK_SUFFIX, DataError, Sample, read_labels_csv, read_mask
 from melanoma.inference.checks import QUALITY_CHECKS
+from melanoma.inference.fingerprint import COPY_DISTANCE, FINGERPRINT_METHOD, decode_fingerprints, fingerprint, nearest
 from melanoma.inference.image_io import displayed_size
 from melanoma.inference.predictor import Prediction, Predictor
 from melanoma.metrics import (
@@ -62,20 +63,54 @@ def _used_networks(predictor: Predictor) -> dict[str, dict[str, Any]]:
     return networks if predictor.classifier.config.get("input_crop") else {"classification": networks["classification"]}
 
 
-def seen_in_training(config: dict[str, Any], image_ids: Sequence[str]) -> dict[str, int] | None:
+def seen_in_training(
+    config: dict[str, Any], image_ids: Sequence[str], fingerprints: Sequence[np.ndarray] | None = None
+) -> dict[str, Any] | None:
     """How many of ``image_ids`` the exported network (every member of an ensemble) trained on (``train``) or had as
     validation images (``validation``: they chose its best epoch and threshold), from the image lists its config
-    records; None when it records none (exports from before the lists were kept)."""
+    records; None when it records none (exports from before the lists were kept).
+
+    By file name, and, given the images' ``fingerprints`` (in the order of ``image_ids``) and a config that keeps
+    its images' fingerprints, by content too: ``copies`` then lists the images that are copies of one of them
+    under another name (re-encoded, resized, colours changed: ``melanoma.inference.fingerprint``), and
+    ``by_content`` is True."""
     records = [m.get("training", {}) for m in config.get("ensemble", {}).get("members", [])]
     records = records or [config.get("training", {})]
     recorded = [r.get("data", {}).get("image_ids") for r in records]
     if not any(recorded):
         return None
-    ids = set(image_ids)
+    named = {part: {i for lists in recorded if lists for i in lists.get(part, [])} for part in ("train", "validation")}
+    seen = {part: {i for i in image_ids if i in named[part]} for part in named}
+    copies = []
+    tables = _stored_fingerprints(config)
+    if tables is not None and fingerprints is not None:
+        for image_id, print_ in zip(image_ids, fingerprints, strict=True):
+            for part, (ids, table) in tables.items():
+                row, distance = nearest(print_, table)
+                if distance <= COPY_DISTANCE:
+                    seen[part].add(image_id)
+                    if ids[row] != image_id:
+                        copies.append({"image": image_id, "copy_of": ids[row], "part": part, "distance": distance})
+                    break
     return {
-        part: len(ids & {i for lists in recorded if lists for i in lists.get(part, [])})
-        for part in ("train", "validation")
+        "train": len(seen["train"]),
+        "validation": len(seen["validation"]),
+        "by_content": tables is not None and fingerprints is not None,
+        "copies": copies,
     }
+
+
+def _stored_fingerprints(config: dict[str, Any]) -> dict[str, tuple[list[str], np.ndarray]] | None:
+    """The fingerprints a config keeps of its training and validation images, with their ids, per part; None when
+    it keeps none, or keeps them by another method."""
+    data = config.get("training", {}).get("data", {})
+    stored, ids = data.get("image_fingerprints"), data.get("image_ids")
+    if not stored or not ids or stored.get("method") != FINGERPRINT_METHOD:
+        return None
+    tables = {part: (ids.get(part, []), decode_fingerprints(stored.get(part, ""))) for part in ("train", "validation")}
+    if any(len(names) != len(table) for names, table in tables.values()):
+        return None
+    return tables
 
 
 #: What ``seen_warning`` says when a model's config lists no images (``seen_in_training`` is None).
@@ -87,7 +122,7 @@ UNKNOWN_IMAGES = (
 )
 
 
-def seen_warning(task: str, seen: dict[str, int] | None, n: int) -> str | None:
+def seen_warning(task: str, seen: dict[str, Any] | None, n: int) -> str | None:
     """A sentence when images scored were the network's training or validation images (no held-out score), or
     when its config cannot tell (``seen`` None)."""
     if seen is None:
@@ -100,10 +135,20 @@ def seen_warning(task: str, seen: dict[str, int] | None, n: int) -> str | None:
     if seen["validation"]:
         chose = "best epoch and threshold" if task == "classification" else "best epoch and post-processing"
         parts.append(f"{seen['validation']} are its validation images, which chose its {chose}")
+    copies = seen.get("copies", [])
+    if seen.get("by_content"):
+        how = "by file name or, for copies under other names, by content"
+        if copies:
+            shown = ", ".join(f"{c['image']} = {c['copy_of']}" for c in copies[:3])
+            more = f" and {len(copies) - 3} more" if len(copies) > 3 else ""
+            how += f"; {len(copies)} of them are such copies: {shown}{more}"
+        unless = "(the report lists the copies it found; a copy may be cropped or mirrored and not found)"
+    else:
+        how = "by file name"
+        unless = "(if these are other images that share those file names, this does not apply)"
     return (
-        f"of these {n} images, {' and '.join(parts)} (the {task} model's config lists them, by file name): scores "
-        "on them are not held-out and flatter the model; evaluate on images it never saw (if these are other images "
-        "that share those file names, this does not apply)"
+        f"of these {n} images, {' and '.join(parts)} (the {task} model's config lists them, {how}): scores on them "
+        f"are not held-out and flatter the model; evaluate on images it never saw {unless}"
     )
 
 
@@ -162,12 +207,13 @@ def evaluate_segmentation(
     sizes = set()
     failures: dict[str, list[str]] = {"under": [], "over": [], "other": []}
     checks: list[set[str]] = []
-    scored, not_assessed, unreadable, empty = [], [], {}, []
+    scored, not_assessed, unreadable, empty, prints = [], [], {}, [], []
     for sample, prediction in _predictions(predictor, samples, batch_size, unreadable):
         if not prediction.assessable:  # no photo of a lesion: served as "not assessed", so not scored either
             not_assessed.append(sample.image_id)
             continue
         scored.append(sample)
+        prints.append(fingerprint(prediction.image))
         checks.append({check.code for check in prediction.quality_checks})
         target = read_mask(sample.mask_path)
         if not target.any():  # scored as annotated, but more often a mask format read wrong than a lesion-free photo
@@ -192,7 +238,7 @@ def evaluate_segmentation(
         "unreadable": unreadable,
         "empty_annotations": empty,
         "orientation_unclear": [i for i in turned if i in {s.image_id for s in scored}],
-        "seen_in_training": seen_in_training(predictor.segmenter.config, [s.image_id for s in scored]),
+        "seen_in_training": seen_in_training(predictor.segmenter.config, [s.image_id for s in scored], prints),
         "threshold": predictor.segmenter.config["threshold"],
         "postprocess": predictor.segmenter.config.get("postprocess", {}),
         "images_dir": str(images_dir),
@@ -358,7 +404,7 @@ def evaluate_classification(
     labels = read_labels_csv(Path(labels_csv), label_column, id_column=id_column)
     unscored_rows = sorted(i for i in labels if i not in found)
     check_classification_inputs([s.melanoma for s in samples], [0.5] * len(samples))  # both classes, before scoring
-    truth, probabilities, per_image, not_assessed, unreadable = [], [], {}, [], {}
+    truth, probabilities, per_image, not_assessed, unreadable, prints = [], [], {}, [], {}, []
     for sample, prediction in _predictions(predictor, samples, batch_size, unreadable):
         if not prediction.assessable:  # no photo of a lesion: served as "not assessed", so not scored either
             not_assessed.append(sample.image_id)
@@ -366,6 +412,7 @@ def evaluate_classification(
         truth.append(sample.melanoma)
         probabilities.append(prediction.melanoma_probability)
         per_image[sample.image_id] = {"melanoma": int(sample.melanoma), "probability": prediction.melanoma_probability}
+        prints.append(fingerprint(prediction.image))
     if not truth:
         raise _none_scored(images_dir, not_assessed, unreadable)
     _check_classes_left(truth, probabilities, not_assessed, unreadable)
@@ -392,7 +439,7 @@ def evaluate_classification(
         "labels_without_image_first": unscored_rows[:3],
         "not_assessed": not_assessed,
         "unreadable": unreadable,
-        "seen_in_training": seen_in_training(predictor.classifier.config, list(per_image)),
+        "seen_in_training": seen_in_training(predictor.classifier.config, list(per_image), prints),
         "models_dir": str(predictor.models_dir),
         "networks": _used_networks(predictor),
         "per_image": per_image,
