@@ -2385,6 +2385,98 @@ def greyscale_images_section(eval_dir: Path) -> list[str]:
     ]
 
 
+def duplicates_section(eval_dir: Path) -> list[str]:
+    """Copies of one photograph among the ISIC 2017 images: how they are found, and what they do to validation."""
+    report = _load(eval_dir / "duplicates.json")
+    if not report:
+        return []
+    copies, validation, images = report["copies"], report["validation"], report["images"]
+    every, clean = validation["all"], validation["without_training_copies"]
+
+    def interval(values: list[float]) -> str:
+        return f"{values[0]:.3f}-{values[1]:.3f}"
+
+    pair_rows = [
+        [f"{p['a']} ({p['a_split']})", f"{p['b']} ({p['b_split']})", str(p["distance"])] for p in report["pairs"]
+    ]
+    change_rows = [
+        [name.replace("_", " "), f"{row['found']:.1%}", f"{row['median_distance']:g}", str(row["max_distance"])]
+        for name, row in report["transforms"].items()
+    ]
+    score_rows = [
+        [label, str(row["images"]), str(row["melanomas"]), f"{row['auc']:.4f} ({interval(row['auc_ci95'])})",
+         f"{row['sensitivity']:.3f} / {row['specificity']:.3f}",
+         f"{row['mean_jaccard']:.4f} ({interval(row['mean_jaccard_ci95'])})"]
+        for label, row in (("all validation images", every), ("without the copies of training images", clean))
+    ]  # fmt: skip
+    fullres = report["fullres"]
+    nearest_beyond = report["nearest_beyond"]
+    beyond_same = sum(p["judged_by_eye"] == "same lesion" for p in nearest_beyond)
+    different = [p["distance"] for p in nearest_beyond if p["judged_by_eye"] == "different lesions"]
+    within = {p["judged_by_eye"] for p in report["pairs"]}
+    seen = (_load(eval_dir / "classification_val.json") or {}).get("seen_in_training") or {}
+    return [
+        "## Copies of training images",
+        "",
+        f"Command: `{report['command']}`",
+        "",
+        "`melanoma evaluate` and `melanoma calibrate` say when the images they are given trained the networks or "
+        "chose their epoch and threshold: a score on them is not held out. The configs list those images by name "
+        "and keep a content fingerprint of each (`training.data.image_fingerprints`: 256 bits, the image made grey, "
+        "reduced to 32x32, histogram-equalised, and the signs of its lowest 16x16 DCT coefficients), so that copies "
+        "under other names are found too: public collections re-publish ISIC images renamed, resized or "
+        f"re-encoded. Two images at most {report['copy_distance']} bits apart are taken for copies.",
+        "",
+        f"All {sum(images.values())} ISIC 2017 images ({images['train']} train, {images['val']} validation, "
+        f"{images['test']} test) were compared pairwise. {len(report['pairs'])} pairs of different ids lie within "
+        f"the limit; looked at by eye, {_judged_within(within)}: the same photograph, a re-publication of it with "
+        "its colours processed (an `ISIC_00001xx` or `ISIC_00002xx` id beside an `ISIC_0014xxx` or `ISIC_0015xxx` "
+        f"one in the table below), or a second shot moments apart. Of the {len(nearest_beyond)} nearest pairs beyond "
+        f"the limit ({nearest_beyond[0]['distance']} to {nearest_beyond[-1]['distance']} bits), {beyond_same} show "
+        f"one lesion too, which the limit misses, and {len(different)} are different lesions placed alike in a "
+        f"round dermatoscope field, the nearest {min(different, default=0)} bits apart; the limit was set after "
+        "that look, below them (`judged_by_eye` in the report). Across the splits:",
+        "",
+        f"- {copies['val_in_train']} of the {images['val']} validation images are copies of training images. "
+        "Evaluating the shipped classifier on the validation images says so (`seen_in_training`: "
+        f"{seen.get('train', 0)} trained it, {len(seen.get('copies', []))} copies named), and the validation "
+        "scores without them are below.",
+        f"- {copies['test_in_train_or_val']} of the {images['test']} test images are copies of training or validation "
+        f"images ({copies['test_in_train']} of training images): the test set's independent score includes them, "
+        "as it did for every challenge entry. Found without any test label.",
+        f"- {copies['train_in_train']} training images have a copy among the other training images, so a "
+        "cross-validation fold can hold one copy while training on the other; both sides of every comparison on "
+        "those folds were scored on the same folds.",
+        "",
+        _table(["image", "copy", "bits apart"], pair_rows),
+        "",
+        "Copies of the validation images changed as a site or a re-publisher might change them, and found when their "
+        "original's fingerprint is the nearest of the 2750 and within the limit:",
+        "",
+        _table(["change", "found", "median bits apart", "most bits apart"], change_rows),
+        "",
+        f"The {len(fullres)} validation originals at full size (`fullres/val`, decoded as `melanoma evaluate` "
+        f"decodes them) lie {min(r['distance'] for r in fullres)} to {max(r['distance'] for r in fullres)} bits "
+        f"from the 256 px images the networks saw; {sum(r['found'] for r in fullres)} of {len(fullres)} found. "
+        "Mirrored or rotated copies are not found; brightened copies are missed where skin is clipped to white.",
+        "",
+        "The shipped models on the validation images with and without the copies of training images (at the "
+        f"shipped threshold {validation['threshold']:.4f}; bootstrap 95% intervals):",
+        "",
+        _table(
+            ["images", "n", "melanomas", "AUC (95% CI)", "sensitivity / specificity", "mean Jaccard (95% CI)"],
+            score_rows,
+        ),  # fmt: skip
+        "",
+    ]
+
+
+def _judged_within(judgements: set[str]) -> str:
+    if judgements == {"same lesion"}:
+        return "each shows one lesion in one view"
+    return "not all were judged one lesion (`judged_by_eye` in the report): look at them again"
+
+
 LIMITS = [
     "## Intended use and limits",
     "",
@@ -2419,6 +2511,7 @@ def render(models: Path) -> str:
             lines += section(config, eval_dir)
     lines += quality_checks_section(eval_dir) + small_images_section(eval_dir) + greyscale_images_section(eval_dir)
     lines += precision_section(eval_dir)
+    lines += duplicates_section(eval_dir)
     lines += speed_section(models, eval_dir) + runtimes_section(eval_dir) + app_section(eval_dir) + LIMITS
     head = 4  # the title, the generated-by line and their blank lines
     return "\n".join(lines[:head] + contents(lines[head:]) + lines[head:])

@@ -201,3 +201,47 @@ def test_bench_masks_times_each_helper_on_each_mask():
         ("measure_lesion", "lesion 1024x768"),
     }
     assert all(row["median_ms"] > 0 for row in rows)
+
+
+def test_duplicates_lists_copies_across_splits_and_scores_validation_without_them(
+    tiny_models_dir, shared_synthetic_isic_dir, tmp_path
+):
+    import shutil
+
+    from PIL import Image
+
+    data = tmp_path / "data"
+    shutil.copytree(shared_synthetic_isic_dir, data)
+    val = sorted((data / "images" / "val").glob("*.jpg"))
+    train = sorted((data / "images" / "train").glob("*.jpg"))
+    with Image.open(val[0]) as image:  # a validation image re-published in the test split, renamed and re-encoded
+        image.save(data / "images" / "test" / "ISIC_0099999.jpg", quality=95)  # (the synthetic skin is flat:
+        # re-encoded harder, its equalised JPEG noise moves the fingerprint, where real skin's texture does not)
+    with Image.open(train[0]) as image:  # ... and a training image re-published among the validation images
+        image.save(val[1], quality=95)  # (its size kept: the validation mask must fit it)
+    (data / "fullres" / "val").mkdir(parents=True)
+    with Image.open(val[2]) as image:  # an original at full size
+        image.resize((image.width * 4, image.height * 3)).save(data / "fullres" / "val" / val[2].name, quality=90)
+    out = tmp_path / "duplicates.json"
+    command = [sys.executable, str(REPO_ROOT / "benchmarks" / "duplicates.py")]
+    command += ["--models", str(tiny_models_dir), "--data-dir", str(data), "--json", str(out)]
+    done = subprocess.run(command, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    report = json.loads(out.read_text())
+    assert report["images"] == {"train": 8, "val": 4, "test": 3}
+    pairs = {(p["a"], p["b"]) for p in report["pairs"]}
+    assert pairs == {(train[0].stem, val[1].stem), (val[0].stem, "ISIC_0099999")}
+    assert report["copies"] == {
+        "val_in_train": 1,
+        "test_in_train": 0,
+        "test_in_val": 1,
+        "test_in_train_or_val": 1,
+        "train_in_train": 0,
+    }
+    assert report["fullres"] == [{"image": val[2].stem, "distance": report["fullres"][0]["distance"], "found": True}]
+    changes = report["transforms"]
+    assert changes["greyscale"] == {"found": 1.0, "median_distance": 0.0, "max_distance": 0}  # grey already
+    assert changes["mirrored"]["found"] < 1.0 and len(changes) == 13
+    validation = report["validation"]
+    assert validation["left_out"] == [val[1].stem]
+    assert (validation["all"]["images"], validation["without_training_copies"]["images"]) == (4, 3)

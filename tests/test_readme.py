@@ -665,6 +665,26 @@ def _limit_sentences() -> list[str]:
         f"{point['repeats']} splits; `cross_fitted` in the evaluate command's output (in-sample: "
         f"{cls['sensitivity']:.3f} and {cls['specificity']:.3f})",
         f"ranges {low:.2f}-{high:.2f} over bootstrap resamples, against {lite0[0]:.2f}-{lite0[1]:.2f} for the Lite0",
+        *_duplicates_sentences(),
+    ]
+
+
+def _duplicates_sentences() -> list[str]:
+    report = _load("duplicates.json")
+    copies, every, clean = (
+        report["copies"],
+        report["validation"]["all"],
+        report["validation"]["without_training_copies"],
+    )
+    low, high = clean["auc_ci95"]
+    return [
+        f"{copies['val_in_train']} of the {report['images']['val']} validation images are copies of training images",
+        f"without them the validation AUC is {clean['auc']:.4f} (95% CI {low:.3f}-{high:.3f}) against "
+        f"{every['auc']:.4f} with them, and mean Jaccard {clean['mean_jaccard']:.4f} against "
+        f"{every['mean_jaccard']:.4f}",
+        f"{copies['test_in_train_or_val']} of the {report['images']['test']} test images are copies of training or "
+        "validation images, found without any test label",
+        '(`python benchmarks/duplicates.py`, model card, "Copies of training images")',
     ]
 
 

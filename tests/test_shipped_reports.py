@@ -7,7 +7,9 @@ tie those reports (and the configs the app shows) to what the shipped ONNX model
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
+from conftest import load_script
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 EVAL = REPO_ROOT / "models" / "eval"
@@ -63,7 +65,22 @@ SHIPPED_REPORTS = (
     "bench_runtimes.json",
     "bench_app.json",
     "classification_tta_trio.json",
+    "duplicates.json",
 )
+
+
+#: What evaluating the shipped models on the 150 ISIC 2017 validation images says of them: all are validation images by
+#: name, and three are copies of training images under other names (``benchmarks/duplicates.py`` lists the pairs).
+SEEN_ON_VALIDATION = {
+    "train": 3,
+    "validation": 150,
+    "by_content": True,
+    "copies": [
+        {"image": "ISIC_0012127", "copy_of": "ISIC_0012970", "part": "train", "distance": 0},
+        {"image": "ISIC_0015124", "copy_of": "ISIC_0000171", "part": "train", "distance": 20},
+        {"image": "ISIC_0015313", "copy_of": "ISIC_0000215", "part": "train", "distance": 52},
+    ],
+}
 
 
 def test_the_reports_of_the_shipped_models_measured_the_networks_shipped_now():
@@ -95,8 +112,9 @@ def test_the_shipped_segmenter_scores_what_its_report_says(isic_data_dir):
     for metric, interval in report["ci95"].items():  # seeded bootstrap: the same resamples
         assert scores["ci95"][metric] == pytest.approx(interval, abs=1e-4), metric
     assert scores["failures"] == report["failures"]
-    # the shipped config lists its images, so scoring its own validation images says so
-    assert scores["seen_in_training"] == report["seen_in_training"] == {"train": 0, "validation": 150}
+    # the shipped config lists its images, so scoring its own validation images says so; its fingerprints find the
+    # three that are copies of training images under other names (models/eval/duplicates.json)
+    assert scores["seen_in_training"] == report["seen_in_training"] == SEEN_ON_VALIDATION
 
 
 @pytest.mark.data
@@ -115,7 +133,7 @@ def test_the_shipped_classifier_scores_what_its_report_says(isic_data_dir):
     for metric, interval in report["ci95"].items():
         assert scores["ci95"][metric] == pytest.approx(interval, abs=1e-4), metric
     _assert_close(scores["cross_fitted"], report["cross_fitted"], "cross_fitted")
-    assert scores["seen_in_training"] == report["seen_in_training"] == {"train": 0, "validation": 150}
+    assert scores["seen_in_training"] == report["seen_in_training"] == SEEN_ON_VALIDATION
 
 
 @pytest.mark.data
@@ -129,3 +147,46 @@ def test_the_shipped_configs_list_the_official_splits_they_trained_on(isic_data_
         records = [m["training"] for m in config.get("ensemble", {}).get("members", [])] + [config["training"]]
         for record in records:
             assert record["data"]["image_ids"] == {"train": train, "validation": val}, task
+
+
+@pytest.mark.data
+def test_the_shipped_configs_keep_the_fingerprints_of_the_images_they_list(isic_data_dir):
+    from melanoma.data.isic import read_isic2017
+    from melanoma.inference.fingerprint import FINGERPRINT_METHOD, decode_fingerprints, fingerprint_files
+
+    splits = {"train": read_isic2017(isic_data_dir, "train"), "validation": read_isic2017(isic_data_dir, "val")}
+    want = {part: np.stack(fingerprint_files([s.image_path for s in samples])) for part, samples in splits.items()}
+    for task in ("segmentation", "classification"):
+        data = _config(task)["training"]["data"]
+        assert data["image_fingerprints"]["method"] == FINGERPRINT_METHOD, task
+        for part, prints in want.items():
+            np.testing.assert_array_equal(decode_fingerprints(data["image_fingerprints"][part]), prints)
+        members = _config(task).get("ensemble", {}).get("members", [])
+        assert all("image_fingerprints" not in m["training"]["data"] for m in members)  # kept once
+
+
+@pytest.mark.data
+def test_the_copies_among_the_isic_images_are_the_ones_the_report_lists(isic_data_dir):
+    from PIL import Image
+
+    from melanoma.inference.image_io import load_image
+
+    study = load_script("duplicates")
+    report = _report("duplicates.json")
+    ids = [(split, p.stem) for split in study.SPLITS for p in sorted((isic_data_dir / "images" / split).glob("*.jpg"))]
+    images = [Image.fromarray(load_image(isic_data_dir / "images" / split / f"{i}.jpg")) for split, i in ids]
+    table = np.stack([study.fingerprint(image) for image in images])
+    near = study.pair_distances(table)
+    found = {
+        (ids[a][1], ids[b][1], int(near[a, b]))
+        for a in range(len(ids))
+        for b in range(a + 1, len(ids))
+        if near[a, b] <= study.COPY_DISTANCE
+    }
+    assert found == {(p["a"], p["b"], p["distance"]) for p in report["pairs"]}
+    # every pair the limit takes for copies was looked at and judged one lesion; the nearest different lesions lie
+    # beyond the limit
+    assert {study.judged(a, b) for a, b, _ in found} == {study.SAME}
+    different = [p["distance"] for p in report["nearest_beyond"] if p["judged_by_eye"] == study.DIFFERENT]
+    assert different and min(different) > study.COPY_DISTANCE
+    assert report["validation"]["left_out"] == sorted(c["image"] for c in SEEN_ON_VALIDATION["copies"])
