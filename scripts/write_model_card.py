@@ -2266,7 +2266,10 @@ def quality_checks_section(eval_dir: Path) -> list[str]:
         "the pixels and half of those outside the first), as in a lesion mask or a drawing; none of the 2750 ISIC "
         "2017 images fires, nor any of them 1.3 times brighter (1 of them 1.5 times brighter, 14 twice as bright), and "
         "their 2150 masks all do, also as JPEG at quality 75, "
-        "measured by `tests/test_checks.py`. `no_lesion`: the segmenter outlined nothing. "
+        "measured by `tests/test_checks.py`. `training_image`: the image is a copy of one the models were trained "
+        'on, found by its content fingerprint whatever its file name (see "Copies of training images"); the '
+        "decision text adds that the output is then no test of the models. `no_lesion`: the segmenter outlined "
+        "nothing. "
         f"`outline_uncertain`: the pixels of the segmenter's map between {low} and {high}, per pixel of the outlined "
         f"lesion, exceed {thresholds['outline_uncertain']}; its reference is the failures, the images with Jaccard "
         f"below {report['failure_jaccard']}. A candidate third check, `lesion_at_edge`, would fire when the outline "
@@ -2425,7 +2428,9 @@ def duplicates_section(eval_dir: Path) -> list[str]:
         "and keep a content fingerprint of each (`training.data.image_fingerprints`: 256 bits, the image made grey, "
         "reduced to 32x32, histogram-equalised, and the signs of its lowest 16x16 DCT coefficients), so that copies "
         "under other names are found too: public collections re-publish ISIC images renamed, resized or "
-        f"re-encoded. Two images at most {report['copy_distance']} bits apart are taken for copies.",
+        f"re-encoded. Two images at most {report['copy_distance']} bits apart are taken for copies. The Predictor "
+        "(the app, `melanoma predict`) compares each image with the training images' fingerprints too, and flags a "
+        'copy (`training_image`, "Quality checks shown with each prediction").',
         "",
         f"All {sum(images.values())} ISIC 2017 images ({images['train']} train, {images['val']} validation, "
         f"{images['test']} test) were compared pairwise. {len(report['pairs'])} pairs of different ids lie within "

@@ -289,3 +289,28 @@ def test_a_folder_with_one_model_says_what_its_outputs_lack(tiny_models_dir, tmp
     (warning,) = Predictor.from_dir(tmp_path).warnings
     assert f"holds no {missing}" in warning
     assert not [w for w in Predictor.from_dir(tiny_models_dir).warnings if "holds no" in w]
+
+
+def test_a_copy_of_a_training_image_is_flagged_whatever_its_name(
+    predictor, tiny_models_dir, shared_synthetic_isic_dir, tmp_path
+):
+    train = sorted((shared_synthetic_isic_dir / "images" / "train").glob("*.jpg"))
+    val = sorted((shared_synthetic_isic_dir / "images" / "val").glob("*.jpg"))
+    with Image.open(train[0]) as image:
+        image.resize((200, 150)).save(tmp_path / "upload.png")  # renamed, enlarged to another shape, another format
+    codes = [{c.code for c in predictor.predict(path).quality_checks} for path in (*train, tmp_path / "upload.png")]
+    assert all("training_image" in fired for fired in codes)
+    result = predictor.predict(tmp_path / "upload.png")
+    assert result.decision_text.endswith(
+        "; the image is a copy of one the models were trained on, so this is no test of them"
+    )
+    # the validation images did not train the networks (they chose the epoch and threshold), nor does a new lesion
+    for path in val:
+        assert "training_image" not in {c.code for c in predictor.predict(path).quality_checks}
+    # a folder whose configs keep no fingerprints (exported before they were kept): nothing to compare with
+    for task in ("segmentation", "classification"):
+        config = json.loads((tiny_models_dir / f"{task}.json").read_text())
+        del config["training"]["data"]["image_fingerprints"]
+        (tmp_path / f"{task}.json").write_text(json.dumps(config))
+        (tmp_path / f"{task}.onnx").write_bytes((tiny_models_dir / f"{task}.onnx").read_bytes())
+    assert "training_image" not in {c.code for c in Predictor.from_dir(tmp_path).predict(train[0]).quality_checks}

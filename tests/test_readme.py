@@ -747,6 +747,13 @@ def test_readme_states_what_the_greyscale_study_measured():
     assert report["greyscale_image_fired"] == {"colour": 0, "greyscale": report["images"]}
 
 
+def test_readme_states_what_the_training_image_check_compares():
+    report = _load("duplicates.json")
+    text = _section("## The app")
+    assert f"two images at most {report['copy_distance']} of its 256 bits apart are taken for copies" in text
+    assert f"{report['copies']['val_in_train']} of the {report['images']['val']} validation images are such" in text
+
+
 def test_readme_lists_every_config_key_with_its_default():
     import dataclasses
 

@@ -32,6 +32,11 @@ probability or outline for it, and ``melanoma evaluate`` leaves it out of its sc
   models learned from colour dermoscopy; ``python benchmarks/greyscale_images.py`` measures what the validation
   images made grey lose (report ``models/eval/greyscale_images.json``), and the lesion's colours are not measured
   (``LesionMeasurements.without_colour``). Not checked on an image that is not assessed.
+- ``training_image``: the image is a copy of one the models were trained on, found by its content whatever its
+  file name (``melanoma.inference.fingerprint``; the Predictor compares it with the fingerprints the model configs
+  keep). Its output shows what the networks learned from that very image, not how they do on new ones. 3 of the
+  150 ISIC 2017 validation images are such copies (``python benchmarks/duplicates.py``). Not checked on an image that
+  is not assessed.
 - ``no_lesion``: the segmenter outlined nothing; there is nothing to measure, and a classifier looks at the whole
   image anyway.
 - ``outline_uncertain``: many pixels of the map lie between 0.2 and 0.8 compared with the size of the outlined
@@ -123,6 +128,11 @@ QUALITY_CHECKS: dict[str, QualityCheck] = {
         QualityCheck(
             "greyscale_image",
             GREYSCALE_MESSAGE,
+        ),
+        QualityCheck(
+            "training_image",
+            "The image is a copy of one the models were trained on (found by its content, whatever its file name): "
+            "the output shows what they learned from this very image, not how they do on new ones.",
         ),
         QualityCheck(
             "no_lesion",

@@ -26,7 +26,7 @@ from tqdm import tqdm
 from melanoma.data.folder import read_image_folder
 from melanoma.data.samples import MASK_SUFFIX, DataError, Sample, read_labels_csv, read_mask
 from melanoma.inference.checks import QUALITY_CHECKS
-from melanoma.inference.fingerprint import COPY_DISTANCE, FINGERPRINT_METHOD, decode_fingerprints, fingerprint, nearest
+from melanoma.inference.fingerprint import COPY_DISTANCE, fingerprint, nearest, stored_fingerprints
 from melanoma.inference.image_io import displayed_size
 from melanoma.inference.predictor import Prediction, Predictor
 from melanoma.metrics import (
@@ -82,7 +82,7 @@ def seen_in_training(
     named = {part: {i for lists in recorded if lists for i in lists.get(part, [])} for part in ("train", "validation")}
     seen = {part: {i for i in image_ids if i in named[part]} for part in named}
     copies = []
-    tables = _stored_fingerprints(config)
+    tables = stored_fingerprints(config)
     if tables is not None and fingerprints is not None:
         for image_id, print_ in zip(image_ids, fingerprints, strict=True):
             for part, (ids, table) in tables.items():
@@ -98,19 +98,6 @@ def seen_in_training(
         "by_content": tables is not None and fingerprints is not None,
         "copies": copies,
     }
-
-
-def _stored_fingerprints(config: dict[str, Any]) -> dict[str, tuple[list[str], np.ndarray]] | None:
-    """The fingerprints a config keeps of its training and validation images, with their ids, per part; None when
-    it keeps none, or keeps them by another method."""
-    data = config.get("training", {}).get("data", {})
-    stored, ids = data.get("image_fingerprints"), data.get("image_ids")
-    if not stored or not ids or stored.get("method") != FINGERPRINT_METHOD:
-        return None
-    tables = {part: (ids.get(part, []), decode_fingerprints(stored.get(part, ""))) for part in ("train", "validation")}
-    if any(len(names) != len(table) for names, table in tables.values()):
-        return None
-    return tables
 
 
 #: What ``seen_warning`` says when a model's config lists no images (``seen_in_training`` is None).

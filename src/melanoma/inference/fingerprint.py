@@ -26,6 +26,7 @@ import functools
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from PIL import Image, ImageOps
@@ -40,6 +41,7 @@ __all__ = [
     "fingerprint",
     "fingerprint_files",
     "nearest",
+    "stored_fingerprints",
 ]
 
 #: The side of the grey thumbnail the DCT is taken of, and of the block of its lowest frequencies kept.
@@ -109,3 +111,17 @@ def nearest(query: np.ndarray, table: np.ndarray) -> tuple[int, int]:
     found = distances(query, table)
     row = int(np.argmin(found))
     return row, int(found[row])
+
+
+def stored_fingerprints(config: dict[str, Any]) -> dict[str, tuple[list[str], np.ndarray]] | None:
+    """The fingerprints a model config keeps of its training and validation images, with their ids, per part
+    (``train``, ``validation``); None when it keeps none, keeps them by another method, or they do not match its
+    image lists."""
+    data = config.get("training", {}).get("data", {})
+    stored, ids = data.get("image_fingerprints"), data.get("image_ids")
+    if not stored or not ids or stored.get("method") != FINGERPRINT_METHOD:
+        return None
+    tables = {part: (ids.get(part, []), decode_fingerprints(stored.get(part, ""))) for part in ("train", "validation")}
+    if any(len(names) != len(table) for names, table in tables.values()):
+        return None
+    return tables

@@ -20,7 +20,14 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from melanoma.inference.checks import NOT_ASSESSED, QualityCheck, image_checks, quality_checks
+from melanoma.inference.checks import NOT_ASSESSED, QUALITY_CHECKS, QualityCheck, image_checks, quality_checks
+from melanoma.inference.fingerprint import (
+    COPY_DISTANCE,
+    FINGERPRINT_BITS,
+    fingerprint,
+    nearest,
+    stored_fingerprints,
+)
 from melanoma.inference.image_io import ImageLoadError, ImageSource, load_image_with_size
 from melanoma.inference.measurements import LesionMeasurements, measure_lesion
 from melanoma.inference.postprocess import lesion_mask, resize_mask
@@ -146,6 +153,8 @@ class Prediction:
             text += "; the image is small, which makes this output less reliable"
         if "greyscale_image" in codes:
             text += "; the image has no colour, which makes this output less reliable"
+        if "training_image" in codes:
+            text += "; the image is a copy of one the models were trained on, so this is no test of them"
         return text
 
     @cached_property
@@ -246,6 +255,14 @@ def load_model(models_dir: Path, task: str, threads: int | None = None, spinning
     return Model(session, config)
 
 
+def trained_on(*models: Model | None) -> np.ndarray:
+    """The fingerprints of the images these models were trained on, as their configs keep them (n, 32; each once,
+    as a segmenter and a classifier trained on the same images list them twice): empty when none keeps any."""
+    tables = [stored_fingerprints(m.config) for m in models if m is not None]
+    prints = [table["train"][1] for table in tables if table is not None]
+    return np.unique(np.concatenate(prints), axis=0) if prints else np.zeros((0, FINGERPRINT_BITS // 8), np.uint8)
+
+
 def draft_side(*models: Model | None) -> int:
     """The shorter side a big JPEG keeps when decoded at reduced scale for these models: the largest of their input
     and prepared sizes. Export, quantization and serving decode through it, so that a threshold is fitted on the
@@ -304,6 +321,7 @@ class Predictor:
         self.segmenter = segmenter
         self.classifier = classifier
         self.models_dir = models_dir
+        self._trained_on = trained_on(segmenter, classifier)
 
     @classmethod
     def from_dir(
@@ -487,6 +505,10 @@ class Predictor:
         probability, cam = self.classifier.run(images)
         return probability.reshape(-1), cam, boxes
 
+    def _is_training_image(self, image: np.ndarray) -> bool:
+        """Whether ``image`` is a copy of one the models were trained on (by content, ``training_image``)."""
+        return bool(len(self._trained_on)) and nearest(fingerprint(image), self._trained_on)[1] <= COPY_DISTANCE
+
     def _lesion_mask(self, lesion_map: np.ndarray) -> np.ndarray:
         """The segmenter's binary mask from its probability map (any size): its threshold and post-processing."""
         config = self.segmenter.config
@@ -497,6 +519,8 @@ class Predictor:
         height, width = image.shape[:2]
         mask = measurements = area = None
         checks: tuple[QualityCheck, ...] = image_checks(image, tuple(original_size))
+        if not any(check.code in NOT_ASSESSED for check in checks) and self._is_training_image(image):
+            checks += (QUALITY_CHECKS["training_image"],)
         if lesion_map is not None:
             if not any(check.code in NOT_ASSESSED for check in checks):  # no outline is shown to check
                 checks += quality_checks(lesion_map, float(self.segmenter.config["threshold"]))
