@@ -15,7 +15,8 @@ of the 2750 compared. Reported:
   second shot), which the limit misses, and five are different lesions placed alike in a round dermatoscope field,
   the nearest 60 bits apart. The limit was set after that look: below the nearest different lesions, above the
   changed copies of ``transforms``.
-- ``copies``: how many images of one split have a copy in another (the test set's count needs no label).
+- ``copies``: how many images of one split have a copy in another, and (``train_in_train``) how many training
+  images have one among the other training images (the test set's count needs no label).
 - ``transforms``: what share of the 150 validation images, changed as a site or a re-publisher might change them,
   still find their original as the nearest stored fingerprint within the limit (``found``), with the distances.
 - ``fullres``: the six validation originals at full size (``fullres/val``), decoded as ``melanoma evaluate`` decodes

@@ -1,4 +1,5 @@
-"""Record the training and validation image lists in model configs exported before exports kept them.
+"""Record the training and validation image lists, and their fingerprints, in model configs exported before exports
+kept them.
 
 Usage:
     python scripts/record_image_lists.py [MODELS_DIR] [--data-dir DIR] [--check]
@@ -31,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from melanoma.data.isic import read_isic2017
+from melanoma.data.samples import DataError
 from melanoma.inference.fingerprint import FINGERPRINT_METHOD, encode_fingerprints, fingerprint_files
 from melanoma.reporting import script_parser
 
@@ -105,9 +107,14 @@ def fill_fingerprints(config: dict[str, Any], data_dir: str | None) -> str | Non
         return None if data.get("image_fingerprints") else "it lists no images"
     if data.get("dataset") != OFFICIAL:
         return f"trained on {data.get('dataset', 'data it does not name')!r}, not {OFFICIAL!r}"
+    if record.get("config", {}).get("data", {}).get("cv_folds"):
+        return "a cross-validation fold's record: its validation images are a fold of the train split"
     paths = {}
-    for split in {data.get("train_split", "train"), data.get("validation_split", "val")}:
-        paths.update({s.image_id: s.image_path for s in read_isic2017(data_dir, split)})
+    try:
+        for split in {data.get("train_split", "train"), data.get("validation_split", "val")}:
+            paths.update({s.image_id: s.image_path for s in read_isic2017(data_dir, split)})
+    except DataError as error:  # a split this data does not have: said, and the other configs still done
+        return str(error)
     missing = [i for ids in data["image_ids"].values() for i in ids if i not in paths]
     if missing:
         return f"{len(missing)} of its listed images are not in the data (first: {missing[0]})"
@@ -126,7 +133,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = script_parser(__doc__)
     parser.add_argument("models", nargs="?", default="models", help="exported models folder (default: models)")
     parser.add_argument("--data-dir", default=None, help="ISIC 2017 data (default: $MELANOMA_DATA or ../shared/...)")
-    parser.add_argument("--check", action="store_true", help="write nothing; exit 1 when a list is missing")
+    parser.add_argument(
+        "--check", action="store_true", help="write nothing; exit 1 when a list or the fingerprints are missing"
+    )
     args = parser.parse_args(argv)
     paths = sorted(Path(args.models).glob("*.json"))
     configs = {path: json.loads(path.read_text()) for path in paths}

@@ -983,10 +983,16 @@ def test_evaluate_says_when_it_scores_the_models_own_training_or_validation_imag
     assert main(["evaluate", "classification", "--images", str(data / "images" / "val"), "--labels", str(labels),
                  *args]) == 0  # fmt: skip
     scores = json.loads((tmp_path / "report.json").read_text())
-    assert scores["seen_in_training"] == {"train": 0, "validation": 4, "by_content": True, "copies": []}
+    assert scores["seen_in_training"] == {
+        "train": 0,
+        "validation": 4,
+        "by_content": True,
+        "copies": [],
+        "name_only": [],
+    }
     err = capsys.readouterr().err
     assert "warning: of these 4 images, 4 are its validation images, which chose its best epoch and threshold" in err
-    assert "(the classification model's config lists them, by file name or, for copies under other names, by " in err
+    assert "(the classification model's config lists them, by file name, and by content for copies under other " in err
     assert "not held-out" in err
     # 2 + 2 images: their bootstrap intervals are said to be too narrow to read
     assert "warning: only 2 melanoma image(s) and 2 other image(s) scored: the 95% intervals (ci95)" in err
@@ -994,9 +1000,9 @@ def test_evaluate_says_when_it_scores_the_models_own_training_or_validation_imag
     assert main(["evaluate", "segmentation", "--images", str(data / "images" / "train"), "--masks", str(masks),
                  *args]) == 0  # fmt: skip
     seen = json.loads((tmp_path / "report.json").read_text())["seen_in_training"]
-    assert seen == {"train": 8, "validation": 0, "by_content": True, "copies": []}
+    assert seen == {"train": 8, "validation": 0, "by_content": True, "copies": [], "name_only": []}
     err = capsys.readouterr().err
-    assert "of these 8 images, 8 trained it (the segmentation model's config lists them, by file name or" in err
+    assert "of these 8 images, 8 trained it (the segmentation model's config lists them, by file name, and by" in err
     assert "warning: only 8 image(s) scored: the 95% intervals (ci95) resample just these" in err
 
 
@@ -1028,7 +1034,44 @@ def test_evaluate_finds_the_models_own_images_renamed_resized_and_re_encoded(
     ]
     assert all(c["distance"] <= 56 for c in seen["copies"])
     err = capsys.readouterr().err
-    assert "4 are its validation images" in err and "4 of them are such copies: site_0 = ISIC_" in err
+    assert "of these 4 images, 4 are copies of its validation images, which chose its best epoch" in err
+    assert "by file name, and by content for copies under other names: site_0 = ISIC_" in err
+
+
+def test_by_content_a_copy_counts_under_another_name_and_a_shared_name_alone_is_named():
+    from conftest import synthetic_lesion
+
+    from melanoma.inference.evaluate import seen_in_training, seen_warning
+    from melanoma.inference.fingerprint import FINGERPRINT_METHOD, encode_fingerprints, fingerprint
+
+    def photo(seed):
+        image, _ = synthetic_lesion(96, seed=seed)
+        noise = np.random.default_rng(seed).normal(0, 12, image.shape)
+        return np.clip(image + noise, 0, 255).astype(np.uint8)
+
+    prints = {name: fingerprint(photo(seed)) for seed, name in enumerate(["t1", "t2", "v1"])}
+    data = {
+        "image_ids": {"train": ["t1", "t2"], "validation": ["v1"]},
+        "image_fingerprints": {
+            "method": FINGERPRINT_METHOD,
+            "train": encode_fingerprints([prints["t1"], prints["t2"]]),
+            "validation": encode_fingerprints([prints["v1"]]),
+        },
+    }
+    config = {"training": {"data": data}}
+    new = fingerprint(photo(7))
+    # t1 as itself; "site_a" a copy of t2; "t2" another image that only shares t2's name; "site_b" a new image
+    ids = ["t1", "site_a", "t2", "site_b"]
+    seen = seen_in_training(config, ids, [prints["t1"], prints["t2"], new, new])
+    assert (seen["train"], seen["validation"], seen["by_content"]) == (3, 0, True)
+    assert [(c["image"], c["copy_of"], c["part"]) for c in seen["copies"]] == [("site_a", "t2", "train")]
+    assert [(c["image"], c["part"]) for c in seen["name_only"]] == [("t2", "train")]
+    warning = seen_warning("classification", seen, 4)
+    assert "of these 4 images, 3 trained it (1 of them as copies under other names)" in warning
+    assert "but 1 of them, t2, only share a file name with one of those images, not its content" in warning
+    # without the images' fingerprints: by name only, as before
+    assert seen_in_training(config, ids) == {"train": 2, "validation": 0, "by_content": False, "copies": [],
+                                             "name_only": []}  # fmt: skip
 
 
 def test_images_seen_in_training_are_counted_over_every_ensemble_member():
@@ -1038,7 +1081,7 @@ def test_images_seen_in_training_are_counted_over_every_ensemble_member():
         return {"training": {"data": {"image_ids": {"train": train, "validation": validation}}}}
 
     config = {"training": {}, "ensemble": {"members": [member(["a", "b"], ["c"]), member(["c", "d"], ["a"])]}}
-    by_name = {"by_content": False, "copies": []}  # no fingerprints given or kept: by file name only
+    by_name = {"by_content": False, "copies": [], "name_only": []}  # no fingerprints given or kept: by file name only
     assert seen_in_training(config, ["a", "c", "x"]) == {"train": 2, "validation": 2, **by_name}
     assert seen_in_training(config, ["x", "y"]) == {"train": 0, "validation": 0, **by_name}
     assert seen_in_training({"training": {"data": {}}}, ["a"]) is None  # an export from before the lists were kept

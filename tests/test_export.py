@@ -491,3 +491,17 @@ def test_member_runs_are_named_relative_to_the_working_directory_when_under_it(t
     monkeypatch.chdir(tmp_path)
     assert _run_path("runs/a") == _run_path(tmp_path / "runs" / "a") == str(Path("runs") / "a")
     assert _run_path(tmp_path.parent) == str(tmp_path.parent.resolve())  # outside it: absolute
+
+
+def test_a_run_joining_an_export_without_fingerprints_gives_it_its_own_for_the_same_images():
+    from melanoma.inference.export import _with_fingerprints
+
+    ids = {"train": ["a", "b"], "validation": ["c"]}
+    prints = {"method": "m", "train": "AAAA", "validation": "BBBB"}
+    old = {"command": "melanoma train ...", "data": {"image_ids": ids}}
+    joined = _with_fingerprints(old, {"provenance": {"image_ids": ids, "image_fingerprints": prints}})
+    assert joined["data"]["image_fingerprints"] == prints and "image_fingerprints" not in old["data"]  # a copy
+    other = {"train": ["b", "a"], "validation": ["c"]}  # the prints follow the lists' order: not taken
+    assert _with_fingerprints(old, {"provenance": {"image_ids": other, "image_fingerprints": prints}}) == old
+    kept = {"data": {"image_ids": ids, "image_fingerprints": {"method": "m", "train": "CCCC", "validation": ""}}}
+    assert _with_fingerprints(kept, {"provenance": {"image_ids": ids, "image_fingerprints": prints}}) == kept

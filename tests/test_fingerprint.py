@@ -75,3 +75,32 @@ def test_fingerprints_travel_as_base64_and_a_damaged_record_is_refused():
     with pytest.raises(ValueError, match="not a multiple of 32"):
         decode_fingerprints(text[:-8])
     assert nearest(table[0], decode_fingerprints("")) == (-1, FINGERPRINT_BITS + 1)
+
+
+def test_stored_fingerprints_are_read_beside_their_ids_and_damaged_ones_ignored():
+    from melanoma.inference.fingerprint import FINGERPRINT_METHOD, stored_fingerprints
+
+    table = np.stack([fingerprint(_photo(seed)) for seed in range(3)])
+    data = {
+        "image_ids": {"train": ["a", "b"], "validation": ["c"]},
+        "image_fingerprints": {
+            "method": FINGERPRINT_METHOD,
+            "train": encode_fingerprints(list(table[:2])),
+            "validation": encode_fingerprints(list(table[2:])),
+        },
+    }
+    tables = stored_fingerprints({"training": {"data": data}})
+    assert tables["train"][0] == ["a", "b"] and tables["validation"][0] == ["c"]
+    np.testing.assert_array_equal(tables["train"][1], table[:2])
+    # Damaged or foreign records: compared by name only, and the Predictor still serves (no exception).
+    damaged = [
+        {**data, "image_fingerprints": {**data["image_fingerprints"], "method": "another-method"}},
+        {**data, "image_fingerprints": {**data["image_fingerprints"], "train": "not base64!"}},
+        {**data, "image_fingerprints": {**data["image_fingerprints"], "train": None}},  # 0 prints for 2 ids
+        {**data, "image_ids": {"train": ["a"], "validation": ["c"]}},  # lists and prints disagree
+        {**data, "image_fingerprints": "garbage"},
+    ]
+    for record in damaged:
+        assert stored_fingerprints({"training": {"data": record}}) is None
+    assert stored_fingerprints({"training": None}) is None
+    assert stored_fingerprints({"training": {"data": None}}) is None

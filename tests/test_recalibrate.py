@@ -286,7 +286,12 @@ def test_an_unreadable_image_is_left_out_of_the_fit_and_recorded(tiny_models_dir
         # ... or 3 of the site's images were copies of them under other names, found by content
         (
             "serve the re-fitted threshold: ...",
-            {"train": 3, "validation": 0, "by_content": True, "copies": [{"image": "s1", "copy_of": "ISIC_1"}] * 3},
+            {
+                "train": 3,
+                "validation": 0,
+                "by_content": True,
+                "copies": [{"image": "s1", "copy_of": "ISIC_1", "part": "train"}] * 3,
+            },
         ),
         # a config from before exports listed the images: it cannot tell, so the folder is not advised
         ("serve the re-fitted threshold: ...", None),
@@ -313,7 +318,8 @@ def test_calibrate_tells_to_serve_the_new_folder_only_when_the_advice_does_and_t
     assert (f"serve them with `melanoma app --models {out}`" in captured.err) is serve
     assert (f"go on serving {tiny_models_dir}" in captured.err) is advice.startswith("keep")
     if seen and seen["train"]:
-        assert "of these 26 images, 3 trained it" in captured.err
+        said = "3 are copies of images that trained it" if seen.get("copies") else "3 trained it"
+        assert f"of these 26 images, {said}" in captured.err
         assert "do not serve it: the fit includes the model's own training or validation images" in captured.err
         # the escape for a clash of file names only where nothing was found by content
         share = "if these are other images that only share those file names, the advice above stands"

@@ -96,3 +96,20 @@ def test_a_fold_run_is_not_given_the_whole_split(shared_synthetic_isic_dir, tmp_
     assert record_image_lists.main([str(folder), "--data-dir", str(shared_synthetic_isic_dir)]) == 0
     assert "image_ids" not in json.loads((folder / "classification.json").read_text())["training"]["data"]
     assert "not the whole official split" in capsys.readouterr().err
+
+
+def test_a_fold_config_with_lists_is_left_without_fingerprints_and_said_why(
+    shared_synthetic_isic_dir, tmp_path, capsys
+):
+    from melanoma.data.isic import read_isic2017
+
+    train = [s.image_id for s in read_isic2017(shared_synthetic_isic_dir, "train")]
+    config = _legacy_config(
+        image_ids={"train": train[2:], "validation": train[:2]}, validation_split="fold 0 of 5 of the train split"
+    )
+    config["training"]["config"]["data"]["cv_folds"] = 5
+    folder = tmp_path / "models"
+    folder.mkdir()
+    (folder / "classification.json").write_text(json.dumps(config))
+    assert record_image_lists.main([str(folder), "--data-dir", str(shared_synthetic_isic_dir)]) == 0  # no traceback
+    assert "no fingerprints written: a cross-validation fold's record" in capsys.readouterr().err

@@ -446,11 +446,15 @@ def _calibrate(args: argparse.Namespace) -> int:
             "than chance (warning above), which no threshold can mend"
         )
     elif (seen := summary.get("seen_in_training")) and (seen["train"] or seen["validation"]):
-        unless = (
-            ""
-            if seen.get("copies")  # found by content too: not a clash of file names
-            else " (if these are other images that only share those file names, the advice above stands)"
-        )
+        if not seen.get("by_content"):  # by file name alone: it may be a clash of names
+            unless = " (if these are other images that only share those file names, the advice above stands)"
+        elif seen.get("name_only"):  # some share a name, not the content (warning above)
+            unless = (
+                " (if all it found are images that only share a file name with them, and they are other images, "
+                "the advice above stands)"
+            )
+        else:
+            unless = ""
         then = (
             "kept as a record of this fit only; do not serve it: the fit includes the model's own training or "
             "validation images (warning above), on which it scores better than on a site's new images; calibrate "

@@ -438,7 +438,7 @@ def use_data_dir(data: DataConfig, data_dir: str | Path | None, option: str = "-
             raise ValueError(
                 f"this run read its own folder's data from paths that no longer exist ({listed}): put the data back "
                 "there, or link each path to where it is now (ln -s NEW_PATH OLD_PATH); the run checks that they "
-                "hold the same images (its split fingerprint; split.csv lists them)"
+                "hold the same images (its split digest; split.csv lists them)"
             )
         return
     if data.source != "isic2017":

@@ -780,8 +780,8 @@ _ABSOLUTE_PATH = re.compile(r"""(?<![\w.:/\\~-])(?:/|[A-Za-z]:[\\/])(?:[^\s/\\'"
 def without_server_paths(value: Any) -> Any:
     """A config as every visitor may see it: each absolute path (a site's image folder recorded by ``melanoma
     calibrate``, the server's run folders) cut to ``…/`` and its last part; the files on the server keep them. The
-    lists of training and validation image ids and their fingerprints (thousands of names, about 130 KB of
-    base64, sent to every visitor on every rerun) are counted instead."""
+    lists of training and validation image ids and their fingerprints (thousands of names, about 92 KB of base64
+    per config, sent to every visitor on every rerun) are counted instead."""
     if isinstance(value, dict):
         return {key: _shown(key, item) for key, item in value.items()}
     if isinstance(value, list):
@@ -796,7 +796,9 @@ def _shown(key: str, item: Any) -> Any:
         return _counted(item)
     if key == "image_fingerprints" and isinstance(item, dict):
         return {
-            part: f"{len(text) * 3 // 4 // 32} fingerprints (in the model's JSON file)" if part != "method" else text
+            part: f"{len(text) * 3 // 4 // 32} fingerprints (in the model's JSON file)"
+            if part != "method" and isinstance(text, str)
+            else text
             for part, text in item.items()
         }
     return without_server_paths(item)

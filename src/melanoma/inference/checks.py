@@ -1,7 +1,10 @@
-"""Quality checks shown with each prediction: when the lesion outline and its measurements deserve less trust.
+"""Quality checks shown with each prediction: when the outputs, the lesion outline and its measurements deserve less
+trust.
 
 Each check reads the segmenter's lesion probability map at the model's input size, or the image itself (numpy
-only, well under a millisecond), and names a reason to look twice; none changes the outputs. The threshold of
+only, well under a millisecond; ``training_image`` also reduces it with Pillow and compares it with the stored
+fingerprints of the training images, 0.8 ms at 256 px and about 2 ms at 1024 px), and names a reason to look
+twice; none changes the outputs. The threshold of
 ``outline_uncertain`` was fitted on held-out train images of the shipped segmenter's recipe and checked on the ISIC
 2017 validation set by ``python benchmarks/quality_checks.py`` (report: ``models/eval/quality_checks.json``; model
 card, "Quality checks").
@@ -100,7 +103,8 @@ UNCERTAIN_RATIO_THRESHOLD = 0.2
 
 @dataclass(frozen=True)
 class QualityCheck:
-    """One reason to trust a prediction's outline less: a stable ``code`` (CSV, JSON) and a sentence for people."""
+    """One reason to trust a prediction's outputs or outline less: a stable ``code`` (CSV, JSON) and a sentence for
+    people."""
 
     code: str
     message: str

@@ -9,7 +9,9 @@ An image the Predictor reports as not assessed (almost uniform, ``blank_image``;
 left out of both scores and listed under ``not_assessed``. A file that cannot be read as an image (truncated, not an
 image, unreadable) does not stop the pass: it is left out too and listed with its error under ``unreadable``, so one
 bad file in a folder of hundreds costs the report one image, not the run. ``seen_in_training`` counts the scored images
-that the network trained on or had as validation images (from the image lists its exported config keeps).
+that the network trained on or had as validation images: by file name, from the image lists its exported config
+keeps, and by content, from the fingerprints it keeps of them (copies under other names are listed under
+``copies``).
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from tqdm import tqdm
 from melanoma.data.folder import read_image_folder
 from melanoma.data.samples import MASK_SUFFIX, DataError, Sample, read_labels_csv, read_mask
 from melanoma.inference.checks import QUALITY_CHECKS
-from melanoma.inference.fingerprint import COPY_DISTANCE, fingerprint, nearest, stored_fingerprints
+from melanoma.inference.fingerprint import COPY_DISTANCE, distances, fingerprint, nearest, stored_fingerprints
 from melanoma.inference.image_io import displayed_size
 from melanoma.inference.predictor import Prediction, Predictor
 from melanoma.metrics import (
@@ -68,35 +70,42 @@ def seen_in_training(
 ) -> dict[str, Any] | None:
     """How many of ``image_ids`` the exported network (every member of an ensemble) trained on (``train``) or had as
     validation images (``validation``: they chose its best epoch and threshold), from the image lists its config
-    records; None when it records none (exports from before the lists were kept).
+    records; None when it records none (exports from before the lists were kept). An image can count in both (a
+    validation image by name that is a copy of a training image).
 
     By file name, and, given the images' ``fingerprints`` (in the order of ``image_ids``) and a config that keeps
-    its images' fingerprints, by content too: ``copies`` then lists the images that are copies of one of them
-    under another name (re-encoded, resized, colours changed: ``melanoma.inference.fingerprint``), and
-    ``by_content`` is True."""
+    its images' fingerprints (``by_content`` True), by content too: ``copies`` lists the images that are copies of
+    one of them under another name (re-encoded, resized, colours changed: ``melanoma.inference.fingerprint``), and
+    ``name_only`` those whose file name is one of them but whose content is not (another image of that name, or a
+    copy changed beyond the copy limit); they still count, as their name says."""
     records = [m.get("training", {}) for m in config.get("ensemble", {}).get("members", [])]
     records = records or [config.get("training", {})]
     recorded = [r.get("data", {}).get("image_ids") for r in records]
     if not any(recorded):
         return None
     named = {part: {i for lists in recorded if lists for i in lists.get(part, [])} for part in ("train", "validation")}
-    seen = {part: {i for i in image_ids if i in named[part]} for part in named}
-    copies = []
-    tables = stored_fingerprints(config)
-    if tables is not None and fingerprints is not None:
-        for image_id, print_ in zip(image_ids, fingerprints, strict=True):
-            for part, (ids, table) in tables.items():
-                row, distance = nearest(print_, table)
-                if distance <= COPY_DISTANCE:
-                    seen[part].add(image_id)
-                    if ids[row] != image_id:
-                        copies.append({"image": image_id, "copy_of": ids[row], "part": part, "distance": distance})
-                    break
+    seen: dict[str, set[str]] = {part: {i for i in image_ids if i in named[part]} for part in named}
+    tables = stored_fingerprints(config) if fingerprints is not None else None
+    copies, name_only = [], []
+    rows = {part: {i: row for row, i in enumerate(ids)} for part, (ids, _) in (tables or {}).items()}
+    for image_id, print_ in zip(image_ids, fingerprints, strict=True) if tables is not None else ():
+        for part, (ids, table) in tables.items():
+            if image_id in named[part]:  # by name: is it that image's content too?
+                if image_id in rows[part]:
+                    distance = int(distances(print_, table[rows[part][image_id]][None])[0])
+                    if distance > COPY_DISTANCE:
+                        name_only.append({"image": image_id, "part": part, "distance": distance})
+                continue
+            row, distance = nearest(print_, table)
+            if distance <= COPY_DISTANCE:
+                seen[part].add(image_id)
+                copies.append({"image": image_id, "copy_of": ids[row], "part": part, "distance": distance})
     return {
         "train": len(seen["train"]),
         "validation": len(seen["validation"]),
-        "by_content": tables is not None and fingerprints is not None,
+        "by_content": tables is not None,
         "copies": copies,
+        "name_only": name_only,
     }
 
 
@@ -116,20 +125,37 @@ def seen_warning(task: str, seen: dict[str, Any] | None, n: int) -> str | None:
         return UNKNOWN_IMAGES.format(task=task)
     if not (seen["train"] or seen["validation"]):
         return None
-    parts = []
-    if seen["train"]:
-        parts.append(f"{seen['train']} trained it")
-    if seen["validation"]:
-        chose = "best epoch and threshold" if task == "classification" else "best epoch and post-processing"
-        parts.append(f"{seen['validation']} are its validation images, which chose its {chose}")
     copies = seen.get("copies", [])
+    chose = "best epoch and threshold" if task == "classification" else "best epoch and post-processing"
+    parts = []
+    for part, what, which in (
+        ("train", "trained it", "images that trained it"),
+        ("validation", f"are its validation images, which chose its {chose}", f"its validation images, which chose "
+         f"its {chose}"),
+    ):  # fmt: skip
+        count, copied = seen[part], sum(c["part"] == part for c in copies)
+        if not count:
+            continue
+        if copied == count:
+            parts.append(f"{count} are copies of {which}")
+        elif copied:
+            parts.append(f"{count} {what} ({copied} of them as copies under other names)")
+        else:
+            parts.append(f"{count} {what}")
     if seen.get("by_content"):
-        how = "by file name or, for copies under other names, by content"
+        how = "by file name, and by content for copies under other names"
         if copies:
             shown = ", ".join(f"{c['image']} = {c['copy_of']}" for c in copies[:3])
-            more = f" and {len(copies) - 3} more" if len(copies) > 3 else ""
-            how += f"; {len(copies)} of them are such copies: {shown}{more}"
-        unless = "(the report lists the copies it found; a copy may be cropped or mirrored and not found)"
+            how += f": {shown}{f' and {len(copies) - 3} more' if len(copies) > 3 else ''}"
+        unless = "(a copy heavily cropped, mirrored or rotated is not found)"
+        name_only = seen.get("name_only", [])
+        if name_only:
+            shown = ", ".join(c["image"] for c in name_only[:3])
+            more = f" and {len(name_only) - 3} more" if len(name_only) > 3 else ""
+            unless = (
+                f"(but {len(name_only)} of them, {shown}{more}, only share a file name with one of those images, "
+                "not its content: if they are other images, this does not apply to them)"
+            )
     else:
         how = "by file name"
         unless = "(if these are other images that share those file names, this does not apply)"

@@ -337,7 +337,7 @@ def _added_member_config(
         )
     for member in members:
         _check_same_images(member.get("training", {}).get("data", {}), state.get("provenance", {}), run_dir)
-    added.update(arch=f"{before['arch']}+{config.model.arch}", training=before["training"])
+    added.update(arch=f"{before['arch']}+{config.model.arch}", training=_with_fingerprints(before["training"], state))
     added["ensemble"] = {
         "combine": added["ensemble"]["combine"],
         "members": [*members, *added["ensemble"]["members"]],
@@ -349,6 +349,18 @@ def _added_member_config(
         },
     }
     return added
+
+
+def _with_fingerprints(record: dict[str, Any], state: dict[str, Any]) -> dict[str, Any]:
+    """An ensemble's training record, given the joining run's image fingerprints when it keeps none of its own (an
+    export from before they were kept) and lists the very same images in the same order."""
+    data, provenance = record.get("data", {}), state.get("provenance", {})
+    prints = provenance.get("image_fingerprints")
+    if not prints or data.get("image_fingerprints") or not data.get("image_ids"):
+        return record
+    if data["image_ids"] != provenance.get("image_ids"):
+        return record
+    return {**record, "data": {**data, "image_fingerprints": prints}}
 
 
 def _check_same_images(member: dict[str, Any], provenance: dict[str, Any], run_dir: Path) -> None:

@@ -117,11 +117,17 @@ def stored_fingerprints(config: dict[str, Any]) -> dict[str, tuple[list[str], np
     """The fingerprints a model config keeps of its training and validation images, with their ids, per part
     (``train``, ``validation``); None when it keeps none, keeps them by another method, or they do not match its
     image lists."""
-    data = config.get("training", {}).get("data", {})
+    data = (config.get("training") or {}).get("data") or {}
     stored, ids = data.get("image_fingerprints"), data.get("image_ids")
-    if not stored or not ids or stored.get("method") != FINGERPRINT_METHOD:
+    if not isinstance(stored, dict) or not isinstance(ids, dict) or stored.get("method") != FINGERPRINT_METHOD:
         return None
-    tables = {part: (ids.get(part, []), decode_fingerprints(stored.get(part, ""))) for part in ("train", "validation")}
+    try:
+        tables = {
+            part: (list(ids.get(part) or []), decode_fingerprints(stored.get(part) or ""))
+            for part in ("train", "validation")
+        }
+    except (ValueError, TypeError):  # damaged (binascii.Error is a ValueError): compare by name only, serve anyway
+        return None
     if any(len(names) != len(table) for names, table in tables.values()):
         return None
     return tables

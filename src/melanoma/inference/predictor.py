@@ -97,8 +97,9 @@ class Prediction:
         original_size: (width, height) of the original image after EXIF orientation.
         timings_ms: time spent in each stage.
         quality_checks: reasons to trust the outputs less (``melanoma.inference.checks``): the image's own
-            (``blank_image`` or ``mask_image``, ``small_image``) with or without a segmenter, the outline's with one
-            (not for an image that is not assessed); empty when none applies.
+            (``blank_image``, ``mask_image`` or ``greyscale_image``, ``small_image``) with or without a segmenter,
+            ``training_image`` when the model configs keep their training images' fingerprints, and the outline's
+            with a segmenter (the last two not for an image that is not assessed); empty when none applies.
     """
 
     name: str

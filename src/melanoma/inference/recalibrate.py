@@ -85,8 +85,8 @@ def recalibrate_threshold(
         ``{"out_dir", "n", "n_positive", "auc", "current_threshold": {...}, "refitted_threshold": {...}}``: the
         operating point of the starting threshold on these images, and the new one's (in-sample, with ``ci95``
         and ``cross_fitted``); ``advice`` (``threshold_advice``) and ``serve_refitted``: whether to serve the new
-        folder (the advice says so, the site is not ranked at chance and none of the images is, by file name, one
-        the model trained or was validated on).
+        folder (the advice says so, the site is not ranked at chance and none of the images is one the model
+        trained or was validated on, by file name or as a copy found by content: ``seen_in_training``).
 
     An image file that cannot be read is left out of the fit and listed under ``unreadable`` (in the summary and
     the re-fitted config's provenance).

@@ -205,7 +205,7 @@ def cross_validation_split(samples: list[Sample], folds: int, fold: int) -> tupl
 
 
 def split_digest(train: list[Sample], val: list[Sample]) -> str:
-    """A fingerprint of which images train and which validate: export, quantize and --resume compare it with the
+    """A digest of which images train and which validate: export, quantize and --resume compare it with the
     run's, so that images added to (or removed from) a folder since training cannot slip into the split that picks
     the threshold and reports the validation metrics."""
     text = "train:" + "\n".join(s.image_id for s in train) + "\nvalidation:" + "\n".join(s.image_id for s in val)
@@ -214,7 +214,7 @@ def split_digest(train: list[Sample], val: list[Sample]) -> str:
 
 def check_same_split(recorded: dict[str, Any], current: dict[str, Any], what: str) -> None:
     """Refuse when the data now splits into other images than when the run trained (``split_sha256``); runs from
-    before the fingerprint have none and pass."""
+    before that digest have none and pass."""
     before = recorded.get("split_sha256")
     if before and before != current.get("split_sha256"):
         counts = (
@@ -308,13 +308,13 @@ def load_splits(data: DataConfig) -> tuple[list[Sample], list[Sample], dict[str,
     # Which images trained the model and which chose its epoch and threshold: the export keeps the lists, so that
     # `melanoma evaluate` and `melanoma calibrate` can say when they are given those images (no held-out score).
     provenance["image_ids"] = {"train": [s.image_id for s in train], "validation": [s.image_id for s in val]}
-    # ... and their content, which finds them under other names too (copies re-published renamed or re-encoded).
-    provenance["image_fingerprints"] = image_fingerprints(train, val)
     return train, val, provenance
 
 
 def image_fingerprints(train: list[Sample], val: list[Sample]) -> dict[str, str]:
-    """The content fingerprints of the training and validation images, in the order of their ``image_ids`` lists."""
+    """The content fingerprints of the training and validation images, in the order of their ``image_ids`` lists:
+    a run records them (``make_loaders``), so that its export can find its images under other names too (copies
+    re-published renamed, resized or re-encoded; ``melanoma.inference.fingerprint``)."""
     from melanoma.inference.fingerprint import FINGERPRINT_METHOD, encode_fingerprints, fingerprint_files
 
     return {

@@ -29,7 +29,7 @@ from melanoma.metrics import SegmentationMeter, classification_scores, dice, jac
 from melanoma.models.factory import build_model, encoder_parameters
 from melanoma.training import distributed
 from melanoma.training.checkpoint import load_checkpoint, save_checkpoint
-from melanoma.training.datasets import LesionDataset, check_same_split, collate, load_splits
+from melanoma.training.datasets import LesionDataset, check_same_split, collate, image_fingerprints, load_splits
 from melanoma.training.losses import (
     MelanomaKeratosisBCE,
     WeightedBCE,
@@ -307,6 +307,8 @@ def make_loaders(config: TrainConfig, info: distributed.DistInfo):
     check_mixup(config)
     train_samples, val_samples, provenance = load_splits(config.data)
     check_task_data(config, train_samples + val_samples)
+    if info.is_main:  # what the run's checkpoints keep; the other ranks save none
+        provenance["image_fingerprints"] = image_fingerprints(train_samples, val_samples)
     if config.task == "classification" and len({s.melanoma for s in val_samples}) < 2:
         # Fail before training, not after the first epoch: AUC (the model-selection metric) needs both classes.
         raise ValueError(
