@@ -42,6 +42,10 @@ Runs trained with ``optim.ema_decay`` also report their raw (non-averaged) weigh
 With ``--served`` the pooled predictions come through each fold's ONNX export instead (``melanoma export RUN
 --no-calibrate``, with ``--segmenter DIR`` for lesion-crop settings; cached in ``RUN/oof_served.csv``): the serving
 path, where a lesion-crop classifier crops around the segmenter's mask rather than the ground truth's.
+``--leave-out-copies`` (classification) leaves out of every score the training images that have a copy among the
+other training images (content fingerprints within ``COPY_DISTANCE``; ``benchmarks/duplicates.py`` found 20 in ISIC
+2017): a fold may validate one copy of a photograph while it trains on the other. Each fold's score is then the AUC
+of its ``best.pt``'s out-of-fold predictions on the images left, and the report lists those left out.
 Prints JSON (and writes it to --json FILE).
 """
 
@@ -55,6 +59,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import yaml
 
 from melanoma.config import TrainConfig, load_config, load_run_config, to_dict
@@ -98,6 +103,23 @@ def parse_ensemble(text: str, settings: list[str]) -> tuple[str, list[str]]:
     if unknown:
         raise SystemExit(f"error: --ensemble {text!r}: no --setting named {', '.join(unknown)}")
     return name, members
+
+
+def copied_training_images(config: TrainConfig) -> set[str]:
+    """The images of the train split (all folds of ``config``'s cross-validation) that have a copy among the others."""
+    from melanoma.inference.fingerprint import COPY_DISTANCE, distances, fingerprint_files
+    from melanoma.training.datasets import load_splits
+
+    train, val, _ = load_splits(config.data)
+    samples = train + val  # a fold's two parts: the whole train split
+    table = np.stack(fingerprint_files([s.image_path for s in samples]))
+    copied = set()
+    for row, print_ in enumerate(table):
+        near = distances(print_, table) <= COPY_DISTANCE
+        near[row] = False
+        if near.any():
+            copied.add(samples[row].image_id)
+    return copied
 
 
 def _fold_auc(predictions: dict[str, tuple[int, float]]) -> float | None:
@@ -529,6 +551,11 @@ def main(argv: list[str] | None = None) -> None:
         help="classification: also compare every --ensemble listed after this one with it (e.g. a third network "
         "against the shipped pair), by the same analyses and rule (vs_reference in their rows)",
     )
+    parser.add_argument(
+        "--leave-out-copies",
+        action="store_true",
+        help="classification: score without the training images that have a copy among the other training images",
+    )
     parser.add_argument("--note", help="free text kept in the report, e.g. where and how the folds were trained")
     parser.add_argument("--json", help="also write the JSON report here")
     args = parser.parse_args(argv)
@@ -568,6 +595,9 @@ def main(argv: list[str] | None = None) -> None:
     if ensembles and args.served:
         parser.error("--ensemble averages each fold's best.pt predictions: leave out --served")
     monitor = MONITOR[task]
+    if args.leave_out_copies and task != "classification":
+        parser.error("--leave-out-copies re-scores classifiers' out-of-fold AUC: leave it out for segmentation")
+    left_out = copied_training_images(configs[next(iter(settings)), 0]) if args.leave_out_copies else set()
 
     # Fold by fold (all settings on fold 0, then fold 1, ...), so an interrupted study already has paired folds.
     for fold in train_folds:
@@ -603,6 +633,15 @@ def main(argv: list[str] | None = None) -> None:
             predictions[name] = {
                 fold: predict(configs[name, fold], out / name / f"fold{fold}") for fold in scores[name]
             }
+            if left_out:  # each fold scored on the images left (its best.pt's out-of-fold AUC on them)
+                predictions[name] = {
+                    fold: {i: pair for i, pair in values.items() if i not in left_out}
+                    for fold, values in predictions[name].items()
+                }
+                scores[name] = {fold: _fold_auc(values) for fold, values in predictions[name].items()}
+                row["per_fold"] = {f"fold{k}": v for k, v in scores[name].items()}
+                row["mean"] = statistics.fmean(scores[name].values()) if scores[name] else None
+                row["sd"] = statistics.stdev(scores[name].values()) if len(scores[name]) >= 2 else None
             pooled = [pair for fold in predictions[name].values() for pair in fold.values()]
             if len({label for label, _ in pooled}) == 2:
                 row["pooled_out_of_fold_auc"] = classification_scores(*zip(*pooled, strict=True))["auc"]
@@ -646,6 +685,14 @@ def main(argv: list[str] | None = None) -> None:
         "rejects",
         "settings": rows,
     }
+    if left_out:
+        from melanoma.inference.fingerprint import COPY_DISTANCE
+
+        report["left_out"] = {
+            "rule": f"training images with a copy among the other training images (content fingerprints at most "
+            f"{COPY_DISTANCE} bits apart)",
+            "images": sorted(left_out),
+        }
     if args.note:
         report["note"] = args.note
     emit_json(report, args.json)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import re
+import shlex
 import statistics
 from pathlib import Path
 
@@ -2414,6 +2415,7 @@ def duplicates_section(eval_dir: Path) -> list[str]:
     ]  # fmt: skip
     fullres = report["fullres"]
     nearest_beyond = report["nearest_beyond"]
+    cv_check = _copies_cv_check(eval_dir)
     beyond_same = sum(p["judged_by_eye"] == "same lesion" for p in nearest_beyond)
     different = [p["distance"] for p in nearest_beyond if p["judged_by_eye"] == "different lesions"]
     within = {p["judged_by_eye"] for p in report["pairs"]}
@@ -2451,7 +2453,7 @@ def duplicates_section(eval_dir: Path) -> list[str]:
         "as it did for every challenge entry. Found without any test label.",
         f"- {copies['train_in_train']} training images have a copy among the other training images, so a "
         "cross-validation fold can hold one copy while training on the other; both sides of every comparison on "
-        "those folds were scored on the same folds.",
+        "those folds were scored on the same folds." + cv_check,
         "",
         _table(["image", "copy", "bits apart"], pair_rows),
         "",
@@ -2494,6 +2496,32 @@ def _copies_limit(eval_dir: Path) -> list[str]:
         f"{copies['test_in_train_or_val']} of the {images['test']} test images copies of training or validation "
         'images ("Copies of training images"); the validation figures above include those three.'
     ]
+
+
+def _copies_cv_check(eval_dir: Path) -> str:
+    """The third network's cross-validation decision scored again without the training images that have copies."""
+    again, before = _load(eval_dir / "classification_cv_seed43_nocopies.json"), _load(eval_dir / THIRD_STUDY)
+    if not again or not before:
+        return ""
+
+    def gain(study: dict) -> dict:
+        row = next(r for r in study["settings"] if "vs_reference" in r)
+        return row["vs_reference"]["pooled_vs"]
+
+    now, then = gain(again), gain(before)
+    holds = "the decision holds" if now["decision"] == then["decision"] else "the decision would change"
+    return (
+        f" The decision that shipped the third network, scored again without the {len(again['left_out']['images'])} "
+        f"(`{_without_note(again['command'])}`): three networks against the pair "
+        f"{now['difference']:+.4f} (95% CI {now['ci95'][0]:+.4f} to {now['ci95'][1]:+.4f}, {now['images']} images), "
+        f"against {then['difference']:+.4f} ({then['ci95'][0]:+.4f} to {then['ci95'][1]:+.4f}) with them: {holds}."
+    )
+
+
+def _without_note(command: str) -> str:
+    """A recorded command with its ``--note`` text shortened to ``...`` (the report keeps it whole)."""
+    words = shlex.split(command)
+    return shlex.join(["..." if i and words[i - 1] == "--note" else w for i, w in enumerate(words)])
 
 
 def _judged_within(judgements: set[str]) -> str:

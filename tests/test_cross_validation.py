@@ -651,3 +651,17 @@ def test_annotation_smoothness_tells_a_few_click_polygon_from_a_traced_outline()
     assert split["more_detailed"]["jaccard"] == pytest.approx(0.8667, abs=1e-4)
     low, high = split["difference"]["ci95"]
     assert split["difference"]["jaccard"] == pytest.approx(0.6 - 0.8667, abs=1e-4) and low <= high < 0
+
+
+def test_leave_out_copies_finds_the_training_images_with_a_copy_among_the_others(shared_synthetic_isic_dir, tmp_path):
+    from PIL import Image
+
+    data = tmp_path / "data"
+    shutil.copytree(shared_synthetic_isic_dir, data)
+    train = sorted((data / "images" / "train").glob("*.jpg"))
+    with Image.open(train[0]) as image:  # one photograph under two training ids (its mask and label stay)
+        image.save(train[5], quality=95)
+    config = tiny_config("classification", data, **{"data.cv_folds": 2, "data.cv_fold": 0})
+    assert cross_validate.copied_training_images(config) == {train[0].stem, train[5].stem}
+    clean = tiny_config("classification", shared_synthetic_isic_dir, **{"data.cv_folds": 2, "data.cv_fold": 1})
+    assert cross_validate.copied_training_images(clean) == set()
