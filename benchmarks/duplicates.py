@@ -31,8 +31,6 @@ Prints JSON (and writes it to --json FILE). Needs only the serving install.
 from __future__ import annotations
 
 import io
-import shlex
-import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -47,7 +45,7 @@ from melanoma.inference.fingerprint import COPY_DISTANCE, FINGERPRINT_METHOD, di
 from melanoma.inference.image_io import load_image
 from melanoma.inference.predictor import Predictor
 from melanoma.metrics import classification_scores, jaccard
-from melanoma.reporting import emit_json, script_parser
+from melanoma.reporting import both_models, emit_study, study_parser
 
 SPLITS = ("train", "val", "test")
 NEAREST_BEYOND = 10
@@ -249,20 +247,11 @@ def study(predictor: Predictor, data_dir: Path) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = script_parser(__doc__)
-    parser.add_argument("--models", default=None, help="exported models folder (default: the shipped models)")
-    parser.add_argument("--data-dir", default=None, help="ISIC 2017 data (default: $MELANOMA_DATA or ../shared/...)")
-    parser.add_argument("--json", default=None, help="also write the report to this file")
+    parser = study_parser(__doc__)
     args = parser.parse_args(argv)
-    predictor = Predictor.from_dir(args.models)
-    if predictor.segmenter is None or predictor.classifier is None:
-        parser.error("--models must hold both a segmenter and a classifier")
+    predictor = both_models(parser, args.models)
     report = study(predictor, Path(resolve_data_dir(args.data_dir)))
-    arguments = argv if argv is not None else sys.argv[1:]
-    report["command"] = shlex.join(["python", "benchmarks/duplicates.py", *arguments])
-    report["networks"] = predictor.networks()
-    emit_json(report, args.json)
-    return 0
+    return emit_study(report, "benchmarks/duplicates.py", argv, predictor, args.json)
 
 
 if __name__ == "__main__":

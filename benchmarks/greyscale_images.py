@@ -15,8 +15,6 @@ it to --json FILE). Needs only the serving install.
 
 from __future__ import annotations
 
-import shlex
-import sys
 from typing import Any
 
 import numpy as np
@@ -27,7 +25,7 @@ from melanoma.data.samples import read_mask
 from melanoma.inference.image_io import load_image
 from melanoma.inference.predictor import Predictor
 from melanoma.metrics import jaccard, paired_auc_difference, paired_mean_difference
-from melanoma.reporting import emit_json, script_parser
+from melanoma.reporting import both_models, emit_study, study_parser
 
 
 def greyscale(image: np.ndarray) -> np.ndarray:
@@ -77,20 +75,11 @@ def study(predictor: Predictor, data_dir: str | None) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = script_parser(__doc__)
-    parser.add_argument("--models", default=None, help="exported models folder (default: the shipped models)")
-    parser.add_argument("--data-dir", default=None, help="ISIC 2017 data (default: $MELANOMA_DATA or ../shared/...)")
-    parser.add_argument("--json", default=None, help="also write the report to this file")
+    parser = study_parser(__doc__)
     args = parser.parse_args(argv)
-    predictor = Predictor.from_dir(args.models)
-    if predictor.segmenter is None or predictor.classifier is None:
-        parser.error("--models must hold both a segmenter and a classifier")
+    predictor = both_models(parser, args.models)
     report = study(predictor, args.data_dir)
-    arguments = argv if argv is not None else sys.argv[1:]
-    report["command"] = shlex.join(["python", "benchmarks/greyscale_images.py", *arguments])
-    report["networks"] = predictor.networks()
-    emit_json(report, args.json)
-    return 0
+    return emit_study(report, "benchmarks/greyscale_images.py", argv, predictor, args.json)
 
 
 if __name__ == "__main__":

@@ -15,8 +15,6 @@ bootstrap difference in mean per-image Jaccard and the paired stratified bootstr
 
 from __future__ import annotations
 
-import shlex
-import sys
 from typing import Any
 
 import numpy as np
@@ -28,7 +26,7 @@ from melanoma.data.samples import read_mask
 from melanoma.inference.image_io import load_image
 from melanoma.inference.predictor import Predictor
 from melanoma.metrics import jaccard, paired_auc_difference, paired_mean_difference
-from melanoma.reporting import emit_json, script_parser
+from melanoma.reporting import both_models, emit_study, study_parser
 
 #: Written before any downscaled prediction was seen (runs/decision_rules.md, 2026-11-29 22:45 UTC).
 RULE = (
@@ -121,24 +119,15 @@ def study(predictor: Predictor, data_dir: str | None, sizes: tuple[int, ...]) ->
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = script_parser(__doc__)
-    parser.add_argument("--models", default=None, help="exported models folder (default: the shipped models)")
-    parser.add_argument("--data-dir", default=None, help="ISIC 2017 data (default: $MELANOMA_DATA or ../shared/...)")
+    parser = study_parser(__doc__)
     parser.add_argument("--sizes", type=int, nargs="+", default=list(SIZES), help="sides to downscale to (px)")
-    parser.add_argument("--json", default=None, help="also write the report to this file")
     args = parser.parse_args(argv)
     if any(side < 8 or side >= NATIVE for side in args.sizes):
         parser.error(f"--sizes must lie between 8 and {NATIVE - 1} px")
-    predictor = Predictor.from_dir(args.models)
-    if predictor.segmenter is None or predictor.classifier is None:
-        parser.error("--models must hold both a segmenter and a classifier")
+    predictor = both_models(parser, args.models)
     report = study(predictor, args.data_dir, tuple(sorted(set(args.sizes), reverse=True)))
-    arguments = argv if argv is not None else sys.argv[1:]
-    report["command"] = shlex.join(["python", "benchmarks/small_images.py", *arguments])
     report["rule"] = RULE
-    report["networks"] = predictor.networks()
-    emit_json(report, args.json)
-    return 0
+    return emit_study(report, "benchmarks/small_images.py", argv, predictor, args.json)
 
 
 if __name__ == "__main__":

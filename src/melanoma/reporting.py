@@ -26,3 +26,35 @@ def script_parser(doc: str | None) -> argparse.ArgumentParser:
     """The argument parser of a benchmark or script: its whole module docstring (what it measures, its usage lines
     and their defaults) as the ``--help`` text, laid out as written."""
     return argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+
+
+def study_parser(doc: str | None) -> argparse.ArgumentParser:
+    """``script_parser`` with the options of a study of the shipped models on the ISIC 2017 validation images:
+    ``--models``, ``--data-dir`` and ``--json``."""
+    parser = script_parser(doc)
+    parser.add_argument("--models", default=None, help="exported models folder (default: the shipped models)")
+    parser.add_argument("--data-dir", default=None, help="ISIC 2017 data (default: $MELANOMA_DATA or ../shared/...)")
+    parser.add_argument("--json", default=None, help="also write the report to this file")
+    return parser
+
+
+def both_models(parser: argparse.ArgumentParser, models: str | None) -> Any:
+    """The Predictor of ``models`` (default: the shipped models), which must hold a segmenter and a classifier."""
+    from melanoma.inference.predictor import Predictor
+
+    predictor = Predictor.from_dir(models)
+    if predictor.segmenter is None or predictor.classifier is None:
+        parser.error("--models must hold both a segmenter and a classifier")
+    return predictor
+
+
+def emit_study(report: dict[str, Any], script: str, argv: list[str] | None, predictor: Any, path: str | None) -> int:
+    """Add the command that ran ``script`` (``benchmarks/NAME.py``) and the networks measured, then ``emit_json``."""
+    import shlex
+    import sys
+
+    arguments = argv if argv is not None else sys.argv[1:]
+    report["command"] = shlex.join(["python", script, *arguments])
+    report["networks"] = predictor.networks()
+    emit_json(report, path)
+    return 0
