@@ -191,3 +191,26 @@ def test_the_copies_among_the_isic_images_are_the_ones_the_report_lists(isic_dat
     different = [p["distance"] for p in report["nearest_beyond"] if p["judged_by_eye"] == study.DIFFERENT]
     assert different and min(different) > study.COPY_DISTANCE
     assert report["validation"]["left_out"] == sorted(c["image"] for c in SEEN_ON_VALIDATION["copies"])
+
+
+@pytest.mark.data
+def test_the_predictor_flags_the_test_images_that_copy_training_images_and_only_those(isic_data_dir):
+    from melanoma.inference.predictor import Predictor
+
+    report = _report("duplicates.json")
+    in_pairs = {}  # test image -> the splits of the images it copies
+    for pair in report["pairs"]:
+        for mine, other in (("a", "b"), ("b", "a")):
+            if pair[f"{mine}_split"] == "test":
+                in_pairs.setdefault(pair[mine], set()).add(pair[f"{other}_split"])
+    copies_train = {image for image, splits in in_pairs.items() if "train" in splits}
+    assert len(copies_train) == report["copies"]["test_in_train"]
+    others = [p.stem for p in sorted((isic_data_dir / "images" / "test").glob("*.jpg")) if p.stem not in in_pairs]
+    names = sorted(in_pairs) + others[:: len(others) // 20][:20]  # every test image in a pair, and 20 others
+    predictor = Predictor.from_dir(REPO_ROOT / "models")
+    results = predictor.predict_batch([isic_data_dir / "images" / "test" / f"{name}.jpg" for name in names])
+    flagged = {
+        name for name, r in zip(names, results, strict=True) if "training_image" in {c.code for c in r.quality_checks}
+    }
+    # copies of validation images are not flagged: those did not train the networks (they chose epoch and threshold)
+    assert flagged == copies_train
