@@ -1036,6 +1036,7 @@ def test_evaluate_finds_the_models_own_images_renamed_resized_and_re_encoded(
     err = capsys.readouterr().err
     assert "of these 4 images, 4 are copies of its validation images, which chose its best epoch" in err
     assert "by file name, and by content for copies under other names: site_0 = ISIC_" in err
+    assert re.search(r"site_0 = ISIC_\d+ \(\d+ bits apart\)", err)
 
 
 def test_by_content_a_copy_counts_under_another_name_and_a_shared_name_alone_is_named():

@@ -290,7 +290,7 @@ def test_an_unreadable_image_is_left_out_of_the_fit_and_recorded(tiny_models_dir
                 "train": 3,
                 "validation": 0,
                 "by_content": True,
-                "copies": [{"image": "s1", "copy_of": "ISIC_1", "part": "train"}] * 3,
+                "copies": [{"image": "s1", "copy_of": "ISIC_1", "part": "train", "distance": 10}] * 3,
             },
         ),
         # a config from before exports listed the images: it cannot tell, so the folder is not advised

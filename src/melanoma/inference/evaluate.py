@@ -145,7 +145,7 @@ def seen_warning(task: str, seen: dict[str, Any] | None, n: int) -> str | None:
     if seen.get("by_content"):
         how = "by file name, and by content for copies under other names"
         if copies:
-            shown = ", ".join(f"{c['image']} = {c['copy_of']}" for c in copies[:3])
+            shown = ", ".join(f"{c['image']} = {c['copy_of']} ({c['distance']} bits apart)" for c in copies[:3])
             how += f": {shown}{f' and {len(copies) - 3} more' if len(copies) > 3 else ''}"
         unless = "(a copy heavily cropped, mirrored or rotated is not found)"
         name_only = seen.get("name_only", [])
