@@ -665,3 +665,60 @@ def test_leave_out_copies_finds_the_training_images_with_a_copy_among_the_others
     assert cross_validate.copied_training_images(config) == {train[0].stem, train[5].stem}
     clean = tiny_config("classification", shared_synthetic_isic_dir, **{"data.cv_folds": 2, "data.cv_fold": 1})
     assert cross_validate.copied_training_images(clean) == set()
+
+
+def test_group_copies_keeps_the_copies_of_one_photograph_in_one_fold(shared_synthetic_isic_dir, tmp_path):
+    from PIL import Image
+
+    data = tmp_path / "data"
+    shutil.copytree(shared_synthetic_isic_dir, data)
+    train = sorted((data / "images" / "train").glob("*.jpg"))
+    for copy in (train[1], train[5]):  # three ids, one photograph (labels and masks as they were)
+        with Image.open(train[0]) as image:
+            image.save(copy, quality=95)
+    same = {train[0].stem, train[1].stem, train[5].stem}
+    # image by image (the default, unchanged): these three fall into both folds
+    assert {len(same & set(_ids(_fold(data, 2, fold)[1]))) for fold in range(2)} == {1, 2}
+    for fold in range(2):
+        _, val, provenance = _fold(data, 2, fold, **{"data.group_copies": True})
+        assert len(same & set(_ids(val))) in (0, 3)  # all three on one side
+        assert "grouped by copies of one photograph (content fingerprints)" in provenance["validation_split"]
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"data.group_copies": True}, "groups the cross-validation folds of the ISIC 2017 train split"),
+        (
+            {"data.group_copies": True, "data.cv_folds": 2, "data.group_column": "patient"},
+            "data.group_copies and data.group_column both group the split",
+        ),
+    ],
+)
+def test_group_copies_says_where_it_does_not_apply(shared_synthetic_isic_dir, overrides, message):
+    config = tiny_config("classification", shared_synthetic_isic_dir, **overrides)
+    with pytest.raises(ValueError, match=message):
+        load_splits(config.data)
+
+
+def test_group_copies_keeps_a_folders_copies_on_one_side_of_its_split(shared_synthetic_isic_dir, tmp_path):
+    from PIL import Image
+
+    folder = tmp_path / "site"
+    shutil.copytree(shared_synthetic_isic_dir / "images" / "train", folder)
+    labels = shared_synthetic_isic_dir / "labels" / "ISIC-2017_Training_Part3_GroundTruth.csv"
+    images = sorted(folder.glob("*.jpg"))
+    folder_data = {"data.source": "folder", "data.images_dir": str(folder), "data.labels_csv": str(labels)}
+    apart = None
+    for copy in images[1:]:  # a copy of the first image that the image-by-image split puts on the other side
+        train, val, _ = load_splits(tiny_config("classification", shared_synthetic_isic_dir, **folder_data).data)
+        if (images[0].stem in _ids(val)) != (copy.stem in _ids(val)):
+            apart = copy
+            break
+    assert apart is not None
+    with Image.open(images[0]) as image:
+        image.save(apart, quality=95)
+    config = tiny_config("classification", shared_synthetic_isic_dir, **folder_data, **{"data.group_copies": True})
+    train, val, provenance = load_splits(config.data)
+    assert (images[0].stem in _ids(val)) == (apart.stem in _ids(val))
+    assert provenance["split"].endswith("grouped by copies of one photograph (content fingerprints), seed 0")

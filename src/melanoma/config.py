@@ -42,6 +42,10 @@ class DataConfig:
     # source=folder: a labels-CSV column with each image's patient or lesion id; images of one group stay on one side
     # of the validation split and of every cross-validation fold (several photos of one lesion otherwise leak).
     group_column: str | None = None
+    # keep copies of one photograph (content fingerprints within the copy limit: renamed, re-encoded, resized or
+    # re-coloured re-publications, as ISIC 2017 holds 29 pairs of) on one side of the validation split and of every
+    # cross-validation fold; costs one fingerprint per image when the split is made. Not with group_column.
+    group_copies: bool = False
     cv_folds: int = 0  # >= 2: validate on a fold of the train split (k-fold CV; official val unused); 0: off
     cv_fold: int = 0  # which fold (0 .. cv_folds - 1) is the validation set when cv_folds >= 2
     image_size: int = 256

@@ -228,6 +228,33 @@ def check_same_split(recorded: dict[str, Any], current: dict[str, Any], what: st
         )
 
 
+def grouped_by_copies(samples: list[Sample]) -> list[Sample]:
+    """``samples`` with each copy of one photograph in one group (``Sample.group``), every other image in a group of
+    its own: copies are images whose content fingerprints lie within ``COPY_DISTANCE`` of each other, directly or
+    through another copy (``melanoma.inference.fingerprint``)."""
+    from dataclasses import replace
+
+    from melanoma.inference.fingerprint import COPY_DISTANCE, distances, fingerprint_files
+
+    table = np.stack(fingerprint_files([s.image_path for s in samples]))
+    root = list(range(len(samples)))
+
+    def find(i: int) -> int:
+        while root[i] != i:
+            root[i] = root[root[i]]
+            i = root[i]
+        return i
+
+    for i in range(len(samples)):
+        for j in np.flatnonzero(distances(table[i], table[i + 1 :]) <= COPY_DISTANCE) + i + 1:
+            root[find(int(j))] = find(i)
+    return [replace(s, group=f"copies of {samples[find(i)].image_id}") for i, s in enumerate(samples)]
+
+
+def _grouping(data: DataConfig) -> str:
+    return data.group_column if data.group_column else "copies of one photograph (content fingerprints)"
+
+
 def load_splits(data: DataConfig) -> tuple[list[Sample], list[Sample], dict[str, Any]]:
     """(train, validation, provenance) for the data described by ``data``.
 
@@ -235,6 +262,17 @@ def load_splits(data: DataConfig) -> tuple[list[Sample], list[Sample], dict[str,
     the other folds (see ``cross_validation_split``); the official validation set is not read.
     """
     _check_cross_validation(data)
+    if data.group_copies and data.group_column:
+        raise ValueError(
+            "data.group_copies and data.group_column both group the split: keep one (data.group_column when the "
+            "labels CSV names each image's patient or lesion, which also groups photos of one lesion that are not "
+            "copies)"
+        )
+    if data.group_copies and data.source == "isic2017" and not data.cv_folds:
+        raise ValueError(
+            "data.group_copies groups the cross-validation folds of the ISIC 2017 train split (data.cv_folds >= 2); "
+            "the official train/validation split is the challenge's own: drop data.group_copies"
+        )
     if data.source == "isic2017":
         from melanoma.data.isic import resolve_data_dir
 
@@ -246,6 +284,8 @@ def load_splits(data: DataConfig) -> tuple[list[Sample], list[Sample], dict[str,
 
         train = read_isic2017(data.data_dir, "train")
         val = read_isic2017(data.data_dir, "val") if not data.cv_folds else []
+        if data.group_copies and data.cv_folds:  # the official split is the challenge's own: only folds are grouped
+            train = grouped_by_copies(train)
         provenance = {
             "dataset": "ISIC 2017 challenge (official splits)",
             "data_dir": str(resolve_data_dir(data.data_dir)),
@@ -267,8 +307,10 @@ def load_splits(data: DataConfig) -> tuple[list[Sample], list[Sample], dict[str,
             label_column=data.label_column,
             mask_suffix=data.mask_suffix,
         )
+        if data.group_copies:
+            samples = grouped_by_copies(samples)
         train, val = stratified_split(samples, data.val_fraction, seed=0)
-        grouped = f", grouped by {data.group_column}" if data.group_column else ""
+        grouped = f", grouped by {_grouping(data)}" if data.group_column or data.group_copies else ""
         provenance = {
             "dataset": "user folder",
             "images_dir": data.images_dir,
@@ -285,7 +327,7 @@ def load_splits(data: DataConfig) -> tuple[list[Sample], list[Sample], dict[str,
         provenance.update(
             validation_split=f"fold {data.cv_fold} of {data.cv_folds} of the train split "
             f"({'stratified' if stratified else 'not stratified'}"
-            f"{f', grouped by {data.group_column}' if data.group_column else ''}, seed 0)",
+            f"{f', grouped by {_grouping(data)}' if data.group_column or data.group_copies else ''}, seed 0)",
             cv_folds=data.cv_folds,
             cv_fold=data.cv_fold,
         )
