@@ -766,6 +766,10 @@ def test_readme_states_what_the_training_image_check_compares():
     text = _section("## The app")
     assert f"two images at most {report['copy_distance']} of its 256 bits apart are taken for copies" in text
     assert f"{report['copies']['val_in_train']} of the {report['images']['val']} validation images are such" in text
+    assert (
+        f"of the {report['images']['test']} test images it flags the {report['copies']['test_in_train']} that copy"
+        in text
+    )
 
 
 def test_readme_lists_every_config_key_with_its_default():
