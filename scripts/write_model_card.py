@@ -2453,7 +2453,8 @@ def duplicates_section(eval_dir: Path) -> list[str]:
         "as it did for every challenge entry. Found without any test label.",
         f"- {copies['train_in_train']} training images have a copy among the other training images, so a "
         "cross-validation fold can hold one copy while training on the other; both sides of every comparison on "
-        "those folds were scored on the same folds." + cv_check,
+        "those folds were scored on the same folds; a new study can keep copies in one fold with "
+        "`data.group_copies=true`." + cv_check,
         "",
         _table(["image", "copy", "bits apart"], pair_rows),
         "",
