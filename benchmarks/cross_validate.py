@@ -59,7 +59,6 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import yaml
 
 from melanoma.config import TrainConfig, load_config, load_run_config, to_dict
@@ -107,19 +106,14 @@ def parse_ensemble(text: str, settings: list[str]) -> tuple[str, list[str]]:
 
 def copied_training_images(config: TrainConfig) -> set[str]:
     """The images of the train split (all folds of ``config``'s cross-validation) that have a copy among the others."""
-    from melanoma.inference.fingerprint import COPY_DISTANCE, distances, fingerprint_files
-    from melanoma.training.datasets import load_splits
+    from collections import Counter
+
+    from melanoma.training.datasets import grouped_by_copies, load_splits
 
     train, val, _ = load_splits(config.data)
-    samples = train + val  # a fold's two parts: the whole train split
-    table = np.stack(fingerprint_files([s.image_path for s in samples]))
-    copied = set()
-    for row, print_ in enumerate(table):
-        near = distances(print_, table) <= COPY_DISTANCE
-        near[row] = False
-        if near.any():
-            copied.add(samples[row].image_id)
-    return copied
+    grouped = grouped_by_copies(train + val)  # a fold's two parts: the whole train split
+    sizes = Counter(sample.group for sample in grouped)
+    return {sample.image_id for sample in grouped if sizes[sample.group] > 1}
 
 
 def _fold_auc(predictions: dict[str, tuple[int, float]]) -> float | None:
