@@ -3,8 +3,8 @@ trust.
 
 Each check reads the segmenter's lesion probability map at the model's input size, or the image itself (numpy
 only, well under a millisecond; ``training_image`` also reduces it with Pillow and compares it with the stored
-fingerprints of the training images, 0.8 ms at 256 px and about 2 ms at 1024 px), and names a reason to look
-twice; none changes the outputs. The threshold of
+fingerprints of the training images, timed within the post-processing stage of ``benchmarks/bench_inference.py``),
+and names a reason to look twice; none changes the outputs. The threshold of
 ``outline_uncertain`` was fitted on held-out train images of the shipped segmenter's recipe and checked on the ISIC
 2017 validation set by ``python benchmarks/quality_checks.py`` (report: ``models/eval/quality_checks.json``; model
 card, "Quality checks").
