@@ -9,8 +9,12 @@ lesion mask, which comes back at s x s, is upsampled (nearest) to 256 x 256 and 
 melanoma probability is scored against the label. Per size, paired with the same images at 256 px: the paired
 bootstrap difference in mean per-image Jaccard and the paired stratified bootstrap difference in AUC.
 
-``RULE`` decides the check's limit (``melanoma.inference.checks.MIN_RELIABLE_SIDE``). Prints JSON (and writes it to
---json FILE). Needs only the serving install.
+``RULE`` decides the check's limit (``melanoma.inference.checks.MIN_RELIABLE_SIDE``). ``FLOOR_RULE`` decides the
+smallest image the product assesses at all (``melanoma.inference.image_io.MIN_SIDE``): per size, whether the
+classifier still ranks better than chance (the stratified bootstrap 95% interval of its AUC above 0.5) and the
+segmenter still outlines better than one fixed mask for every image (the "prior mask": the mean of the training
+masks, thresholded at 0.5; paired difference in mean Jaccard above 0). Prints JSON (and writes it to --json FILE).
+Needs only the serving install.
 """
 
 from __future__ import annotations
@@ -19,13 +23,14 @@ from typing import Any
 
 import numpy as np
 from PIL import Image
+from sklearn.metrics import roc_auc_score
 from tqdm import tqdm
 
 from melanoma.data.isic import read_isic2017
 from melanoma.data.samples import read_mask
 from melanoma.inference.image_io import load_image
 from melanoma.inference.predictor import Predictor
-from melanoma.metrics import jaccard, paired_auc_difference, paired_mean_difference
+from melanoma.metrics import bootstrap_ci, jaccard, paired_auc_difference, paired_mean_difference
 from melanoma.reporting import both_models, emit_study, study_parser
 
 #: Written before any downscaled prediction was seen (runs/decision_rules.md, 2026-11-29 22:45 UTC).
@@ -34,7 +39,15 @@ RULE = (
     "point estimate of -0.02 or less; the check's limit is the smallest studied size with neither it nor any larger "
     "size degraded, and it fires on images whose shorter side is below that limit (no check when no size is degraded)"
 )
-SIZES = (192, 160, 128, 96, 64, 48, 32)
+#: Written before any prediction below 32 px was seen (runs/decision_rules.md, 2026-12-07 18:20 UTC).
+FLOOR_RULE = (
+    "a size is useless when the classifier's AUC has its stratified bootstrap 95% interval reaching 0.5 or below, or "
+    "the segmenter's paired difference in mean Jaccard against the prior mask (the mean of the training masks at "
+    "0.5) has its 95% interval reaching 0 or below; the assessed floor is the smallest studied size with neither it "
+    "nor any larger size useless, and images whose shorter side is below it are refused at load (no floor beyond "
+    "the loader's 8 px when no size is useless)"
+)
+SIZES = (192, 160, 128, 96, 64, 48, 32, 24, 16, 12, 8)
 NATIVE = 256
 #: A size is degraded when a paired difference's 95% interval lies below 0 and its point is at most this.
 DEGRADED_BY = -0.02
@@ -84,17 +97,47 @@ def min_reliable_side(rows: list[dict[str, Any]]) -> int | None:
     return reliable
 
 
+def useless(auc_ci95: list[float], prior_difference: dict[str, Any]) -> bool:
+    """``FLOOR_RULE``: the classifier ranks no better than chance, or the segmenter outlines no better than the prior
+    mask (either 95% interval reaches its no-use line)."""
+    return auc_ci95[0] <= 0.5 or prior_difference["ci95"][0] <= 0
+
+
+def min_assessed_side(rows: list[dict[str, Any]]) -> int | None:
+    """The smallest studied size with neither it nor any larger one useless (``NATIVE`` if the largest is);
+    ``None`` when no size is useless (then the loader's own minimum stays)."""
+    ordered = sorted(rows, key=lambda row: -row["side"])
+    if not any(row["useless"] for row in ordered):
+        return None
+    floor = NATIVE
+    for row in ordered:
+        if row["useless"]:
+            break
+        floor = row["side"]
+    return floor
+
+
+def prior_mask(data_dir: str | None) -> np.ndarray:
+    """One fixed lesion mask for every image: the mean of the training masks at 256 px, thresholded at 0.5."""
+    masks = [read_mask(sample.mask_path) > 0 for sample in read_isic2017(data_dir, "train")]
+    return np.mean(masks, axis=0) >= 0.5
+
+
 def study(predictor: Predictor, data_dir: str | None, sizes: tuple[int, ...]) -> dict[str, Any]:
     samples = read_isic2017(data_dir, "val")
     images = [load_image(sample.image_path) for sample in samples]
     masks = [read_mask(sample.mask_path) > 0 for sample in samples]
     labels = np.array([sample.melanoma for sample in samples])
     base_probabilities, base_jaccards = predict_at(predictor, images, masks, NATIVE)
+    prior = prior_mask(data_dir)
+    prior_jaccards = [jaccard(prior, mask) for mask in masks]
     rows = []
     for side in tqdm(sizes, desc="sizes", unit="size"):
         probabilities, jaccards = predict_at(predictor, images, masks, side)
         jaccard_difference = paired_mean_difference(base_jaccards, jaccards)
         auc_difference = paired_auc_difference(labels, base_probabilities, probabilities)
+        auc_ci95 = [float(bound) for bound in bootstrap_ci(roc_auc_score, labels, probabilities, n_resamples=2000)]
+        prior_difference = paired_mean_difference(prior_jaccards, jaccards)
         rows.append(
             {
                 "side": side,
@@ -103,6 +146,9 @@ def study(predictor: Predictor, data_dir: str | None, sizes: tuple[int, ...]) ->
                 "auc": auc_difference["other_auc"],
                 "auc_difference": auc_difference,
                 "degraded": degraded(jaccard_difference, auc_difference),
+                "auc_ci95": auc_ci95,
+                "jaccard_over_prior_mask": prior_difference,
+                "useless": useless(auc_ci95, prior_difference),
             }
         )
     return {
@@ -113,8 +159,10 @@ def study(predictor: Predictor, data_dir: str | None, sizes: tuple[int, ...]) ->
             "mean_jaccard": float(np.mean(base_jaccards)),
             "auc": rows[0]["auc_difference"]["baseline_auc"],
         },
+        "prior_mask": {"pixels": int(prior.sum()), "mean_jaccard": float(np.mean(prior_jaccards))},
         "sizes": rows,
         "min_reliable_side": min_reliable_side(rows),
+        "min_assessed_side": min_assessed_side(rows),
     }
 
 
@@ -127,6 +175,7 @@ def main(argv: list[str] | None = None) -> int:
     predictor = both_models(parser, args.models)
     report = study(predictor, args.data_dir, tuple(sorted(set(args.sizes), reverse=True)))
     report["rule"] = RULE
+    report["floor_rule"] = FLOOR_RULE
     return emit_study(report, "benchmarks/small_images.py", argv, predictor, args.json)
 
 

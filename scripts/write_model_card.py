@@ -2317,8 +2317,9 @@ def small_images_section(eval_dir: Path) -> list[str]:
         low, high = gain["ci95"]
         return f"{gain['difference']:+.4f} ({low:+.4f} to {high:+.4f})"
 
+    floor_studied = "auc_ci95" in report["sizes"][0]  # reports from before the floor rule lack its columns
     rows = [[f"{native['side']} (as prepared)", f"{native['mean_jaccard']:.4f}", "baseline", f"{native['auc']:.4f}",
-             "baseline", "-"]]  # fmt: skip
+             "baseline", "-"] + (["-", "-"] if floor_studied else [])]  # fmt: skip
     for row in report["sizes"]:
         rows.append(
             [
@@ -2329,6 +2330,14 @@ def small_images_section(eval_dir: Path) -> list[str]:
                 difference(row["auc_difference"]),
                 "yes" if row["degraded"] else "no",
             ]
+            + (
+                [
+                    f"{row['auc_ci95'][0]:.3f} to {row['auc_ci95'][1]:.3f}",
+                    difference(row["jaccard_over_prior_mask"]) + (" **useless**" if row["useless"] else ""),
+                ]
+                if floor_studied
+                else []
+            )
         )
     side = report["min_reliable_side"]
     result = (
@@ -2337,6 +2346,28 @@ def small_images_section(eval_dir: Path) -> list[str]:
         if side
         else "no size was degraded, so no check is shown."
     )
+    headers = ["side (px)", "mean Jaccard", "difference (95% CI)", "AUC", "difference (95% CI)", "degraded"]
+    floor_lines: list[str] = []
+    if floor_studied:
+        headers += ["AUC 95% CI", "Jaccard over the prior mask (95% CI)"]
+        prior, floor = report["prior_mask"], report["min_assessed_side"]
+        floor_lines = [
+            "The smallest image assessed at all: the last two columns compare each size with no use at all, the "
+            "classifier's AUC with chance (0.5) and the outline with one fixed mask for every image (the prior mask: "
+            f"the mean of the 2000 training masks at 0.5, {prior['pixels']} of 65536 pixels, mean Jaccard "
+            f"{prior['mean_jaccard']:.4f} on these images). Rule, written before any prediction below 32 px was seen: "
+            + report["floor_rule"]
+            + ".",
+            "",
+            (
+                f"Result: images whose shorter side is below {floor} px are refused when loaded, with an error that "
+                "says why (`melanoma.inference.image_io.MIN_SIDE`); from there up to the `small_image` limit they are "
+                "assessed with that caution."
+                if floor
+                else "Result: no size was useless, so the loader's own 8 px minimum stays."
+            ),
+            "",
+        ]
     return [
         "### Small images (`small_image`)",
         "",
@@ -2348,10 +2379,11 @@ def small_images_section(eval_dir: Path) -> list[str]:
         "paired with the same images at 256 px (bootstrap 95% intervals). Rule, written before any of these "
         "predictions was seen: " + report["rule"] + ".",
         "",
-        _table(["side (px)", "mean Jaccard", "difference (95% CI)", "AUC", "difference (95% CI)", "degraded"], rows),
+        _table(headers, rows),
         "",
         f"Result: {result}",
         "",
+        *floor_lines,
     ]
 
 

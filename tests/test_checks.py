@@ -344,6 +344,42 @@ def test_the_small_image_limit_is_the_study_result():
         assert (row["side"] < MIN_RELIABLE_SIDE) == row["degraded"]  # here every smaller size is degraded
 
 
+def test_the_smallest_image_assessed_is_the_study_result(tmp_path):
+    from PIL import Image
+
+    from melanoma.inference.image_io import MIN_SIDE, ImageLoadError, load_image
+
+    study = load_script("small_images")
+    report = json.loads((REPO_ROOT / "models" / "eval" / "small_images.json").read_text())
+    assert report["min_assessed_side"] == MIN_SIDE
+    assert study.min_assessed_side(report["sizes"]) == MIN_SIDE  # the floor rule applied to the committed rows
+    for row in report["sizes"]:
+        assert row["useless"] == study.useless(row["auc_ci95"], row["jaccard_over_prior_mask"])
+        assert (row["side"] < MIN_SIDE) == row["useless"]  # here every smaller size is useless
+    lesion, _ = synthetic_lesion(64, seed=5)
+    for width, height, refused in [(MIN_SIDE, 40, False), (40, MIN_SIDE, False), (MIN_SIDE - 1, 40, True)]:
+        path = tmp_path / f"{width}x{height}.png"
+        Image.fromarray(lesion[:height, :width]).save(path)
+        if refused:
+            with pytest.raises(ImageLoadError, match=f"at least {MIN_SIDE} pixels"):
+                load_image(path)
+        else:
+            assert load_image(path).shape == (height, width, 3)
+
+
+def test_small_image_floor_rule():
+    study = load_script("small_images")
+    above = {"ci95": [0.01, 0.05]}
+    reaching = {"ci95": [0.0, 0.05]}
+    assert not study.useless([0.51, 0.7], above)
+    assert study.useless([0.5, 0.7], above) and study.useless([0.51, 0.7], reaching)
+    rows = [{"side": 32, "useless": False}, {"side": 16, "useless": False}, {"side": 8, "useless": True}]
+    assert study.min_assessed_side(rows) == 16
+    rows[0]["useless"] = True  # a useless larger size caps it, whatever follows
+    assert study.min_assessed_side(rows) == 256
+    assert study.min_assessed_side([{"side": 8, "useless": False}]) is None
+
+
 def test_small_image_rule():
     study = load_script("small_images")
     worse = {"difference": -0.03, "ci95": [-0.05, -0.01]}
@@ -370,6 +406,9 @@ def test_small_image_study_runs_on_the_validation_images(isic_data_dir, capsys):
     assert row["mean_jaccard"] == pytest.approx(same["mean_jaccard"], abs=1e-6)
     assert row["auc"] == pytest.approx(same["auc"], abs=1e-6)
     assert report["native"]["mean_jaccard"] == pytest.approx(committed["native"]["mean_jaccard"], abs=1e-6)
+    assert report["prior_mask"] == pytest.approx(committed["prior_mask"])
+    assert row["auc_ci95"] == pytest.approx(same["auc_ci95"], abs=1e-6)
+    assert row["useless"] is same["useless"] is False
 
 
 def _run_small_study(data_dir, extra):

@@ -749,6 +749,24 @@ def test_readme_states_what_the_small_image_study_measured():
         assert sentence in text
 
 
+def test_readme_states_the_smallest_image_assessed():
+    from melanoma.inference.image_io import MIN_SIDE
+
+    report = _load("small_images.json")
+    rows = {row["side"]: row for row in report["sizes"]}
+    floor, below = rows[report["min_assessed_side"]], rows[max(side for side in rows if side < MIN_SIDE)]
+
+    def auc(row: dict) -> str:
+        return f"{row['auc']:.3f}, 95% CI {row['auc_ci95'][0]:.3f} to {row['auc_ci95'][1]:.3f}"
+
+    sentence = (
+        f"and below {MIN_SIDE} px on its shorter side (the validation images shrunk to {below['side']} px were ranked "
+        f"no better than chance: AUC {auc(below)}; at {MIN_SIDE} px AUC {auc(floor)}, and the outline still beat one "
+        "fixed mask for every image; `python benchmarks/small_images.py`"
+    )
+    assert sentence in _section("## The app")
+
+
 def test_readme_states_what_the_greyscale_study_measured():
     report = _load("greyscale_images.json")
     jaccard, auc = report["jaccard_difference"], report["auc_difference"]

@@ -29,6 +29,8 @@ probability or outline for it, and ``melanoma evaluate`` leaves it out of its sc
   EXIF orientation applied). The models see every image enlarged or reduced to their input size; the ISIC 2017
   validation images shrunk to 96 px and below lost mean Jaccard and AUC beyond noise, at 128 px and above they did
   not (``python benchmarks/small_images.py``, rule written before it ran; report ``models/eval/small_images.json``).
+  Below ``image_io.MIN_SIDE`` (16 px), where the same study found the classifier ranking no better than chance, an
+  image is not checked but refused when loaded.
 - ``greyscale_image``: the image has no colour (``colour_spread``, the mean difference between a pixel's largest and
   smallest channel, below ``GREYSCALE_SPREAD``): a greyscale export or scan. The least colourful of the 2750 ISIC 2017
   images spreads 4.1 levels, and grey images, even saved as JPEG, 0 (``tests/test_checks.py`` measures both). The

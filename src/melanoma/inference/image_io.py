@@ -36,8 +36,12 @@ ImageSource = str | Path | bytes | bytearray | memoryview | BinaryIO
 #: Pillow format names accepted; anything else (PDF, EPS, PSD, ...) is refused before decoding.
 SUPPORTED_FORMATS: tuple[str, ...] = ("JPEG", "PNG", "BMP", "TIFF", "WEBP", "GIF")
 
-#: Images smaller than this on either side cannot be a dermoscopic photograph.
-MIN_SIDE = 8
+#: Images smaller than this on either side are refused: the ISIC 2017 validation images shrunk to 12 px and below
+#: were ranked no better than chance by the shipped classifier, at 16 px and above the classifier still ranked and
+#: the segmenter still outlined better than a fixed guess (``min_assessed_side`` of
+#: ``models/eval/small_images.json``, ``python benchmarks/small_images.py``). Sides between this and
+#: ``checks.MIN_RELIABLE_SIDE`` are assessed with the ``small_image`` caution.
+MIN_SIDE = 16
 
 _SUPPORTED_TEXT = "JPEG, PNG, BMP, TIFF, WEBP or GIF"
 _JPEG_FORMATS = ("JPEG", "MPO")  # the JPEG opener reports many camera photos as MPO (multi-picture JPEG)
@@ -232,8 +236,9 @@ def _check_size(size: tuple[int, int], label: str, max_pixels: int) -> None:
         )
     if min(width, height) < MIN_SIDE:
         raise ImageLoadError(
-            f"{label} is only {width}x{height} pixels; a dermoscopic image needs at least {MIN_SIDE} pixels "
-            "per side (a few hundred is better)"
+            f"{label} is only {width}x{height} pixels; the models need at least {MIN_SIDE} pixels per side (images "
+            "this small were ranked no better than chance in validation) and a few hundred to work as validated: "
+            "use a larger image"
         )
 
 
