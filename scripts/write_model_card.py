@@ -2257,20 +2257,18 @@ def quality_checks_section(eval_dir: Path) -> list[str]:
         "",
         "Every prediction (app, `melanoma predict` CSV column `quality_checks`, JSON downloads) lists the checks that "
         "fire for its image; they change no number (after `blank_image` or `mask_image` the image is reported as not "
-        "assessed; after "
-        "`no_lesion` the decision text adds that the image may not show a skin lesion; after `small_image` or "
-        "`greyscale_image`, that the output is less reliable, and a greyscale image's colours are not measured; "
-        "each of these two has its own study below). `blank_image`: the image's grey levels are almost uniform "
-        "(standard deviation below 2 of 255; the least varied of the 2750 ISIC 2017 images has 5.9, checked by "
-        "`tests/test_checks.py`), a black frame or a solid colour. `mask_image`: at least 90% of the pixels lie in two "
-        "flat grey tones (8-level bins whose centres lie 24 or more levels apart, the second holding at least 0.1% of "
-        "the pixels and half of those outside the first), as in a lesion mask or a drawing; none of the 2750 ISIC "
-        "2017 images fires, nor any of them 1.3 times brighter (1 of them 1.5 times brighter, 14 twice as bright), and "
-        "their 2150 masks all do, also as JPEG at quality 75, "
-        "measured by `tests/test_checks.py`. `training_image`: the image is a copy of one the models were trained "
-        'on, found by its content fingerprint whatever its file name (see "Copies of training images"); the '
-        "decision text adds that the output is then no test of the models. `no_lesion`: the segmenter outlined "
-        "nothing. "
+        "assessed; after `no_lesion` the decision text adds that the image may not show a skin lesion; after "
+        "`small_image`, `elongated_image` or `greyscale_image`, that the output is less reliable, and a greyscale "
+        "image's colours are not measured; each of these three has its own study below). `blank_image`: the image's "
+        "grey levels are almost uniform (standard deviation below 2 of 255; the least varied of the 2750 ISIC 2017 "
+        "images has 5.9, checked by `tests/test_checks.py`), a black frame or a solid colour. `mask_image`: at least "
+        "90% of the pixels lie in two flat grey tones (8-level bins whose centres lie 24 or more levels apart, the "
+        "second holding at least 0.1% of the pixels and half of those outside the first), as in a lesion mask or a "
+        "drawing; none of the 2750 ISIC 2017 images fires, nor any of them 1.3 times brighter (1 of them 1.5 times "
+        "brighter, 14 twice as bright), and their 2150 masks all do, also as JPEG at quality 75, measured by "
+        "`tests/test_checks.py`. `training_image`: the image is a copy of one the models were trained on, found by "
+        'its content fingerprint whatever its file name (see "Copies of training images"); the decision text adds '
+        "that the output is then no test of the models. `no_lesion`: the segmenter outlined nothing. "
         f"`outline_uncertain`: the pixels of the segmenter's map between {low} and {high}, per pixel of the outlined "
         f"lesion, exceed {thresholds['outline_uncertain']}; its reference is the failures, the images with Jaccard "
         f"below {report['failure_jaccard']}. A candidate third check, `lesion_at_edge`, would fire when the outline "
@@ -2384,6 +2382,97 @@ def small_images_section(eval_dir: Path) -> list[str]:
         f"Result: {result}",
         "",
         *floor_lines,
+    ]
+
+
+def aspect_ratios_section(eval_dir: Path) -> list[str]:
+    """The ``elongated_image`` check: how the outputs degrade on validation images cut to long bands."""
+    report = _load(eval_dir / "aspect_ratios.json")
+    if not report:
+        return []
+
+    def difference(gain: dict) -> str:
+        low, high = gain["ci95"]
+        return f"{gain['difference']:+.4f} ({low:+.4f} to {high:+.4f})"
+
+    full = report["full"]
+    rows = [["1 (the full image)", "-", "-", "256x256", f"{full['mean_jaccard']:.4f}", "baseline",
+             f"{full['auc']:.4f}", "baseline", "-"]]  # fmt: skip
+    for row in report["conditions"]:
+        height, width = row["crop"]
+        rows.append(
+            [
+                f"{row['ratio']:.2f}",
+                row["original"],
+                row["kind"],
+                f"{width}x{height}",
+                f"{row['mean_jaccard']:.4f}",
+                difference(row["jaccard_difference"]),
+                f"{row['auc']:.4f}",
+                difference(row["auc_difference"]),
+                "yes" if row["degraded"] else "no",
+            ]
+        )
+    limit = report["max_aspect"]
+    pairs = [
+        (band, zoom)
+        for band in report["conditions"]
+        for zoom in report["conditions"]
+        if band["kind"] == "band" and zoom["kind"] == "zoom" and (band["ratio"], band["original"]) == (
+            zoom["ratio"], zoom["original"])
+    ]  # fmt: skip
+    long_pairs = [(band, zoom) for band, zoom in pairs if limit and band["ratio"] >= limit]
+    # each crop's outline is paired with the full image's cut to the same crop: compare the losses, not the means
+    zoom_jaccard = sum(z["jaccard_difference"]["difference"] < b["jaccard_difference"]["difference"] for b, z in pairs)
+    band_auc = sum(b["auc"] < z["auc"] for b, z in long_pairs)
+    reading = ""
+    if zoom_jaccard == len(pairs) and long_pairs and band_auc == len(long_pairs):
+        reading = (
+            ": the outline suffers from the field cut off (and from its fewer pixels, as the prepared images are "
+            "256 px) more than from the stretch, the ranking also from the stretch"
+        )
+    result = (
+        f"the smallest ratio whose band is degraded, with every larger one degraded too, is {limit:g}: "
+        f"`elongated_image` fires on images whose long side is at least {limit:g} times their short side (as "
+        "uploaded, EXIF orientation applied). The zoom control lost more mean Jaccard than the band in "
+        f"{zoom_jaccard} of {len(pairs)} conditions, and the band ranked worse than the zoom in {band_auc} of the "
+        f"{len(long_pairs)} at {limit:g} and above{reading}."
+        if limit
+        else "no band was degraded, so no check is shown."
+    )
+    return [
+        "### Elongated images (`elongated_image`)",
+        "",
+        f"Command: `{report['command']}`",
+        "",
+        "The models see every image squashed to a square, as they saw their training photographs (4:3 to 3:2; the six "
+        "full-size validation originals in the data are 1.33 to 1.51), so an upload of another shape shows its "
+        "lesion stretched unlike any of them. An upload of aspect r (long side / short side) taken from a validation "
+        "image whose original had aspect a is simulated by the centre band keeping a/r of the 256 px image's rows "
+        "(`band`: the same field cut to a wider frame, as a phone's 16:9 mode cuts its 4:3 sensor); the originals' "
+        "aspects are not in the data, so a = 4:3 and a = 3:2 are both studied. `zoom` keeps a/r of the rows and of "
+        "the columns (the same share of the field lost, no stretch), a control. Differences are paired with the "
+        f"full images ({report['images']}, {report['melanomas']} melanomas; bootstrap 95% intervals); the baseline "
+        "outline is the full image's prediction cut to the same crop. Rule, written before any of these predictions "
+        "was seen: " + report["rule"] + ".",
+        "",
+        _table(
+            [
+                "ratio r",
+                "original a",
+                "crop",
+                "crop (px)",
+                "mean Jaccard",
+                "difference (95% CI)",
+                "AUC",
+                "difference (95% CI)",
+                "degraded",
+            ],  # fmt: skip
+            rows,
+        ),
+        "",
+        f"Result: {result}",
+        "",
     ]
 
 
@@ -2595,7 +2684,8 @@ def render(models: Path) -> str:
         config = _load(models / f"{task}.json")
         if config:
             lines += section(config, eval_dir)
-    lines += quality_checks_section(eval_dir) + small_images_section(eval_dir) + greyscale_images_section(eval_dir)
+    lines += quality_checks_section(eval_dir) + small_images_section(eval_dir) + aspect_ratios_section(eval_dir)
+    lines += greyscale_images_section(eval_dir)
     lines += precision_section(eval_dir)
     lines += duplicates_section(eval_dir)
     lines += speed_section(models, eval_dir) + runtimes_section(eval_dir) + app_section(eval_dir)

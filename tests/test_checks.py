@@ -203,9 +203,18 @@ def test_shown_checks_use_the_fitted_threshold_and_met_their_rules():
     assert report["uncertain_band"] == list(UNCERTAIN_BAND)
     shown = {name for name, rule in report["ship_rules"].items() if rule["met"]}
     # blank_image, mask_image and no_lesion are definitions (the first two measured on every ISIC 2017 image and mask
-    # below), small_image and greyscale_image have their own studies (test_the_small_image_limit_..., below), and
-    # training_image the copy limit of benchmarks/duplicates.py (tests/test_fingerprint.py, test_shipped_reports.py)
-    own = {"no_lesion", "blank_image", "mask_image", "small_image", "greyscale_image", "training_image"}
+    # below), small_image, elongated_image and greyscale_image have their own studies (test_the_small_image_limit_...,
+    # test_the_elongated_image_limit_..., below), and training_image the copy limit of benchmarks/duplicates.py
+    # (tests/test_fingerprint.py, test_shipped_reports.py)
+    own = {
+        "no_lesion",
+        "blank_image",
+        "mask_image",
+        "small_image",
+        "elongated_image",
+        "greyscale_image",
+        "training_image",
+    }
     assert shown == set(QUALITY_CHECKS) - own
     assert report["ship_rules"] == _study().ship_decisions(report["validation"])
 
@@ -329,7 +338,7 @@ def test_small_images_are_flagged_by_their_size_as_uploaded():
     assert [c.code for c in image_checks(lesion[:, :-1])] == ["small_image"]
     # A big photo decoded at reduced scale is judged by its size as uploaded, and vice versa.
     assert image_checks(lesion[:64, :64], original_size=(4000, 3000)) == ()
-    assert [c.code for c in image_checks(lesion, original_size=(100, 3000))] == ["small_image"]
+    assert [c.code for c in image_checks(lesion, original_size=(100, 150))] == ["small_image"]
 
 
 def test_the_small_image_limit_is_the_study_result():
@@ -365,6 +374,77 @@ def test_the_smallest_image_assessed_is_the_study_result(tmp_path):
                 load_image(path)
         else:
             assert load_image(path).shape == (height, width, 3)
+
+
+def test_elongated_images_are_flagged_by_their_shape_as_uploaded():
+    from melanoma.inference.checks import MAX_ASPECT, image_checks
+
+    lesion, _ = synthetic_lesion(400, seed=4)
+    short = 150
+    long = round(MAX_ASPECT * short)
+    assert [c.code for c in image_checks(lesion[:short, :long])] == ["elongated_image"]
+    assert [c.code for c in image_checks(lesion[:long, :short])] == ["elongated_image"]  # portrait alike
+    assert image_checks(lesion[:short, : long - 1]) == ()
+    assert image_checks(lesion[:300, :400]) == ()  # 4:3, as the training photographs
+    # Judged by the size as uploaded: a big panorama decoded at reduced scale is still elongated, and vice versa.
+    assert [c.code for c in image_checks(lesion[:150, :200], original_size=(6000, 2000))] == ["elongated_image"]
+    assert image_checks(lesion[:short, :long], original_size=(4000, 3000)) == ()
+
+
+def test_the_elongated_image_limit_is_the_study_result():
+    from melanoma.inference.checks import MAX_ASPECT
+
+    study = load_script("aspect_ratios")
+    report = json.loads((REPO_ROOT / "models" / "eval" / "aspect_ratios.json").read_text())
+    assert report["max_aspect"] == MAX_ASPECT
+    assert study.max_aspect(report["conditions"]) == MAX_ASPECT  # the rule applied to the committed rows
+    assert {(row["original"], row["kind"]) for row in report["conditions"]} == {
+        (original, kind) for original in ("4:3", "3:2") for kind in ("band", "zoom")
+    }
+    for row in report["conditions"]:
+        assert row["degraded"] == study.degraded(row["jaccard_difference"], row["auc_difference"])
+        if row["kind"] == "band":
+            assert (row["ratio"] >= MAX_ASPECT) == row["degraded"]  # here under both assumed originals
+
+
+def test_aspect_ratio_rule_and_crops():
+    study = load_script("aspect_ratios")
+
+    def row(ratio, degraded, kind="band", original="4:3"):
+        return {"ratio": ratio, "degraded": degraded, "kind": kind, "original": original}
+
+    rows = [row(1.78, False), row(2.0, False), row(2.5, True), row(3.0, False), row(3.0, True, original="3:2")]
+    assert study.max_aspect(rows) == 2.5  # degraded under either assumed original counts
+    rows[1] = row(2.0, False, original="3:2")
+    rows.append(row(2.0, True, kind="zoom"))  # the control decides nothing
+    assert study.max_aspect(rows) == 2.5
+    rows[2] = row(2.5, False)
+    assert study.max_aspect(rows) == 3.0  # a larger ratio not degraded caps it
+    assert study.max_aspect([row(3.0, False)]) is None
+    assert study.crop_window((256, 256), 2.0, 4 / 3, "band") == (slice(42, 213), slice(0, 256))
+    assert study.crop_window((256, 256), 2.0, 4 / 3, "zoom") == (slice(42, 213), slice(42, 213))
+    with pytest.raises(ValueError, match="below the original"):
+        study.crop_window((256, 256), 1.2, 4 / 3, "band")
+
+
+@pytest.mark.data
+def test_aspect_ratio_study_runs_on_the_validation_images(isic_data_dir):
+    import contextlib
+    import io
+
+    buffer = io.StringIO()
+    with contextlib.redirect_stdout(buffer):
+        assert load_script("aspect_ratios").main(["--data-dir", str(isic_data_dir), "--ratios", "2.5"]) == 0
+    report = json.loads(buffer.getvalue())
+    committed = json.loads((REPO_ROOT / "models" / "eval" / "aspect_ratios.json").read_text())
+    assert report["images"] == 150 and report["full"] == pytest.approx(committed["full"])
+    same = {(r["ratio"], r["original"], r["kind"]): r for r in committed["conditions"]}
+    assert len(report["conditions"]) == 4
+    for row in report["conditions"]:
+        expected = same[(row["ratio"], row["original"], row["kind"])]
+        assert row["mean_jaccard"] == pytest.approx(expected["mean_jaccard"], abs=1e-6)
+        assert row["auc"] == pytest.approx(expected["auc"], abs=1e-6)
+        assert row["degraded"] is expected["degraded"]
 
 
 def test_small_image_floor_rule():

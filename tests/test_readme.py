@@ -749,6 +749,30 @@ def test_readme_states_what_the_small_image_study_measured():
         assert sentence in text
 
 
+def test_readme_states_what_the_aspect_ratio_study_measured():
+    from melanoma.inference.checks import MAX_ASPECT
+
+    report = _load("aspect_ratios.json")
+    bands = [row for row in report["conditions"] if row["kind"] == "band"]
+    first = next(row for row in bands if row["ratio"] == MAX_ASPECT and row["original"] == "4:3")
+    below = max(row["ratio"] for row in bands if row["ratio"] < MAX_ASPECT)
+    assert not any(row["degraded"] for row in bands if row["ratio"] == below)
+    jaccard, auc = first["jaccard_difference"], first["auc_difference"]
+    sentence = (
+        f"(the long side at least {MAX_ASPECT:g} times the short side as uploaded: a panorama, a strip; "
+        f"the validation images cut to centre bands of {MAX_ASPECT:g}:1 from 4:3 originals lost mean Jaccard "
+        f"{jaccard['difference']:+.3f} (95% CI {jaccard['ci95'][0]:+.3f} to {jaccard['ci95'][1]:+.3f}) and AUC "
+        f"{auc['difference']:+.3f} ({auc['ci95'][0]:+.3f} to {auc['ci95'][1]:+.3f}), at {below:g}:1 neither loss "
+        "reached the pre-written -0.02 beyond noise; `python benchmarks/aspect_ratios.py`"
+    )
+    text = _section("## The app").replace(
+        "a panorama, a strip; the models see every image squashed to a square as they saw their 4:3 to 3:2 training "
+        "photographs; the decision text adds that the output is less reliable: ",
+        "a panorama, a strip; ",
+    )
+    assert sentence in text
+
+
 def test_readme_states_the_smallest_image_assessed():
     from melanoma.inference.image_io import MIN_SIDE
 

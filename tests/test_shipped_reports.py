@@ -59,6 +59,7 @@ SHIPPED_REPORTS = (
     "segmentation_fullres_val.json",
     "classification_val.json",
     "small_images.json",
+    "aspect_ratios.json",
     "greyscale_images.json",
     "bench_consistency.json",
     "bench_inference.json",

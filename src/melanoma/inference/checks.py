@@ -31,6 +31,12 @@ probability or outline for it, and ``melanoma evaluate`` leaves it out of its sc
   not (``python benchmarks/small_images.py``, rule written before it ran; report ``models/eval/small_images.json``).
   Below ``image_io.MIN_SIDE`` (16 px), where the same study found the classifier ranking no better than chance, an
   image is not checked but refused when loaded.
+- ``elongated_image``: the long side of the image as uploaded is at least ``MAX_ASPECT`` times its short side (a
+  panorama, a strip cut from a photo). The models see every image squashed to a square, as they saw their 4:3 to 3:2
+  training photographs, so such an image shows its lesion stretched unlike any of them. The ISIC 2017 validation
+  images cut to centre bands of 2.5:1 and 3:1 (from 4:3 or 3:2 originals) lost mean Jaccard or AUC beyond noise, at
+  16:9 and 2:1 they did not (``python benchmarks/aspect_ratios.py``, rule written before it ran; report
+  ``models/eval/aspect_ratios.json``).
 - ``greyscale_image``: the image has no colour (``colour_spread``, the mean difference between a pixel's largest and
   smallest channel, below ``GREYSCALE_SPREAD``): a greyscale export or scan. The least colourful of the 2750 ISIC 2017
   images spreads 4.1 levels, and grey images, even saved as JPEG, 0 (``tests/test_checks.py`` measures both). The
@@ -62,6 +68,7 @@ __all__ = [
     "BLANK_STD_THRESHOLD",
     "GREYSCALE_SPREAD",
     "MASK_TONE_SHARE",
+    "MAX_ASPECT",
     "MIN_RELIABLE_SIDE",
     "NOT_ASSESSED",
     "SECOND_TONE_DOMINANCE",
@@ -90,6 +97,9 @@ SECOND_TONE_DOMINANCE = 0.5
 #: ``small_image`` fires when the shorter side of the image as uploaded is below this many pixels
 #: (``min_reliable_side`` of ``models/eval/small_images.json``).
 MIN_RELIABLE_SIDE = 128
+#: ``elongated_image`` fires when the long side of the image as uploaded is at least this many times its short side
+#: (``max_aspect`` of ``models/eval/aspect_ratios.json``).
+MAX_ASPECT = 2.5
 #: ``greyscale_image`` fires below this ``colour_spread`` (grey levels; see the module doc for what it measured).
 GREYSCALE_SPREAD = 1.0
 GREYSCALE_MESSAGE = (
@@ -130,6 +140,13 @@ QUALITY_CHECKS: dict[str, QualityCheck] = {
             f"The image is smaller than {MIN_RELIABLE_SIDE} pixels on its shorter side. Validation images this "
             'small were outlined and ranked measurably worse than at full size (model card, "Quality checks"): '
             "use a larger image if you have one.",
+        ),
+        QualityCheck(
+            "elongated_image",
+            f"The image's long side is at least {MAX_ASPECT:g} times its short side. The models see every image "
+            "squashed to a square, as they saw their 4:3 to 3:2 training photographs: validation images cut to bands "
+            'this long were outlined and ranked measurably worse (model card, "Elongated images"). Crop it around the '
+            "lesion to about 4:3 if you can.",
         ),
         QualityCheck(
             "greyscale_image",
@@ -226,7 +243,7 @@ def two_tone_share(image: np.ndarray) -> float:
 
 def image_checks(image: np.ndarray, original_size: tuple[int, int] | None = None) -> tuple[QualityCheck, ...]:
     """The checks that fire for the image itself (HxWx3 uint8 RGB): ``blank_image``, ``mask_image`` or
-    ``greyscale_image``, and ``small_image``.
+    ``greyscale_image``, and ``small_image`` and ``elongated_image``.
 
     ``original_size``: (width, height) of the image as uploaded, when ``image`` was decoded smaller (a big JPEG);
     by default ``image``'s own size.
@@ -241,4 +258,6 @@ def image_checks(image: np.ndarray, original_size: tuple[int, int] | None = None
     width, height = original_size if original_size is not None else (image.shape[1], image.shape[0])
     if min(width, height) < MIN_RELIABLE_SIDE:
         checks += (QUALITY_CHECKS["small_image"],)
+    if max(width, height) >= MAX_ASPECT * min(width, height):
+        checks += (QUALITY_CHECKS["elongated_image"],)
     return checks
