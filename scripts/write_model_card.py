@@ -2259,7 +2259,8 @@ def quality_checks_section(eval_dir: Path) -> list[str]:
         "fire for its image; they change no number (after `blank_image` or `mask_image` the image is reported as not "
         "assessed; after `no_lesion` the decision text adds that the image may not show a skin lesion; after "
         "`small_image`, `elongated_image` or `greyscale_image`, that the output is less reliable, and a greyscale "
-        "image's colours are not measured; each of these three has its own study below). `blank_image`: the image's "
+        "image's colours are not measured; after `dark_frame`, that the frame can push the probability up; each of "
+        "these four has its own study below). `blank_image`: the image's "
         "grey levels are almost uniform (standard deviation below 2 of 255; the least varied of the 2750 ISIC 2017 "
         "images has 5.9, checked by `tests/test_checks.py`), a black frame or a solid colour. `mask_image`: at least "
         "90% of the pixels lie in two flat grey tones (8-level bins whose centres lie 24 or more levels apart, the "
@@ -2466,6 +2467,84 @@ def aspect_ratios_section(eval_dir: Path) -> list[str]:
                 "difference (95% CI)",
                 "AUC",
                 "difference (95% CI)",
+                "degraded",
+            ],  # fmt: skip
+            rows,
+        ),
+        "",
+        f"Result: {result}",
+        "",
+    ]
+
+
+def vignettes_section(eval_dir: Path) -> list[str]:
+    """The ``dark_frame`` check: what a dermatoscope's black frame does to the outputs."""
+    report = _load(eval_dir / "vignettes.json")
+    if not report:
+        return []
+
+    def difference(gain: dict, digits: int = 4) -> str:
+        low, high = gain["ci95"]
+        return f"{gain['difference']:+.{digits}f} ({low:+.{digits}f} to {high:+.{digits}f})"
+
+    delivered, counts = report["delivered"], report["dark_frame_in_isic2017"]
+    rows = [["none (as delivered)", "0%", f"{delivered['mean_jaccard']:.4f}", "baseline", f"{delivered['auc']:.4f}",
+             "baseline", "baseline", "baseline", "baseline", "-"]]  # fmt: skip
+    for row in report["vignettes"]:
+        rows.append(
+            [
+                f"circle {row['diameter']:g} x the side",
+                f"{row['dark_share']:.1%}",
+                f"{row['mean_jaccard']:.4f}",
+                difference(row["jaccard_difference"]),
+                f"{row['auc']:.4f}",
+                difference(row["auc_difference"]),
+                difference(row["probability_change"], 3),
+                difference(row["sensitivity_change"], 3),
+                difference(row["specificity_change"], 3),
+                "yes" if row["degraded"] else "no",
+            ]
+        )
+    train, val, test = counts["train"], counts["val"], counts["test"]
+    share = train["melanoma_share"]
+    fired = ", ".join(f"{row['fires_dark_frame']} of {report['images']}" for row in report["vignettes"])
+    from melanoma.inference.checks import DARK_CORNER_GREY, DARK_CORNER_SHARE, DARK_CORNERS_MIN
+
+    result = (
+        f"a frame was degraded, so `dark_frame` is shown: it fires when at least {DARK_CORNERS_MIN} of the image's "
+        f"four corner patches ({DARK_CORNER_SHARE:.0%} of each side) have a mean grey level below "
+        f"{DARK_CORNER_GREY:g}. On the framed validation images it fired on {fired} (by diameter)."
+        if report["show_check"]
+        else "no frame was degraded, so no check is shown."
+    )
+    return [
+        "### Dark frames (`dark_frame`)",
+        "",
+        f"Command: `{report['command']}`",
+        "",
+        "Many dermatoscopes leave a black frame around a round field of view. In ISIC 2017, "
+        f"{train['dark_frame']} of the {train['images']} training images have one (at least three dark corners, as "
+        f"the check defines them), {share['dark_frame']:.1%} of them melanomas against {share['other']:.1%} of the "
+        f"other training images; {val['dark_frame']} of the {val['images']} validation images and {test['dark_frame']} "
+        f'of the {test["images"]} test images have one. So the networks could have learned "dark frame, so '
+        'melanoma", and validation as delivered cannot show it. Each validation image was blacked out outside a '
+        "centred circle (3 px feather) and predicted by the shipped models as an upload; differences are paired "
+        f"with the images as delivered ({report['images']}, {report['melanomas']} melanomas; bootstrap 95% "
+        "intervals): AUC, mean Jaccard (both outlines and the annotation cut to the circle), the mean melanoma "
+        f"probability, and sensitivity and specificity at the shipped threshold {report['threshold']:.4f}. Rule, "
+        "written before any of these predictions was seen: " + report["rule"] + ".",
+        "",
+        _table(
+            [
+                "frame",
+                "image dark",
+                "mean Jaccard",
+                "difference (95% CI)",
+                "AUC",
+                "difference (95% CI)",
+                "probability change (95% CI)",
+                "sensitivity change (95% CI)",
+                "specificity change (95% CI)",
                 "degraded",
             ],  # fmt: skip
             rows,
@@ -2685,7 +2764,7 @@ def render(models: Path) -> str:
         if config:
             lines += section(config, eval_dir)
     lines += quality_checks_section(eval_dir) + small_images_section(eval_dir) + aspect_ratios_section(eval_dir)
-    lines += greyscale_images_section(eval_dir)
+    lines += vignettes_section(eval_dir) + greyscale_images_section(eval_dir)
     lines += precision_section(eval_dir)
     lines += duplicates_section(eval_dir)
     lines += speed_section(models, eval_dir) + runtimes_section(eval_dir) + app_section(eval_dir)

@@ -203,8 +203,8 @@ def test_shown_checks_use_the_fitted_threshold_and_met_their_rules():
     assert report["uncertain_band"] == list(UNCERTAIN_BAND)
     shown = {name for name, rule in report["ship_rules"].items() if rule["met"]}
     # blank_image, mask_image and no_lesion are definitions (the first two measured on every ISIC 2017 image and mask
-    # below), small_image, elongated_image and greyscale_image have their own studies (test_the_small_image_limit_...,
-    # test_the_elongated_image_limit_..., below), and training_image the copy limit of benchmarks/duplicates.py
+    # below), small_image, elongated_image, greyscale_image and dark_frame have their own studies
+    # (test_the_small_image_limit_..., below), and training_image the copy limit of benchmarks/duplicates.py
     # (tests/test_fingerprint.py, test_shipped_reports.py)
     own = {
         "no_lesion",
@@ -445,6 +445,70 @@ def test_aspect_ratio_study_runs_on_the_validation_images(isic_data_dir):
         assert row["mean_jaccard"] == pytest.approx(expected["mean_jaccard"], abs=1e-6)
         assert row["auc"] == pytest.approx(expected["auc"], abs=1e-6)
         assert row["degraded"] is expected["degraded"]
+
+
+def test_a_dark_frame_is_flagged_by_three_dark_corners():
+    from melanoma.inference.checks import image_checks
+
+    vignettes = load_script("vignettes")
+    lesion, _ = synthetic_lesion(200, seed=6)
+    assert image_checks(lesion) == ()
+    framed = vignettes.vignetted(lesion, vignettes.circle(lesion.shape[:2], 1.0))
+    assert [c.code for c in image_checks(framed)] == ["dark_frame"]
+    assert [c.code for c in image_checks(vignettes.vignetted(lesion, vignettes.circle((200, 200), 1.25)))] == [
+        "dark_frame"
+    ]
+    two = lesion.copy()
+    two[:20, :20] = two[-20:, -20:] = 0  # two dark corners: a shadow, not a frame
+    assert image_checks(two) == ()
+    three = two.copy()
+    three[:20, -20:] = 0
+    assert [c.code for c in image_checks(three)] == ["dark_frame"]
+    assert [c.code for c in image_checks(np.zeros((200, 200, 3), np.uint8))] == ["blank_image"]  # not also dark_frame
+
+
+def test_the_dark_frame_check_is_the_study_result():
+    from melanoma.inference.checks import QUALITY_CHECKS
+
+    study = load_script("vignettes")
+    report = json.loads((REPO_ROOT / "models" / "eval" / "vignettes.json").read_text())
+    for row in report["vignettes"]:
+        assert row["degraded"] == study.degraded(
+            row["jaccard_difference"], row["auc_difference"], row["specificity_change"]
+        )
+    assert report["show_check"] == any(row["degraded"] for row in report["vignettes"])
+    assert ("dark_frame" in QUALITY_CHECKS) == report["show_check"]
+    assert report["threshold"] == pytest.approx(
+        json.loads((REPO_ROOT / "models" / "classification.json").read_text())["threshold"]
+    )
+    worse = {"difference": -0.03, "ci95": [-0.05, -0.01]}
+    noise = {"difference": -0.03, "ci95": [-0.07, 0.01]}
+    assert study.degraded(worse, noise, noise) and study.degraded(noise, worse, noise)
+    assert study.degraded(noise, noise, {"difference": -0.06, "ci95": [-0.1, -0.01]})
+    assert not study.degraded(noise, noise, {"difference": -0.04, "ci95": [-0.1, -0.01]})  # by less than 0.05
+    weights = study.circle((100, 100), 1.0)
+    assert weights[50, 50] == 1 and weights[0, 0] == 0 and 0 < weights[50, 0] < 1  # edge midpoints on the feather
+
+
+@pytest.mark.data
+def test_the_dark_frames_in_isic_2017_are_as_reported(isic_data_dir):
+    report = json.loads((REPO_ROOT / "models" / "eval" / "vignettes.json").read_text())
+    assert load_script("vignettes").dark_frame_counts(str(isic_data_dir)) == report["dark_frame_in_isic2017"]
+
+
+@pytest.mark.data
+def test_the_vignette_study_reproduces_its_report(isic_data_dir):
+    import contextlib
+    import io
+
+    buffer = io.StringIO()
+    with contextlib.redirect_stdout(buffer):
+        assert load_script("vignettes").main(["--data-dir", str(isic_data_dir)]) == 0
+    report = json.loads(buffer.getvalue())
+    committed = json.loads((REPO_ROOT / "models" / "eval" / "vignettes.json").read_text())
+    for key in ("command", "networks"):
+        report.pop(key), committed.pop(key)
+    assert report == committed
 
 
 def test_small_image_floor_rule():

@@ -356,8 +356,8 @@ def test_evaluate_segmentation_and_classification(tiny_models_dir, shared_synthe
     for summary in seg["quality_checks"].values():  # each check: its images against the others
         assert 0 <= summary["failures_flagged"] <= summary["flagged"] <= seg["n"]
         assert summary["failures"] == failures
-    shown = {"blank_image", "mask_image", "greyscale_image", "small_image", "elongated_image", "training_image",
-             "no_lesion", "outline_uncertain"}  # fmt: skip
+    shown = {"blank_image", "mask_image", "greyscale_image", "dark_frame", "small_image", "elongated_image",
+             "training_image", "no_lesion", "outline_uncertain"}  # fmt: skip
     assert set(seg["quality_checks"]) == shown
     assert (
         main(

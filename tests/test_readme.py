@@ -773,6 +773,33 @@ def test_readme_states_what_the_aspect_ratio_study_measured():
     assert sentence in text
 
 
+def test_readme_states_what_the_vignette_study_measured():
+    report = _load("vignettes.json")
+    counts = report["dark_frame_in_isic2017"]
+    share = counts["train"]["melanoma_share"]
+    full, corners = report["vignettes"]
+    assert (full["diameter"], corners["diameter"]) == (1.0, 1.25)
+
+    def change(row: dict, key: str, sign: str = "+") -> str:
+        return f"{row[key]['difference']:{sign}.3f}"
+
+    shift, specificity, auc = full["probability_change"], full["specificity_change"], full["auc_difference"]
+    text = _section("## Known limits")
+    for sentence in (
+        f"{counts['train']['dark_frame']} of the {counts['train']['images']} training images have the black frame",
+        f"{share['dark_frame']:.1%} of them melanomas against {share['other']:.1%} of the other training images, and "
+        f"none of the {counts['val']['images']} validation images",
+        f"scored a melanoma probability {change(full, 'probability_change')} higher on average (95% CI "
+        f"{shift['ci95'][0]:+.3f} to {shift['ci95'][1]:+.3f}), and specificity at the shipped threshold fell by "
+        f"{-specificity['difference']:.3f} (95% CI {specificity['ci95'][0]:+.3f} to {specificity['ci95'][1]:+.3f}), "
+        f"AUC by {-auc['difference']:.3f} ({auc['ci95'][0]:+.3f} to {auc['ci95'][1]:+.3f}); a frame in the corners "
+        f"only moved the probability by {change(corners, 'probability_change')}",
+        f"{counts['test']['dark_frame']} of the {counts['test']['images']} test images have one",
+    ):
+        assert sentence in text
+    assert counts["val"]["dark_frame"] == 0 and full["degraded"] and report["show_check"]
+
+
 def test_readme_states_the_smallest_image_assessed():
     from melanoma.inference.image_io import MIN_SIDE
 

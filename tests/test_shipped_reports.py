@@ -60,6 +60,7 @@ SHIPPED_REPORTS = (
     "classification_val.json",
     "small_images.json",
     "aspect_ratios.json",
+    "vignettes.json",
     "greyscale_images.json",
     "bench_consistency.json",
     "bench_inference.json",

@@ -97,10 +97,10 @@ class Prediction:
         original_size: (width, height) of the original image after EXIF orientation.
         timings_ms: time spent in each stage.
         quality_checks: reasons to trust the outputs less (``melanoma.inference.checks``): the image's own
-            (``blank_image``, ``mask_image`` or ``greyscale_image``, ``small_image``, ``elongated_image``) with or
-            without a segmenter, ``training_image`` when the model configs keep their training images'
-            fingerprints, and the outline's with a segmenter (the last two not for an image that is not
-            assessed); empty when none applies.
+            (``blank_image``, ``mask_image`` or ``greyscale_image``, ``dark_frame``, ``small_image``,
+            ``elongated_image``) with or without a segmenter, ``training_image`` when the model configs keep their
+            training images' fingerprints, and the outline's with a segmenter (the last two not for an image that
+            is not assessed); empty when none applies.
     """
 
     name: str
@@ -153,6 +153,8 @@ class Prediction:
             text += "; but the segmenter found no lesion in this image, so check that it shows a skin lesion"
         if "small_image" in codes:
             text += "; the image is small, which makes this output less reliable"
+        if "dark_frame" in codes:
+            text += "; the image has a dark frame, which can push this probability up"
         if "elongated_image" in codes:
             text += "; the image is elongated, which makes this output less reliable"
         if "greyscale_image" in codes:
