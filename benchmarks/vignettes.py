@@ -7,10 +7,13 @@ Many dermatoscopes leave a black frame around a round field of view. 91 of the 2
 one (``dark_corners``, counted by this script), with more melanomas among them than among the others, and none of
 the 150 validation images, so validation cannot show whether the networks learned "dark frame, so melanoma". Each
 validation image is blacked out (0) outside a centred circle with a 3 px linear feather, of diameter 1.0 x the side
-(inscribed: corners and edge midpoints dark) and 1.25 x the side (the corners only), and predicted by the Predictor.
+(inscribed: corners and edge midpoints dark), 1.25 x the side (the corners only) and 0.9 x the side (the frame cuts
+into the field), and predicted by the Predictor, as shipped and with its dark-frame fill switched the other way.
 Paired with the images as delivered: the AUC difference (stratified bootstrap), the mean Jaccard difference (both
 outlines and the annotation cut to the circle), and the changes in sensitivity and specificity at the shipped
-threshold (bootstrap over the melanomas and over the others). ``RULE`` decides whether the check is shown.
+threshold (bootstrap over the melanomas and over the others). ``RULE`` decides whether the check is shown,
+``FILL_RULE`` whether the classifier sees the frame painted over (``Predictor.fill_dark_frames``,
+``preprocess.fill_dark_frame``); the fill's effect on the framed training and test images is reported beside it.
 
 Prints JSON (and writes it to --json FILE). Needs only the serving install.
 """
@@ -26,7 +29,7 @@ from melanoma.data.isic import read_isic2017
 from melanoma.data.samples import read_mask
 from melanoma.inference.checks import dark_corners
 from melanoma.inference.image_io import load_image
-from melanoma.inference.predictor import Predictor
+from melanoma.inference.predictor import FILL_DARK_FRAMES, Predictor
 from melanoma.metrics import jaccard, paired_auc_difference, paired_mean_difference
 from melanoma.reporting import both_models, emit_study, study_parser
 
@@ -37,8 +40,15 @@ RULE = (
     "threshold has its 95% interval below 0 with a point of -0.05 or less; the dark_frame check is shown when any "
     "vignette is degraded; the mean change in probability decides nothing"
 )
+#: Written before any filled prediction was seen (runs/decision_rules.md, 2026-12-07 18:47 UTC).
+FILL_RULE = (
+    "the fill is served if, on the validation images framed at every studied diameter (0.9 not looked at before), "
+    "the filled images are degraded under none by the vignette rule (paired with the images as delivered), and at "
+    "every diameter the mean probability change is smaller in absolute value with the fill than without; the "
+    "dark_frame check stays either way"
+)
 #: Circle diameters, as multiples of the image's side.
-DIAMETERS = (1.0, 1.25)
+DIAMETERS = (1.0, 1.25, 0.9)
 FEATHER = 3.0
 DEGRADED_BY = -0.02
 SPECIFICITY_DEGRADED_BY = -0.05
@@ -59,8 +69,12 @@ def vignetted(image: np.ndarray, weights: np.ndarray) -> np.ndarray:
     return np.rint(image.astype(np.float32) * weights[..., None]).astype(np.uint8)
 
 
-def predict(predictor: Predictor, images: list[np.ndarray], batch: int = 16) -> tuple[list[float], list[np.ndarray]]:
-    """(melanoma probabilities, lesion masks) of ``images``, predicted as uploads."""
+def predict(
+    predictor: Predictor, images: list[np.ndarray], fill: bool = FILL_DARK_FRAMES, batch: int = 16
+) -> tuple[list[float], list[np.ndarray]]:
+    """(melanoma probabilities, lesion masks) of ``images``, predicted as uploads, with the classifier seeing dark
+    frames painted over or not (``fill``)."""
+    predictor.fill_dark_frames = fill
     probabilities: list[float] = []
     masks: list[np.ndarray] = []
     for start in range(0, len(images), batch):
@@ -105,51 +119,102 @@ def dark_frame_counts(data_dir: str | None) -> dict[str, Any]:
     return counts
 
 
+def vignette_row(
+    predictor: Predictor,
+    images: list[np.ndarray],
+    annotations: list[np.ndarray],
+    labels: np.ndarray,
+    delivered: tuple[list[float], list[np.ndarray]],
+    diameter: float,
+    fill: bool,
+) -> dict[str, Any]:
+    """The validation images framed at ``diameter``, paired with the images as delivered."""
+    threshold = float(predictor.threshold)
+    weights = circle(images[0].shape[:2], diameter)
+    inside = weights >= 0.5
+    framed = [vignetted(image, weights) for image in images]
+    probabilities, masks = predict(predictor, framed, fill)
+    jaccards = [jaccard(m & inside, a & inside) for m, a in zip(masks, annotations, strict=True)]
+    base = [jaccard(m & inside, a & inside) for m, a in zip(delivered[1], annotations, strict=True)]
+    jaccard_difference = paired_mean_difference(base, jaccards)
+    auc_difference = paired_auc_difference(labels, delivered[0], probabilities)
+    rates = rate_changes(labels, delivered[0], probabilities, threshold)
+    return {
+        "diameter": diameter,
+        "fill": fill,
+        "dark_share": float(1 - weights.mean()),
+        "fires_dark_frame": int(sum(dark_corners(image) for image in framed)),
+        "mean_jaccard": float(np.mean(jaccards)),
+        "jaccard_difference": jaccard_difference,
+        "auc": auc_difference["other_auc"],
+        "auc_difference": auc_difference,
+        "sensitivity_change": rates["sensitivity"],
+        "specificity_change": rates["specificity"],
+        "probability_change": paired_mean_difference(delivered[0], probabilities),
+        "degraded": degraded(jaccard_difference, auc_difference, rates["specificity"]),
+    }
+
+
+def serve_fill(unfilled: list[dict[str, Any]], filled: list[dict[str, Any]]) -> bool:
+    """``FILL_RULE``: no filled frame degraded, and each diameter's mean probability change smaller with the fill."""
+    without = {row["diameter"]: abs(row["probability_change"]["difference"]) for row in unfilled}
+    return bool(filled) and all(
+        not row["degraded"] and abs(row["probability_change"]["difference"]) < without[row["diameter"]]
+        for row in filled
+    )
+
+
+def framed_isic_images(predictor: Predictor, data_dir: str | None) -> dict[str, Any]:
+    """The fill on the ISIC 2017 training and test images that have a dark frame: the mean change in probability
+    (training images, which trained the networks) and the decisions it changes (test images, labels withheld)."""
+    threshold = float(predictor.threshold)
+    result: dict[str, Any] = {}
+    for split in ("train", "test"):
+        images = [load_image(s.image_path) for s in read_isic2017(data_dir, split)]
+        framed = [image for image in images if dark_corners(image)]
+        without = np.array(predict(predictor, framed, False)[0])
+        with_fill = np.array(predict(predictor, framed, True)[0])
+        result[split] = {
+            "images": len(framed),
+            "probability_change": paired_mean_difference(without, with_fill) if framed else None,
+            "decisions_changed": int(np.sum((without >= threshold) != (with_fill >= threshold))),
+            "above_threshold": {
+                "without_fill": int(np.sum(without >= threshold)),
+                "with_fill": int(np.sum(with_fill >= threshold)),
+            },
+        }
+    return result
+
+
 def study(predictor: Predictor, data_dir: str | None) -> dict[str, Any]:
     samples = read_isic2017(data_dir, "val")
     images = [load_image(sample.image_path) for sample in samples]
     annotations = [read_mask(sample.mask_path) > 0 for sample in samples]
     labels = np.array([sample.melanoma for sample in samples])
-    threshold = float(predictor.threshold)
-    full_probabilities, full_masks = predict(predictor, images)
-    rows = []
-    for diameter in tqdm(DIAMETERS, desc="vignettes", unit="vignette"):
-        weights = circle(images[0].shape[:2], diameter)
-        inside = weights >= 0.5
-        probabilities, masks = predict(predictor, [vignetted(image, weights) for image in images])
-        jaccards = [jaccard(m & inside, a & inside) for m, a in zip(masks, annotations, strict=True)]
-        base = [jaccard(m & inside, a & inside) for m, a in zip(full_masks, annotations, strict=True)]
-        jaccard_difference = paired_mean_difference(base, jaccards)
-        auc_difference = paired_auc_difference(labels, full_probabilities, probabilities)
-        rates = rate_changes(labels, full_probabilities, probabilities, threshold)
-        shift = paired_mean_difference(full_probabilities, probabilities)
-        rows.append(
-            {
-                "diameter": diameter,
-                "dark_share": float(1 - weights.mean()),
-                "fires_dark_frame": int(sum(dark_corners(vignetted(image, weights)) for image in images)),
-                "mean_jaccard": float(np.mean(jaccards)),
-                "jaccard_difference": jaccard_difference,
-                "auc": auc_difference["other_auc"],
-                "auc_difference": auc_difference,
-                "sensitivity_change": rates["sensitivity"],
-                "specificity_change": rates["specificity"],
-                "probability_change": shift,
-                "degraded": degraded(jaccard_difference, auc_difference, rates["specificity"]),
-            }
-        )
-    return {
+    delivered = predict(predictor, images)
+    plan = [(diameter, fill) for fill in (False, True) for diameter in DIAMETERS]
+    rows = [
+        vignette_row(predictor, images, annotations, labels, delivered, diameter, fill)
+        for diameter, fill in tqdm(plan, desc="vignettes", unit="vignette")
+    ]
+    unfilled, filled = [r for r in rows if not r["fill"]], [r for r in rows if r["fill"]]
+    report = {
         "images": len(samples),
         "melanomas": int(labels.sum()),
-        "threshold": threshold,
+        "threshold": float(predictor.threshold),
         "delivered": {
-            "mean_jaccard": float(np.mean([jaccard(m, a) for m, a in zip(full_masks, annotations, strict=True)])),
+            "mean_jaccard": float(np.mean([jaccard(m, a) for m, a in zip(delivered[1], annotations, strict=True)])),
             "auc": rows[0]["auc_difference"]["baseline_auc"],
         },
-        "vignettes": rows,
+        "vignettes": unfilled,
+        "filled": filled,
         "dark_frame_in_isic2017": dark_frame_counts(data_dir),
-        "show_check": any(row["degraded"] for row in rows),
+        "fill_on_framed_isic_images": framed_isic_images(predictor, data_dir),
+        "show_check": any(row["degraded"] for row in unfilled),
+        "serve_fill": serve_fill(unfilled, filled),
     }
+    predictor.fill_dark_frames = FILL_DARK_FRAMES
+    return report
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -158,6 +223,7 @@ def main(argv: list[str] | None = None) -> int:
     predictor = both_models(parser, args.models)
     report = study(predictor, args.data_dir)
     report["rule"] = RULE
+    report["fill_rule"] = FILL_RULE
     return emit_study(report, "benchmarks/vignettes.py", argv, predictor, args.json)
 
 

@@ -2490,10 +2490,10 @@ def vignettes_section(eval_dir: Path) -> list[str]:
     delivered, counts = report["delivered"], report["dark_frame_in_isic2017"]
     rows = [["none (as delivered)", "0%", f"{delivered['mean_jaccard']:.4f}", "baseline", f"{delivered['auc']:.4f}",
              "baseline", "baseline", "baseline", "baseline", "-"]]  # fmt: skip
-    for row in report["vignettes"]:
+    for row in report["vignettes"] + report.get("filled", []):
         rows.append(
             [
-                f"circle {row['diameter']:g} x the side",
+                f"circle {row['diameter']:g} x the side" + (", classifier sees it filled" if row.get("fill") else ""),
                 f"{row['dark_share']:.1%}",
                 f"{row['mean_jaccard']:.4f}",
                 difference(row["jaccard_difference"]),
@@ -2507,16 +2507,41 @@ def vignettes_section(eval_dir: Path) -> list[str]:
         )
     train, val, test = counts["train"], counts["val"], counts["test"]
     share = train["melanoma_share"]
-    fired = ", ".join(f"{row['fires_dark_frame']} of {report['images']}" for row in report["vignettes"])
+    fired = ", ".join(
+        f"{row['fires_dark_frame']} of {report['images']} at diameter {row['diameter']:g}"
+        for row in report["vignettes"]
+    )
     from melanoma.inference.checks import DARK_CORNER_GREY, DARK_CORNER_SHARE, DARK_CORNERS_MIN
 
     result = (
         f"a frame was degraded, so `dark_frame` is shown: it fires when at least {DARK_CORNERS_MIN} of the image's "
         f"four corner patches ({DARK_CORNER_SHARE:.0%} of each side) have a mean grey level below "
-        f"{DARK_CORNER_GREY:g}. On the framed validation images it fired on {fired} (by diameter)."
+        f"{DARK_CORNER_GREY:g}. On the framed validation images it fired on {fired}."
         if report["show_check"]
         else "no frame was degraded, so no check is shown."
     )
+    fill_lines: list[str] = []
+    if "filled" in report:
+        fill_lines = [
+            "Filling the frame before the classifier: where `dark_frame` fires, the classifier can see the frame "
+            "painted over (`Predictor.fill_dark_frames`, `melanoma.inference.preprocess.fill_dark_frame`): the dark "
+            "pixels connected to the image border are the frame, the rest is fitted by the ellipse of its centroid "
+            "and second moments, and pixels outside 0.95 of that ellipse take the median colour of the field's ring "
+            "between 0.80 and 0.95 of it; the segmenter sees the image as it is (the `classifier sees it filled` rows "
+            "above, whose Jaccard columns are therefore those of the unfilled rows). Rule, written before any filled "
+            "prediction was seen: " + report["fill_rule"] + ".",
+            "",
+            "Result: "
+            + (
+                "the fill met the rule and is served: `Predictor.fill_dark_frames` is on by default."
+                if report["serve_fill"]
+                else "the fill did not meet the rule and is not served (`Predictor.fill_dark_frames` is off by "
+                "default): " + _fill_shortfall(report) + "."
+            ),
+            "",
+            _fill_on_isic_line(report["fill_on_framed_isic_images"]),
+            "",
+        ]
     return [
         "### Dark frames (`dark_frame`)",
         "",
@@ -2552,7 +2577,56 @@ def vignettes_section(eval_dir: Path) -> list[str]:
         "",
         f"Result: {result}",
         "",
+        *fill_lines,
     ]
+
+
+def _fill_shortfall(report: dict) -> str:
+    """Which filled frames the fill rule failed on, and why, from the report."""
+    without = {row["diameter"]: row for row in report["vignettes"]}
+    parts = []
+    for row in report["filled"]:
+        before, after = without[row["diameter"]], row
+        spec, shift = after["specificity_change"], after["probability_change"]
+        reasons = []
+        if after["degraded"]:
+            jaccard = after["jaccard_difference"]
+            if jaccard["ci95"][1] < 0 and jaccard["difference"] <= -0.02:
+                reasons.append(
+                    f"mean Jaccard {jaccard['difference']:+.3f}, the segmenter's, which the fill leaves alone"
+                )
+            if spec["ci95"][1] < 0 and spec["difference"] <= -0.05:
+                reasons.append(
+                    f"specificity {spec['difference']:+.3f} ({spec['ci95'][0]:+.3f} to {spec['ci95'][1]:+.3f}) "
+                    f"against {before['specificity_change']['difference']:+.3f} unfilled"
+                )
+        if abs(shift["difference"]) >= abs(before["probability_change"]["difference"]):
+            reasons.append("a probability shift no smaller than unfilled")
+        if reasons:
+            parts.append(f"at diameter {row['diameter']:g}, " + ", and ".join(reasons))
+    shifts = ", ".join(
+        f"{without[row['diameter']]['probability_change']['difference']:+.3f} to "
+        f"{row['probability_change']['difference']:+.3f} at diameter {row['diameter']:g}"
+        for row in report["filled"]
+    )
+    return "; ".join(parts) + f". It did shrink the mean probability shift ({shifts})"
+
+
+def _fill_on_isic_line(result: dict) -> str:
+    """The fill on the ISIC 2017 images that have a dark frame."""
+    train, test = result["train"], result["test"]
+
+    def shift(part: dict) -> str:
+        change = part["probability_change"]
+        return f"{change['difference']:+.3f} ({change['ci95'][0]:+.3f} to {change['ci95'][1]:+.3f})"
+
+    return (
+        f"On the ISIC 2017 images that have a dark frame, the fill moved the mean probability of the "
+        f"{train['images']} training images by {shift(train)} (they trained the networks, frame and all) and of the "
+        f"{test['images']} test images by {shift(test)}, where it changed {test['decisions_changed']} decisions "
+        f"({test['above_threshold']['without_fill']} above the threshold without it, "
+        f"{test['above_threshold']['with_fill']} with it; their labels are withheld)."
+    )
 
 
 def greyscale_images_section(eval_dir: Path) -> list[str]:

@@ -213,6 +213,7 @@ def test_shown_checks_use_the_fitted_threshold_and_met_their_rules():
         "small_image",
         "elongated_image",
         "greyscale_image",
+        "dark_frame",
         "training_image",
     }
     assert shown == set(QUALITY_CHECKS) - own
@@ -488,6 +489,45 @@ def test_the_dark_frame_check_is_the_study_result():
     assert not study.degraded(noise, noise, {"difference": -0.04, "ci95": [-0.1, -0.01]})  # by less than 0.05
     weights = study.circle((100, 100), 1.0)
     assert weights[50, 50] == 1 and weights[0, 0] == 0 and 0 < weights[50, 0] < 1  # edge midpoints on the feather
+
+
+def test_the_dark_frame_fill_is_served_as_its_study_decided():
+    from melanoma.inference.predictor import FILL_DARK_FRAMES, Predictor
+
+    study = load_script("vignettes")
+    report = json.loads((REPO_ROOT / "models" / "eval" / "vignettes.json").read_text())
+    assert report["serve_fill"] == study.serve_fill(report["vignettes"], report["filled"]) == FILL_DARK_FRAMES
+    assert Predictor.fill_dark_frames is FILL_DARK_FRAMES
+    for row in report["filled"]:
+        assert row["degraded"] == study.degraded(
+            row["jaccard_difference"], row["auc_difference"], row["specificity_change"]
+        )
+    before = [{"diameter": 1.0, "probability_change": {"difference": 0.1}}]
+    good = {"diameter": 1.0, "degraded": False, "probability_change": {"difference": -0.05}}
+    assert study.serve_fill(before, [good])
+    assert not study.serve_fill(before, [{**good, "degraded": True}])
+    assert not study.serve_fill(before, [{**good, "probability_change": {"difference": -0.1}}])  # not smaller
+    assert not study.serve_fill(before, [])
+
+
+def test_the_fill_paints_the_frame_and_keeps_the_field():
+    from melanoma.inference.checks import dark_corners
+    from melanoma.inference.preprocess import fill_dark_frame
+
+    vignettes = load_script("vignettes")
+    lesion, mask = synthetic_lesion(200, seed=7, radius_fraction=0.2)
+    assert fill_dark_frame(lesion) is lesion  # no frame: the image itself
+    weights = vignettes.circle((200, 200), 1.0)
+    framed = vignettes.vignetted(lesion, weights)
+    filled = fill_dark_frame(framed)
+    assert dark_corners(framed) and not dark_corners(filled)
+    changed = (filled != framed).any(axis=2)
+    assert changed[weights == 0].all()  # the whole frame is painted ...
+    assert not changed[mask > 0].any()  # ... the lesion, well inside the field, is not
+    assert (filled[weights == 0] == filled[0, 0]).all()  # one colour, the skin's at the field's edge
+    skin = lesion[(mask == 0) & (weights == 1)]
+    assert np.abs(filled[0, 0].astype(int) - np.median(skin, axis=0)).max() <= 12
+    assert fill_dark_frame(np.zeros((50, 50, 3), np.uint8)).sum() == 0  # all dark: nothing to take a colour from
 
 
 @pytest.mark.data

@@ -777,8 +777,8 @@ def test_readme_states_what_the_vignette_study_measured():
     report = _load("vignettes.json")
     counts = report["dark_frame_in_isic2017"]
     share = counts["train"]["melanoma_share"]
-    full, corners = report["vignettes"]
-    assert (full["diameter"], corners["diameter"]) == (1.0, 1.25)
+    by_diameter = {row["diameter"]: row for row in report["vignettes"]}
+    full, corners = by_diameter[1.0], by_diameter[1.25]
 
     def change(row: dict, key: str, sign: str = "+") -> str:
         return f"{row[key]['difference']:{sign}.3f}"
@@ -798,6 +798,13 @@ def test_readme_states_what_the_vignette_study_measured():
     ):
         assert sentence in text
     assert counts["val"]["dark_frame"] == 0 and full["degraded"] and report["show_check"]
+    (filled,) = [row for row in report["filled"] if row["diameter"] == 1.0]
+    spec = filled["specificity_change"]
+    assert not report["serve_fill"]  # the sentence below says it is not served
+    assert (
+        f"cut the shift to {filled['probability_change']['difference']:+.3f} and the loss of specificity to "
+        f"{-spec['difference']:.3f} (95% CI {spec['ci95'][0]:+.3f} to {spec['ci95'][1]:+.3f}) but did not remove it"
+    ) in text
 
 
 def test_readme_states_the_smallest_image_assessed():

@@ -20,7 +20,15 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from melanoma.inference.checks import NOT_ASSESSED, QUALITY_CHECKS, QualityCheck, image_checks, quality_checks
+from melanoma.inference.checks import (
+    DARK_CORNER_GREY,
+    NOT_ASSESSED,
+    QUALITY_CHECKS,
+    QualityCheck,
+    dark_corners,
+    image_checks,
+    quality_checks,
+)
 from melanoma.inference.fingerprint import (
     COPY_DISTANCE,
     FINGERPRINT_BITS,
@@ -35,6 +43,7 @@ from melanoma.inference.preprocess import (
     FULL_IMAGE,
     Box,
     crop_box,
+    fill_dark_frame,
     lesion_box,
     resize_for,
     run_with_flips,
@@ -44,6 +53,8 @@ from melanoma.inference.preprocess import (
 MODELS_ENV_VAR = "MELANOMA_MODELS"
 WORK_MAX_SIDE = 1024  # masks are post-processed and measured at most at this size, then upsampled
 TASK_CONFIGS = {"segmentation": "segmentation.json", "classification": "classification.json"}
+#: Whether the classifier sees a dark frame painted over (``Predictor.fill_dark_frames``; ``benchmarks/vignettes.py``).
+FILL_DARK_FRAMES = False
 
 
 class ModelsNotFoundError(FileNotFoundError):
@@ -361,6 +372,9 @@ class Predictor:
 
     #: True when ``from_dir`` found the folder through ``$MELANOMA_MODELS`` (errors then say so).
     models_from_env: bool = False
+    #: Where ``dark_frame`` fires, the classifier sees the frame painted over (``preprocess.fill_dark_frame``); the
+    #: segmenter always sees the image as it is. ``benchmarks/vignettes.py`` decides the default.
+    fill_dark_frames: bool = FILL_DARK_FRAMES
 
     def missing_model(self, task: str) -> str:
         """What to say when a command needs the ``task`` model and this folder lacks it."""
@@ -508,6 +522,8 @@ class Predictor:
                 lesion_maps = self.segment(images)
             boxes = [lesion_box(self._lesion_mask(m), margin) for m in lesion_maps]  # at the model's size
             images = [crop_box(image, box) for image, box in zip(images, boxes, strict=True)]
+        if self.fill_dark_frames:
+            images = [fill_dark_frame(image, DARK_CORNER_GREY) if dark_corners(image) else image for image in images]
         probability, cam = self.classifier.run(images)
         return probability.reshape(-1), cam, boxes
 

@@ -196,3 +196,39 @@ def crop_box(image: np.ndarray, box: Box) -> np.ndarray:
 def _pixel_span(start: float, end: float, size: int) -> tuple[int, int]:
     first = min(size - 1, max(0, round(start * size)))
     return first, max(first + 1, min(size, round(end * size)))
+
+
+# A dermatoscope's dark frame, painted over before the classifier sees the image (the ``dark_frame`` check and
+# ``benchmarks/vignettes.py``): the frame is the dark pixels connected to the image border; the field of view is the
+# rest, fitted by the ellipse of its centroid and second moments (semi-axes twice its standard deviations: exact for
+# a uniform ellipse, and a dark lesion touching the frame moves it little).
+#: Pixels outside this share of the fitted ellipse are painted ...
+FRAME_FILL_FROM = 0.95
+#: ... with the per-channel median colour of the field's pixels in this ring of it (the skin at the field's edge).
+FRAME_RING = (0.80, 0.95)
+
+
+def fill_dark_frame(image: np.ndarray, dark_grey: float = 40.0) -> np.ndarray:
+    """``image`` (HxWx3 uint8) with the dark frame around its round field of view painted over with the colour of
+    the skin at the field's edge; the image itself when it has no such frame or no skin ring to take a colour from.
+
+    ``dark_grey``: pixels darker than this grey level (0-255) can belong to the frame
+    (``checks.DARK_CORNER_GREY``). numpy only; call it where ``checks.dark_corners`` fires.
+    """
+    from melanoma.inference.postprocess import fill_holes
+
+    grey = image.astype(np.float32) @ np.array([0.299, 0.587, 0.114], np.float32)
+    field = fill_holes(grey >= dark_grey)  # all but the dark pixels connected to the border
+    if field.all() or not field.any():
+        return image
+    rows, columns = np.nonzero(field)
+    centre_y, centre_x = rows.mean(), columns.mean()
+    semi_y, semi_x = max(2 * rows.std(), 1.0), max(2 * columns.std(), 1.0)
+    yy, xx = np.ogrid[: image.shape[0], : image.shape[1]]
+    radius = np.sqrt(((yy - centre_y) / semi_y) ** 2 + ((xx - centre_x) / semi_x) ** 2)  # 1 on the fitted ellipse
+    ring = field & (radius >= FRAME_RING[0]) & (radius < FRAME_RING[1])
+    if not ring.any():
+        return image
+    filled = image.copy()
+    filled[radius >= FRAME_FILL_FROM] = np.median(image[ring], axis=0).round().astype(np.uint8)
+    return filled
