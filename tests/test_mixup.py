@@ -4,7 +4,7 @@ import pytest
 import torch
 from conftest import tiny_config
 
-from melanoma.training.engine import _train_loss, check_mixup, fit, mixup
+from melanoma.training.engine import _train_loss, check_classification_settings, fit, mixup
 from melanoma.training.losses import MelanomaKeratosisBCE, WeightedBCE
 
 
@@ -64,7 +64,13 @@ def test_a_mixup_setting_that_cannot_apply_is_refused(shared_synthetic_isic_dir)
         tiny_config("classification", shared_synthetic_isic_dir, **{"data.mixup_alpha": "-0.2"})
     config = tiny_config("segmentation", shared_synthetic_isic_dir, **{"data.mixup_alpha": "0.2"})
     with pytest.raises(ValueError, match="classification setting"):
-        check_mixup(config)
+        check_classification_settings(config)
+    config = tiny_config("segmentation", shared_synthetic_isic_dir, **{"data.frame_augmentation": "true"})
+    with pytest.raises(ValueError, match="data.frame_augmentation=true is a classification setting"):
+        check_classification_settings(config)
+    check_classification_settings(
+        tiny_config("classification", shared_synthetic_isic_dir, **{"data.frame_augmentation": "true"})
+    )
 
 
 def test_a_mixup_run_trains_and_records_the_setting(shared_synthetic_isic_dir, tmp_path):

@@ -18,6 +18,7 @@ PIPELINES = [
     pytest.param(classification_transforms, {"train": True, "strong": True}, id="classification-strong"),
     pytest.param(classification_transforms, {"train": True, "jpeg": True}, id="classification-jpeg"),
     pytest.param(segmentation_transforms, {"train": True, "jpeg": True}, id="segmentation-jpeg"),
+    pytest.param(classification_transforms, {"train": True, "frame": True}, id="classification-frame"),
 ]
 
 
@@ -133,3 +134,36 @@ def test_jpeg_recompresses_the_image_before_the_resize_only_in_training(factory)
 def test_bad_image_size_raises(factory):
     with pytest.raises(ValueError, match="image_size"):
         factory(0, train=False)
+
+
+def test_frames_are_drawn_on_a_share_of_the_training_images_only():
+    from melanoma.data.transforms import DarkFrame
+    from melanoma.inference.checks import dark_corners
+
+    image, _ = _asymmetric_lesion(96, 128)
+    assert not dark_corners(image)
+    steps = [type(step) for step in classification_transforms(64, train=True, frame=True).transforms]
+    assert DarkFrame in steps and DarkFrame not in [type(s) for s in classification_transforms(64, True).transforms]
+    assert DarkFrame not in [type(s) for s in classification_transforms(64, False, frame=True).transforms]
+    transform = classification_transforms(64, train=True, frame=True)
+    transform.set_random_seed(0)
+    framed = sum(dark_corners(transform(image=image)["image"]) for _ in range(200))
+    assert 30 <= framed <= 90  # p=0.3, some frames (diameter 1.3) too wide to darken three corners
+    always = DarkFrame(diameter=(1.0, 1.0), aspect=(1.0, 1.0), shift=0.0, feather=(1.0, 1.0), level=(0, 0), p=1)
+    out = always(image=image)["image"]
+    assert dark_corners(out) and (out[48, 64] == image[48, 64]).all()  # the centre is untouched
+    assert out[0, 0].max() == 0 and out[48, 0].max() <= image[48, 0].max()
+
+
+def test_dark_frame_shape():
+    from melanoma.data.transforms import dark_frame
+
+    image = np.full((100, 200, 3), 200, np.uint8)
+    wide = dark_frame(image, 1.0, aspect=4.0, feather=1.0)  # semi-axes 100 and 25 px: as wide as the image
+    assert wide[50, 5].min() == 200 and wide[5, 5].max() == 0  # the edge middle is inside, the corner is not
+    round_ = dark_frame(image, 1.0, feather=1.0)
+    assert round_[50, 5].max() == 0 and round_[50, 100].min() == 200
+    grey = dark_frame(image, 1.0, feather=1.0, level=20)
+    assert grey[0, 0].tolist() == [20, 20, 20]
+    shifted = dark_frame(image, 1.0, offset=(0.2, 0.0), feather=1.0)
+    assert shifted[50, 140].min() == 200 and shifted[50, 60].max() == 0

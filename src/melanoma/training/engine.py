@@ -291,12 +291,18 @@ def check_task_data(config: TrainConfig, samples: list) -> None:
         )
 
 
-def check_mixup(config: TrainConfig) -> None:
+def check_classification_settings(config: TrainConfig) -> None:
+    """Refuse the classifier's training settings (mixup, dark frames) in a segmentation run, which would ignore them."""
     alpha = config.data.mixup_alpha  # >= 0: load_config refuses others
     if alpha > 0 and config.task != "classification":
         raise ValueError(
             f"data.mixup_alpha={alpha} is a classification setting (blended images get blended labels); set "
             "data.mixup_alpha=0 for segmentation"
+        )
+    if config.data.frame_augmentation and config.task != "classification":
+        raise ValueError(
+            "data.frame_augmentation=true is a classification setting (a frame drawn over a lesion would contradict "
+            "its mask); set data.frame_augmentation=false for segmentation"
         )
 
 
@@ -304,7 +310,7 @@ def make_loaders(config: TrainConfig, info: distributed.DistInfo):
     """Datasets, samplers and loaders for the run (train augmented, validation resized only)."""
     from melanoma.data.transforms import classification_transforms, segmentation_transforms
 
-    check_mixup(config)
+    check_classification_settings(config)
     train_samples, val_samples, provenance = load_splits(config.data)
     check_task_data(config, train_samples + val_samples)
     if info.is_main:  # what the run's checkpoints keep; the other ranks save none
@@ -320,7 +326,8 @@ def make_loaders(config: TrainConfig, info: distributed.DistInfo):
         train_tf = segmentation_transforms(size, train=True, strong=strong, jpeg=jpeg)
         val_tf = segmentation_transforms(size, train=False)
     else:
-        train_tf = classification_transforms(size, train=True, strong=strong, jpeg=jpeg)
+        frame = config.data.frame_augmentation
+        train_tf = classification_transforms(size, train=True, strong=strong, jpeg=jpeg, frame=frame)
         val_tf = classification_transforms(size, train=False)
     crop = config.data.crop_margin if config.task == "classification" and config.data.lesion_crop else None
     # A lesion-crop classifier crops from the image as stored, as it is served (its export records no prepared size).
