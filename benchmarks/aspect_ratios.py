@@ -29,7 +29,7 @@ from melanoma.data.samples import read_mask
 from melanoma.inference.image_io import load_image
 from melanoma.inference.predictor import Predictor
 from melanoma.metrics import jaccard, paired_auc_difference, paired_mean_difference
-from melanoma.reporting import both_models, emit_study, study_parser
+from melanoma.reporting import both_models, emit_study, predict_uploads, study_parser
 
 #: Written before any prediction of this study was seen (runs/decision_rules.md, 2026-12-07 18:31 UTC).
 RULE = (
@@ -65,19 +65,10 @@ def crop_window(shape: tuple[int, int], ratio: float, original: float, kind: str
 
 
 def predict_crops(
-    predictor: Predictor, images: list[np.ndarray], window: tuple[slice, slice], batch: int = 16
+    predictor: Predictor, images: list[np.ndarray], window: tuple[slice, slice]
 ) -> tuple[list[float], list[np.ndarray]]:
     """(melanoma probabilities, lesion masks at the crop's size) of every image cut to ``window``."""
-    probabilities: list[float] = []
-    masks: list[np.ndarray] = []
-    for start in range(0, len(images), batch):
-        crops = [np.ascontiguousarray(image[window]) for image in images[start : start + batch]]
-        sizes = [(crop.shape[1], crop.shape[0]) for crop in crops]
-        names = [f"image {start + i}" for i in range(len(crops))]
-        for prediction in predictor.predict_arrays(crops, sizes, names):
-            probabilities.append(float(prediction.melanoma_probability))
-            masks.append(np.asarray(prediction.lesion_mask, dtype=bool))
-    return probabilities, masks
+    return predict_uploads(predictor, [np.ascontiguousarray(image[window]) for image in images])
 
 
 def degraded(jaccard_difference: dict[str, Any], auc_difference: dict[str, Any]) -> bool:

@@ -83,18 +83,24 @@ def degraded(jaccard_difference: dict[str, Any], auc_difference: dict[str, Any])
     return any(d["ci95"][1] < 0 and d["difference"] <= DEGRADED_BY for d in (jaccard_difference, auc_difference))
 
 
+def _smallest_clear_side(rows: list[dict[str, Any]], flag: str) -> int | None:
+    """The smallest studied size with neither it nor any larger one ``flag``-ged (``NATIVE`` if the largest is);
+    ``None`` when no size is."""
+    ordered = sorted(rows, key=lambda row: -row["side"])
+    if not any(row[flag] for row in ordered):
+        return None
+    clear = NATIVE
+    for row in ordered:
+        if row[flag]:
+            break
+        clear = row["side"]
+    return clear
+
+
 def min_reliable_side(rows: list[dict[str, Any]]) -> int | None:
     """The smallest studied size with neither it nor any larger one degraded (``NATIVE`` if the largest is);
     ``None`` when no size is degraded (then no check is shipped)."""
-    ordered = sorted(rows, key=lambda row: -row["side"])
-    if not any(row["degraded"] for row in ordered):
-        return None
-    reliable = NATIVE
-    for row in ordered:
-        if row["degraded"]:
-            break
-        reliable = row["side"]
-    return reliable
+    return _smallest_clear_side(rows, "degraded")
 
 
 def useless(auc_ci95: list[float], prior_difference: dict[str, Any]) -> bool:
@@ -106,15 +112,7 @@ def useless(auc_ci95: list[float], prior_difference: dict[str, Any]) -> bool:
 def min_assessed_side(rows: list[dict[str, Any]]) -> int | None:
     """The smallest studied size with neither it nor any larger one useless (``NATIVE`` if the largest is);
     ``None`` when no size is useless (then the loader's own minimum stays)."""
-    ordered = sorted(rows, key=lambda row: -row["side"])
-    if not any(row["useless"] for row in ordered):
-        return None
-    floor = NATIVE
-    for row in ordered:
-        if row["useless"]:
-            break
-        floor = row["side"]
-    return floor
+    return _smallest_clear_side(rows, "useless")
 
 
 def prior_mask(data_dir: str | None) -> np.ndarray:

@@ -31,7 +31,7 @@ from melanoma.inference.checks import dark_corners
 from melanoma.inference.image_io import load_image
 from melanoma.inference.predictor import FILL_DARK_FRAMES, Predictor
 from melanoma.metrics import jaccard, paired_auc_difference, paired_mean_difference
-from melanoma.reporting import both_models, emit_study, study_parser
+from melanoma.reporting import both_models, emit_study, predict_uploads, study_parser
 
 #: Written before any prediction of this study was seen (runs/decision_rules.md, 2026-12-07 18:41 UTC).
 RULE = (
@@ -46,6 +46,15 @@ FILL_RULE = (
     "the filled images are degraded under none by the vignette rule (paired with the images as delivered), and at "
     "every diameter the mean probability change is smaller in absolute value with the fill than without; the "
     "dark_frame check stays either way"
+)
+#: Written before either network was trained (runs/decision_rules.md, 2026-12-07 18:56 UTC): two Lite0 networks of the
+#: shipped recipe (seed 42, bf16) on the official split, without and with ``data.frame_augmentation``, each measured
+#: by this script (``--models`` its export beside the shipped segmenter).
+FRAME_TRAINING_RULE = (
+    "the frame augmentation works if, for the network trained with it, at diameters 1.0 and 0.9 the specificity "
+    "change is not degraded (not: 95% interval below 0 with a point of -0.05 or less) and the mean probability "
+    "change lies within +-0.02, and the network trained without it is degraded on specificity at 1.0; the paired "
+    "validation AUC difference is secondary; nothing is shipped this session either way"
 )
 #: Circle diameters, as multiples of the image's side.
 DIAMETERS = (1.0, 1.25, 0.9)
@@ -70,21 +79,12 @@ def vignetted(image: np.ndarray, weights: np.ndarray) -> np.ndarray:
 
 
 def predict(
-    predictor: Predictor, images: list[np.ndarray], fill: bool = FILL_DARK_FRAMES, batch: int = 16
+    predictor: Predictor, images: list[np.ndarray], fill: bool = FILL_DARK_FRAMES
 ) -> tuple[list[float], list[np.ndarray]]:
     """(melanoma probabilities, lesion masks) of ``images``, predicted as uploads, with the classifier seeing dark
     frames painted over or not (``fill``)."""
     predictor.fill_dark_frames = fill
-    probabilities: list[float] = []
-    masks: list[np.ndarray] = []
-    for start in range(0, len(images), batch):
-        chunk = images[start : start + batch]
-        sizes = [(image.shape[1], image.shape[0]) for image in chunk]
-        names = [f"image {start + i}" for i in range(len(chunk))]
-        for prediction in predictor.predict_arrays(chunk, sizes, names):
-            probabilities.append(float(prediction.melanoma_probability))
-            masks.append(np.asarray(prediction.lesion_mask, dtype=bool))
-    return probabilities, masks
+    return predict_uploads(predictor, images)
 
 
 def rate_changes(labels: np.ndarray, base: list[float], other: list[float], threshold: float) -> dict[str, Any]:
@@ -162,6 +162,23 @@ def serve_fill(unfilled: list[dict[str, Any]], filled: list[dict[str, Any]]) -> 
         not row["degraded"] and abs(row["probability_change"]["difference"]) < without[row["diameter"]]
         for row in filled
     )
+
+
+def specificity_degraded(row: dict[str, Any]) -> bool:
+    """The specificity part of ``RULE``: a paired change with its 95% interval below 0 and a point at -0.05 or less."""
+    change = row["specificity_change"]
+    return change["ci95"][1] < 0 and change["difference"] <= SPECIFICITY_DEGRADED_BY
+
+
+def frame_training_works(without: dict[str, Any], trained: dict[str, Any]) -> bool:
+    """``FRAME_TRAINING_RULE`` on the reports of the networks trained without and with the frame augmentation."""
+    rows = {row["diameter"]: row for row in trained["vignettes"]}
+    fixed = all(
+        not specificity_degraded(rows[d]) and abs(rows[d]["probability_change"]["difference"]) <= 0.02
+        for d in (1.0, 0.9)
+    )
+    baseline = {row["diameter"]: row for row in without["vignettes"]}
+    return fixed and specificity_degraded(baseline[1.0])
 
 
 def framed_isic_images(predictor: Predictor, data_dir: str | None) -> dict[str, Any]:

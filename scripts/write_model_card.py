@@ -2305,16 +2305,18 @@ def quality_checks_section(eval_dir: Path) -> list[str]:
     ]
 
 
+def _difference(gain: dict, digits: int = 4) -> str:
+    """A paired difference with its 95% interval: "+0.0123 (-0.0010 to +0.0250)"."""
+    low, high = gain["ci95"]
+    return f"{gain['difference']:+.{digits}f} ({low:+.{digits}f} to {high:+.{digits}f})"
+
+
 def small_images_section(eval_dir: Path) -> list[str]:
     """The ``small_image`` check: how the outputs degrade on validation images shrunk to small sizes."""
     report = _load(eval_dir / "small_images.json")
     if not report:
         return []
     native = report["native"]
-
-    def difference(gain: dict) -> str:
-        low, high = gain["ci95"]
-        return f"{gain['difference']:+.4f} ({low:+.4f} to {high:+.4f})"
 
     floor_studied = "auc_ci95" in report["sizes"][0]  # reports from before the floor rule lack its columns
     rows = [[f"{native['side']} (as prepared)", f"{native['mean_jaccard']:.4f}", "baseline", f"{native['auc']:.4f}",
@@ -2324,15 +2326,15 @@ def small_images_section(eval_dir: Path) -> list[str]:
             [
                 row["side"],
                 f"{row['mean_jaccard']:.4f}",
-                difference(row["jaccard_difference"]),
+                _difference(row["jaccard_difference"]),
                 f"{row['auc']:.4f}",
-                difference(row["auc_difference"]),
+                _difference(row["auc_difference"]),
                 "yes" if row["degraded"] else "no",
             ]
             + (
                 [
                     f"{row['auc_ci95'][0]:.3f} to {row['auc_ci95'][1]:.3f}",
-                    difference(row["jaccard_over_prior_mask"]) + (" **useless**" if row["useless"] else ""),
+                    _difference(row["jaccard_over_prior_mask"]) + (" **useless**" if row["useless"] else ""),
                 ]
                 if floor_studied
                 else []
@@ -2392,10 +2394,6 @@ def aspect_ratios_section(eval_dir: Path) -> list[str]:
     if not report:
         return []
 
-    def difference(gain: dict) -> str:
-        low, high = gain["ci95"]
-        return f"{gain['difference']:+.4f} ({low:+.4f} to {high:+.4f})"
-
     full = report["full"]
     rows = [["1 (the full image)", "-", "-", "256x256", f"{full['mean_jaccard']:.4f}", "baseline",
              f"{full['auc']:.4f}", "baseline", "-"]]  # fmt: skip
@@ -2408,9 +2406,9 @@ def aspect_ratios_section(eval_dir: Path) -> list[str]:
                 row["kind"],
                 f"{width}x{height}",
                 f"{row['mean_jaccard']:.4f}",
-                difference(row["jaccard_difference"]),
+                _difference(row["jaccard_difference"]),
                 f"{row['auc']:.4f}",
-                difference(row["auc_difference"]),
+                _difference(row["auc_difference"]),
                 "yes" if row["degraded"] else "no",
             ]
         )
@@ -2483,10 +2481,6 @@ def vignettes_section(eval_dir: Path) -> list[str]:
     if not report:
         return []
 
-    def difference(gain: dict, digits: int = 4) -> str:
-        low, high = gain["ci95"]
-        return f"{gain['difference']:+.{digits}f} ({low:+.{digits}f} to {high:+.{digits}f})"
-
     delivered, counts = report["delivered"], report["dark_frame_in_isic2017"]
     rows = [["none (as delivered)", "0%", f"{delivered['mean_jaccard']:.4f}", "baseline", f"{delivered['auc']:.4f}",
              "baseline", "baseline", "baseline", "baseline", "-"]]  # fmt: skip
@@ -2496,12 +2490,12 @@ def vignettes_section(eval_dir: Path) -> list[str]:
                 f"circle {row['diameter']:g} x the side" + (", classifier sees it filled" if row.get("fill") else ""),
                 f"{row['dark_share']:.1%}",
                 f"{row['mean_jaccard']:.4f}",
-                difference(row["jaccard_difference"]),
+                _difference(row["jaccard_difference"]),
                 f"{row['auc']:.4f}",
-                difference(row["auc_difference"]),
-                difference(row["probability_change"], 3),
-                difference(row["sensitivity_change"], 3),
-                difference(row["specificity_change"], 3),
+                _difference(row["auc_difference"]),
+                _difference(row["probability_change"], 3),
+                _difference(row["sensitivity_change"], 3),
+                _difference(row["specificity_change"], 3),
                 "yes" if row["degraded"] else "no",
             ]
         )
@@ -2581,6 +2575,89 @@ def vignettes_section(eval_dir: Path) -> list[str]:
     ]
 
 
+def frame_training_section(eval_dir: Path) -> list[str]:
+    """Two Lite0 networks trained without and with dark frames drawn on the training images."""
+    without, trained = (
+        _load(eval_dir / "classification_frames_base.json"),
+        _load(eval_dir / "classification_frames_frame.json"),
+    )
+    paired = _load(eval_dir / "classification_frames_val.json")
+    if not (without and trained and paired):
+        return []
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("vignettes", Path(__file__).parent.parent / "benchmarks/vignettes.py")
+    study = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(study)
+
+    rows = []
+    for name, report in (("without (`runs/cls-base`)", without), ("with (`runs/cls-frame`)", trained)):
+        for row in report["vignettes"]:
+            rows.append(
+                [
+                    name,
+                    f"{report['delivered']['auc']:.4f}",
+                    f"{report['threshold']:.4f}",
+                    f"{row['diameter']:g}",
+                    _difference(row["auc_difference"], 3),
+                    _difference(row["probability_change"], 3),
+                    _difference(row["sensitivity_change"], 3),
+                    _difference(row["specificity_change"], 3),
+                ]
+            )
+    works = study.frame_training_works(without, trained)
+    vs = paired["vs_baseline"]
+    return [
+        "### Dark frames in training (`data.frame_augmentation`): one Lite0 network without and with",
+        "",
+        "Commands: `melanoma train classification --config configs/classification.yaml --out runs/cls-base "
+        "amp=bf16` and the same with `--out runs/cls-frame data.frame_augmentation=true` (frames of random size, "
+        "shape and fade on 30% of the training images, of every label), each exported with its own threshold "
+        "(`melanoma export runs/cls-NAME --out runs/cls-NAME/export`, the shipped segmenter copied beside it), then "
+        f"`{without['command']}` and `{trained['command']}`; the validation images as delivered: "
+        f"`{_relative_command(paired)}`.",
+        "",
+        "Rule, written before either network was trained: " + study.FRAME_TRAINING_RULE + ".",
+        "",
+        _table(
+            [
+                "network",
+                "validation AUC",
+                "threshold",
+                "frame diameter",
+                "AUC change (95% CI)",
+                "probability change (95% CI)",
+                "sensitivity change (95% CI)",
+                "specificity change (95% CI)",
+            ],  # fmt: skip
+            rows,
+        ),
+        "",
+        f"On the validation images as delivered, with against without: AUC {vs['other_auc']:.4f} against "
+        f"{vs['baseline_auc']:.4f}, paired difference {vs['difference']:+.4f} (95% CI {vs['ci95'][0]:+.4f} to "
+        f"{vs['ci95'][1]:+.4f}, {vs['decision']}).",
+        "",
+        "Result: "
+        + (
+            "the augmentation works by the rule: the network trained with it is no longer moved by a frame. It is "
+            "not shipped yet: shipping it means training the three networks with it and measuring again everything "
+            "this card says of the classifier."
+            if works
+            else "the augmentation does not meet the rule, so it is not pursued as it stands."
+        ),
+        "",
+    ]
+
+
+def _relative_command(report: dict) -> str:
+    """The evaluate command that wrote ``report``, from its recorded folders."""
+    return (
+        f"melanoma evaluate classification --images $DATA/images/val --labels "
+        f"$DATA/labels/ISIC-2017_Validation_Part3_GroundTruth.csv --models {report['models_dir']} --baseline "
+        f"{report['vs_baseline']['models_dir']} --json models/eval/classification_frames_val.json"
+    )
+
+
 def _fill_shortfall(report: dict) -> str:
     """Which filled frames the fill rule failed on, and why, from the report."""
     without = {row["diameter"]: row for row in report["vignettes"]}
@@ -2635,16 +2712,12 @@ def greyscale_images_section(eval_dir: Path) -> list[str]:
     if not report:
         return []
 
-    def difference(gain: dict) -> str:
-        low, high = gain["ci95"]
-        return f"{gain['difference']:+.4f} ({low:+.4f} to {high:+.4f})"
-
     colour, grey, fired = report["colour"], report["greyscale"], report["greyscale_image_fired"]
     rows = [
         ["colour (as prepared)", f"{colour['mean_jaccard']:.4f}", "baseline", f"{colour['auc']:.4f}", "baseline",
          f"{fired['colour']} of {report['images']}"],
-        ["greyscale", f"{grey['mean_jaccard']:.4f}", difference(report["jaccard_difference"]), f"{grey['auc']:.4f}",
-         difference(report["auc_difference"]), f"{fired['greyscale']} of {report['images']}"],
+        ["greyscale", f"{grey['mean_jaccard']:.4f}", _difference(report["jaccard_difference"]), f"{grey['auc']:.4f}",
+         _difference(report["auc_difference"]), f"{fired['greyscale']} of {report['images']}"],
     ]  # fmt: skip
     return [
         "### Greyscale images (`greyscale_image`)",
@@ -2838,7 +2911,7 @@ def render(models: Path) -> str:
         if config:
             lines += section(config, eval_dir)
     lines += quality_checks_section(eval_dir) + small_images_section(eval_dir) + aspect_ratios_section(eval_dir)
-    lines += vignettes_section(eval_dir) + greyscale_images_section(eval_dir)
+    lines += vignettes_section(eval_dir) + frame_training_section(eval_dir) + greyscale_images_section(eval_dir)
     lines += precision_section(eval_dir)
     lines += duplicates_section(eval_dir)
     lines += speed_section(models, eval_dir) + runtimes_section(eval_dir) + app_section(eval_dir)

@@ -58,3 +58,20 @@ def emit_study(report: dict[str, Any], script: str, argv: list[str] | None, pred
     report["networks"] = predictor.networks()
     emit_json(report, path)
     return 0
+
+
+def predict_uploads(predictor: Any, images: list[Any], batch: int = 16) -> tuple[list[float], list[Any]]:
+    """(melanoma probabilities, lesion masks at each image's size) of RGB uint8 arrays predicted as uploads of
+    their own size, ``batch`` at a time: the prediction loop of the studies of the shipped models."""
+    import numpy as np
+
+    probabilities: list[float] = []
+    masks: list[Any] = []
+    for start in range(0, len(images), batch):
+        chunk = images[start : start + batch]
+        sizes = [(image.shape[1], image.shape[0]) for image in chunk]
+        names = [f"image {start + i}" for i in range(len(chunk))]
+        for prediction in predictor.predict_arrays(chunk, sizes, names):
+            probabilities.append(float(prediction.melanoma_probability))
+            masks.append(np.asarray(prediction.lesion_mask, dtype=bool))
+    return probabilities, masks
