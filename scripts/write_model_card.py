@@ -2643,10 +2643,37 @@ def frame_training_section(eval_dir: Path) -> list[str]:
             "not shipped yet: shipping it means training the three networks with it and measuring again everything "
             "this card says of the classifier."
             if works
-            else "the augmentation does not meet the rule, so it is not pursued as it stands."
+            else "the augmentation does not meet the rule, so it is not pursued as it stands. "
+            + _frame_training_shortfall(without, trained, _load(eval_dir / "vignettes.json"))
         ),
         "",
     ]
+
+
+def _frame_training_shortfall(without: dict, trained: dict, shipped: dict | None) -> str:
+    """What the two frame-training networks showed, beside the shipped classifier, from their reports."""
+
+    def at(report: dict, key: str, diameter: float = 1.0, fill: bool = False) -> dict:
+        rows = report["filled"] if fill else report["vignettes"]
+        return next(row for row in rows if row["diameter"] == diameter)[key]
+
+    text = (
+        f"At diameter 1 the network trained with frames moved by {_difference(at(trained, 'probability_change'), 3)}"
+        f", the one without by {_difference(at(without, 'probability_change'), 3)}"
+    )
+    if shipped:
+        text += f", the shipped three by {_difference(at(shipped, 'probability_change'), 3)}"
+    text += (
+        ": one training run of each cannot separate the augmentation's effect from the differences between runs, "
+        "which the spread of these shifts suggests are large. "
+    )
+    if without.get("filled"):
+        text += (
+            "Painting the frame over cost the network without the augmentation sensitivity at diameter 1: "
+            f"{_difference(at(without, 'sensitivity_change', fill=True), 3)}, its probabilities moving by "
+            f"{_difference(at(without, 'probability_change', fill=True), 3)}: the fill is no safe remedy either."
+        )
+    return text
 
 
 def _relative_command(report: dict) -> str:

@@ -530,6 +530,28 @@ def test_the_fill_paints_the_frame_and_keeps_the_field():
     assert fill_dark_frame(np.zeros((50, 50, 3), np.uint8)).sum() == 0  # all dark: nothing to take a colour from
 
 
+def test_the_frame_training_trial_is_read_by_its_rule():
+    study = load_script("vignettes")
+    without, trained = (
+        json.loads((REPO_ROOT / "models" / "eval" / f"classification_frames_{name}.json").read_text())
+        for name in ("base", "frame")
+    )
+    assert not study.frame_training_works(without, trained)  # the card and README say it did not work
+    assert trained["networks"]["classification"]["arch"] == without["networks"]["classification"]["arch"]
+
+    def report(spec: float, spec_high: float, shift: float) -> dict:
+        change = {"difference": spec, "ci95": [spec - 0.05, spec_high]}
+        rows = [{"diameter": d, "specificity_change": change, "probability_change": {"difference": shift}}
+                for d in (1.0, 0.9)]  # fmt: skip
+        return {"vignettes": rows}
+
+    shortcut, fixed = report(-0.2, -0.1, 0.1), report(-0.01, 0.03, 0.01)
+    assert study.frame_training_works(shortcut, fixed)
+    assert not study.frame_training_works(fixed, fixed)  # no shortcut to remove in the network without it
+    assert not study.frame_training_works(shortcut, report(-0.01, 0.03, 0.03))  # still moved by more than 0.02
+    assert not study.frame_training_works(shortcut, report(-0.06, -0.01, 0.01))  # specificity still degraded
+
+
 @pytest.mark.data
 def test_the_dark_frames_in_isic_2017_are_as_reported(isic_data_dir):
     report = json.loads((REPO_ROOT / "models" / "eval" / "vignettes.json").read_text())

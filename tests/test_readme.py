@@ -805,6 +805,16 @@ def test_readme_states_what_the_vignette_study_measured():
         f"cut the shift to {filled['probability_change']['difference']:+.3f} and the loss of specificity to "
         f"{-spec['difference']:.3f} (95% CI {spec['ci95'][0]:+.3f} to {spec['ci95'][1]:+.3f}) but did not remove it"
     ) in text
+    trained, without = _load("classification_frames_frame.json"), _load("classification_frames_base.json")
+
+    def shift(report: dict) -> str:
+        (row,) = [row for row in report["vignettes"] if row["diameter"] == 1.0]
+        return f"{row['probability_change']['difference']:+.3f}"
+
+    assert (
+        f"framed as wide as the image, its probabilities moved by {shift(trained)} against {shift(without)} for the "
+        "same recipe trained without (one run each;"
+    ) in text
 
 
 def test_readme_states_the_smallest_image_assessed():
