@@ -181,6 +181,29 @@ def frame_training_works(without: dict[str, Any], trained: dict[str, Any]) -> bo
     return fixed and specificity_degraded(baseline[1.0])
 
 
+#: Written before the seed-43 pair was trained (runs/decision_rules.md, 2026-12-07 19:23 UTC).
+FRAME_SEEDS_RULE = (
+    "over two seeds (42, 43), the augmentation reduces the frame's pull if both networks trained with it move less at "
+    "diameter 1.0 than both trained without (mean probability change, points); it increases it if both move more; "
+    "otherwise two runs each show no direction; nothing is shipped either way"
+)
+
+
+def frame_training_direction(without: list[dict[str, Any]], trained: list[dict[str, Any]]) -> str:
+    """``FRAME_SEEDS_RULE`` on the reports of the networks trained without and with the frame augmentation:
+    "reduces", "increases" or "no direction"."""
+
+    def shift(report: dict[str, Any]) -> float:
+        return next(r for r in report["vignettes"] if r["diameter"] == 1.0)["probability_change"]["difference"]
+
+    plain, framed = [shift(r) for r in without], [shift(r) for r in trained]
+    if max(framed) < min(plain):
+        return "reduces"
+    if min(framed) > max(plain):
+        return "increases"
+    return "no direction"
+
+
 def framed_isic_images(predictor: Predictor, data_dir: str | None) -> dict[str, Any]:
     """The fill on the ISIC 2017 training and test images that have a dark frame: the mean change in probability
     (training images, which trained the networks) and the decisions it changes (test images, labels withheld)."""

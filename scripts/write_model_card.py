@@ -2590,8 +2590,15 @@ def frame_training_section(eval_dir: Path) -> list[str]:
     study = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(study)
 
+    runs = [("without, seed 42 (`runs/cls-base`)", without), ("with, seed 42 (`runs/cls-frame`)", trained)]
+    seed43 = [_load(eval_dir / f"classification_frames_{name}_s43.json") for name in ("base", "frame")]
+    if all(seed43):
+        runs += [
+            ("without, seed 43 (`runs/cls-base-s43`)", seed43[0]),
+            ("with, seed 43 (`runs/cls-frame-s43`)", seed43[1]),
+        ]
     rows = []
-    for name, report in (("without (`runs/cls-base`)", without), ("with (`runs/cls-frame`)", trained)):
+    for name, report in runs:
         for row in report["vignettes"]:
             rows.append(
                 [
@@ -2646,6 +2653,30 @@ def frame_training_section(eval_dir: Path) -> list[str]:
             else "the augmentation does not meet the rule, so it is not pursued as it stands. "
             + _frame_training_shortfall(without, trained, _load(eval_dir / "vignettes.json"))
         ),
+        "",
+        *(_frame_seeds_lines(study, [without, seed43[0]], [trained, seed43[1]]) if all(seed43) else []),
+    ]
+
+
+def _frame_seeds_lines(study: object, without: list[dict], trained: list[dict]) -> list[str]:
+    """The frame-training trial over two seeds, read by the rule written before the second pair trained."""
+
+    def shift(report: dict) -> str:
+        row = next(r for r in report["vignettes"] if r["diameter"] == 1.0)
+        return f"{row['probability_change']['difference']:+.3f}"
+
+    direction = study.frame_training_direction(without, trained)
+    reading = {
+        "reduces": "the augmentation reduces the frame's pull",
+        "increases": "the augmentation increases the frame's pull",
+        "no direction": "two runs each show no direction",
+    }[direction]
+    return [
+        "The same pair trained again with `seed=43` (same commands with `seed=43` and `-s43` in the names; reports "
+        "`models/eval/classification_frames_base_s43.json`, `models/eval/classification_frames_frame_s43.json`). "
+        "Rule, written before it trained: " + study.FRAME_SEEDS_RULE + ". Mean probability change at diameter 1, "
+        f"without: {', '.join(shift(r) for r in without)}; with: {', '.join(shift(r) for r in trained)} (seeds 42, 43)"
+        f". Result: {reading}.",
         "",
     ]
 

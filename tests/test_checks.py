@@ -552,6 +552,18 @@ def test_the_frame_training_trial_is_read_by_its_rule():
     assert not study.frame_training_works(shortcut, report(-0.06, -0.01, 0.01))  # specificity still degraded
 
 
+def test_the_frame_training_direction_over_two_seeds():
+    study = load_script("vignettes")
+
+    def report(shift: float) -> dict:
+        return {"vignettes": [{"diameter": 1.0, "probability_change": {"difference": shift}}]}
+
+    direction = study.frame_training_direction
+    assert direction([report(0.10), report(0.08)], [report(0.02), report(0.05)]) == "reduces"
+    assert direction([report(0.03), report(0.04)], [report(0.08), report(0.05)]) == "increases"
+    assert direction([report(0.03), report(0.09)], [report(0.08), report(0.02)]) == "no direction"
+
+
 @pytest.mark.data
 def test_the_dark_frames_in_isic_2017_are_as_reported(isic_data_dir):
     report = json.loads((REPO_ROOT / "models" / "eval" / "vignettes.json").read_text())
