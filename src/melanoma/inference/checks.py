@@ -72,6 +72,9 @@ import numpy as np
 
 __all__ = [
     "BLANK_STD_THRESHOLD",
+    "DARK_CORNERS_MIN",
+    "DARK_CORNER_GREY",
+    "DARK_CORNER_SHARE",
     "GREYSCALE_SPREAD",
     "MASK_TONE_SHARE",
     "MAX_ASPECT",
