@@ -2671,12 +2671,19 @@ def _frame_seeds_lines(study: object, without: list[dict], trained: list[dict]) 
         "increases": "the augmentation increases the frame's pull",
         "no direction": "two runs each show no direction",
     }[direction]
+
+    def fill_sensitivity(report: dict) -> str:
+        row = next(r for r in report.get("filled", []) if r["diameter"] == 1.0)
+        return f"{row['sensitivity_change']['difference']:+.3f}"
+
+    fills = ", ".join(fill_sensitivity(r) for r in [*without, *trained])
     return [
         "The same pair trained again with `seed=43` (same commands with `seed=43` and `-s43` in the names; reports "
         "`models/eval/classification_frames_base_s43.json`, `models/eval/classification_frames_frame_s43.json`). "
         "Rule, written before it trained: " + study.FRAME_SEEDS_RULE + ". Mean probability change at diameter 1, "
         f"without: {', '.join(shift(r) for r in without)}; with: {', '.join(shift(r) for r in trained)} (seeds 42, 43)"
-        f". Result: {reading}.",
+        f". Result: {reading}. The fill's sensitivity change at diameter 1 on the four networks (without, seeds 42 "
+        f"and 43; with, seeds 42 and 43): {fills}.",
         "",
     ]
 
