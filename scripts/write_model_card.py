@@ -2311,6 +2311,24 @@ def _difference(gain: dict, digits: int = 4) -> str:
     return f"{gain['difference']:+.{digits}f} ({low:+.{digits}f} to {high:+.{digits}f})"
 
 
+def _study_section(
+    title: str, report: dict, intro: str, headers: list[str], rows: list[list], result: str
+) -> list[str]:
+    """The lines of a study of the shipped models: heading, command, what was done and its rule, table, result."""
+    return [
+        title,
+        "",
+        f"Command: `{report['command']}`",
+        "",
+        intro,
+        "",
+        _table(headers, rows),
+        "",
+        f"Result: {result}",
+        "",
+    ]
+
+
 def small_images_section(eval_dir: Path) -> list[str]:
     """The ``small_image`` check: how the outputs degrade on validation images shrunk to small sizes."""
     report = _load(eval_dir / "small_images.json")
@@ -2369,23 +2387,14 @@ def small_images_section(eval_dir: Path) -> list[str]:
             ),
             "",
         ]
-    return [
-        "### Small images (`small_image`)",
-        "",
-        f"Command: `{report['command']}`",
-        "",
+    intro = (
         f"Each of the {report['images']} validation images ({report['melanomas']} melanomas; 256x256 as prepared) "
         "shrunk with Pillow's LANCZOS filter to a side of s pixels and predicted by the shipped models as an upload "
         "of that size; its mask is enlarged (nearest) to 256 px and scored against the annotation. Differences are "
         "paired with the same images at 256 px (bootstrap 95% intervals). Rule, written before any of these "
-        "predictions was seen: " + report["rule"] + ".",
-        "",
-        _table(headers, rows),
-        "",
-        f"Result: {result}",
-        "",
-        *floor_lines,
-    ]
+        "predictions was seen: " + report["rule"] + "."
+    )
+    return _study_section("### Small images (`small_image`)", report, intro, headers, rows, result) + floor_lines
 
 
 def aspect_ratios_section(eval_dir: Path) -> list[str]:
@@ -2439,11 +2448,7 @@ def aspect_ratios_section(eval_dir: Path) -> list[str]:
         if limit
         else "no band was degraded, so no check is shown."
     )
-    return [
-        "### Elongated images (`elongated_image`)",
-        "",
-        f"Command: `{report['command']}`",
-        "",
+    intro = (
         "The models see every image squashed to a square, as they saw their training photographs (4:3 to 3:2; the six "
         "full-size validation originals in the data are 1.33 to 1.51), so an upload of another shape shows its "
         "lesion stretched unlike any of them. An upload of aspect r (long side / short side) taken from a validation "
@@ -2453,26 +2458,11 @@ def aspect_ratios_section(eval_dir: Path) -> list[str]:
         "the columns (the same share of the field lost, no stretch), a control. Differences are paired with the "
         f"full images ({report['images']}, {report['melanomas']} melanomas; bootstrap 95% intervals); the baseline "
         "outline is the full image's prediction cut to the same crop. Rule, written before any of these predictions "
-        "was seen: " + report["rule"] + ".",
-        "",
-        _table(
-            [
-                "ratio r",
-                "original a",
-                "crop",
-                "crop (px)",
-                "mean Jaccard",
-                "difference (95% CI)",
-                "AUC",
-                "difference (95% CI)",
-                "degraded",
-            ],  # fmt: skip
-            rows,
-        ),
-        "",
-        f"Result: {result}",
-        "",
-    ]
+        "was seen: " + report["rule"] + "."
+    )
+    headers = ["ratio r", "original a", "crop", "crop (px)", "mean Jaccard", "difference (95% CI)", "AUC",
+               "difference (95% CI)", "degraded"]  # fmt: skip
+    return _study_section("### Elongated images (`elongated_image`)", report, intro, headers, rows, result)
 
 
 def vignettes_section(eval_dir: Path) -> list[str]:
@@ -2536,11 +2526,7 @@ def vignettes_section(eval_dir: Path) -> list[str]:
             _fill_on_isic_line(report["fill_on_framed_isic_images"]),
             "",
         ]
-    return [
-        "### Dark frames (`dark_frame`)",
-        "",
-        f"Command: `{report['command']}`",
-        "",
+    intro = (
         "Many dermatoscopes leave a black frame around a round field of view. In ISIC 2017, "
         f"{train['dark_frame']} of the {train['images']} training images have one (at least three dark corners, as "
         f"the check defines them), {share['dark_frame']:.1%} of them melanomas against {share['other']:.1%} of the "
@@ -2551,28 +2537,12 @@ def vignettes_section(eval_dir: Path) -> list[str]:
         f"with the images as delivered ({report['images']}, {report['melanomas']} melanomas; bootstrap 95% "
         "intervals): AUC, mean Jaccard (both outlines and the annotation cut to the circle), the mean melanoma "
         f"probability, and sensitivity and specificity at the shipped threshold {report['threshold']:.4f}. Rule, "
-        "written before any of these predictions was seen: " + report["rule"] + ".",
-        "",
-        _table(
-            [
-                "frame",
-                "image dark",
-                "mean Jaccard",
-                "difference (95% CI)",
-                "AUC",
-                "difference (95% CI)",
-                "probability change (95% CI)",
-                "sensitivity change (95% CI)",
-                "specificity change (95% CI)",
-                "degraded",
-            ],  # fmt: skip
-            rows,
-        ),
-        "",
-        f"Result: {result}",
-        "",
-        *fill_lines,
-    ]
+        "written before any of these predictions was seen: " + report["rule"] + "."
+    )
+    headers = ["frame", "image dark", "mean Jaccard", "difference (95% CI)", "AUC", "difference (95% CI)",
+               "probability change (95% CI)", "sensitivity change (95% CI)", "specificity change (95% CI)",
+               "degraded"]  # fmt: skip
+    return _study_section("### Dark frames (`dark_frame`)", report, intro, headers, rows, result) + fill_lines
 
 
 def frame_training_section(eval_dir: Path) -> list[str]:
