@@ -29,9 +29,9 @@ from melanoma.data.samples import read_mask
 from melanoma.inference.image_io import load_image
 from melanoma.inference.predictor import Predictor
 from melanoma.metrics import jaccard, paired_auc_difference, paired_mean_difference
-from melanoma.reporting import both_models, emit_study, predict_uploads, study_parser
+from melanoma.reporting import both_models, emit_study, lost_beyond_noise, predict_uploads, study_parser
 
-#: Written before any prediction of this study was seen (runs/decision_rules.md, 2026-12-07 18:31 UTC).
+#: Written before any prediction of this study was seen (runs/decision_rules.md, 2026-12-07 18:29 UTC).
 RULE = (
     "a band is degraded when the paired difference in AUC or in mean Jaccard has its 95% interval below 0 with a "
     "point estimate of -0.02 or less (the small-image rule); the check fires on uploads whose long side / short side "
@@ -73,7 +73,7 @@ def predict_crops(
 
 def degraded(jaccard_difference: dict[str, Any], auc_difference: dict[str, Any]) -> bool:
     """The rule: either paired difference has its 95% interval below 0 and its point at ``DEGRADED_BY`` or less."""
-    return any(d["ci95"][1] < 0 and d["difference"] <= DEGRADED_BY for d in (jaccard_difference, auc_difference))
+    return any(lost_beyond_noise(d, DEGRADED_BY) for d in (jaccard_difference, auc_difference))
 
 
 def max_aspect(rows: list[dict[str, Any]]) -> float | None:

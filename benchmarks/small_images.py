@@ -31,7 +31,7 @@ from melanoma.data.samples import read_mask
 from melanoma.inference.image_io import load_image
 from melanoma.inference.predictor import Predictor
 from melanoma.metrics import bootstrap_ci, jaccard, paired_auc_difference, paired_mean_difference
-from melanoma.reporting import both_models, emit_study, study_parser
+from melanoma.reporting import both_models, emit_study, lost_beyond_noise, study_parser
 
 #: Written before any downscaled prediction was seen (runs/decision_rules.md, 2026-11-29 22:45 UTC).
 RULE = (
@@ -80,7 +80,7 @@ def predict_at(
 
 def degraded(jaccard_difference: dict[str, Any], auc_difference: dict[str, Any]) -> bool:
     """The rule: either paired difference has its 95% interval below 0 and its point at ``DEGRADED_BY`` or less."""
-    return any(d["ci95"][1] < 0 and d["difference"] <= DEGRADED_BY for d in (jaccard_difference, auc_difference))
+    return any(lost_beyond_noise(d, DEGRADED_BY) for d in (jaccard_difference, auc_difference))
 
 
 def _smallest_clear_side(rows: list[dict[str, Any]], flag: str) -> int | None:

@@ -31,7 +31,7 @@ from melanoma.inference.checks import dark_corners
 from melanoma.inference.image_io import load_image
 from melanoma.inference.predictor import FILL_DARK_FRAMES, Predictor
 from melanoma.metrics import jaccard, paired_auc_difference, paired_mean_difference
-from melanoma.reporting import both_models, emit_study, predict_uploads, study_parser
+from melanoma.reporting import both_models, emit_study, lost_beyond_noise, predict_uploads, study_parser
 
 #: Written before any prediction of this study was seen (runs/decision_rules.md, 2026-12-07 18:41 UTC).
 RULE = (
@@ -99,8 +99,8 @@ def rate_changes(labels: np.ndarray, base: list[float], other: list[float], thre
 
 def degraded(jaccard_difference: dict[str, Any], auc_difference: dict[str, Any], specificity: dict[str, Any]) -> bool:
     """``RULE``."""
-    losses = any(d["ci95"][1] < 0 and d["difference"] <= DEGRADED_BY for d in (jaccard_difference, auc_difference))
-    return losses or (specificity["ci95"][1] < 0 and specificity["difference"] <= SPECIFICITY_DEGRADED_BY)
+    losses = any(lost_beyond_noise(d, DEGRADED_BY) for d in (jaccard_difference, auc_difference))
+    return losses or lost_beyond_noise(specificity, SPECIFICITY_DEGRADED_BY)
 
 
 def dark_frame_counts(data_dir: str | None) -> dict[str, Any]:
@@ -166,8 +166,7 @@ def serve_fill(unfilled: list[dict[str, Any]], filled: list[dict[str, Any]]) -> 
 
 def specificity_degraded(row: dict[str, Any]) -> bool:
     """The specificity part of ``RULE``: a paired change with its 95% interval below 0 and a point at -0.05 or less."""
-    change = row["specificity_change"]
-    return change["ci95"][1] < 0 and change["difference"] <= SPECIFICITY_DEGRADED_BY
+    return lost_beyond_noise(row["specificity_change"], SPECIFICITY_DEGRADED_BY)
 
 
 def frame_training_works(without: dict[str, Any], trained: dict[str, Any]) -> bool:

@@ -75,3 +75,9 @@ def predict_uploads(predictor: Any, images: list[Any], batch: int = 16) -> tuple
             probabilities.append(float(prediction.melanoma_probability))
             masks.append(np.asarray(prediction.lesion_mask, dtype=bool))
     return probabilities, masks
+
+
+def lost_beyond_noise(difference: dict[str, Any], by: float = -0.02) -> bool:
+    """Whether a paired difference (``metrics.paired_*_difference``) is a loss: its 95% interval lies below 0 and its
+    point is at ``by`` or less (the rule of the studies of the shipped models, -0.02 unless they say otherwise)."""
+    return difference["ci95"][1] < 0 and difference["difference"] <= by
